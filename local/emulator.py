@@ -1,0 +1,474 @@
+"""A Foundation Models emulator: an HTTP server on loopback that follows the documented REST contract.
+
+Outputs are deterministic and say they are emulated. Embeddings are real vectors (feature-hashed word
+and character-trigram features, 256 dims, L2-normalised), so similar texts are close; few-shot
+classification scores each label by the similarity of the text to the label and its samples.
+
+Besides the Foundation Models paths it serves an IAM token exchange (`POST /iam/v1/tokens`, verifies
+PS256 JWTs against registered public keys) and a metadata token endpoint, so the credential chain can
+be tested end to end. Test switches live under `/_emulator/`: latency, injected faults (any status
+with Retry-After, slow answers, malformed bodies, dropped connections), strict auth, call counts.
+
+Run: python -m local.emulator --port 8765
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODEL_VERSION = "emulated-2026-11"
+DIM = 256
+FM = "/foundationModels/v1"
+IAM_PATH = "/iam/v1/tokens"
+METADATA_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+# -- deterministic "models" --------------------------------------------------------------------
+
+def tokens_of(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def _bucket(feature: str, dim: int) -> tuple[int, float]:
+    digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+    value = int.from_bytes(digest, "little")
+    return value % dim, 1.0 if (value >> 63) & 1 else -1.0
+
+
+def embed(text: str, dim: int = DIM) -> list[float]:
+    """Feature hashing of lower-cased words (weight 1) and character trigrams (weight 0.5), normalised."""
+    vector = [0.0] * dim
+    words = [w.lower() for w in tokens_of(text) if w.strip()]
+    for word in words:
+        index, sign = _bucket("w:" + word, dim)
+        vector[index] += sign
+        padded = f"#{word}#"
+        for i in range(len(padded) - 2):
+            index, sign = _bucket("c:" + padded[i:i + 3], dim)
+            vector[index] += 0.5 * sign
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [round(v / norm, 6) for v in vector]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b))
+
+
+def classify(text: str, labels: list[str], samples: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Softmax over similarity of text to each label (its name and its samples); sums to 1."""
+    target = embed(text)
+    scores = []
+    for label in labels:
+        references = [label] + [s["text"] for s in samples if s.get("label") == label]
+        scores.append(max(cosine(target, embed(ref)) for ref in references))
+    exps = [math.exp(score * 8) for score in scores]
+    total = sum(exps)
+    predictions = [{"label": label, "confidence": round(e / total, 6)} for label, e in zip(labels, exps)]
+    return sorted(predictions, key=lambda p: -p["confidence"])
+
+
+def complete_text(messages: list[dict[str, Any]], model: str) -> str:
+    user = next((m.get("text", "") for m in reversed(messages) if m.get("role") == "user"), "") or ""
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:8]
+    snippet = " ".join(user.split())[:120]
+    return f"[emulated {model}] Reply #{digest} to: {snippet}"
+
+
+def token_ids(text: str) -> list[dict[str, Any]]:
+    out = []
+    for token in tokens_of(text):
+        ident = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=3).digest(), "little")
+        out.append({"id": str(ident), "text": token, "special": False})
+    return out
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+class State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults: list[dict[str, Any]] = []
+            self.calls: list[dict[str, Any]] = []
+            self.latency_ms = 0.0
+            self.api_keys: list[str] | None = None  # None: any non-empty key is accepted
+            self.strict_bearer = False  # True: only tokens this emulator issued (and not expired)
+            self.token_ttl_s = 43_200
+            self.issued: dict[str, float] = {}
+            self.public_keys: dict[str, dict[str, str]] = {}  # key id -> {public_key, service_account_id}
+
+    def take_fault(self, path: str) -> dict[str, Any] | None:
+        with self.lock:
+            for fault in self.faults:
+                target = fault.get("path", "*")
+                if fault.get("count", 1) != 0 and (target == "*" or path.startswith(target)):
+                    if fault.get("count", 1) > 0:
+                        fault["count"] = fault.get("count", 1) - 1
+                    return dict(fault)
+        return None
+
+    def issue_token(self) -> tuple[str, float]:
+        token = "t1.emulated." + uuid.uuid4().hex
+        expires = time.time() + self.token_ttl_s
+        with self.lock:
+            self.issued[token] = expires
+        return token, expires
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ApiFailure(Exception):
+    def __init__(self, status: int, grpc_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.grpc_code, self.message = status, grpc_code, message
+
+
+def _bad(message: str) -> ApiFailure:
+    return ApiFailure(400, 3, message)
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes; avoid the 40 ms delayed-ACK stall
+    server: EmulatorServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet by default
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        state = self.server.state
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if path.startswith("/_emulator/"):
+            return self._control(method, path, raw)
+        request_id = str(uuid.uuid4())
+        with state.lock:
+            state.calls.append({"path": path, "method": method, "t": time.time(),
+                                "clientRequestId": self.headers.get("x-client-request-id"),
+                                "folderId": self.headers.get("x-folder-id"),
+                                "dataLogging": self.headers.get("x-data-logging-enabled"),
+                                "auth": (self.headers.get("Authorization") or "").split(" ", 1)[0]})
+        fault = state.take_fault(path)
+        if state.latency_ms and path.startswith(FM):
+            time.sleep(state.latency_ms / 1000)
+        if fault and self._apply_fault(fault, path, request_id):
+            return
+        try:
+            body = self._route(method, path, raw)
+        except ApiFailure as failure:
+            return self._error(path, failure.status, failure.grpc_code, failure.message, request_id)
+        self._send(200, body, request_id)
+
+    def _apply_fault(self, fault: dict[str, Any], path: str, request_id: str) -> bool:
+        kind = fault.get("kind", "status")
+        if kind == "delay":
+            time.sleep(float(fault.get("delayMs", 1000)) / 1000)
+            return False
+        if kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return True
+        if kind == "malformed":
+            self._raw(200, b'{"result": {"alternatives": [', "application/json", request_id)
+            return True
+        status = int(fault.get("status", 503))
+        headers = {}
+        if fault.get("retryAfter") is not None:
+            headers["Retry-After"] = str(fault["retryAfter"])
+        grpc = {400: 3, 401: 16, 403: 7, 404: 5, 429: 8, 500: 13, 503: 14, 504: 4}.get(status, 2)
+        self._error(path, status, grpc, fault.get("message", f"emulated fault {status}"), request_id, headers,
+                    shape=fault.get("shape"))
+        return True
+
+    def _route(self, method: str, path: str, raw: bytes) -> Any:
+        state = self.server.state
+        if path == METADATA_PATH and method == "GET":
+            if self.headers.get("Metadata-Flavor") != "Google":
+                raise ApiFailure(403, 7, "Metadata-Flavor: Google header is required")
+            token, expires = state.issue_token()
+            return {"access_token": token, "expires_in": int(expires - time.time()), "token_type": "Bearer"}
+        if path == IAM_PATH and method == "POST":
+            return self._exchange(_json(raw))
+        if not path.startswith(FM):
+            raise ApiFailure(404, 5, f"no such method {path}")
+        if method != "POST":
+            raise ApiFailure(405, 12, f"{method} is not supported on {path}")
+        self._authenticate()
+        body = _json(raw)
+        name = path[len(FM) + 1:]
+        if name == "completion":
+            return self._completion(body)
+        if name == "tokenize":
+            _require(body, "modelUri", "text")
+            return {"tokens": token_ids(body["text"]), "modelVersion": MODEL_VERSION}
+        if name == "tokenizeCompletion":
+            messages = _messages(body)
+            text = "\n".join(m.get("text", "") for m in messages)
+            return {"tokens": token_ids(text), "modelVersion": MODEL_VERSION}
+        if name == "textEmbedding":
+            _require(body, "modelUri", "text")
+            _scheme(body["modelUri"], ("emb", "gpt"))
+            dim = int(body.get("dim") or DIM)
+            if not 1 <= dim <= DIM:
+                raise _bad(f"dim must be between 1 and {DIM}")
+            return {"embedding": embed(body["text"], dim), "numTokens": str(len(tokens_of(body["text"]))),
+                    "modelVersion": MODEL_VERSION}
+        if name == "fewShotTextClassification":
+            _require(body, "modelUri", "text", "labels")
+            _scheme(body["modelUri"], ("cls",))
+            labels = body["labels"]
+            if not isinstance(labels, list) or not 2 <= len(labels) <= 20:
+                raise _bad("labels must contain from 2 to 20 items")
+            samples = body.get("samples") or []
+            predictions = classify(body["text"], labels, samples)
+            used = len(tokens_of(body["text"])) + sum(len(tokens_of(s.get("text", ""))) for s in samples)
+            return {"predictions": predictions, "modelVersion": MODEL_VERSION, "inputTokens": str(used)}
+        if name == "textClassification":
+            _require(body, "modelUri", "text")
+            _scheme(body["modelUri"], ("cls",))
+            if "@" not in body["modelUri"]:
+                raise _bad("textClassification needs a tuned classifier URI (cls://<folder>/<model>/<version>@<suffix>)")
+            labels = ["negative", "neutral", "positive"]
+            return {"predictions": classify(body["text"], labels, []), "modelVersion": MODEL_VERSION,
+                    "inputTokens": str(len(tokens_of(body["text"])))}
+        raise ApiFailure(404, 5, f"no such method {path}")
+
+    def _completion(self, body: dict[str, Any]) -> Any:
+        _require(body, "modelUri", "messages")
+        model = _scheme(body["modelUri"], ("gpt",))
+        messages = _messages(body)
+        options = body.get("completionOptions") or {}
+        temperature = options.get("temperature", 0.3)
+        if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
+            raise _bad("completionOptions.temperature must be between 0 and 1")
+        max_tokens = int(options.get("maxTokens") or 2000)
+        words = complete_text(messages, model).split(" ")
+        status = "ALTERNATIVE_STATUS_FINAL"
+        if len(words) > max_tokens:
+            words, status = words[:max_tokens], "ALTERNATIVE_STATUS_TRUNCATED_FINAL"
+        input_tokens = sum(len(tokens_of(m.get("text", ""))) for m in messages)
+
+        def result(text: str, count: int, alt_status: str) -> dict[str, Any]:
+            return {"result": {"alternatives": [{"message": {"role": "assistant", "text": text}, "status": alt_status}],
+                               "usage": {"inputTextTokens": str(input_tokens), "completionTokens": str(count),
+                                         "totalTokens": str(input_tokens + count),
+                                         "completionTokensDetails": {"reasoningTokens": "0"}},
+                               "modelVersion": MODEL_VERSION}}
+
+        if options.get("stream"):
+            step = max(1, len(words) // 3)
+            chunks = [result(" ".join(words[:n]), n, "ALTERNATIVE_STATUS_PARTIAL") for n in range(step, len(words), step)]
+            chunks.append(result(" ".join(words), len(words), status))
+            return _NdJson(chunks)
+        return result(" ".join(words), len(words), status)
+
+    def _authenticate(self) -> None:
+        state = self.server.state
+        header = self.headers.get("Authorization") or ""
+        scheme, _, credential = header.partition(" ")
+        if scheme not in ("Api-Key", "Bearer") or not credential.strip():
+            raise ApiFailure(401, 16, "Unauthenticated: an Authorization header (Api-Key or Bearer) is required")
+        if scheme == "Api-Key" and state.api_keys is not None and credential not in state.api_keys:
+            raise ApiFailure(401, 16, "Unknown api key")
+        if scheme == "Bearer" and state.strict_bearer:
+            expires = state.issued.get(credential)
+            if expires is None or expires < time.time():
+                raise ApiFailure(401, 16, "The token is invalid or has expired.")
+
+    def _exchange(self, body: dict[str, Any]) -> dict[str, Any]:
+        import jwt
+
+        state = self.server.state
+        token = body.get("jwt")
+        if not isinstance(token, str):
+            raise _bad("jwt is required")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as err:
+            raise _bad(f"malformed jwt: {err}") from None
+        key = state.public_keys.get(str(header.get("kid")))
+        if key is None:
+            raise ApiFailure(401, 16, f"unknown key id {header.get('kid')}")
+        if header.get("alg") != "PS256":
+            raise ApiFailure(401, 16, "only PS256 is accepted")
+        audience = f"http://{self.headers.get('Host')}{IAM_PATH}"
+        try:
+            claims = jwt.decode(token, key["public_key"], algorithms=["PS256"],
+                                audience=[audience, "https://iam.api.cloud.yandex.net/iam/v1/tokens"])
+        except jwt.PyJWTError as err:
+            raise ApiFailure(401, 16, f"jwt rejected: {err}") from None
+        if claims.get("iss") != key["service_account_id"]:
+            raise ApiFailure(401, 16, "iss does not match the key's service account")
+        if int(claims["exp"]) - int(claims["iat"]) > 3600:
+            raise ApiFailure(401, 16, "exp - iat must not exceed 3600 seconds")
+        iam_token, expires = state.issue_token()
+        return {"iamToken": iam_token, "expiresAt": _rfc3339(expires)}
+
+    # -- control plane for tests and `make run` --
+    def _control(self, method: str, path: str, raw: bytes) -> None:
+        state = self.server.state
+        body = _json(raw) if raw else {}
+        if path == "/_emulator/health":
+            return self._send(200, {"ok": True, "emulator": True})
+        if path == "/_emulator/reset" and method == "POST":
+            state.reset()
+            return self._send(200, {"ok": True})
+        if path == "/_emulator/faults" and method == "POST":
+            with state.lock:
+                state.faults.extend(body.get("faults", [body]))
+            return self._send(200, {"ok": True})
+        if path == "/_emulator/config" and method == "POST":
+            with state.lock:
+                state.latency_ms = float(body.get("latencyMs", state.latency_ms))
+                state.api_keys = body.get("apiKeys", state.api_keys)
+                state.strict_bearer = bool(body.get("strictBearer", state.strict_bearer))
+                state.token_ttl_s = int(body.get("tokenTtlS", state.token_ttl_s))
+                if body.get("revokeTokens"):
+                    state.issued.clear()
+            return self._send(200, {"ok": True})
+        if path == "/_emulator/keys" and method == "POST":
+            with state.lock:
+                state.public_keys[body["id"]] = {"public_key": body["public_key"],
+                                                 "service_account_id": body["service_account_id"]}
+            return self._send(200, {"ok": True})
+        if path == "/_emulator/calls" and method == "GET":
+            with state.lock:
+                return self._send(200, {"calls": list(state.calls)})
+        self._send(404, {"error": "unknown control path"})
+
+    # -- output --
+    def _error(self, path: str, status: int, grpc_code: int, message: str, request_id: str,
+               headers: dict[str, str] | None = None, shape: str | None = None) -> None:
+        gateway_shape = (shape or ("gateway" if path.startswith(FM) else "status")) == "gateway"
+        if gateway_shape:
+            body: dict[str, Any] = {"error": {"grpcCode": grpc_code, "httpCode": status,
+                                              "httpStatus": HTTPStatus(status).phrase, "details": [],
+                                              "message": f"Error in session request_id={request_id}: {message}"}}
+        else:
+            body = {"code": grpc_code, "message": message,
+                    "details": [{"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": request_id}]}
+        self._send(status, body, request_id, headers)
+
+    def _send(self, status: int, body: Any, request_id: str = "", headers: dict[str, str] | None = None) -> None:
+        if isinstance(body, _NdJson):
+            data = "".join(json.dumps(chunk, ensure_ascii=False) + "\n" for chunk in body.chunks).encode()
+        else:
+            data = json.dumps(body, ensure_ascii=False).encode()
+        self._raw(status, data, "application/json", request_id, headers)
+
+    def _raw(self, status: int, data: bytes, content_type: str, request_id: str,
+             headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", request_id)
+        self.send_header("x-server-trace-id", request_id[:8])
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _NdJson:
+    def __init__(self, chunks: list[Any]) -> None:
+        self.chunks = chunks
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise _bad("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _bad("request body must be a JSON object")
+    return body
+
+
+def _require(body: dict[str, Any], *fields: str) -> None:
+    for name in fields:
+        if body.get(name) in (None, "", []):
+            raise _bad(f"{name} is required")
+
+
+def _scheme(uri: str, schemes: tuple[str, ...]) -> str:
+    match = re.match(r"^([a-z]+)://([^/]+)/([^/@]+)", str(uri))
+    if not match or match.group(1) not in schemes:
+        raise _bad(f"invalid model uri {uri!r}; expected {' or '.join(s + '://' for s in schemes)}<folder>/<model>")
+    return match.group(3)
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages must not be empty")
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
+            raise _bad(f"invalid message role {message.get('role') if isinstance(message, dict) else message!r}")
+    return messages
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], verbose: bool = False) -> None:
+        super().__init__(address, Handler)
+        self.state = State()
+        self.verbose = verbose
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def start(port: int = 0, host: str = "127.0.0.1") -> EmulatorServer:
+    """Start on a background thread (port 0 = any free port); stop with server.shutdown()."""
+    server = EmulatorServer((host, port))
+    threading.Thread(target=server.serve_forever, name="fm-emulator", daemon=True).start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    server = EmulatorServer((args.host, args.port), verbose=args.verbose)
+    print(f"Foundation Models emulator on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

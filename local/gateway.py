@@ -1,0 +1,155 @@
+"""A local API Gateway: HTTP on loopback -> the same event API Gateway sends -> the handler, in-process.
+
+Routes come from shared.routes (the table the OpenAPI spec is generated from). Events follow payload
+format 0.1 by default (`url` real path, `path` template, `pathParams`), or 1.0 with --format 1.0.
+JSON bodies arrive as text, anything else base64-encoded, as the platform does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import threading
+import time
+import uuid
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from local import functions
+from local.context import LocalContext
+from shared import errors, routes
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
+
+
+def build_event(method: str, raw_path: str, headers: dict[str, str], body: bytes, route: routes.Route,
+                params: dict[str, str], payload_format: str = "0.1", source_ip: str = "127.0.0.1") -> dict[str, Any]:
+    """The event API Gateway would send the function for this request."""
+    split = urlsplit(raw_path)
+    multi_query = parse_qs(split.query, keep_blank_values=True)
+    query = {k: v[-1] for k, v in multi_query.items()}
+    content_type = headers.get("Content-Type", headers.get("content-type", ""))
+    is_text = not body or "json" in content_type or content_type.startswith("text/")
+    now = time.time()
+    request_id = str(uuid.uuid4())
+    context = {
+        "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", "")},
+        "httpMethod": method, "requestId": request_id,
+        "requestTime": formatdate(now, usegmt=True), "requestTimeEpoch": int(now),
+        "apiGateway": {"operationContext": {"operation": route.operation}},
+    }
+    event: dict[str, Any] = {
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "requestContext": context,
+        "body": body.decode("utf-8", errors="replace") if is_text else base64.b64encode(body).decode(),
+        "isBase64Encoded": not is_text,
+    }
+    if payload_format == "1.0":
+        event.update(version="1.0", resource=route.path, path=split.path, pathParameters=params,
+                     parameters={**params, **query}, multiValueParameters={**{k: [v] for k, v in params.items()},
+                                                                           **multi_query},
+                     operationId=route.operation)
+    else:
+        event.update(url=raw_path, path=route.path, pathParams=params, params={**params, **query},
+                     multiValueParams={**{k: [v] for k, v in params.items()}, **multi_query})
+    return event
+
+
+class GatewayHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes; avoid the 40 ms delayed-ACK stall
+    server: GatewayServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if length > self.server.max_body_bytes:  # API Gateway rejects these before any function runs
+            return self._send(413, {"Content-Type": "application/json"},
+                              json.dumps(errors.PayloadTooLargeError("request is larger than the gateway's limit").to_body()).encode())
+        try:
+            route, params = routes.resolve(method, self.path)
+        except errors.ApiError as err:
+            return self._send(err.status, {"Content-Type": "application/json"}, json.dumps(err.to_body()).encode())
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        event = build_event(method, self.path, headers, body, route, params, self.server.payload_format,
+                            self.client_address[0])
+        handler = functions.load(route.function)
+        result = handler(event, LocalContext(route.function, timeout_s=self.server.timeout_s,
+                                             request_id=event["requestContext"]["requestId"]))
+        if not isinstance(result, dict) or "statusCode" not in result:
+            return self._send(502, {"Content-Type": "application/json"},
+                              b'{"errorMessage":"Malformed serverless function response","errorType":"ProxyIntegrationError"}')
+        data = result.get("body") or ""
+        payload = base64.b64decode(data) if result.get("isBase64Encoded") else str(data).encode()
+        self._send(int(result["statusCode"]), result.get("headers") or {}, payload)
+
+    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], payload_format: str = "0.1", timeout_s: float = 300.0,
+                 max_body_bytes: int = 2_621_440 * 2, verbose: bool = False) -> None:
+        super().__init__(address, GatewayHandler)
+        self.payload_format = payload_format
+        self.timeout_s = timeout_s
+        self.max_body_bytes = max_body_bytes
+        self.verbose = verbose
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def start(port: int = 0, payload_format: str = "0.1", host: str = "127.0.0.1") -> GatewayServer:
+    server = GatewayServer((host, port), payload_format)
+    threading.Thread(target=server.serve_forever, name="local-gateway", daemon=True).start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--format", choices=["0.1", "1.0"], default="0.1")
+    args = parser.parse_args()
+    server = GatewayServer((args.host, args.port), args.format)
+    print(f"local gateway on {server.url}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

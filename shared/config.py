@@ -1,0 +1,134 @@
+"""Settings: one typed object read from the environment on first use and cached per instance.
+
+Explicit argument > environment > default. The environment variable names are the public interface
+(listed in the README); a bad value fails with a ConfigError that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from shared.errors import ConfigError
+
+DEFAULT_METADATA_ADDR = "169.254.169.254"
+
+# field name -> environment variable; the only list of public variable names in code.
+ENV_NAMES: dict[str, str] = {
+    "folder_id": "YC_FOLDER_ID",
+    "api_key": "YC_API_KEY",
+    "iam_token": "YC_IAM_TOKEN",
+    "sa_key_json": "YC_SA_KEY_JSON",
+    "sa_key_file": "YC_SA_KEY_FILE",
+    "metadata_addr": "YC_METADATA_ADDR",
+    "iam_endpoint": "YC_IAM_ENDPOINT",
+    "base_url": "FM_BASE_URL",
+    "operation_url": "FM_OPERATION_URL",
+    "data_logging": "FM_DATA_LOGGING",
+    "timeout_s": "FM_TIMEOUT_S",
+    "connect_timeout_s": "FM_CONNECT_TIMEOUT_S",
+    "max_retries": "FM_MAX_RETRIES",
+    "retry_base_s": "FM_RETRY_BASE_S",
+    "retry_max_s": "FM_RETRY_MAX_S",
+    "max_concurrency": "FM_MAX_CONCURRENCY",
+    "embedding_rps": "FM_EMBEDDING_RPS",
+    "classification_rps": "FM_CLASSIFICATION_RPS",
+    "allowed_models": "FM_ALLOWED_MODELS",
+    "max_body_bytes": "FM_MAX_BODY_BYTES",
+    "log_level": "LOG_LEVEL",
+    "log_payloads": "LOG_PAYLOADS",
+}
+
+
+class Settings(BaseModel):
+    """Everything configurable, typed and validated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    folder_id: str | None = None
+    api_key: SecretStr | None = None
+    iam_token: SecretStr | None = None
+    sa_key_json: SecretStr | None = None
+    sa_key_file: str | None = None
+    metadata_addr: str | None = None  # unset: probe DEFAULT_METADATA_ADDR quietly
+    iam_endpoint: str = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
+    base_url: str = "https://llm.api.cloud.yandex.net"
+    operation_url: str = "https://operation.api.cloud.yandex.net"
+    data_logging: bool = False
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(3.05, gt=0, le=60)
+    max_retries: int = Field(4, ge=0, le=10)
+    retry_base_s: float = Field(1.0, ge=0, le=60)
+    retry_max_s: float = Field(10.0, ge=0, le=300)
+    max_concurrency: int = Field(8, ge=1, le=64)
+    embedding_rps: float = Field(10.0, gt=0, le=10_000)
+    classification_rps: float = Field(1.0, gt=0, le=10_000)
+    allowed_models: tuple[str, ...] = ()
+    max_body_bytes: int = Field(2_621_440, ge=1024)  # API Gateway's 2.5 MB request cap
+    log_level: str = "INFO"
+    log_payloads: bool = False
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"}:
+            raise ValueError("must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")
+        return level
+
+    @field_validator("base_url", "operation_url", "iam_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from `environ` (default os.environ); keyword arguments win over it."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, env_name in ENV_NAMES.items():
+            raw = environ.get(env_name)
+            if raw is not None and raw.strip() != "":
+                values[field] = raw.strip()
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            name = ENV_NAMES.get(field, field)
+            raise ConfigError(f"{name}: {first['msg']}") from None
+
+
+_lock = threading.Lock()
+_cached: Settings | None = None
+
+
+def settings() -> Settings:
+    """The instance's settings, read once from the environment."""
+    global _cached
+    if _cached is None:
+        with _lock:
+            if _cached is None:
+                _cached = Settings.from_env()
+    return _cached
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the local stack change the environment)."""
+    global _cached
+    with _lock:
+        _cached = None

@@ -1,0 +1,308 @@
+"""Request and response bodies, in the native camelCase (snake_case accepted on input, as upstream does).
+
+Validation messages name the field the way the caller wrote it and the rule it broke, e.g.
+`completionOptions.temperature: must be between 0 and 1`. int64 fields accept numbers or numeric
+strings and are sent upstream as strings, as the proto3 JSON mapping does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from shared.errors import BadRequestError
+
+MAX_LABELS = 20
+MIN_LABELS = 2
+MAX_SYNC_TEXTS = 256
+
+
+def _int64(value: Any) -> Any:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str):
+        if not value.strip().lstrip("-").isdigit():
+            raise ValueError("must be a whole number (a JSON number or a string of digits)")
+        return int(value)
+    return value
+
+
+Int64 = Annotated[int, BeforeValidator(_int64), PlainSerializer(lambda v: str(v), return_type=str)]
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+
+
+class Body(BaseModel):
+    """Base for request bodies: camelCase aliases, snake_case accepted, unknown fields rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def upstream(self) -> dict[str, Any]:
+        """The body as upstream expects it: camelCase, no unset fields, int64 as strings."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class ReasoningOptions(Body):
+    mode: Literal["REASONING_MODE_UNSPECIFIED", "DISABLED", "ENABLED_HIDDEN"]
+
+
+class CompletionOptions(Body):
+    stream: StrictBool | None = None
+    temperature: float | None = None
+    max_tokens: Int64 | None = None
+    reasoning_options: ReasoningOptions | None = None
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1:
+            raise ValueError("must be between 0 and 1")
+        return value
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+
+class Message(Body):
+    role: Literal["system", "user", "assistant"]
+    text: StrictStr | None = None
+    tool_call_list: dict[str, Any] | None = None
+    tool_result_list: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_content(self) -> Message:
+        present = [v for v in (self.text, self.tool_call_list, self.tool_result_list) if v is not None]
+        if len(present) != 1:
+            raise ValueError("@text: set exactly one of text, toolCallList, toolResultList")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("@text: must not be empty")
+        return self
+
+
+class CompletionRequest(Body):
+    model_uri: NonEmptyStr
+    completion_options: CompletionOptions | None = None
+    messages: list[Message] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    json_object: StrictBool | None = None
+    json_schema: dict[str, Any] | None = None
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.completion_options and self.completion_options.stream)
+
+    @model_validator(mode="after")
+    def _one_format(self) -> CompletionRequest:
+        if self.json_object and self.json_schema is not None:
+            raise ValueError("@jsonSchema: set at most one of jsonObject and jsonSchema")
+        return self
+
+
+class TokenizeRequest(Body):
+    model_uri: NonEmptyStr
+    text: NonEmptyStr
+
+
+class EmbeddingRequest(Body):
+    """Native: one `text`. Extension: `texts` (1..256), answered in input order."""
+
+    model_uri: NonEmptyStr
+    text: NonEmptyStr | None = None
+    texts: list[NonEmptyStr] | None = Field(None, min_length=1, max_length=MAX_SYNC_TEXTS)
+    dim: Int64 | None = None
+
+    @model_validator(mode="after")
+    def _text_or_texts(self) -> EmbeddingRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("@text: set exactly one of text and texts")
+        return self
+
+    @field_validator("dim")
+    @classmethod
+    def _dim_positive(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+
+class ClassificationSample(Body):
+    text: NonEmptyStr
+    label: NonEmptyStr
+
+
+class FewShotClassificationRequest(Body):
+    model_uri: NonEmptyStr
+    task_description: NonEmptyStr
+    labels: list[NonEmptyStr] = Field(min_length=MIN_LABELS, max_length=MAX_LABELS)
+    text: NonEmptyStr
+    samples: list[ClassificationSample] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a label")
+        return value
+
+    @model_validator(mode="after")
+    def _known_sample_labels(self) -> FewShotClassificationRequest:
+        for index, sample in enumerate(self.samples or []):
+            if sample.label not in self.labels:
+                raise ValueError(f"@samples[{index}].label: {sample.label!r} is not one of labels")
+        return self
+
+
+class TextClassificationRequest(Body):
+    model_uri: NonEmptyStr
+    text: NonEmptyStr
+
+
+# -- responses (documentation and the OpenAPI spec; upstream answers pass through unchanged) --
+
+class Response(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class Usage(Response):
+    input_text_tokens: str
+    completion_tokens: str
+    total_tokens: str
+
+
+class Alternative(Response):
+    message: dict[str, Any]
+    status: str
+
+
+class CompletionResult(Response):
+    alternatives: list[Alternative]
+    usage: Usage
+    model_version: str
+
+
+class CompletionResponse(Response):
+    result: CompletionResult
+
+
+class Token(Response):
+    id: str
+    text: str
+    special: bool
+
+
+class TokenizeResponse(Response):
+    tokens: list[Token]
+    model_version: str
+
+
+class EmbeddingResponse(Response):
+    embedding: list[float]
+    num_tokens: str
+    model_version: str
+
+
+class BatchEmbeddingResponse(Response):
+    embeddings: list[list[float]]
+    num_tokens: str
+    model_version: str
+
+
+class Prediction(Response):
+    label: str
+    confidence: float
+
+
+class ClassificationResponse(Response):
+    predictions: list[Prediction]
+    model_version: str
+    input_tokens: str | None = None
+
+
+def validate(model: type[Body], data: Any) -> Any:
+    """Validate a request body; any problem becomes a 400 naming the first bad field."""
+    if not isinstance(data, dict):
+        raise BadRequestError.field("body", f"must be a JSON object, got {_json_type(data)}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise _bad_request(err) from None
+
+
+def _bad_request(err: ValidationError) -> BadRequestError:
+    issues = [_located(issue) for issue in err.errors(include_url=False, include_input=False)]
+    field, rule = issues[0]
+    extra = len(issues) - 1
+    message = f"{field}: {rule}"
+    if extra:
+        message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+    details = [{"@type": "field", "field": f, "description": r} for f, r in issues[:20]]
+    return BadRequestError(message, details=details)
+
+
+def _located(issue: dict[str, Any]) -> tuple[str, str]:
+    """(field path, rule); a validator's "@sub.field: rule" message extends the path it was raised at."""
+    field, rule = _field_path(issue["loc"]), _rule(issue)
+    if rule.startswith("@") and ": " in rule:
+        sub, rule = rule[1:].split(": ", 1)
+        field = f"{field}{'' if sub.startswith('[') or not field else '.'}{sub}"
+    return field or "body", rule
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and part not in ("function-after", "function-before", "json-or-python"):
+            if part.startswith("function-"):
+                continue
+            path += f".{part}" if path else part
+    return path
+
+
+def _rule(issue: dict[str, Any]) -> str:
+    kind = issue["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    message = str(issue["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    if message.startswith("Input should be"):
+        message = "must be" + message[len("Input should be"):]
+    message = message.replace("List should have", "must have").replace("String should have", "must have")
+    return message.replace(" after validation", "")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__

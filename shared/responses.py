@@ -1,0 +1,41 @@
+"""Shaping answers into the `{statusCode, headers, body, isBase64Encoded}` the platform expects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import ApiError
+
+
+@dataclass
+class Reply:
+    """What an operation returns: a JSON body, or NDJSON lines for a buffered stream."""
+
+    body: Any
+    status: int = 200
+    ndjson: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def http(reply: Reply, ids: dict[str, str]) -> dict[str, Any]:
+    if reply.ndjson:
+        text = "".join(dumps(line) + "\n" for line in reply.body)
+        content_type = "application/x-ndjson"
+    else:
+        text = dumps(reply.body)
+        content_type = "application/json"
+    headers = {"Content-Type": content_type, **ids, **reply.headers}
+    return {"statusCode": reply.status, "headers": headers, "body": text, "isBase64Encoded": False}
+
+
+def error(err: ApiError, ids: dict[str, str]) -> dict[str, Any]:
+    headers = dict(ids)
+    if err.retry_after is not None and err.status in (429, 503):
+        headers["Retry-After"] = str(max(int(err.retry_after + 0.999), 1))
+    return http(Reply(err.to_body(ids.get("x-request-id")), status=err.status, headers=headers), {})

@@ -1,0 +1,75 @@
+"""The route table: the single source of truth for which HTTP path reaches which function and operation.
+
+The local gateway routes from it, handlers resolve their operation from it, and the API Gateway
+OpenAPI spec is generated from it and the pydantic models. Paths mirror Foundation Models REST, so a
+client written for upstream works by changing only the base URL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from shared.errors import MethodNotAllowedError, NotFoundError
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # OpenAPI-style template; {name} matches one segment
+    function: str  # the function (functions/<name>/handler.py) that serves it
+    operation: str  # the operation inside that function
+    request: str | None  # name of the request model in shared.models
+    response: str  # name of the response model in shared.models
+    summary: str
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/:]+)", re.escape(self.path))
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}/?$"))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.pattern.match(path)
+        return found.groupdict() if found else None
+
+
+FM = "/foundationModels/v1"
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", f"{FM}/completion", "completion", "completion", "CompletionRequest", "CompletionResponse",
+          "Generate a completion (stream: true returns the NDJSON chunks in one body)"),
+    Route("POST", f"{FM}/tokenize", "completion", "tokenize", "TokenizeRequest", "TokenizeResponse",
+          "Split text into the model's tokens"),
+    Route("POST", f"{FM}/tokenizeCompletion", "completion", "tokenizeCompletion", "CompletionRequest",
+          "TokenizeResponse", "Tokenize a whole completion request"),
+    Route("POST", f"{FM}/textEmbedding", "embedding", "textEmbedding", "EmbeddingRequest", "EmbeddingResponse",
+          "Embed one text, or up to 256 texts with the `texts` extension"),
+    Route("POST", f"{FM}/fewShotTextClassification", "classification", "fewShotTextClassification",
+          "FewShotClassificationRequest", "ClassificationResponse", "Zero- or few-shot classification (2-20 labels)"),
+    Route("POST", f"{FM}/textClassification", "classification", "textClassification",
+          "TextClassificationRequest", "ClassificationResponse", "Classify with a tuned classifier"),
+)
+
+
+def resolve(method: str, path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]]:
+    """The route for a request, with its path parameters; 404 or 405 when there is none."""
+    path = path.split("?", 1)[0] or "/"
+    allowed = []
+    for route in routes:
+        params = route.match(path)
+        if params is None:
+            continue
+        if route.method == method.upper():
+            return route, params
+        allowed.append(route.method)
+    if allowed:
+        raise MethodNotAllowedError(f"{method.upper()} is not allowed on {path}; use {', '.join(sorted(set(allowed)))}")
+    raise NotFoundError(f"no route for {path}")
+
+
+def for_function(function: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, ...]:
+    return tuple(route for route in routes if route.function == function)
+
+
+def functions(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(route.function for route in routes))

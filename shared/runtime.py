@@ -1,0 +1,137 @@
+"""The one wrapper every handler goes through: envelope -> route -> validated body -> operation -> answer.
+
+It binds the request id and function name to every log line, renders our errors in the upstream
+shape, turns anything unknown into a generic 500 (traceback only in the log), and writes one summary
+line per request. Queue and timer events are dispatched by event kind, so a handler gains them by
+passing more operations, not by being rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import errors, events, logs, models, responses, routes
+from shared.client import Call, FoundationModelsClient
+from shared.config import Settings, settings
+
+log = logs.get_logger("runtime")
+
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass
+class Invocation:
+    """What an operation needs besides its body: settings, deadline, ids, and (lazily) the client."""
+
+    settings: Settings
+    call: Call
+    context: Any = None
+    log_fields: dict[str, Any] = field(default_factory=dict)
+    path_params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def client(self) -> FoundationModelsClient:
+        return get_client(self.settings, self.context)
+
+
+Operation = Callable[[Any, Invocation], responses.Reply]
+
+_client_lock = threading.Lock()
+_client: FoundationModelsClient | None = None
+
+
+def get_client(config: Settings, context: Any = None) -> FoundationModelsClient:
+    """The instance's client, built on first use; credentials come from the chain (cached there)."""
+    from shared.auth import default_credentials
+
+    global _client
+    credentials = default_credentials(config, context)
+    client = _client
+    if client is None or client.settings is not config or client.credentials is not credentials:
+        with _client_lock:
+            if _client is None or _client.settings is not config or _client.credentials is not credentials:
+                _client = FoundationModelsClient(config, credentials)
+            client = _client
+    return client
+
+
+def reset_client() -> None:
+    global _client
+    with _client_lock:
+        _client = None
+
+
+def serve(function: str, operations: Mapping[str, Operation], event: Any, context: Any) -> dict[str, Any]:
+    """Handle one invocation of `function` (an HTTP event; other kinds are added by later operations)."""
+    started = time.monotonic()
+    request_id = str(getattr(context, "request_id", "") or "") or None
+    token = logs.bind(function=function, request_id=request_id)
+    ids: dict[str, str] = {}
+    route_name = None
+    status = 500
+    try:
+        config = settings()
+        logs.configure(config.log_level)
+        kind = events.kind(event)
+        if kind != "http":
+            raise errors.BadRequestError.field("event", f"a {kind} event is not handled by the {function} function")
+        request = events.parse_http(event)
+        request_id = request_id or request.request_id or str(uuid.uuid4())
+        client_request_id = request.header("x-client-request-id")
+        if not client_request_id or not _CLIENT_REQUEST_ID.match(client_request_id):
+            client_request_id = str(uuid.uuid4())
+        ids = {"x-request-id": request_id, "x-client-request-id": client_request_id}
+        logs.bind(request_id=request_id, client_request_id=client_request_id)
+        route, params = _route(function, request, operations)
+        route_name = route.operation
+        body = request.json(config.max_body_bytes) if route.request else None
+        parsed = models.validate(getattr(models, route.request), body) if route.request else None
+        invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
+                                path_params=params)
+        reply = operations[route.operation](parsed, invocation)
+        status = reply.status
+        _summary(route_name, status, started, invocation.log_fields)
+        return responses.http(reply, ids)
+    except errors.ApiError as err:
+        status = err.status
+        level = log.warning if status >= 500 else log.info
+        level("request failed", extra={"operation": route_name, "status": status, "error": err.message,
+                                       "grpc_code": err.grpc_code, "upstream_status": err.upstream_status,
+                                       "upstream_request_id": err.upstream_request_id,
+                                       "latency_ms": _ms(started)})
+        return responses.error(err, ids)
+    except Exception:
+        log.exception("unhandled error", extra={"operation": route_name, "latency_ms": _ms(started)})
+        return responses.error(errors.ApiError("internal error; see the function log for this request id"), ids)
+    finally:
+        logs.unbind(token)
+
+
+def _route(function: str, request: events.HttpRequest, operations: Mapping[str, Operation]) -> tuple[routes.Route, dict[str, str]]:
+    """The gateway's operation context wins, then the path; a direct call gets the function's first route."""
+    own = routes.for_function(function)
+    if request.operation:
+        for route in own:
+            if route.operation == request.operation:
+                return route, request.path_params
+        raise errors.NotFoundError(f"the {function} function has no operation {request.operation!r}")
+    if not request.path:
+        return own[0], {}
+    route, params = routes.resolve(request.method, request.path)
+    if route.function != function or route.operation not in operations:
+        raise errors.NotFoundError(f"{request.path} is served by the {route.function} function, not {function}")
+    return route, params
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
+
+
+def _summary(operation: str, status: int, started: float, fields: dict[str, Any]) -> None:
+    log.info("request handled", extra={"operation": operation, "status": status, "latency_ms": _ms(started), **fields})
