@@ -23,7 +23,8 @@ venv: $(STAMP) ## Create .venv and install pinned dependencies
 run: $(STAMP) ## Start the local stack (FM emulator + gateway) on 127.0.0.1:8080
 	$(PY) -m local.stack
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) ## Lint, then run the whole test suite
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## Unit tests only (no sockets)

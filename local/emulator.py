@@ -22,7 +22,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -63,7 +63,7 @@ def embed(text: str, dim: int = DIM) -> list[float]:
 
 
 def cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b))
+    return sum(x * y for x, y in zip(a, b, strict=False))
 
 
 def classify(text: str, labels: list[str], samples: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -75,7 +75,7 @@ def classify(text: str, labels: list[str], samples: list[dict[str, str]]) -> lis
         scores.append(max(cosine(target, embed(ref)) for ref in references))
     exps = [math.exp(score * 8) for score in scores]
     total = sum(exps)
-    predictions = [{"label": label, "confidence": round(e / total, 6)} for label, e in zip(labels, exps)]
+    predictions = [{"label": label, "confidence": round(e / total, 6)} for label, e in zip(labels, exps, strict=False)]
     return sorted(predictions, key=lambda p: -p["confidence"])
 
 
@@ -131,7 +131,7 @@ class State:
 
 
 def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ApiFailure(Exception):

@@ -127,6 +127,23 @@ class ApiKey(Credentials):
     scheme = "Api-Key"
 
 
+class NoCredentials(Credentials):
+    """FM_NO_AUTH: send no Authorization header (a Cloud AI Hybrid server on a private network)."""
+
+    def __init__(self) -> None:
+        super().__init__("FM_NO_AUTH", token="")
+
+    @property
+    def state(self) -> str:
+        return "fresh"
+
+    def ensure_fresh(self, http: Http | None = None) -> None:
+        return None
+
+    def header(self) -> dict[str, str]:
+        return {}
+
+
 class IamToken(Credentials):
     sends_folder = True
 
@@ -276,7 +293,7 @@ def _context_token(context: Any) -> dict[str, Any] | None:
 def _call(http: Http, method: str, url: str, source: str, **kwargs: Any) -> dict[str, Any]:
     """One token request, retried once on a connection error or 5xx/429; the answer as a dict."""
     last = ""
-    for attempt in range(2):
+    for _attempt in range(2):
         try:
             response = http(method, url, **kwargs)
         except Exception as err:  # requests.RequestException, or a fake's error
@@ -305,6 +322,8 @@ _cached: Credentials | None = None
 def find_credentials(settings: Settings, context: Any = None, http: Http | None = None,
                      clock: Clock = time.time) -> Credentials:
     """Walk the chain once and return the first configured provider (not cached)."""
+    if settings.no_auth:
+        return NoCredentials()
     if settings.api_key is not None:
         return ApiKey("env YC_API_KEY", settings.api_key.get_secret_value(), clock=clock)
     if settings.iam_token is not None:
@@ -326,12 +345,11 @@ def find_credentials(settings: Settings, context: Any = None, http: Http | None 
     try:
         metadata.refresh(http or default_http)
         return metadata
-    except CredentialsError:
-        if explicit:
-            raise
+    except CredentialsError as err:
+        reason = f" ({err.message})" if explicit else ""
     raise CredentialsError(
         "no credentials found: tried YC_API_KEY, YC_IAM_TOKEN, YC_SA_KEY_JSON, YC_SA_KEY_FILE, the function's "
-        "context.token (give the function a service account) and the metadata service; set one of them"
+        f"context.token (give the function a service account) and the metadata service{reason}; set one of them"
     )
 
 

@@ -29,6 +29,7 @@ ENV_NAMES: dict[str, str] = {
     "base_url": "FM_BASE_URL",
     "operation_url": "FM_OPERATION_URL",
     "data_logging": "FM_DATA_LOGGING",
+    "no_auth": "FM_NO_AUTH",
     "timeout_s": "FM_TIMEOUT_S",
     "connect_timeout_s": "FM_CONNECT_TIMEOUT_S",
     "max_retries": "FM_MAX_RETRIES",
@@ -59,6 +60,7 @@ class Settings(BaseModel):
     base_url: str = "https://llm.api.cloud.yandex.net"
     operation_url: str = "https://operation.api.cloud.yandex.net"
     data_logging: bool = False
+    no_auth: bool = False  # a Cloud AI Hybrid install on a private network may take no Authorization
     timeout_s: float = Field(60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(3.05, gt=0, le=60)
     max_retries: int = Field(4, ge=0, le=10)

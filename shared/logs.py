@@ -28,7 +28,7 @@ _LEVEL_VALUES = {"TRACE": TRACE, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "
                  "CRITICAL": logging.CRITICAL}
 
 # Bound per invocation by the handler wrapper; copied into every line.
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("fm_log_context", default={})
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("fm_log_context", default={})  # noqa: B039 (never mutated; bind() sets a new dict)
 
 REDACTED = "[REDACTED]"
 _PATTERNS = [

@@ -1,0 +1,164 @@
+"""Shared fixtures: event loading, a clean environment per test, and the loopback stack
+(FM emulator + local gateways in both payload formats) started once per run."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from local import emulator as emulator_module  # noqa: E402
+from local import gateway as gateway_module  # noqa: E402
+from shared import auth, config, logs, runtime, services  # noqa: E402
+
+EVENTS = ROOT / "events"
+API_KEY = "AQVNlocal-test-api-key-0123456789abcdef"
+FOLDER = "b1gtestfolder"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """An event from events/ by file name (with or without .json)."""
+    path = EVENTS / (name if name.endswith(".json") else f"{name}.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def event_names(prefix: str = "") -> list[str]:
+    return sorted(p.stem for p in EVENTS.glob(f"{prefix}*.json"))
+
+
+def reset_caches() -> None:
+    config.reset_settings()
+    auth.reset_credentials()
+    runtime.reset_client()
+    services._pacers.clear()
+
+
+_ENV_PREFIXES = ("YC_", "FM_", "LOG_")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts with none of our variables set and no cached settings or credentials."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("YC_METADATA_ADDR", "127.0.0.1:9")  # never probe the real metadata address
+    reset_caches()
+    yield
+    reset_caches()
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[emulator_module.EmulatorServer]:
+    server = emulator_module.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def emulator(emulator_server: emulator_module.EmulatorServer) -> Iterator[Emulator]:
+    controller = Emulator(emulator_server.url)
+    controller.post("/_emulator/reset", {})
+    yield controller
+    controller.post("/_emulator/reset", {})
+
+
+class Emulator:
+    """Drives the emulator's /_emulator control plane over HTTP."""
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url = url
+        self.http = requests.Session()
+
+    def post(self, path: str, body: dict[str, Any]) -> None:
+        self.http.post(self.url + path, json=body, timeout=5).raise_for_status()
+
+    def fault(self, **fault: Any) -> None:
+        self.post("/_emulator/faults", fault)
+
+    def configure(self, **options: Any) -> None:
+        self.post("/_emulator/config", options)
+
+    def calls(self, path_suffix: str = "") -> list[dict[str, Any]]:
+        calls = self.http.get(self.url + "/_emulator/calls", timeout=5).json()["calls"]
+        return [c for c in calls if c["path"].endswith(path_suffix)]
+
+
+@pytest.fixture
+def stack_env(monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> Emulator:
+    """Point the handlers at the emulator with an API key, fast retries and no pacing delays."""
+    monkeypatch.setenv("FM_BASE_URL", emulator.url)
+    monkeypatch.setenv("FM_OPERATION_URL", emulator.url)
+    monkeypatch.setenv("YC_API_KEY", API_KEY)
+    monkeypatch.setenv("YC_FOLDER_ID", FOLDER)
+    monkeypatch.setenv("FM_RETRY_BASE_S", "0.01")
+    monkeypatch.setenv("FM_EMBEDDING_RPS", "10000")
+    monkeypatch.setenv("FM_CLASSIFICATION_RPS", "10000")
+    reset_caches()
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def gateways() -> Iterator[dict[str, gateway_module.GatewayServer]]:
+    servers = {fmt: gateway_module.start(payload_format=fmt) for fmt in ("0.1", "1.0")}
+    yield servers
+    for server in servers.values():
+        server.shutdown()
+
+
+@pytest.fixture(params=["0.1", "1.0"])
+def api(request: pytest.FixtureRequest, gateways: dict[str, gateway_module.GatewayServer], stack_env: Emulator) -> Api:
+    """An HTTP client for the local gateway (both payload formats), backed by the emulator."""
+    return Api(gateways[request.param].url, request.param)
+
+
+class Api:
+    def __init__(self, url: str, payload_format: str) -> None:
+        import requests
+
+        self.url = url
+        self.payload_format = payload_format
+        self.http = requests.Session()
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        if body is not None:
+            kwargs["json"] = body
+        return self.http.post(self.url + path, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """Everything the project logger writes during the test, as text."""
+    stream = io.StringIO()
+    logs.configure(level="DEBUG", stream=stream)
+    yield stream
+    import sys as _sys
+
+    logs.configure(level="INFO", stream=_sys.stdout)
+
+
+class FakeContext:
+    """The Cloud Functions context object, with a settable remaining time and token."""
+
+    def __init__(self, remaining_ms: int = 60_000, token: dict[str, Any] | None = None,
+                 request_id: str = "req-test") -> None:
+        self.remaining_ms = remaining_ms
+        self.token = token
+        self.request_id = request_id
+        self.function_name = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms

@@ -1,0 +1,77 @@
+"""Logs are JSON lines with request ids and never hold secrets; every sample event works end to end;
+handler imports stay lean."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from local.functions import load
+from tests.conftest import API_KEY, ROOT, Emulator, FakeContext, event_names, load_event, reset_caches
+from tests.keys import authorized_key
+
+pytestmark = pytest.mark.integration
+
+FUNCTION_OF = {"completion": "completion", "tokenize": "completion", "embedding": "embedding",
+               "classification": "classification"}
+
+
+def _function_for(event_name: str) -> str:
+    return next(fn for key, fn in FUNCTION_OF.items() if key in event_name)
+
+
+@pytest.mark.parametrize("name", event_names("http-"))
+def test_every_sample_event_succeeds(stack_env: Emulator, name: str) -> None:
+    result = load(_function_for(name))(load_event(name), FakeContext())
+    assert result["statusCode"] == 200, result["body"]
+    assert result["headers"]["x-request-id"] == "req-test"
+    assert result["isBase64Encoded"] is False
+
+
+def test_log_lines_are_json_with_ids_usage_and_no_secrets(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch,
+                                                         log_output: io.StringIO) -> None:
+    key = authorized_key()
+    stack_env.post("/_emulator/keys", {"id": key["id"], "public_key": key["public_key"],
+                                       "service_account_id": key["service_account_id"]})
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("LOG_PAYLOADS", "true")
+    monkeypatch.setenv("YC_IAM_ENDPOINT", f"{stack_env.url}/iam/v1/tokens")
+    responses = []
+    # API key, then an authorized key (JWT exchange), then a failing key, each through a full request
+    for env in ({"YC_API_KEY": API_KEY}, {"YC_SA_KEY_JSON": json.dumps(key)}, {"YC_SA_KEY_JSON": json.dumps({**key, "id": "x"})}):
+        monkeypatch.delenv("YC_API_KEY", raising=False)
+        monkeypatch.delenv("YC_SA_KEY_JSON", raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        reset_caches()
+        stack_env.fault(path="/foundationModels/v1/completion", status=429, retryAfter=0, count=1)
+        responses.append(load("completion")(load_event("http-v01-completion"), FakeContext()))
+    assert [r["statusCode"] for r in responses] == [200, 200, 500]
+    text = log_output.getvalue()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert any(line["msg"] == "retrying upstream call" for line in lines)
+    summary = [line for line in lines if line["msg"] == "request handled"]
+    assert len(summary) == 2
+    assert all(line["request_id"] == "req-test" and line["function"] == "completion" for line in summary)
+    assert all(line["total_tokens"] > 0 and line["model"].startswith("gpt://") and line["latency_ms"] > 0
+               for line in summary)
+    assert {line["level"] for line in lines} <= {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+    everything = text + json.dumps(responses)
+    private_body = key["private_key"].split("-----")[2].strip()[:40]
+    assert len(private_body) == 40
+    for secret in (API_KEY, private_body, "t1.emulated.", "eyJ"):
+        assert secret not in everything, secret
+
+
+def test_handler_import_is_lean() -> None:
+    """A cold handler import must not pull in boto3, crypto or JWT code (used only where needed)."""
+    for function in ("completion", "embedding", "classification"):
+        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'functions' / function)!r});"
+                "import handler; heavy = [m for m in ('boto3', 'botocore', 'cryptography', 'jwt', 'requests')"
+                " if m in sys.modules]; print(','.join(heavy))")
+        output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        assert output == "", f"{function} imports {output} at cold start"

@@ -1,0 +1,152 @@
+"""Upstream failures: what is retried (429, 503, never-sent connections), what is not, and how it is reported."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from local.functions import load
+from tests.conftest import Emulator, FakeContext, load_event, reset_caches
+
+pytestmark = pytest.mark.integration
+
+
+def invoke(function: str, event_name: str, remaining_ms: int = 60_000) -> tuple[int, dict[str, Any], dict[str, str]]:
+    result = load(function)(load_event(event_name), FakeContext(remaining_ms))
+    body = result["body"]
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = {"ndjson": body}
+    return result["statusCode"], parsed, result["headers"]
+
+
+def test_429_with_retry_after_is_retried_until_success(stack_env: Emulator) -> None:
+    stack_env.fault(path="/foundationModels/v1/completion", status=429, retryAfter=0, count=2)
+    status, body, _ = invoke("completion", "http-v01-completion")
+    assert status == 200, body
+    assert len(stack_env.calls("/completion")) == 3
+
+
+def test_503_storm_gives_up_after_max_attempts_with_a_503(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_MAX_RETRIES", "3")
+    reset_caches()
+    stack_env.fault(path="/foundationModels/v1/completion", status=503, count=-1)
+    status, body, headers = invoke("completion", "http-v01-completion")
+    assert status == 503
+    assert body["error"]["grpcCode"] == 14
+    assert len(stack_env.calls("/completion")) == 4  # 1 + FM_MAX_RETRIES
+
+
+def test_retry_after_is_honoured(stack_env: Emulator) -> None:
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", status=429, retryAfter=1, count=1)
+    started = time.monotonic()
+    status, _, _ = invoke("embedding", "http-v01-embedding")
+    assert status == 200
+    assert time.monotonic() - started >= 1.0
+    calls = stack_env.calls("/textEmbedding")
+    assert len(calls) == 2 and calls[1]["t"] - calls[0]["t"] >= 1.0
+
+
+def test_retries_stop_at_the_invocation_deadline(stack_env: Emulator) -> None:
+    stack_env.fault(path="/foundationModels/v1/completion", status=429, retryAfter=5, count=-1)
+    started = time.monotonic()
+    status, body, headers = invoke("completion", "http-v01-completion", remaining_ms=3000)
+    assert time.monotonic() - started < 2.0  # a 5 s Retry-After does not fit in 3 s: give up at once
+    assert status == 429
+    assert headers["Retry-After"] == "5"
+    assert len(stack_env.calls("/completion")) == 1
+
+
+def test_500_is_not_retried_and_becomes_502(stack_env: Emulator) -> None:
+    stack_env.fault(path="/foundationModels/v1/completion", status=500, count=1)
+    status, body, _ = invoke("completion", "http-v01-completion")
+    assert status == 502
+    assert "emulated fault 500" in body["error"]["message"]
+    assert len(stack_env.calls("/completion")) == 1
+
+
+def test_both_upstream_error_shapes_are_parsed(stack_env: Emulator) -> None:
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", status=400, shape="status", message="text too long", count=1)
+    status, body, _ = invoke("embedding", "http-v01-embedding")
+    assert status == 400 and body["error"]["message"] == "text too long"
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", status=403, shape="gateway", message="no access", count=1)
+    status, body, _ = invoke("embedding", "http-v01-embedding")
+    assert status == 403 and "no access" in body["error"]["message"]
+    upstream = [d for d in body["error"]["details"] if d.get("@type") == "upstream"]
+    assert upstream and upstream[0]["requestId"]  # the upstream request id is quoted for support
+
+
+def test_read_timeout_on_completion_is_not_retried(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_TIMEOUT_S", "0.3")
+    reset_caches()
+    stack_env.fault(path="/foundationModels/v1/completion", kind="delay", delayMs=1000, count=-1)
+    status, body, _ = invoke("completion", "http-v01-completion")
+    assert status == 504
+    assert "not retried" in body["error"]["message"]
+    assert len(stack_env.calls("/completion")) == 1
+
+
+def test_read_timeout_on_embedding_is_retried(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_TIMEOUT_S", "0.3")
+    reset_caches()
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", kind="delay", delayMs=800, count=1)
+    status, _, _ = invoke("embedding", "http-v01-embedding")
+    assert status == 200
+    assert len(stack_env.calls("/textEmbedding")) == 2
+
+
+def test_connection_dropped_after_send_is_not_retried_for_completion(stack_env: Emulator) -> None:
+    stack_env.fault(path="/foundationModels/v1/completion", kind="drop", count=1)
+    status, body, _ = invoke("completion", "http-v01-completion")
+    assert status == 502
+    assert "after the request was sent" in body["error"]["message"]
+    assert len(stack_env.calls("/completion")) == 1
+
+
+def test_connection_refused_is_retried_then_reported(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("FM_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("FM_MAX_RETRIES", "2")
+    reset_caches()
+    status, body, _ = invoke("completion", "http-v01-completion")
+    assert status == 503
+    assert "could not connect" in body["error"]["message"]
+
+
+def test_malformed_upstream_body_is_a_502(stack_env: Emulator) -> None:
+    stack_env.fault(path="/foundationModels/v1/completion", kind="malformed", count=1)
+    status, body, _ = invoke("completion", "http-v01-completion")
+    assert status == 502
+    assert "not valid JSON" in body["error"]["message"]
+
+
+def test_one_failing_text_fails_the_batch_with_its_error(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_MAX_RETRIES", "0")
+    reset_caches()
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", status=400, message="text is too long", count=1)
+    status, body, _ = invoke("embedding", "http-v10-embedding-texts")
+    assert status == 400
+    assert "text is too long" in body["error"]["message"]
+
+
+def test_embedding_fan_out_is_paced_to_the_quota(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_EMBEDDING_RPS", "20")
+    monkeypatch.setenv("FM_MAX_CONCURRENCY", "8")
+    reset_caches()
+    event = load_event("http-v10-embedding-texts")
+    event["body"] = json.dumps({"modelUri": "text-search-doc", "texts": [f"text {i}" for i in range(30)]})
+    result = load("embedding")(event, FakeContext())
+    assert result["statusCode"] == 200
+    times = sorted(c["t"] for c in stack_env.calls("/textEmbedding"))
+    assert len(times) == 30
+    for start in range(len(times) - 20):  # no 1-second window holds more than 20 calls (+1 for clock edges)
+        window = [t for t in times if times[start] <= t < times[start] + 1.0]
+        assert len(window) <= 21
+    assert times[-1] - times[0] >= 1.3  # 30 calls at 20/s need ~1.45 s
