@@ -325,11 +325,11 @@ def find_credentials(settings: Settings, context: Any = None, http: Http | None 
     if settings.no_auth:
         return NoCredentials()
     if settings.api_key is not None:
-        return ApiKey("env YC_API_KEY", settings.api_key.get_secret_value(), clock=clock)
+        return ApiKey("env YC_API_KEY", settings.api_key, clock=clock)
     if settings.iam_token is not None:
-        return IamToken("env YC_IAM_TOKEN", settings.iam_token.get_secret_value(), clock=clock)
+        return IamToken("env YC_IAM_TOKEN", settings.iam_token, clock=clock)
     if settings.sa_key_json is not None:
-        return ServiceAccountKey.from_json(settings.sa_key_json.get_secret_value(), "env YC_SA_KEY_JSON",
+        return ServiceAccountKey.from_json(settings.sa_key_json, "env YC_SA_KEY_JSON",
                                            settings.iam_endpoint, clock)
     if settings.sa_key_file:
         try:

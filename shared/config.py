@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import ConfigError
 
@@ -48,12 +48,12 @@ ENV_NAMES: dict[str, str] = {
 class Settings(BaseModel):
     """Everything configurable, typed and validated."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     folder_id: str | None = None
-    api_key: SecretStr | None = None
-    iam_token: SecretStr | None = None
-    sa_key_json: SecretStr | None = None
+    api_key: str | None = Field(None, repr=False)  # secret: kept out of repr and logs
+    iam_token: str | None = Field(None, repr=False)  # secret: kept out of repr and logs
+    sa_key_json: str | None = Field(None, repr=False)  # secret: kept out of repr and logs
     sa_key_file: str | None = None
     metadata_addr: str | None = None  # unset: probe DEFAULT_METADATA_ADDR quietly
     iam_endpoint: str = "https://iam.api.cloud.yandex.net/iam/v1/tokens"

@@ -15,8 +15,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    StrictBool,
-    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -41,13 +39,15 @@ def _int64(value: Any) -> Any:
 
 
 Int64 = Annotated[int, BeforeValidator(_int64), PlainSerializer(lambda v: str(v), return_type=str)]
-NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+StrictStr = Annotated[str, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
+NonEmptyStr = Annotated[str, Field(strict=True, min_length=1)]
 
 
 class Body(BaseModel):
     """Base for request bodies: camelCase aliases, snake_case accepted, unknown fields rejected."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)
 
     def upstream(self) -> dict[str, Any]:
         """The body as upstream expects it: camelCase, no unset fields, int64 as strings."""
@@ -178,7 +178,7 @@ class TextClassificationRequest(Body):
 # -- responses (documentation and the OpenAPI spec; upstream answers pass through unchanged) --
 
 class Response(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True)
 
 
 class Usage(Response):
