@@ -9,6 +9,7 @@ from pathlib import Path
 
 from local import functions
 from local.context import LocalContext
+from local.stack import upstream
 
 
 def main() -> int:
@@ -18,6 +19,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the invocation may run")
     args = parser.parse_args()
     event = json.loads(args.event.read_text(encoding="utf-8"))
+    print(f"upstream: {upstream()}", file=sys.stderr)
     result = functions.load(args.function)(event, LocalContext(args.function, timeout_s=args.timeout))
     if isinstance(result, dict) and isinstance(result.get("body"), str):
         try:

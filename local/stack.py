@@ -15,6 +15,19 @@ import threading
 from local import emulator, gateway
 
 
+def upstream(emulator_port: int = 0) -> str:
+    """Use FM_BASE_URL when set; otherwise start the emulator here and point the handlers at it."""
+    if os.environ.get("FM_BASE_URL"):
+        return f"{os.environ['FM_BASE_URL']} (credentials from the environment)"
+    fm = emulator.EmulatorServer(("127.0.0.1", emulator_port))
+    threading.Thread(target=fm.serve_forever, name="fm-emulator", daemon=True).start()
+    os.environ["FM_BASE_URL"] = fm.url
+    os.environ.setdefault("FM_OPERATION_URL", fm.url)
+    os.environ.setdefault("YC_API_KEY", "local-emulator-key")
+    os.environ.setdefault("YC_FOLDER_ID", "b1glocalfolder")
+    return f"Foundation Models emulator on {fm.url} (outputs are emulated)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "8080")))
@@ -22,16 +35,7 @@ def main() -> None:
     parser.add_argument("--format", choices=["0.1", "1.0"], default="0.1", help="API Gateway payload format")
     args = parser.parse_args()
 
-    if os.environ.get("FM_BASE_URL"):
-        print(f"upstream: {os.environ['FM_BASE_URL']} (credentials from the environment)", flush=True)
-    else:
-        fm = emulator.EmulatorServer(("127.0.0.1", args.emulator_port))
-        threading.Thread(target=fm.serve_forever, daemon=True).start()
-        os.environ["FM_BASE_URL"] = fm.url
-        os.environ.setdefault("FM_OPERATION_URL", fm.url)
-        os.environ.setdefault("YC_API_KEY", "local-emulator-key")
-        os.environ.setdefault("YC_FOLDER_ID", "b1glocalfolder")
-        print(f"upstream: Foundation Models emulator on {fm.url} (outputs are emulated)", flush=True)
+    print(f"upstream: {upstream(args.emulator_port)}", flush=True)
 
     server = gateway.GatewayServer(("127.0.0.1", args.port), args.format)
     folder = os.environ.get("YC_FOLDER_ID", "<folder>")
