@@ -56,12 +56,18 @@ def _allowed(uri: str, name: str, rest: str, allowed: tuple[str, ...]) -> bool:
     return any(entry in (uri, name, versioned) for entry in allowed)
 
 
+def _upstream_body(request: Any, scheme: str, inv: Invocation) -> dict[str, Any]:
+    """The validated request as upstream expects it, with its model resolved and logged."""
+    body = request.upstream()
+    body["modelUri"] = resolve_model(request.model_uri, scheme, inv.settings)
+    inv.log_fields["model"] = body["modelUri"]
+    return body
+
+
 # -- completion --
 
 def complete(request: CompletionRequest, inv: Invocation) -> Reply:
-    body = request.upstream()
-    body["modelUri"] = resolve_model(request.model_uri, "gpt", inv.settings)
-    inv.log_fields["model"] = body["modelUri"]
+    body = _upstream_body(request, "gpt", inv)
     answer = inv.client.completion(body, inv.call)
     _note(inv, answer)
     if request.stream:
@@ -77,19 +83,13 @@ def complete(request: CompletionRequest, inv: Invocation) -> Reply:
 
 
 def tokenize(request: TokenizeRequest, inv: Invocation) -> Reply:
-    body = request.upstream()
-    body["modelUri"] = resolve_model(request.model_uri, "gpt", inv.settings)
-    inv.log_fields["model"] = body["modelUri"]
-    answer = inv.client.tokenize(body, inv.call)
+    answer = inv.client.tokenize(_upstream_body(request, "gpt", inv), inv.call)
     _note(inv, answer)
     return Reply(answer.body)
 
 
 def tokenize_completion(request: CompletionRequest, inv: Invocation) -> Reply:
-    body = request.upstream()
-    body["modelUri"] = resolve_model(request.model_uri, "gpt", inv.settings)
-    inv.log_fields["model"] = body["modelUri"]
-    answer = inv.client.tokenize_completion(body, inv.call)
+    answer = inv.client.tokenize_completion(_upstream_body(request, "gpt", inv), inv.call)
     _note(inv, answer)
     return Reply(answer.body)
 
@@ -161,19 +161,14 @@ def fan_out(work: Any, items: list[Any], concurrency: int) -> list[Any]:
 # -- classification --
 
 def classify_few_shot(request: FewShotClassificationRequest, inv: Invocation) -> Reply:
-    body = request.upstream()
-    body["modelUri"] = resolve_model(request.model_uri, "cls", inv.settings)
-    return _classify(body, inv, tuned=False)
+    return _classify(_upstream_body(request, "cls", inv), inv, tuned=False)
 
 
 def classify_tuned(request: TextClassificationRequest, inv: Invocation) -> Reply:
-    body = request.upstream()
-    body["modelUri"] = resolve_model(request.model_uri, "cls", inv.settings)
-    return _classify(body, inv, tuned=True)
+    return _classify(_upstream_body(request, "cls", inv), inv, tuned=True)
 
 
 def _classify(body: dict[str, Any], inv: Invocation, tuned: bool) -> Reply:
-    inv.log_fields["model"] = body["modelUri"]
     pacer("classification", inv.settings.classification_rps).acquire(inv.call)
     client = inv.client
     answer = (client.text_classification if tuned else client.few_shot_classification)(body, inv.call)
