@@ -111,6 +111,8 @@ class State:
             self.token_ttl_s = 43_200
             self.issued: dict[str, float] = {}
             self.public_keys: dict[str, dict[str, str]] = {}  # key id -> {public_key, service_account_id}
+            self.in_flight = 0
+            self.max_in_flight = 0  # the most Foundation Models calls being served at once
 
     def take_fault(self, path: str) -> dict[str, Any] | None:
         with self.lock:
@@ -175,16 +177,26 @@ class Handler(BaseHTTPRequestHandler):
                                 "folderId": self.headers.get("x-folder-id"),
                                 "dataLogging": self.headers.get("x-data-logging-enabled"),
                                 "auth": (self.headers.get("Authorization") or "").split(" ", 1)[0]})
-        fault = state.take_fault(path)
-        if state.latency_ms and path.startswith(FM):
-            time.sleep(state.latency_ms / 1000)
-        if fault and self._apply_fault(fault, path, request_id):
-            return
+        counted = path.startswith(FM)
+        if counted:
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            body = self._route(method, path, raw)
-        except ApiFailure as failure:
-            return self._error(path, failure.status, failure.grpc_code, failure.message, request_id)
-        self._send(200, body, request_id)
+            fault = state.take_fault(path)
+            if state.latency_ms and counted:
+                time.sleep(state.latency_ms / 1000)
+            if fault and self._apply_fault(fault, path, request_id):
+                return
+            try:
+                body = self._route(method, path, raw)
+            except ApiFailure as failure:
+                return self._error(path, failure.status, failure.grpc_code, failure.message, request_id)
+            self._send(200, body, request_id)
+        finally:
+            if counted:
+                with state.lock:
+                    state.in_flight -= 1
 
     def _apply_fault(self, fault: dict[str, Any], path: str, request_id: str) -> bool:
         kind = fault.get("kind", "status")
@@ -360,7 +372,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"ok": True})
         if path == "/_emulator/calls" and method == "GET":
             with state.lock:
-                return self._send(200, {"calls": list(state.calls)})
+                calls, peak = list(state.calls), state.max_in_flight
+            return self._send(200, {"calls": calls, "maxInFlight": peak})
         self._send(404, {"error": "unknown control path"})
 
     # -- output --

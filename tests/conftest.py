@@ -92,6 +92,9 @@ class Emulator:
     def configure(self, **options: Any) -> None:
         self.post("/_emulator/config", options)
 
+    def max_in_flight(self) -> int:
+        return int(self.http.get(self.url + "/_emulator/calls", timeout=5).json()["maxInFlight"])
+
     def calls(self, path_suffix: str = "") -> list[dict[str, Any]]:
         calls = self.http.get(self.url + "/_emulator/calls", timeout=5).json()["calls"]
         return [c for c in calls if c["path"].endswith(path_suffix)]

@@ -150,3 +150,15 @@ def test_embedding_fan_out_is_paced_to_the_quota(stack_env: Emulator, monkeypatc
         window = [t for t in times if times[start] <= t < times[start] + 1.0]
         assert len(window) <= 21
     assert times[-1] - times[0] >= 1.3  # 30 calls at 20/s need ~1.45 s
+
+
+def test_embedding_fan_out_concurrency_is_bounded(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_MAX_CONCURRENCY", "3")
+    reset_caches()
+    stack_env.configure(latencyMs=50)
+    event = load_event("http-v10-embedding-texts")
+    event["body"] = json.dumps({"modelUri": "text-search-doc", "texts": [f"text {i}" for i in range(24)]})
+    result = load("embedding")(event, FakeContext())
+    assert result["statusCode"] == 200
+    assert len(json.loads(result["body"])["embeddings"]) == 24
+    assert stack_env.max_in_flight() == 3  # fanned out, but never past FM_MAX_CONCURRENCY
