@@ -119,6 +119,9 @@ class State:
             for fault in self.faults:
                 target = fault.get("path", "*")
                 if fault.get("count", 1) != 0 and (target == "*" or path.startswith(target)):
+                    if fault.get("after", 0) > 0:  # let this many matching requests through first
+                        fault["after"] -= 1
+                        return None
                     if fault.get("count", 1) > 0:
                         fault["count"] = fault.get("count", 1) - 1
                     return dict(fault)

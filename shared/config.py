@@ -40,6 +40,22 @@ ENV_NAMES: dict[str, str] = {
     "classification_rps": "FM_CLASSIFICATION_RPS",
     "allowed_models": "FM_ALLOWED_MODELS",
     "max_body_bytes": "FM_MAX_BODY_BYTES",
+    "region": "YC_REGION",
+    "ymq_endpoint": "YMQ_ENDPOINT",
+    "completion_queue_url": "COMPLETION_QUEUE_URL",
+    "embedding_queue_url": "EMBEDDING_QUEUE_URL",
+    "classification_queue_url": "CLASSIFICATION_QUEUE_URL",
+    "docapi_endpoint": "DOCAPI_ENDPOINT",
+    "jobs_table": "JOBS_TABLE",
+    "s3_endpoint": "S3_ENDPOINT",
+    "results_bucket": "RESULTS_BUCKET",
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "jobs_ttl_days": "JOBS_TTL_DAYS",
+    "job_lease_s": "JOB_LEASE_S",
+    "embedding_chunk_texts": "EMBEDDING_CHUNK_TEXTS",
+    "result_inline_bytes": "RESULT_INLINE_MAX_BYTES",
+    "presign_ttl_s": "RESULT_URL_TTL_S",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
 }
@@ -71,6 +87,23 @@ class Settings(BaseModel):
     classification_rps: float = Field(1.0, gt=0, le=10_000)
     allowed_models: tuple[str, ...] = ()
     max_body_bytes: int = Field(2_621_440, ge=1024)  # API Gateway's 2.5 MB request cap
+    # async jobs: Message Queue, the job store (YDB Document API) and the results bucket
+    region: str = "ru-central1"
+    ymq_endpoint: str = "https://message-queue.api.cloud.yandex.net"
+    completion_queue_url: str | None = None
+    embedding_queue_url: str | None = None
+    classification_queue_url: str | None = None
+    docapi_endpoint: str | None = None
+    jobs_table: str = "jobs"
+    s3_endpoint: str = "https://storage.yandexcloud.net"
+    results_bucket: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = Field(None, repr=False)  # secret
+    jobs_ttl_days: float = Field(3.0, gt=0, le=365)  # upstream keeps async results 3 days
+    job_lease_s: float = Field(660.0, ge=1, le=43_200)  # longer than a function may run (600 s)
+    embedding_chunk_texts: int = Field(100, ge=1, le=256)
+    result_inline_bytes: int = Field(1_000_000, ge=0, le=2_000_000)  # API Gateway answers are capped at 2.5 MB
+    presign_ttl_s: int = Field(3600, ge=60, le=604_800)
     log_level: str = "INFO"
     log_payloads: bool = False
 
@@ -89,12 +122,26 @@ class Settings(BaseModel):
             raise ValueError("must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")
         return level
 
-    @field_validator("base_url", "operation_url", "iam_endpoint")
+    @field_validator("base_url", "operation_url", "iam_endpoint", "ymq_endpoint", "s3_endpoint")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    def queue_url(self, kind: str) -> str:
+        """The queue a job kind is sent to; a ConfigError naming the variable when it is not set."""
+        url = {"completion": self.completion_queue_url, "embedding": self.embedding_queue_url,
+               "classification": self.classification_queue_url}.get(kind)
+        if not url:
+            raise ConfigError(f"{kind.upper()}_QUEUE_URL is not set: async {kind} jobs need their queue")
+        return url
+
+    def require_store(self) -> None:
+        missing = [name for name, value in (("DOCAPI_ENDPOINT", self.docapi_endpoint),
+                                            ("RESULTS_BUCKET", self.results_bucket)) if not value]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} not set: async jobs need the job store and results bucket")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

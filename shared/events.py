@@ -31,6 +31,7 @@ class HttpRequest:
     envelope: str  # "0.1", "1.0" or "direct"
     path_params: dict[str, str] = field(default_factory=dict)
     operation: str | None = None  # from the gateway integration's context, when the spec sets it
+    authorizer: dict[str, Any] = field(default_factory=dict)  # what the API Gateway authorizer returned
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -107,6 +108,7 @@ def parse_http(event: dict[str, Any]) -> HttpRequest:
         envelope=envelope,
         path_params={str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {},
         operation=str(operation) if operation else None,
+        authorizer=context.get("authorizer") or {} if isinstance(context, dict) else {},
     )
 
 

@@ -26,6 +26,7 @@ from shared.errors import BadRequestError
 MAX_LABELS = 20
 MIN_LABELS = 2
 MAX_SYNC_TEXTS = 256
+MAX_ASYNC_TEXTS = 10_000
 
 
 def _int64(value: Any) -> Any:
@@ -143,6 +144,12 @@ class EmbeddingRequest(Body):
         return value
 
 
+class EmbeddingAsyncRequest(EmbeddingRequest):
+    """textEmbeddingAsync: one `text` or up to 10,000 `texts`, split into chunks across queue messages."""
+
+    texts: list[NonEmptyStr] | None = Field(None, min_length=1, max_length=MAX_ASYNC_TEXTS)
+
+
 class ClassificationSample(Body):
     text: NonEmptyStr
     label: NonEmptyStr
@@ -234,6 +241,26 @@ class ClassificationResponse(Response):
     predictions: list[Prediction]
     model_version: str
     input_tokens: str | None = None
+
+
+class Status(Response):
+    code: int
+    message: str
+    details: list[dict[str, Any]] = []
+
+
+class Operation(Response):
+    """An Operation as the operation service returns it; when done, exactly one of response and error."""
+
+    id: str
+    description: str
+    created_at: str
+    created_by: str
+    modified_at: str
+    done: bool
+    metadata: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    error: Status | None = None
 
 
 def validate(model: type[Body], data: Any) -> Any:

@@ -48,6 +48,14 @@ ROUTES: tuple[Route, ...] = (
           "FewShotClassificationRequest", "ClassificationResponse", "Zero- or few-shot classification (2-20 labels)"),
     Route("POST", f"{FM}/textClassification", "classification", "textClassification",
           "TextClassificationRequest", "ClassificationResponse", "Classify with a tuned classifier"),
+    Route("POST", f"{FM}/completionAsync", "completion", "completionAsync", "CompletionRequest", "Operation",
+          "Start a completion in the background; poll GET /operations/{operationId}"),
+    Route("POST", f"{FM}/textEmbeddingAsync", "embedding", "textEmbeddingAsync", "EmbeddingAsyncRequest",
+          "Operation", "Embed up to 10,000 texts in the background"),
+    Route("POST", f"{FM}/fewShotTextClassificationAsync", "classification", "fewShotTextClassificationAsync",
+          "FewShotClassificationRequest", "Operation", "Few-shot classification in the background"),
+    Route("GET", "/operations/{operationId}", "operations", "get", None, "Operation",
+          "An operation's state; when done, its response or error"),
 )
 
 

@@ -34,6 +34,7 @@ class Invocation:
     context: Any = None
     log_fields: dict[str, Any] = field(default_factory=dict)
     path_params: dict[str, str] = field(default_factory=dict)
+    caller: str = "anonymous"  # who asked, from the API Gateway authorizer's context when there is one
 
     @property
     def client(self) -> FoundationModelsClient:
@@ -67,8 +68,12 @@ def reset_client() -> None:
         _client = None
 
 
-def serve(function: str, operations: Mapping[str, Operation], event: Any, context: Any) -> dict[str, Any]:
-    """Handle one invocation of `function` (an HTTP event; other kinds are added by later operations)."""
+def serve(function: str, operations: Mapping[str, Operation], event: Any, context: Any,
+          jobs: str | None = None) -> dict[str, Any]:
+    """Handle one invocation of `function`: an HTTP request, or (when `jobs` names a job kind) a
+    Message Queue trigger batch of that kind's jobs."""
+    if jobs and events.kind(event) == "queue":
+        return consume(function, jobs, event, context)
     started = time.monotonic()
     request_id = str(getattr(context, "request_id", "") or "") or None
     token = logs.bind(function=function, request_id=request_id)
@@ -93,7 +98,7 @@ def serve(function: str, operations: Mapping[str, Operation], event: Any, contex
         body = request.json(config.max_body_bytes) if route.request else None
         parsed = models.validate(getattr(models, route.request), body) if route.request else None
         invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
-                                path_params=params)
+                                path_params=params, caller=_caller(request.authorizer))
         reply = operations[route.operation](parsed, invocation)
         status = reply.status
         _summary(route_name, status, started, invocation.log_fields)
@@ -111,6 +116,37 @@ def serve(function: str, operations: Mapping[str, Operation], event: Any, contex
         return responses.error(errors.ApiError("internal error; see the function log for this request id"), ids)
     finally:
         logs.unbind(token)
+
+
+def consume(function: str, kind: str, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A Message Queue trigger batch. Raising is how a trigger invocation fails, so the platform
+    redelivers the batch; anything returned means every message is consumed."""
+    from shared import operations
+
+    started = time.monotonic()
+    request_id = str(getattr(context, "request_id", "") or "") or str(uuid.uuid4())
+    token = logs.bind(function=function, request_id=request_id, trigger="message-queue")
+    try:
+        config = settings()
+        logs.configure(config.log_level)
+        invocation = Invocation(config, Call.from_context(context, default_s=600.0), context)
+        try:
+            result = operations.consume(kind, event["messages"], invocation, worker=request_id)
+        except Exception as err:
+            log.warning("batch failed; the trigger will redeliver it",
+                        extra={"error": str(err)[:500], "latency_ms": _ms(started), **invocation.log_fields})
+            raise
+        _summary("consume", 200, started, invocation.log_fields)
+        return result
+    finally:
+        logs.unbind(token)
+
+
+def _caller(authorizer: dict[str, Any]) -> str:
+    for key in ("caller", "subject", "sub", "keyName"):
+        if isinstance(authorizer.get(key), str) and authorizer[key]:
+            return authorizer[key]
+    return "anonymous"
 
 
 def _route(function: str, request: events.HttpRequest, operations: Mapping[str, Operation]) -> tuple[routes.Route, dict[str, str]]:

@@ -36,13 +36,18 @@ def event_names(prefix: str = "") -> list[str]:
 
 
 def reset_caches() -> None:
+    from shared import jobs, queue
+
     config.reset_settings()
     auth.reset_credentials()
     runtime.reset_client()
     services._pacers.clear()
+    jobs.reset_job_store()
+    queue.reset_queue_client()
 
 
 _ENV_PREFIXES = ("YC_", "FM_", "LOG_")
+_ENV_NAMES = set(config.ENV_NAMES.values())
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +56,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     import os
 
     for name in list(os.environ):
-        if name.startswith(_ENV_PREFIXES):
+        if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
             monkeypatch.delenv(name)
     monkeypatch.setenv("YC_METADATA_ADDR", "127.0.0.1:9")  # never probe the real metadata address
     reset_caches()
@@ -128,6 +133,12 @@ def api(request: pytest.FixtureRequest, gateways: dict[str, gateway_module.Gatew
     return Api(gateways[request.param].url, request.param)
 
 
+@pytest.fixture
+def api_v01(gateways: dict[str, gateway_module.GatewayServer], stack_env: Emulator) -> Api:
+    """The gateway in payload format 0.1 only, for tests too slow to run in both formats."""
+    return Api(gateways["0.1"].url, "0.1")
+
+
 class Api:
     def __init__(self, url: str, payload_format: str) -> None:
         import requests
@@ -165,3 +176,50 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    from local.aws import start_moto
+
+    server, url = start_moto()
+    yield url
+    server.stop()
+
+
+class Jobs:
+    """The async stack for one test: fresh queues, table and bucket in moto, plus trigger runners."""
+
+    def __init__(self, resources: Any) -> None:
+        from local.aws import ACCESS_KEY, REGION, SECRET_KEY
+        from local.triggers import queue_triggers
+        from shared.queue import QueueClient
+
+        self.resources = resources
+        self.queues = QueueClient(resources.endpoint, REGION, ACCESS_KEY, SECRET_KEY)
+        self.triggers = {t.function + ("-dlq" if t.queue_url.endswith("-dlq") else ""): t
+                         for t in queue_triggers(self.queues, resources, retry_visibility_s=0)}
+
+    def drain(self, max_rounds: int = 200) -> int:
+        """Run every trigger until all queues are empty; the number of handler invocations."""
+        invocations = 0
+        for _ in range(max_rounds):
+            handled = sum(trigger.poll_once() for trigger in self.triggers.values())
+            if not handled:
+                return invocations
+            invocations += 1
+        raise AssertionError("queues did not drain")
+
+
+@pytest.fixture
+def jobs(moto_server: str, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Jobs:
+    import requests
+
+    from local.aws import provision
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    resources = provision(moto_server, max_receive_count=3)
+    for name, value in resources.env().items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    return Jobs(resources)

@@ -1,14 +1,16 @@
-"""Classification function: few-shot (2-20 labels, optional samples) and tuned classifiers."""
+"""Classification function: few-shot (2-20 labels, optional samples), tuned classifiers,
+fewShotTextClassificationAsync, and the classification queue's trigger."""
 
 from typing import Any
 
-from shared import runtime, services
+from shared import operations, runtime, services
 
 OPERATIONS = {
     "fewShotTextClassification": services.classify_few_shot,
     "textClassification": services.classify_tuned,
+    "fewShotTextClassificationAsync": operations.submit_classification,
 }
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.serve("classification", OPERATIONS, event, context)
+    return runtime.serve("classification", OPERATIONS, event, context, jobs="classification")

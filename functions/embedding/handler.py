@@ -1,11 +1,12 @@
-"""Embedding function: textEmbedding, one `text` or up to 256 `texts`."""
+"""Embedding function: textEmbedding (one `text` or up to 256 `texts`), textEmbeddingAsync (up to 10,000),
+and the embedding queue's trigger."""
 
 from typing import Any
 
-from shared import runtime, services
+from shared import operations, runtime, services
 
-OPERATIONS = {"textEmbedding": services.embed}
+OPERATIONS = {"textEmbedding": services.embed, "textEmbeddingAsync": operations.submit_embedding}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.serve("embedding", OPERATIONS, event, context)
+    return runtime.serve("embedding", OPERATIONS, event, context, jobs="embedding")

@@ -1,0 +1,254 @@
+"""The job store: operations and their tasks in YDB's DynamoDB-compatible Document API, payloads and
+results in Object Storage. boto3 is imported here only, and only when a job is touched.
+
+Items (one table, key `id`):
+    operation  id=<op>        kind, state, tasks_total, tasks_done, created_at, modified_at, created_by,
+                              description, error (JSON), last_error, result_key, result_size, expires_at (TTL)
+    task       id=<op>#<n>    state, worker, lease_until, attempts, last_error, result_key
+
+State machine, each step one conditional write, so two workers can never both win a step:
+
+    task:       (absent|queued) --claim--> running --complete--> done
+                running --claim, lease expired--> running   (a worker died; another takes over)
+                running --release (transient error)--> queued
+    operation:  queued --first task claimed--> running --all tasks done | failure--> done
+
+A task's completion and the operation's tasks_done counter move in one transaction, so the count is
+exact; the worker that sees tasks_done == tasks_total assembles the result, and finishing is
+conditional on the operation not being done already.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shared import errors, logs
+from shared.config import Settings
+
+log = logs.get_logger("jobs")
+
+QUEUED, RUNNING, DONE = "queued", "running", "done"
+TRANSITIONS = {  # the only moves the store makes; each is enforced by a ConditionExpression below
+    ("task", None, RUNNING), ("task", QUEUED, RUNNING), ("task", RUNNING, RUNNING), ("task", RUNNING, DONE),
+    ("task", RUNNING, QUEUED),
+    ("operation", QUEUED, RUNNING), ("operation", QUEUED, DONE), ("operation", RUNNING, DONE),
+}
+
+
+class StoreError(errors.UpstreamUnavailableError):
+    """The job store or bucket failed in a way a retry may fix."""
+
+
+@dataclass
+class Claim:
+    outcome: str  # "claimed", "done" (task already finished), "busy" (another worker holds the lease)
+    attempts: int = 0
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": str(int(value)) if float(value).is_integer() else str(value)}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, typed in item.items():
+        (kind, value), = typed.items()
+        out[key] = float(value) if kind == "N" and "." in value else int(value) if kind == "N" else value
+    return out
+
+
+class JobStore:
+    def __init__(self, settings: Settings) -> None:
+        settings.require_store()
+        import boto3
+        from botocore.config import Config
+
+        common = {"region_name": settings.region, "aws_access_key_id": settings.access_key_id,
+                  "aws_secret_access_key": settings.secret_access_key}
+        logs.register_secret(settings.secret_access_key)
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=20)
+        self.table = settings.jobs_table
+        self.bucket = settings.results_bucket or ""
+        self.ttl_s = settings.jobs_ttl_days * 86400
+        self.db = boto3.client("dynamodb", endpoint_url=settings.docapi_endpoint, config=config, **common)
+        self.s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint, **common,
+                               config=config.merge(Config(s3={"addressing_style": "path"}, signature_version="s3v4")))
+
+    # -- low level --
+    def _update(self, key: str, expression: str, values: dict[str, Any], condition: str | None = None,
+                names: dict[str, str] | None = None) -> bool:
+        """One conditional UpdateItem; False when the condition did not hold."""
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"TableName": self.table, "Key": {"id": _s(key)}, "UpdateExpression": expression,
+                                  "ExpressionAttributeValues": values,
+                                  "ExpressionAttributeNames": {"#state": "state", **(names or {})}}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            self.db.update_item(**kwargs)
+            return True
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+
+    def item(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            found = self.db.get_item(TableName=self.table, Key={"id": _s(key)}, ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as err:
+            raise StoreError(f"job store: {type(err).__name__}") from None
+        return _plain(found) if found else None
+
+    # -- objects --
+    def put_object(self, key: str, data: bytes) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+        except (ClientError, BotoCoreError) as err:
+            raise StoreError(f"results bucket: {type(err).__name__}") from None
+
+    def get_object(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as err:
+            raise StoreError(f"results bucket: {type(err).__name__}") from None
+
+    def presign(self, key: str, ttl_s: int) -> str:
+        return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s)
+
+    # -- operations --
+    def create(self, op_id: str, kind: str, description: str, created_by: str, payloads: list[bytes],
+               extra: dict[str, str] | None = None) -> dict[str, Any]:
+        """Store each task's payload, then the operation (queued); payloads first, so a queued task always has one."""
+        from botocore.exceptions import ClientError
+
+        for number, payload in enumerate(payloads):
+            self.put_object(payload_key(op_id, number), payload)
+        now = time.time()
+        item = {"id": _s(op_id), "kind": _s(kind), "state": _s(QUEUED), "tasks_total": _n(len(payloads)),
+                "tasks_done": _n(0), "created_at": _n(now), "modified_at": _n(now), "created_by": _s(created_by),
+                "description": _s(description), "expires_at": _n(int(now + self.ttl_s))}
+        for key, value in (extra or {}).items():
+            item[key] = _s(value)
+        try:
+            self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)")
+        except ClientError as err:
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+        return _plain(item)
+
+    def claim(self, op_id: str, number: int, worker: str, lease_s: float) -> Claim:
+        """queued/absent -> running, or take over a running task whose lease expired."""
+        now = time.time()
+        won = self._update(
+            task_id(op_id, number),
+            "SET #state = :running, worker = :worker, lease_until = :until, expires_at = :expires ADD attempts :one",
+            {":running": _s(RUNNING), ":queued": _s(QUEUED), ":worker": _s(worker), ":until": _n(now + lease_s),
+             ":now": _n(now), ":one": _n(1), ":expires": _n(int(now + self.ttl_s))},
+            "attribute_not_exists(id) OR #state = :queued OR (#state = :running AND lease_until < :now)")
+        task = self.item(task_id(op_id, number)) or {}
+        if won:
+            self._update(op_id, "SET #state = :running, modified_at = :now",
+                         {":running": _s(RUNNING), ":queued": _s(QUEUED), ":now": _n(now)}, "#state = :queued")
+            return Claim("claimed", int(task.get("attempts", 1)))
+        return Claim("done" if task.get("state") == DONE else "busy", int(task.get("attempts", 0)))
+
+    def complete(self, op_id: str, number: int, worker: str, result: bytes) -> bool:
+        """Store the task's result and, in one transaction, mark it done and count it on the operation."""
+        from botocore.exceptions import ClientError
+
+        key = f"results/{op_id}/task-{number}.{worker}.json"
+        self.put_object(key, result)
+        now = time.time()
+        try:
+            self.db.transact_write_items(TransactItems=[
+                {"Update": {"TableName": self.table, "Key": {"id": _s(task_id(op_id, number))},
+                            "UpdateExpression": "SET #state = :done, result_key = :key, modified_at = :now",
+                            "ConditionExpression": "#state = :running AND worker = :worker",
+                            "ExpressionAttributeNames": {"#state": "state"},
+                            "ExpressionAttributeValues": {":done": _s(DONE), ":running": _s(RUNNING),
+                                                          ":worker": _s(worker), ":key": _s(key), ":now": _n(now)}}},
+                {"Update": {"TableName": self.table, "Key": {"id": _s(op_id)},
+                            "UpdateExpression": "SET modified_at = :now ADD tasks_done :one",
+                            "ConditionExpression": "#state <> :done",
+                            "ExpressionAttributeNames": {"#state": "state"},
+                            "ExpressionAttributeValues": {":one": _n(1), ":now": _n(now), ":done": _s(DONE)}}},
+            ])
+            return True
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+                log.warning("task result discarded: another worker owns the task or the operation ended",
+                            extra={"operation_id": op_id, "task": number})
+                return False
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+
+    def release(self, op_id: str, number: int, worker: str, reason: str) -> None:
+        """A transient failure: give the task back (running -> queued) and remember why, for the DLQ report."""
+        now = time.time()
+        self._update(task_id(op_id, number), "SET #state = :queued, last_error = :reason, lease_until = :now",
+                     {":queued": _s(QUEUED), ":running": _s(RUNNING), ":worker": _s(worker),
+                      ":reason": _s(reason[:1000]), ":now": _n(now)}, "#state = :running AND worker = :worker")
+        self._update(op_id, "SET last_error = :reason, modified_at = :now",
+                     {":reason": _s(reason[:1000]), ":now": _n(now), ":done": _s(DONE)}, "#state <> :done")
+
+    def finish(self, op_id: str, result_key: str | None, result_size: int, error: dict[str, Any] | None) -> bool:
+        """queued/running -> done with exactly one of a result or an error; False if it was already done."""
+        now = time.time()
+        values: dict[str, Any] = {":done": _s(DONE), ":now": _n(now)}
+        if error is not None:
+            expression = "SET #state = :done, modified_at = :now, #error = :error"
+            values[":error"] = _s(json.dumps(error, ensure_ascii=False))
+        else:
+            expression = "SET #state = :done, modified_at = :now, result_key = :key, result_size = :size"
+            values.update({":key": _s(result_key or ""), ":size": _n(result_size)})
+        return self._update(op_id, expression, values, "attribute_exists(id) AND #state <> :done",
+                            names={"#error": "error"} if error is not None else None)
+
+    def task_result_keys(self, op_id: str, total: int) -> list[str]:
+        keys = []
+        for number in range(total):
+            task = self.item(task_id(op_id, number)) or {}
+            if task.get("state") != DONE or not task.get("result_key"):
+                raise StoreError(f"operation {op_id}: task {number} has no result yet")
+            keys.append(task["result_key"])
+        return keys
+
+
+def task_id(op_id: str, number: int) -> str:
+    return f"{op_id}#{number}"
+
+
+def payload_key(op_id: str, number: int) -> str:
+    return f"requests/{op_id}/task-{number}.json"
+
+
+_lock = threading.Lock()
+_store: JobStore | None = None
+
+
+def job_store(settings: Settings) -> JobStore:
+    """The instance's store, created on first use (boto3 clients are slow to build)."""
+    global _store
+    with _lock:
+        if _store is None:
+            _store = JobStore(settings)
+        return _store
+
+
+def reset_job_store() -> None:
+    global _store
+    with _lock:
+        _store = None

@@ -1,0 +1,294 @@
+"""Async jobs: submit (HTTP) -> queue message -> worker (Message Queue trigger) -> GET /operations/{id}.
+
+A submission validates the body, stores one payload per task in the results bucket, records a queued
+operation and sends one small message per task ({"op", "task"}). Workers are idempotent per task:
+a finished task or operation is skipped, a task held by a live worker is left for redelivery, and a
+dead worker's lease runs out so another takes over. Transient failures (429, 503, 5xx, timeouts,
+store errors) give the task back and make the invocation fail so the trigger redelivers; permanent
+ones (4xx) end the operation with the error and consume the message. A message that keeps failing
+moves to the dead-letter queue, whose trigger ends the operation with the last recorded error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from shared import errors, logs, services
+from shared.config import Settings
+from shared.models import CompletionRequest, EmbeddingAsyncRequest, FewShotClassificationRequest
+from shared.responses import Reply
+from shared.runtime import Invocation
+
+log = logs.get_logger("operations")
+
+TYPE_PREFIX = "type.googleapis.com/yandex.cloud.ai.foundation_models.v1."
+RESPONSE_TYPES = {
+    "completion": TYPE_PREFIX + "CompletionResponse",
+    "embedding": TYPE_PREFIX + "TextEmbeddingBatchResponse",  # our extension: many texts in one operation
+    "classification": TYPE_PREFIX + "FewShotTextClassificationResponse",
+}
+DESCRIPTIONS = {"completion": "Async GPT Completion", "embedding": "Async Text Embedding",
+                "classification": "Async Few-Shot Text Classification"}
+OPERATION_ID = re.compile(r"^[a-z0-9]{8,64}$")
+MIN_TIME_FOR_A_MESSAGE_S = 5.0  # stop taking messages from a batch with less time than this left
+
+
+class RedeliverError(Exception):
+    """Raised at the end of a batch so the trigger puts its messages back (finished ones are skipped then)."""
+
+
+def _store(settings: Settings) -> Any:
+    from shared.jobs import job_store
+
+    return job_store(settings)
+
+
+def _queue(settings: Settings) -> Any:
+    from shared.queue import queue_client
+
+    return queue_client(settings.ymq_endpoint, settings.region, settings.access_key_id, settings.secret_access_key)
+
+
+# -- submit ------------------------------------------------------------------------------------------
+
+def submit_completion(request: CompletionRequest, inv: Invocation) -> Reply:
+    if request.stream:
+        raise errors.BadRequestError.field("completionOptions.stream", "is not available in async mode")
+    body = services._upstream_body(request, "gpt", inv)
+    return _submit("completion", [body], inv)
+
+
+def submit_classification(request: FewShotClassificationRequest, inv: Invocation) -> Reply:
+    return _submit("classification", [services._upstream_body(request, "cls", inv)], inv)
+
+
+def submit_embedding(request: EmbeddingAsyncRequest, inv: Invocation) -> Reply:
+    model_uri = services.resolve_model(request.model_uri, "emb", inv.settings)
+    inv.log_fields["model"] = model_uri
+    texts = [request.text] if request.text is not None else list(request.texts or [])
+    size = inv.settings.embedding_chunk_texts
+    chunks = [{"modelUri": model_uri, "texts": texts[i:i + size], "dim": request.dim}
+              for i in range(0, len(texts), size)]
+    inv.log_fields["texts"] = len(texts)
+    return _submit("embedding", chunks, inv)
+
+
+def _submit(kind: str, payloads: list[dict[str, Any]], inv: Invocation) -> Reply:
+    settings = inv.settings
+    queue_url = settings.queue_url(kind)
+    store = _store(settings)
+    op_id = new_operation_id()
+    encoded = [json.dumps(payload, ensure_ascii=False).encode() for payload in payloads]
+    item = store.create(op_id, kind, DESCRIPTIONS[kind], inv.caller, encoded)
+    try:
+        _queue(settings).send_batch(queue_url, [json.dumps({"op": op_id, "task": n}) for n in range(len(payloads))])
+    except errors.ApiError as err:
+        store.finish(op_id, None, 0, {"code": 14, "message": f"could not enqueue the job: {err.message}", "details": []})
+        raise
+    inv.log_fields.update(operation_id=op_id, tasks=len(payloads))
+    return Reply(operation_view(item))
+
+
+def new_operation_id() -> str:
+    return "fmo" + uuid.uuid4().hex[:17]
+
+
+# -- read --------------------------------------------------------------------------------------------
+
+def get(_: None, inv: Invocation) -> Reply:
+    op_id = inv.path_params.get("operationId", "")
+    if not OPERATION_ID.match(op_id):
+        raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
+    store = _store(inv.settings)
+    item = store.item(op_id)
+    if item is None or "#" in op_id:
+        raise errors.NotFoundError(f"operation {op_id} not found")
+    inv.log_fields["operation_id"] = op_id
+    return Reply(operation_view(item, store, inv.settings))
+
+
+def operation_view(item: dict[str, Any], store: Any = None, settings: Settings | None = None) -> dict[str, Any]:
+    """The Operation JSON: done -> exactly one of response (inline, or a presigned URL when large) and error."""
+    done = item.get("state") == "done"
+    total, finished = int(item.get("tasks_total", 1)), int(item.get("tasks_done", 0))
+    view: dict[str, Any] = {
+        "id": item["id"], "description": item.get("description", ""),
+        "createdAt": _rfc3339(item.get("created_at")), "createdBy": item.get("created_by", ""),
+        "modifiedAt": _rfc3339(item.get("modified_at")), "done": done,
+        "metadata": {"state": item.get("state"), "completedTasks": str(finished), "totalTasks": str(total)},
+    }
+    if not done:
+        if item.get("last_error"):
+            view["metadata"]["lastError"] = item["last_error"]
+        return view
+    if item.get("error"):
+        view["error"] = json.loads(item["error"])
+        return view
+    size, key = int(item.get("result_size", 0)), item.get("result_key", "")
+    if store is not None and settings is not None:
+        if size <= settings.result_inline_bytes:
+            view["response"] = json.loads(store.get_object(key))
+        else:
+            view["response"] = {"@type": RESPONSE_TYPES.get(item.get("kind", ""), ""),
+                                "resultUrl": store.presign(key, settings.presign_ttl_s), "sizeBytes": str(size),
+                                "urlExpiresInSeconds": str(settings.presign_ttl_s)}
+    return view
+
+
+def _rfc3339(epoch: Any) -> str:
+    if epoch in (None, ""):
+        return ""
+    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- work --------------------------------------------------------------------------------------------
+
+def consume(kind: str, messages: list[dict[str, Any]], inv: Invocation, worker: str) -> dict[str, Any]:
+    """Process a trigger batch; raise RedeliverError at the end if any message needs another try."""
+    retry: list[str] = []
+    outcomes: dict[str, int] = {}
+    for index, message in enumerate(messages):
+        details = message.get("details") or {}
+        body = (details.get("message") or {}).get("body", "")
+        if inv.call.remaining() < MIN_TIME_FOR_A_MESSAGE_S:
+            retry.extend(["deadline"] * (len(messages) - index))
+            break
+        dead = str(details.get("queue_id", "")).endswith("-dlq")
+        try:
+            outcome = (dead_letter if dead else process)(kind, body, message, inv, f"{worker}/{index}")
+        except (errors.ApiError, RedeliverError) as err:
+            log.warning("message will be redelivered", extra={"reason": str(err)[:300], "message_index": index})
+            outcome = "retry"
+            retry.append(str(err)[:200])
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    inv.log_fields.update(messages=len(messages), outcomes=outcomes)
+    if retry:
+        raise RedeliverError(f"{len(retry)} of {len(messages)} messages need another delivery: {retry[0]}")
+    return {"processed": len(messages), "outcomes": outcomes}
+
+
+def _parse(body: str) -> tuple[str, int]:
+    try:
+        data = json.loads(body)
+        op_id, number = str(data["op"]), int(data["task"])
+    except (ValueError, KeyError, TypeError):
+        raise RedeliverError(f"message body is not a job reference: {body[:200]!r}") from None
+    if not OPERATION_ID.match(op_id) or number < 0:
+        raise RedeliverError(f"message body is not a job reference: {body[:200]!r}")
+    return op_id, number
+
+
+def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, worker: str) -> str:
+    op_id, number = _parse(body)
+    store = _store(inv.settings)
+    operation = store.item(op_id)
+    if operation is None:
+        log.error("message for an unknown operation consumed", extra={"operation_id": op_id, "body": body[:500]})
+        return "unknown"
+    if operation.get("state") == "done":
+        return "skipped"
+    # the lease ends when this invocation must (plus a margin): a worker killed at its deadline frees the task
+    lease_s = min(inv.settings.job_lease_s, max(inv.call.remaining(), 0) + 30)
+    claim = store.claim(op_id, number, worker, lease_s)
+    if claim.outcome == "busy":
+        raise RedeliverError(f"task {number} of {op_id} is being processed by another worker")
+    if claim.outcome == "done":
+        finalize(op_id, store, inv.settings)
+        return "skipped"
+    logs.bind(operation_id=op_id, task=number)
+    try:
+        payload = json.loads(store.get_object(payload_key(op_id, number)))
+        result = execute(kind, payload, inv)
+    except errors.ApiError as err:
+        if 400 <= err.status < 500 and err.status != 429:
+            store.finish(op_id, None, 0, err.to_status())
+            log.info("operation failed permanently", extra={"operation_id": op_id, "error": err.message})
+            return "failed"
+        store.release(op_id, number, worker, f"{err.code}: {err.message}")
+        raise
+    except Exception as err:  # a bug or an unexpected answer: give the task back, let the queue decide
+        store.release(op_id, number, worker, f"INTERNAL: {type(err).__name__}")
+        raise
+    if store.complete(op_id, number, worker, json.dumps(result, ensure_ascii=False).encode()):
+        finalize(op_id, store, inv.settings)
+    return "done"
+
+
+def payload_key(op_id: str, number: int) -> str:
+    from shared.jobs import payload_key as key
+
+    return key(op_id, number)
+
+
+def execute(kind: str, payload: dict[str, Any], inv: Invocation) -> dict[str, Any]:
+    """Run one task against upstream; the result as the operation's response (or a chunk of it)."""
+    client = inv.client
+    if kind == "completion":
+        answer = client.completion(payload, inv.call)
+        result = answer.body.get("result") if isinstance(answer.body, dict) else None
+        if not isinstance(result, dict):
+            raise errors.UpstreamError("upstream completion answer has no result object")
+        return {"@type": RESPONSE_TYPES[kind], **result}
+    if kind == "classification":
+        services.pacer("classification", inv.settings.classification_rps).acquire(inv.call)
+        answer = client.few_shot_classification(payload, inv.call)
+        return {"@type": RESPONSE_TYPES[kind], **answer.body}
+    if kind == "embedding":
+        model_uri, dim = payload["modelUri"], payload.get("dim")
+        results = services.fan_out(lambda text: services._embed_one(model_uri, text, dim, inv), payload["texts"],
+                                   inv.settings.max_concurrency)
+        return {"embeddings": [r["embedding"] for r in results],
+                "numTokens": str(sum(int(r.get("numTokens", 0) or 0) for r in results)),
+                "modelVersion": results[0].get("modelVersion", "")}
+    raise errors.BadRequestError(f"unknown job kind {kind!r}")
+
+
+def finalize(op_id: str, store: Any, settings: Settings) -> None:
+    """When every task is done, write the operation's response and mark it done (once)."""
+    operation = store.item(op_id)
+    if operation is None or operation.get("state") == "done":
+        return
+    total = int(operation.get("tasks_total", 1))
+    if int(operation.get("tasks_done", 0)) < total:
+        return
+    keys = store.task_result_keys(op_id, total)
+    kind = operation.get("kind", "")
+    if total == 1 and kind != "embedding":
+        key, data = keys[0], store.get_object(keys[0])
+    else:
+        parts = [json.loads(store.get_object(k)) for k in keys]
+        response = {"@type": RESPONSE_TYPES.get(kind, ""), "embeddings": [v for p in parts for v in p["embeddings"]],
+                    "numTokens": str(sum(int(p["numTokens"]) for p in parts)), "modelVersion": parts[0]["modelVersion"]}
+        key, data = f"results/{op_id}/response.json", json.dumps(response, ensure_ascii=False).encode()
+        store.put_object(key, data)
+    if store.finish(op_id, key, len(data), None):
+        log.info("operation done", extra={"operation_id": op_id, "result_bytes": len(data), "tasks": total})
+
+
+def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, worker: str) -> str:
+    """A message the queue gave up on: end its operation with the reason, never leave it done: false."""
+    try:
+        op_id, number = _parse(body)
+    except RedeliverError:
+        log.error("unreadable message reached the dead-letter queue; consumed",
+                  extra={"body": body[:2000], "queue_message": message.get("details", {}).get("message", {})})
+        return "dead-unreadable"
+    store = _store(inv.settings)
+    operation = store.item(op_id)
+    if operation is None or operation.get("state") == "done":
+        return "dead-skipped"
+    task = store.item(f"{op_id}#{number}") or {}
+    attributes = (message.get("details") or {}).get("message", {}).get("attributes") or {}
+    deliveries = attributes.get("ApproximateReceiveCount", "several")
+    last = task.get("last_error") or operation.get("last_error") or "none recorded (the worker may have crashed or timed out)"
+    error = {"code": 14, "message": f"gave up on task {number} after {deliveries} deliveries (dead-letter queue); "
+                                    f"last error: {last}", "details": []}
+    store.finish(op_id, None, 0, error)
+    log.warning("operation failed: its message reached the dead-letter queue", extra={"operation_id": op_id})
+    return "dead-failed"
+
+
