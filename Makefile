@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+CHECKOV_VENV := .checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov.txt | cut -c1-12)
+TF := terraform -chdir=terraform
 FN ?= completion
 EVENT ?= events/http-v01-completion.json
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration invoke bench lint fmt clean
+.PHONY: help venv run test test-unit test-integration test-terraform invoke bench lint fmt clean package openapi validate plan deploy destroy api-key
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -20,12 +23,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP) ## Create .venv and install pinned dependencies
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
 run: $(STAMP) ## Start the local stack (FM emulator + gateway) on 127.0.0.1:8080
 	$(PY) -m local.stack
 
-test: $(STAMP) ## Lint, then run the whole test suite
+test: $(STAMP) $(CHECKOV_STAMP) ## Lint, then run the whole test suite (Terraform checks and checkov included)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+test-terraform: $(STAMP) $(CHECKOV_STAMP) ## Terraform checks only: fmt, schema, wiring, spec drift, packages, checkov
+	$(PY) -m pytest tests/terraform
 
 test-unit: $(STAMP) ## Unit tests only (no sockets)
 	$(PY) -m pytest tests/unit
@@ -39,6 +50,27 @@ invoke: $(STAMP) ## Invoke a handler with an event file: make invoke FN=completi
 bench: $(STAMP) ## Cold-import and per-request overhead benchmarks (installs the SDK into .bench-venv)
 	$(PY) -m bench.run
 
+package: $(STAMP) ## Build one reproducible zip per function into dist/
+	$(PY) -m deploy.package
+
+openapi: $(STAMP) ## Regenerate terraform/openapi.yaml.tftpl from the route table and models
+	$(PY) -m deploy.openapi
+
+validate: ## terraform init -backend=false && terraform validate (needs network for the provider)
+	$(TF) init -backend=false -input=false && $(TF) validate
+
+plan: package ## terraform plan (needs terraform/terraform.tfvars and YC_TOKEN or a key file)
+	$(TF) init -input=false && $(TF) plan
+
+deploy: package ## Package, then terraform apply
+	$(TF) init -input=false && $(TF) apply
+
+destroy: ## terraform destroy: remove everything the bundle created
+	$(TF) destroy
+
+api-key: $(STAMP) ## Make a caller API key: make api-key NAME=alice (prints the key and the tfvars line)
+	@$(PY) -m deploy.api_key $(or $(NAME),caller)
+
 lint: $(STAMP) ## ruff check
 	$(PY) -m ruff check .
 
@@ -46,5 +78,5 @@ fmt: $(STAMP) ## ruff format + autofix
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 clean: ## Remove the virtualenvs and caches
-	rm -rf $(VENV) .bench-venv .pytest_cache .ruff_cache dist
+	rm -rf $(VENV) $(CHECKOV_VENV) .bench-venv .pytest_cache .ruff_cache dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

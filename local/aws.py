@@ -1,8 +1,9 @@
 """The local stand-ins for Message Queue, the YDB Document API and Object Storage: moto server on loopback.
 
 `provision()` creates what Terraform creates in the cloud: one queue per job kind, each with a
-dead-letter queue through a redrive policy, the jobs table with a TTL attribute, and the results
-bucket. It returns the environment the functions read.
+dead-letter queue through a redrive policy, and the results bucket (the jobs table, with its TTL
+attribute, is created by the functions on first use, as in the cloud). It returns the environment
+the functions read.
 """
 
 from __future__ import annotations
@@ -54,13 +55,7 @@ def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30)
     common = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": ACCESS_KEY,
               "aws_secret_access_key": SECRET_KEY}
     resources = Resources(endpoint)
-    db = boto3.client("dynamodb", **common)
-    if resources.table not in db.list_tables()["TableNames"]:
-        db.create_table(TableName=resources.table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                        BillingMode="PAY_PER_REQUEST")
-        db.update_time_to_live(TableName=resources.table,
-                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    # the jobs table is not made here: the functions create it on first use, as they do in the cloud
     s3 = boto3.client("s3", **common)
     if resources.bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=resources.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})

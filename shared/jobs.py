@@ -78,6 +78,7 @@ class JobStore:
         self.table = settings.jobs_table
         self.bucket = settings.results_bucket or ""
         self.ttl_s = settings.jobs_ttl_days * 86400
+        self._table_ready = False
         self.db = boto3.client("dynamodb", endpoint_url=settings.docapi_endpoint, config=config, **common)
         self.s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint, **common,
                                config=config.merge(Config(s3={"addressing_style": "path"}, signature_version="s3v4")))
@@ -106,7 +107,11 @@ class JobStore:
 
         try:
             found = self.db.get_item(TableName=self.table, Key={"id": _s(key)}, ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as err:
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ResourceNotFoundException":  # no job was ever submitted
+                return None
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+        except BotoCoreError as err:
             raise StoreError(f"job store: {type(err).__name__}") from None
         return _plain(found) if found else None
 
@@ -130,12 +135,41 @@ class JobStore:
     def presign(self, key: str, ttl_s: int) -> str:
         return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s)
 
+    def ensure_table(self) -> None:
+        """Create the jobs document table (key `id`, TTL on `expires_at`) if it does not exist yet.
+
+        Document tables are made through the Document API itself, not by Terraform, so the first
+        submission creates it; later ones find it (the answer is cached for the instance)."""
+        from botocore.exceptions import ClientError
+
+        if self._table_ready:
+            return
+        try:
+            self.db.describe_table(TableName=self.table)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+            try:
+                self.db.create_table(TableName=self.table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                                     BillingMode="PAY_PER_REQUEST")
+                self.db.get_waiter("table_exists").wait(TableName=self.table,
+                                                         WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+                self.db.update_time_to_live(TableName=self.table, TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": "expires_at"})
+                log.info("created the jobs table", extra={"table": self.table})
+            except ClientError as create_err:
+                if create_err.response["Error"]["Code"] != "ResourceInUseException":  # another instance won
+                    raise StoreError(f"job store: {create_err.response['Error']['Code']}") from None
+        self._table_ready = True
+
     # -- operations --
     def create(self, op_id: str, kind: str, description: str, created_by: str, payloads: list[bytes],
                extra: dict[str, str] | None = None) -> dict[str, Any]:
         """Store each task's payload, then the operation (queued); payloads first, so a queued task always has one."""
         from botocore.exceptions import ClientError
 
+        self.ensure_table()
         for number, payload in enumerate(payloads):
             self.put_object(payload_key(op_id, number), payload)
         now = time.time()

@@ -152,11 +152,14 @@ def _caller(authorizer: dict[str, Any]) -> str:
 def _route(function: str, request: events.HttpRequest, operations: Mapping[str, Operation]) -> tuple[routes.Route, dict[str, str]]:
     """The gateway's operation context wins, then the path; a direct call gets the function's first route."""
     own = routes.for_function(function)
-    if request.operation:
+    # a direct (IAM) invocation has no path: it names its operation as ?operation=...
+    operation = request.operation or (request.query.get("operation") if not request.path else None)
+    if operation:
         for route in own:
-            if route.operation == request.operation:
-                return route, request.path_params
-        raise errors.NotFoundError(f"the {function} function has no operation {request.operation!r}")
+            if route.operation == operation:
+                params = request.path_params or {k: v for k, v in request.query.items() if k != "operation"}
+                return route, params
+        raise errors.NotFoundError(f"the {function} function has no operation {operation!r}")
     if not request.path:
         return own[0], {}
     route, params = routes.resolve(request.method, request.path)

@@ -128,3 +128,14 @@ def test_unrecognised_event_is_a_400_not_a_crash(stack_env: Emulator) -> None:
         result = load("embedding")(event, LocalContext("embedding"))
         assert result["statusCode"] == 400
         assert json.loads(result["body"])["error"]["message"].startswith("event:")
+
+
+def test_direct_invocation_names_its_operation_in_the_query(stack_env: Emulator) -> None:
+    event = load_event("http-direct-completion-base64")
+    event["queryStringParameters"] = {"operation": "tokenize"}
+    event["body"] = base64.b64encode(json.dumps({"modelUri": "yandexgpt-lite", "text": "a b"}).encode()).decode()
+    result = load("completion")(event, LocalContext("completion"))
+    assert result["statusCode"] == 200, result["body"]
+    assert [t["text"] for t in json.loads(result["body"])["tokens"]] == ["a", "b"]
+    event["queryStringParameters"] = {"operation": "nope"}
+    assert load("completion")(event, LocalContext("completion"))["statusCode"] == 404

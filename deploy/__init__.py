@@ -1,0 +1,1 @@
+"""Deployment tooling (never packaged): the API Gateway spec generator and the function packager."""

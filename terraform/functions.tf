@@ -1,0 +1,41 @@
+resource "yandex_function" "this" {
+  for_each = local.functions
+
+  name               = "${var.name_prefix}-${each.key}"
+  description        = "yc-fm-functions: ${each.key}"
+  runtime            = "python312"
+  entrypoint         = each.value.entrypoint
+  memory             = each.value.memory
+  execution_timeout  = tostring(each.value.timeout)
+  service_account_id = each.value.service_account_id
+  user_hash          = filesha256("${var.package_dir}/${each.key}.zip")
+  environment        = each.value.env
+
+  content {
+    zip_filename = "${var.package_dir}/${each.key}.zip"
+  }
+
+  dynamic "secrets" {
+    for_each = each.value.secrets
+    content {
+      id                   = secrets.value.id
+      version_id           = secrets.value.version_id
+      key                  = secrets.value.key
+      environment_variable = secrets.key
+    }
+  }
+
+  metadata_options {
+    aws_v1_http_endpoint = 2 # disabled: only the Google-style metadata endpoint answers
+    gce_http_endpoint    = 1
+  }
+
+  log_options {
+    min_level = var.log_level
+  }
+
+  depends_on = [
+    yandex_resourcemanager_folder_iam_member.runtime,
+    yandex_resourcemanager_folder_iam_member.authorizer,
+  ]
+}

@@ -1,0 +1,47 @@
+locals {
+  job_kinds = toset(["completion", "embedding", "classification"])
+
+  # Environment every backend function reads (no secrets: those come from Lockbox, see functions.tf).
+  backend_env = {
+    YC_FOLDER_ID             = var.folder_id
+    FM_ALLOWED_MODELS        = join(",", var.allowed_models)
+    FM_EMBEDDING_RPS         = tostring(var.embedding_rps)
+    FM_CLASSIFICATION_RPS    = tostring(var.classification_rps)
+    LOG_LEVEL                = var.log_level
+    YMQ_ENDPOINT             = "https://message-queue.api.cloud.yandex.net"
+    COMPLETION_QUEUE_URL     = yandex_message_queue.jobs["completion"].id
+    EMBEDDING_QUEUE_URL      = yandex_message_queue.jobs["embedding"].id
+    CLASSIFICATION_QUEUE_URL = yandex_message_queue.jobs["classification"].id
+    DOCAPI_ENDPOINT          = yandex_ydb_database_serverless.jobs.document_api_endpoint
+    JOBS_TABLE               = "jobs"
+    RESULTS_BUCKET           = yandex_storage_bucket.results.bucket
+    JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
+    JOB_LEASE_S              = "660"
+  }
+
+  # The function map: name -> entry point, sizing, environment, Lockbox secrets, service account.
+  functions = {
+    for name, size in var.functions : name => {
+      entrypoint = "handler.handler"
+      memory     = size.memory
+      timeout    = size.timeout
+      env        = name == "authorizer" ? { LOG_LEVEL = var.log_level } : local.backend_env
+      secrets = name == "authorizer" ? {
+        CALLER_KEY_SHA256 = { id = yandex_lockbox_secret.caller_keys.id, version_id = yandex_lockbox_secret_version.caller_keys.id, key = "sha256" }
+        } : {
+        AWS_ACCESS_KEY_ID     = { id = yandex_lockbox_secret.runtime_keys.id, version_id = yandex_iam_service_account_static_access_key.runtime.output_to_lockbox_version_id, key = "access_key_id" }
+        AWS_SECRET_ACCESS_KEY = { id = yandex_lockbox_secret.runtime_keys.id, version_id = yandex_iam_service_account_static_access_key.runtime.output_to_lockbox_version_id, key = "secret_access_key" }
+      }
+      service_account_id = name == "authorizer" ? yandex_iam_service_account.authorizer.id : yandex_iam_service_account.runtime.id
+    }
+  }
+
+  # Queues: one per job kind plus its dead-letter queue; each has exactly one trigger, on the kind's function.
+  queue_triggers = merge(
+    { for kind in local.job_kinds : kind => { arn = yandex_message_queue.jobs[kind].arn, function = kind } },
+    { for kind in local.job_kinds : "${kind}-dlq" => { arn = yandex_message_queue.jobs_dlq[kind].arn, function = kind } },
+  )
+
+  # "name:sha256,..."; "none" when no key is configured, so the gateway lets nobody in (never open by default)
+  caller_keys = length(var.caller_api_key_sha256) == 0 ? "none" : join(",", [for name, digest in var.caller_api_key_sha256 : "${name}:${digest}"])
+}

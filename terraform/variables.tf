@@ -1,0 +1,179 @@
+variable "cloud_id" {
+  description = "Cloud ID (b1g...)."
+  type        = string
+}
+
+variable "folder_id" {
+  description = "Folder ID the whole bundle is created in; also used to expand short model names."
+  type        = string
+}
+
+variable "zone" {
+  description = "Default availability zone."
+  type        = string
+  default     = "ru-central1-d"
+  validation {
+    condition     = contains(["ru-central1-a", "ru-central1-b", "ru-central1-d"], var.zone)
+    error_message = "zone must be one of ru-central1-a, ru-central1-b, ru-central1-d."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name, so several copies can share a folder."
+  type        = string
+  default     = "fm"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,20}$", var.name_prefix))
+    error_message = "name_prefix must be 1-21 lower-case letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "package_dir" {
+  description = "Where `make package` writes the function archives."
+  type        = string
+  default     = "../dist"
+}
+
+variable "functions" {
+  description = "Per-function sizing: memory in MB (a multiple of 128) and execution timeout in seconds."
+  type = map(object({
+    memory  = optional(number, 256)
+    timeout = optional(number, 60)
+  }))
+  default = {
+    completion     = { memory = 256, timeout = 600 }
+    embedding      = { memory = 256, timeout = 600 }
+    classification = { memory = 256, timeout = 600 }
+    operations     = { memory = 128, timeout = 30 }
+    authorizer     = { memory = 128, timeout = 10 }
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.memory >= 128 && f.memory <= 4096 && f.memory % 128 == 0])
+    error_message = "memory must be a multiple of 128 between 128 and 4096 MB."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.timeout >= 1 && f.timeout <= 600])
+    error_message = "timeout must be between 1 and 600 seconds."
+  }
+}
+
+variable "auth_mode" {
+  description = "api_key: an API Gateway with a function authorizer checking X-Api-Key. iam: no gateway; callers invoke the functions directly with IAM (see iam_invokers)."
+  type        = string
+  default     = "api_key"
+  validation {
+    condition     = contains(["api_key", "iam"], var.auth_mode)
+    error_message = "auth_mode must be api_key or iam."
+  }
+}
+
+variable "caller_api_key_sha256" {
+  description = "Caller keys for X-Api-Key, as name => SHA-256 hex of the key (`make api-key` makes one). Only hashes: never the keys."
+  type        = map(string)
+  default     = {}
+  validation {
+    condition     = alltrue([for h in values(var.caller_api_key_sha256) : can(regex("^[0-9a-f]{64}$", h))])
+    error_message = "each value must be a lower-case SHA-256 hex digest (64 characters)."
+  }
+  validation {
+    condition     = alltrue([for n in keys(var.caller_api_key_sha256) : can(regex("^[A-Za-z0-9_.-]{1,40}$", n))])
+    error_message = "key names must be 1-40 letters, digits, dots, dashes or underscores."
+  }
+}
+
+variable "iam_invokers" {
+  description = "With auth_mode = iam: members allowed to invoke the functions (e.g. serviceAccount:<id>)."
+  type        = list(string)
+  default     = []
+}
+
+variable "allowed_models" {
+  description = "Models callers may use (names like yandexgpt-lite, or full URIs); empty allows all."
+  type        = list(string)
+  default     = []
+}
+
+variable "log_level" {
+  description = "Minimum level the functions log and Cloud Logging keeps."
+  type        = string
+  default     = "INFO"
+  validation {
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], var.log_level)
+    error_message = "log_level must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL."
+  }
+}
+
+variable "embedding_rps" {
+  description = "Embedding calls per second per function instance (the default quota is 10)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.embedding_rps > 0
+    error_message = "embedding_rps must be positive."
+  }
+}
+
+variable "classification_rps" {
+  description = "Classification calls per second per function instance (the default quota is 1)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.classification_rps > 0
+    error_message = "classification_rps must be positive."
+  }
+}
+
+variable "queue_batch_size" {
+  description = "Messages per queue-trigger invocation (1-10)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.queue_batch_size >= 1 && var.queue_batch_size <= 10
+    error_message = "queue_batch_size must be between 1 and 10."
+  }
+}
+
+variable "queue_batch_cutoff" {
+  description = "Seconds a queue trigger waits to fill a batch (0-20)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.queue_batch_cutoff >= 0 && var.queue_batch_cutoff <= 20
+    error_message = "queue_batch_cutoff must be between 0 and 20."
+  }
+}
+
+variable "max_receive_count" {
+  description = "Deliveries of a message before it moves to its dead-letter queue."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "jobs_ttl_days" {
+  description = "Days operations and their results are kept (upstream keeps async results 3 days)."
+  type        = number
+  default     = 3
+  validation {
+    condition     = var.jobs_ttl_days >= 1 && var.jobs_ttl_days <= 365
+    error_message = "jobs_ttl_days must be between 1 and 365."
+  }
+}
+
+variable "results_kms_key_id" {
+  description = "KMS symmetric key that encrypts the results bucket (server-side encryption)."
+  type        = string
+  validation {
+    condition     = length(var.results_kms_key_id) > 0
+    error_message = "results_kms_key_id must name a KMS key: results are encrypted at rest."
+  }
+}
+
+variable "force_destroy_bucket" {
+  description = "Let `terraform destroy` delete the results bucket with objects still in it."
+  type        = bool
+  default     = true
+}

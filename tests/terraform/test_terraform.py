@@ -1,0 +1,223 @@
+"""Offline checks of terraform/: formatting, every resource against the provider schema, the wiring
+between functions, routes, queues and triggers, least-privilege roles, no secrets in the open,
+the generated gateway spec, reproducible packages, and checkov."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import routes
+from tests.terraform import hcl
+
+ROOT = hcl.ROOT
+SCHEMA_PATH = ROOT.parent / "shared" / "reference" / "terraform-yandex-schema.json"
+BUILTIN = {"terraform_data"}
+
+# The roles each service account may hold; anything else granted fails the test.
+ALLOWED_ROLES = {
+    "runtime": {"ai.languageModels.user", "lockbox.payloadViewer", "ymq.writer", "ydb.editor", "storage.uploader"},
+    "authorizer": {"lockbox.payloadViewer"},
+    "queue_reader": {"ymq.reader"},
+    "queue_manager": {"ymq.admin"},
+}
+
+
+# Where the schema file's own _notes say the generated docs disagree with the provider's Go schema,
+# the Go schema wins (yandex_iam_service_account: name Required, description Optional+Computed).
+SCHEMA_CORRECTIONS = {"yandex_iam_service_account": {"name": "required", "description": "optional"}}
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    if not SCHEMA_PATH.exists():
+        pytest.skip(f"{SCHEMA_PATH} is not beside the repository")
+    loaded = json.loads(SCHEMA_PATH.read_text())
+    for resource, corrections in SCHEMA_CORRECTIONS.items():
+        assert any("Go schema" in note for note in loaded[resource].get("_notes", [])), resource
+        loaded[resource]["arguments"].update(corrections)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def resources() -> list[hcl.Resource]:
+    return hcl.resources()
+
+
+def test_terraform_fmt() -> None:
+    terraform = shutil.which("terraform") or "/usr/local/bin/terraform"
+    if not Path(terraform).exists():
+        pytest.skip("terraform is not installed on this machine")
+    result = subprocess.run([terraform, "fmt", "-check", "-recursive", "-diff", str(hcl.TERRAFORM)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _check_block(path: str, block: hcl.Block, spec: dict[str, Any], problems: list[str]) -> None:
+    arguments, blocks = spec.get("arguments", {}), spec.get("blocks", {})
+    for name in block.arguments:
+        if name in hcl.META_ARGUMENTS:
+            continue
+        if name not in arguments:
+            problems.append(f"{path}: unknown argument {name}")
+        elif arguments[name] == "computed":
+            problems.append(f"{path}: {name} is read-only")
+    for name, required in arguments.items():
+        if required == "required" and name not in block.arguments:
+            problems.append(f"{path}: missing required argument {name}")
+    for name, children in block.blocks.items():
+        if name == "lifecycle":
+            continue
+        if name not in blocks:
+            problems.append(f"{path}: unknown block {name}")
+            continue
+        for child in children:
+            _check_block(f"{path}.{name}", child, blocks[name], problems)
+
+
+def test_every_resource_matches_the_provider_schema(schema: dict[str, Any], resources: list[hcl.Resource]) -> None:
+    problems: list[str] = []
+    for resource in resources:
+        if resource.type in BUILTIN:
+            continue
+        spec = schema.get(resource.type)
+        if spec is None:
+            problems.append(f"{resource.file}: {resource.type} is not in the provider schema")
+            continue
+        _check_block(f"{resource.type}.{resource.name}", resource.body, spec, problems)
+    assert not problems, "\n".join(problems)
+    assert len(resources) >= 15
+
+
+def test_provider_and_versions_are_pinned() -> None:
+    parsed = hcl.load_all()["versions.tf"]
+    terraform = parsed["terraform"][0]
+    assert terraform["required_version"].strip("\"").startswith(">=")
+    provider = terraform["required_providers"][0]["yandex"]
+    assert provider["source"].strip("\"") == "yandex-cloud/yandex" and provider["version"].strip("\"").startswith(">=")
+
+
+def _function_names() -> set[str]:
+    default = hcl.variables()["functions"]["default"]
+    return {hcl._key(name) for name in default}
+
+
+def test_every_function_has_a_handler_and_every_route_a_function() -> None:
+    names = _function_names()
+    for name in names:
+        assert (ROOT / "functions" / name / "handler.py").is_file(), name
+    on_disk = {p.parent.name for p in (ROOT / "functions").glob("*/handler.py")}
+    assert on_disk == names, "a handler exists that Terraform does not deploy (or the reverse)"
+    assert {route.function for route in routes.ROUTES} <= names
+
+
+def test_every_job_queue_has_a_dlq_and_every_queue_exactly_one_trigger(resources: list[hcl.Resource]) -> None:
+    queues = {r.name: r for r in resources if r.type == "yandex_message_queue"}
+    assert set(queues) == {"jobs", "jobs_dlq"}
+    policy = queues["jobs"].body.arguments["redrive_policy"]
+    assert "yandex_message_queue.jobs_dlq[each.key].arn" in policy and "maxReceiveCount" in policy
+    assert queues["jobs"].body.arguments["for_each"] == queues["jobs_dlq"].body.arguments["for_each"]
+    locals_text = (hcl.TERRAFORM / "locals.tf").read_text()
+    trigger_map = locals_text[locals_text.index("queue_triggers = merge("):]
+    trigger_map = trigger_map[:trigger_map.index("\n  )") + 4]
+    assert trigger_map.count("yandex_message_queue.jobs[kind].arn") == 1
+    assert trigger_map.count("yandex_message_queue.jobs_dlq[kind].arn") == 1
+    triggers = [r for r in resources if r.type == "yandex_function_trigger"]
+    assert len(triggers) == 1 and triggers[0].body.arguments["for_each"] == "${local.queue_triggers}"
+    block = triggers[0].body.blocks["message_queue"][0]
+    assert block.arguments["queue_id"] == "${each.value.arn}"  # the ARN, as the trigger wants
+
+
+def test_roles_are_in_the_allow_list_and_nothing_is_folder_wide_admin() -> None:
+    text = (hcl.TERRAFORM / "iam.tf").read_text()
+    body = text[text.index("folder_roles = {"):text.index("folder_grants")]
+    granted: dict[str, set[str]] = {}
+    for account, roles in re.findall(r"(\w+)\s*=\s*\[([^\]]*)\]", body):
+        granted[account] = set(re.findall(r'"([^"]+)"', roles))
+    assert granted == ALLOWED_ROLES
+    everything = hcl.text()
+    for role in re.findall(r'role\s*=\s*"([^"]+)"', everything):
+        assert role == "functions.functionInvoker", role
+    assert "editor\"" not in everything.replace("ydb.editor\"", "") and "admin\"" not in everything.replace("ymq.admin\"", "")
+    assert "_iam_binding" not in everything  # additive members only, never authoritative bindings
+
+
+def test_no_secret_in_environment_variables_or_outputs(resources: list[hcl.Resource]) -> None:
+    locals_text = (hcl.TERRAFORM / "locals.tf").read_text()
+    env_block = locals_text[locals_text.index("backend_env = {"):locals_text.index("# The function map")]
+    for forbidden in ("secret", "SECRET", "ACCESS_KEY", "API_KEY", "TOKEN", "text_value"):
+        assert forbidden not in env_block, forbidden
+    for name, output in hcl.outputs().items():
+        value = json.dumps(output)
+        for forbidden in ("secret_key", "access_key", "text_value", "lockbox", "static_access_key"):
+            assert forbidden not in value, f"output {name} exposes {forbidden}"
+        assert not output.get("sensitive")
+    for variable in hcl.variables().values():  # nothing secret is asked for
+        assert "sensitive" not in variable
+    runtime_key = next(r for r in resources if r.type == "yandex_iam_service_account_static_access_key" and r.name == "runtime")
+    assert "output_to_lockbox" in runtime_key.body.blocks  # the runtime key never lands in the state
+
+
+def test_functions_deploy_new_versions_on_change_and_disable_imdsv1(resources: list[hcl.Resource]) -> None:
+    function = next(r for r in resources if r.type == "yandex_function")
+    assert function.body.arguments["runtime"] == '"python312"'
+    assert "filesha256" in function.body.arguments["user_hash"]
+    assert function.body.blocks["metadata_options"][0].arguments["aws_v1_http_endpoint"] == 2
+    assert "secrets" in function.body.blocks and "log_options" in function.body.blocks
+
+
+def test_gateway_spec_is_generated_from_the_route_table() -> None:
+    result = subprocess.run([sys.executable, "-m", "deploy.openapi", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    template = (hcl.TERRAFORM / "openapi.yaml.tftpl").read_text()
+    spec = yaml.safe_load(template)
+    for route in routes.ROUTES:
+        operation = spec["paths"][route.path][route.method.lower()]
+        integration = operation["x-yc-apigateway-integration"]
+        assert integration["function_id"] == f'${{function_ids["{route.function}"]}}'
+        assert integration["context"] == {"operation": route.operation}
+        assert operation["security"] == [{"apiKey": []}]  # never open by default
+    authorizer = spec["components"]["securitySchemes"]["apiKey"]
+    assert authorizer["name"] == "X-Api-Key" and authorizer["x-yc-apigateway-authorizer"]["type"] == "function"
+    placeholders = set(re.findall(r"\$\{([^}]*)\}", template.split("\n", 2)[2]))
+    assert {p.split("[")[0] for p in placeholders} == {"function_ids", "invoker_service_account_id",
+                                                       "authorizer_function_id"}
+
+
+def test_packages_are_reproducible(tmp_path: Path) -> None:
+    from deploy import package
+
+    first = {name: hashlib.sha256(package.build(name)).hexdigest() for name in package.functions()}
+    second = {name: hashlib.sha256(package.build(name)).hexdigest() for name in package.functions()}
+    assert first == second
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(package.build("completion"))).namelist()
+    assert "handler.py" in names and "requirements.txt" in names and "shared/runtime.py" in names
+    assert not any(name.startswith(("local/", "tests/", "functions/")) for name in names)
+    assert all(len(package.build(name)) < package.DIRECT_UPLOAD_LIMIT for name in package.functions())
+
+
+def test_checkov_passes_with_no_failed_checks() -> None:
+    checkov = ROOT / ".checkov-venv" / "bin" / "checkov"
+    if not checkov.exists():
+        pytest.fail("checkov is not installed: run `make test` (it installs .checkov-venv)")
+    result = subprocess.run([str(checkov), "-d", str(hcl.TERRAFORM), "--framework", "terraform", "--skip-download",
+                             "--compact", "-o", "json"], capture_output=True, text=True, cwd=ROOT)
+    report = json.loads(result.stdout or "{}")
+    reports = report if isinstance(report, list) else [report]
+    failed = [c for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+    passed = sum(len(r.get("results", {}).get("passed_checks", [])) for r in reports)
+    assert not failed, "\n".join(f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in failed)
+    assert passed > 0
