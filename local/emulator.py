@@ -111,6 +111,8 @@ class State:
             self.token_ttl_s = 43_200
             self.issued: dict[str, float] = {}
             self.public_keys: dict[str, dict[str, str]] = {}  # key id -> {public_key, service_account_id}
+            self.operations: dict[str, dict[str, Any]] = {}  # upstream async operations and batch tasks
+            self.async_delay_ms = 1000.0  # how long an async operation takes to finish
             self.in_flight = 0
             self.max_in_flight = 0  # the most Foundation Models calls being served at once
 
@@ -231,6 +233,9 @@ class Handler(BaseHTTPRequestHandler):
             return {"access_token": token, "expires_in": int(expires - time.time()), "token_type": "Bearer"}
         if path == IAM_PATH and method == "POST":
             return self._exchange(_json(raw))
+        if path.startswith("/operations/"):
+            self._authenticate()
+            return self._operation(path[len("/operations/"):], method)
         if not path.startswith(FM):
             raise ApiFailure(404, 5, f"no such method {path}")
         if method != "POST":
@@ -240,6 +245,22 @@ class Handler(BaseHTTPRequestHandler):
         name = path[len(FM) + 1:]
         if name == "completion":
             return self._completion(body)
+        if name == "completionAsync":
+            if (body.get("completionOptions") or {}).get("stream"):
+                raise _bad("stream is not available in async mode")
+            result = self._completion(body)["result"]
+            failing = any("EMULATOR_FAIL" in str(m.get("text", "")) for m in body.get("messages", []))
+            outcome = ({"error": {"code": 3, "message": "emulated failure of this request", "details": []}} if failing
+                       else {"response": {"@type": "type.googleapis.com/yandex.cloud.ai.foundation_models.v1."
+                                                   "CompletionResponse", **result}})
+            return self._new_operation("Async GPT Completion", outcome, None)
+        if name == "completionBatch":
+            _require(body, "modelUri", "sourceDatasetId")
+            _scheme(body["modelUri"], ("gpt",))
+            task = "cbt" + uuid.uuid4().hex[:17]
+            outcome = {"response": {"taskId": task, "taskStatus": "COMPLETED",
+                                    "resultDatasetId": "fds" + hashlib.sha256(task.encode()).hexdigest()[:17]}}
+            return self._new_operation("Batch Completion", outcome, task)
         if name == "tokenize":
             _require(body, "modelUri", "text")
             return {"tokens": token_ids(body["text"]), "modelVersion": MODEL_VERSION}
@@ -304,6 +325,50 @@ class Handler(BaseHTTPRequestHandler):
             return _NdJson(chunks)
         return result(" ".join(words), len(words), status)
 
+    def _new_operation(self, description: str, outcome: dict[str, Any], batch_task: str | None) -> dict[str, Any]:
+        state = self.server.state
+        op_id = "d7q" + uuid.uuid4().hex[:17]
+        now = time.time()
+        with state.lock:
+            state.operations[op_id] = {"id": op_id, "description": description, "created": now,
+                                       "done_at": now + state.async_delay_ms / 1000, "outcome": outcome,
+                                       "task": batch_task}
+            return self._operation_body(state.operations[op_id], now)
+
+    def _operation_body(self, op: dict[str, Any], now: float) -> dict[str, Any]:
+        done = now >= op["done_at"] or op.get("cancelled", False)
+        body: dict[str, Any] = {"id": op["id"], "description": op["description"], "createdAt": _rfc3339(op["created"]),
+                                "createdBy": "emulator", "modifiedAt": _rfc3339(min(now, op["done_at"])), "done": done,
+                                "metadata": None}
+        if op["task"]:
+            span = max(op["done_at"] - op["created"], 1e-9)
+            completed = 10 if done else int(10 * min(max((now - op["created"]) / span, 0), 1))
+            status = "COMPLETED" if done else ("IN_PROGRESS" if completed else "PENDING")
+            if op.get("cancelled"):
+                status = "CANCELED"
+            body["metadata"] = {"taskId": op["task"], "taskStatus": status, "completedBatches": str(completed),
+                                "totalBatches": "10"}
+        if done:
+            body.update(op["outcome"])
+        return body
+
+    def _operation(self, rest: str, method: str) -> dict[str, Any]:
+        state = self.server.state
+        op_id, _, action = rest.partition(":")
+        with state.lock:
+            op = state.operations.get(op_id)
+            if op is None:
+                raise ApiFailure(404, 5, f"operation {op_id} not found")
+            now = time.time()
+            if action == "cancel":
+                if now < op["done_at"] and not op.get("cancelled"):
+                    op["cancelled"] = True
+                    op["outcome"] = {"error": {"code": 1, "message": "operation cancelled", "details": []}}
+                    op["done_at"] = now
+            elif action or method != "GET":
+                raise ApiFailure(404, 5, f"no such method {method} /operations/{rest}")
+            return self._operation_body(op, now)
+
     def _authenticate(self) -> None:
         state = self.server.state
         header = self.headers.get("Authorization") or ""
@@ -365,6 +430,7 @@ class Handler(BaseHTTPRequestHandler):
                 state.api_keys = body.get("apiKeys", state.api_keys)
                 state.strict_bearer = bool(body.get("strictBearer", state.strict_bearer))
                 state.token_ttl_s = int(body.get("tokenTtlS", state.token_ttl_s))
+                state.async_delay_ms = float(body.get("asyncDelayMs", state.async_delay_ms))
                 if body.get("revokeTokens"):
                     state.issued.clear()
             return self._send(200, {"ok": True})

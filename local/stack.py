@@ -43,7 +43,10 @@ def async_stack(moto_port: int = 0, batch_size: int = 10, cutoff_s: float = 1.0)
     queues = QueueClient(url, aws.REGION, aws.ACCESS_KEY, aws.SECRET_KEY)
     for trigger in triggers.queue_triggers(queues, resources, batch_size, cutoff_s):
         trigger.start()
-    return f"moto server on {url}: queues {', '.join(sorted(resources.queues))}, table jobs, bucket fm-results"
+    interval = float(os.environ.get("POLLER_INTERVAL_S", "10"))
+    triggers.TimerTrigger("batch_poller", interval).start()
+    return (f"moto server on {url}: queues {', '.join(sorted(resources.queues))}, table jobs, bucket fm-results; "
+            f"batch poller every {interval:g} s")
 
 
 def main() -> None:

@@ -92,6 +92,42 @@ class QueueTrigger:
             self._thread.join(timeout=5)
 
 
+def timer_event(payload: str = '{"task": "poll_batches"}') -> dict[str, Any]:
+    """The documented timer trigger event."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"messages": [{
+        "event_metadata": {"event_id": uuid.uuid4().hex[:20], "event_type": "yandex.cloud.events.serverless.triggers.TimerMessage",
+                           "created_at": now, "cloud_id": "local", "folder_id": "local"},
+        "details": {"trigger_id": "local-timer", "payload": payload}}]}
+
+
+class TimerTrigger:
+    """Invokes a function every `interval_s` seconds with a timer event (the platform's cron, locally)."""
+
+    def __init__(self, function: str, interval_s: float, timeout_s: float = 60.0) -> None:
+        self.function, self.interval_s, self.timeout_s = function, interval_s, timeout_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def fire(self) -> Any:
+        return functions.load(self.function)(timer_event(), LocalContext(self.function, timeout_s=self.timeout_s))
+
+    def start(self) -> TimerTrigger:
+        def loop() -> None:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    self.fire()
+                except Exception:
+                    log.exception("timer invocation failed", extra={"function": self.function})
+
+        self._thread = threading.Thread(target=loop, name=f"timer-{self.function}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def queue_triggers(queues: QueueClient, resources: Any, batch_size: int = 10, cutoff_s: float = 1.0,
                    retry_visibility_s: int = 1) -> list[QueueTrigger]:
     """One trigger per queue, DLQs included (a DLQ's trigger ends the operations it holds)."""

@@ -56,6 +56,10 @@ ENV_NAMES: dict[str, str] = {
     "embedding_chunk_texts": "EMBEDDING_CHUNK_TEXTS",
     "result_inline_bytes": "RESULT_INLINE_MAX_BYTES",
     "presign_ttl_s": "RESULT_URL_TTL_S",
+    "async_start_rps": "FM_ASYNC_START_RPS",
+    "async_start_per_hour": "FM_ASYNC_START_PER_HOUR",
+    "operation_get_rps": "FM_OPERATION_GET_RPS",
+    "stuck_after_s": "JOBS_STUCK_AFTER_S",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
 }
@@ -104,6 +108,11 @@ class Settings(BaseModel):
     embedding_chunk_texts: int = Field(100, ge=1, le=256)
     result_inline_bytes: int = Field(1_000_000, ge=0, le=2_000_000)  # API Gateway answers are capped at 2.5 MB
     presign_ttl_s: int = Field(3600, ge=60, le=604_800)
+    # batches: upstream async quotas (10 starts/s, 5,000 starts/hour, 50 operation gets/s by default)
+    async_start_rps: float = Field(10.0, gt=0, le=10_000)
+    async_start_per_hour: int = Field(5000, ge=1)
+    operation_get_rps: float = Field(50.0, gt=0, le=10_000)
+    stuck_after_s: float = Field(300.0, ge=0)  # the poller re-enqueues tasks untouched this long
     log_level: str = "INFO"
     log_payloads: bool = False
 

@@ -21,6 +21,7 @@ conditional on the operation not being done already.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     for key, typed in item.items():
         (kind, value), = typed.items()
         out[key] = float(value) if kind == "N" and "." in value else int(value) if kind == "N" else value
-    return out
+    return out  # BOOL and SS come through as bool and list
 
 
 class JobStore:
@@ -89,9 +90,15 @@ class JobStore:
         """One conditional UpdateItem; False when the condition did not hold."""
         from botocore.exceptions import ClientError
 
+        text = expression + " " + (condition or "")
+        all_names = {"#state": "state", **(names or {})}
+        used = set(re.findall(r"[:#]\w+", text))  # the API refuses placeholders the expressions do not use
+        used_values = {k: v for k, v in values.items() if k in used}
         kwargs: dict[str, Any] = {"TableName": self.table, "Key": {"id": _s(key)}, "UpdateExpression": expression,
-                                  "ExpressionAttributeValues": values,
-                                  "ExpressionAttributeNames": {"#state": "state", **(names or {})}}
+                                  "ExpressionAttributeValues": used_values}
+        used_names = {k: v for k, v in all_names.items() if k in used}
+        if used_names:
+            kwargs["ExpressionAttributeNames"] = used_names
         if condition:
             kwargs["ConditionExpression"] = condition
         try:
@@ -165,7 +172,7 @@ class JobStore:
 
     # -- operations --
     def create(self, op_id: str, kind: str, description: str, created_by: str, payloads: list[bytes],
-               extra: dict[str, str] | None = None) -> dict[str, Any]:
+               extra: dict[str, str] | None = None, numbers: dict[str, float] | None = None) -> dict[str, Any]:
         """Store each task's payload, then the operation (queued); payloads first, so a queued task always has one."""
         from botocore.exceptions import ClientError
 
@@ -178,11 +185,110 @@ class JobStore:
                 "description": _s(description), "expires_at": _n(int(now + self.ttl_s))}
         for key, value in (extra or {}).items():
             item[key] = _s(value)
+        for key, number in (numbers or {}).items():
+            item[key] = _n(number)
         try:
             self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)")
         except ClientError as err:
             raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+        self.activate(op_id)
         return _plain(item)
+
+    # -- the index of operations not yet settled, which the batch poller walks --
+    def activate(self, op_id: str) -> None:
+        self._update(ACTIVE_INDEX, "ADD ops :op", {":op": {"SS": [op_id]}})
+
+    def deactivate(self, op_id: str) -> None:
+        self._update(ACTIVE_INDEX, "DELETE ops :op", {":op": {"SS": [op_id]}})
+
+    def active_ids(self) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            found = self.db.get_item(TableName=self.table, Key={"id": _s(ACTIVE_INDEX)}, ConsistentRead=True).get("Item")
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ResourceNotFoundException":
+                return []
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+        except BotoCoreError as err:
+            raise StoreError(f"job store: {type(err).__name__}") from None
+        return sorted((found or {}).get("ops", {}).get("SS", []))
+
+    def set_fields(self, key: str, fields: dict[str, Any]) -> None:
+        """Plain SET of string or number fields (progress and bookkeeping, not state)."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": (_n(v) if isinstance(v, (int, float)) else _s(str(v))) for i, v in enumerate(fields.values())}
+        expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        self._update(key, expression, values, names=names)
+
+    def lease(self, key: str, field: str, holder: str, seconds: float) -> bool:
+        """Take a named lease on an item (e.g. the poller's on a batch) unless someone else holds a live one."""
+        now = time.time()
+        return self._update(key, f"SET {field}_until = :until, {field}_holder = :holder",
+                            {":until": _n(now + seconds), ":now": _n(now), ":holder": _s(holder)},
+                            f"attribute_exists(id) AND (attribute_not_exists({field}_until) OR {field}_until < :now "
+                            f"OR {field}_holder = :holder)")
+
+    def unlease(self, key: str, field: str, holder: str) -> None:
+        self._update(key, f"SET {field}_until = :zero", {":zero": _n(0), ":holder": _s(holder)},
+                     f"{field}_holder = :holder")
+
+    # -- batch items: one record per request, id <op>#i<n> --
+    def item_started(self, op_id: str, index: int, upstream_id: str, custom_id: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        now = time.time()
+        try:
+            self.db.put_item(TableName=self.table, ConditionExpression="attribute_not_exists(id)", Item={
+                "id": _s(item_id(op_id, index)), "state": _s(RUNNING), "upstream_id": _s(upstream_id),
+                "custom_id": _s(custom_id), "next_poll_at": _n(now), "polls": _n(0),
+                "expires_at": _n(int(now + self.ttl_s))})
+            return True
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+
+    def item_finished(self, op_id: str, index: int, custom_id: str, outcome: dict[str, Any], failed: bool,
+                      from_state: str | None = RUNNING) -> bool:
+        """running (or absent, for a request refused at start) -> done, in one conditional write, so
+        exactly one poller records an item. The batch's counts are derived from these records."""
+        from botocore.exceptions import ClientError
+
+        now = time.time()
+        record = {"id": _s(item_id(op_id, index)), "state": _s(DONE), "custom_id": _s(custom_id),
+                  "outcome": _s(json.dumps(outcome, ensure_ascii=False)), "failed": {"BOOL": failed},
+                  "expires_at": _n(int(now + self.ttl_s))}
+        try:
+            if from_state is None:
+                self.db.put_item(TableName=self.table, Item=record, ConditionExpression="attribute_not_exists(id)")
+                return True
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+        return self._update(item_id(op_id, index), "SET #state = :done, outcome = :outcome, failed = :failed",
+                            {":done": _s(DONE), ":outcome": record["outcome"], ":failed": record["failed"],
+                             ":from": _s(from_state)}, "#state = :from")
+
+    def items(self, op_id: str, indexes: list[int]) -> dict[int, dict[str, Any]]:
+        """Batch items by index (absent ones are not started yet), 100 keys per BatchGetItem."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(indexes), 100):
+            keys = [{"id": _s(item_id(op_id, i))} for i in indexes[start:start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                try:
+                    answer = self.db.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as err:
+                    raise StoreError(f"job store: {type(err).__name__}") from None
+                for raw in answer.get("Responses", {}).get(self.table, []):
+                    record = _plain(raw)
+                    found[int(record["id"].rsplit("#i", 1)[1])] = record
+                request = answer.get("UnprocessedKeys") or {}
+        return found
 
     def claim(self, op_id: str, number: int, worker: str, lease_s: float) -> Claim:
         """queued/absent -> running, or take over a running task whose lease expired."""
@@ -238,7 +344,8 @@ class JobStore:
         self._update(op_id, "SET last_error = :reason, modified_at = :now",
                      {":reason": _s(reason[:1000]), ":now": _n(now), ":done": _s(DONE)}, "#state <> :done")
 
-    def finish(self, op_id: str, result_key: str | None, result_size: int, error: dict[str, Any] | None) -> bool:
+    def finish(self, op_id: str, result_key: str | None, result_size: int, error: dict[str, Any] | None,
+               deactivate: bool = True) -> bool:
         """queued/running -> done with exactly one of a result or an error; False if it was already done."""
         now = time.time()
         values: dict[str, Any] = {":done": _s(DONE), ":now": _n(now)}
@@ -248,8 +355,11 @@ class JobStore:
         else:
             expression = "SET #state = :done, modified_at = :now, result_key = :key, result_size = :size"
             values.update({":key": _s(result_key or ""), ":size": _n(result_size)})
-        return self._update(op_id, expression, values, "attribute_exists(id) AND #state <> :done",
+        done = self._update(op_id, expression, values, "attribute_exists(id) AND #state <> :done",
                             names={"#error": "error"} if error is not None else None)
+        if done and deactivate:
+            self.deactivate(op_id)
+        return done
 
     def task_result_keys(self, op_id: str, total: int) -> list[str]:
         keys = []
@@ -263,6 +373,13 @@ class JobStore:
 
 def task_id(op_id: str, number: int) -> str:
     return f"{op_id}#{number}"
+
+
+def item_id(op_id: str, index: int) -> str:
+    return f"{op_id}#i{index}"
+
+
+ACTIVE_INDEX = "index#active"
 
 
 def payload_key(op_id: str, number: int) -> str:

@@ -117,6 +117,49 @@ class CompletionRequest(Body):
         return self
 
 
+MAX_BATCH_REQUESTS = 10_000
+
+
+class BatchItem(Body):
+    """One request of an inline batch: its messages, optional options, and the caller's id for it."""
+
+    custom_id: Annotated[str, Field(strict=True, min_length=1, max_length=128)] | None = None
+    messages: list[Message] = Field(min_length=1)
+    completion_options: CompletionOptions | None = None
+
+    @field_validator("completion_options")
+    @classmethod
+    def _no_stream(cls, value: CompletionOptions | None) -> CompletionOptions | None:
+        if value is not None and value.stream:
+            raise ValueError("@stream: is not available in batch mode")
+        return value
+
+
+class BatchCompletionRequest(Body):
+    """Native: `sourceDatasetId` (an upstream batch task). Extension: `requests` (1..10,000 inline)."""
+
+    model_uri: NonEmptyStr
+    completion_options: CompletionOptions | None = None
+    source_dataset_id: NonEmptyStr | None = None
+    requests: list[BatchItem] | None = Field(None, min_length=1, max_length=MAX_BATCH_REQUESTS)
+    json_object: StrictBool | None = None
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchCompletionRequest:
+        if (self.source_dataset_id is None) == (self.requests is None):
+            raise ValueError("@requests: set exactly one of sourceDatasetId and requests")
+        if self.completion_options is not None and self.completion_options.stream:
+            raise ValueError("@completionOptions.stream: is not available in batch mode")
+        seen: dict[str, int] = {}
+        for index, item in enumerate(self.requests or []):
+            if item.custom_id is not None:
+                if item.custom_id in seen:
+                    raise ValueError(f"@requests[{index}].customId: repeats requests[{seen[item.custom_id]}].customId")
+                seen[item.custom_id] = index
+        return self
+
+
 class TokenizeRequest(Body):
     model_uri: NonEmptyStr
     text: NonEmptyStr

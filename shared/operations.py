@@ -32,7 +32,8 @@ RESPONSE_TYPES = {
     "classification": TYPE_PREFIX + "FewShotTextClassificationResponse",
 }
 DESCRIPTIONS = {"completion": "Async GPT Completion", "embedding": "Async Text Embedding",
-                "classification": "Async Few-Shot Text Classification"}
+                "classification": "Async Few-Shot Text Classification", "batch": "Batch Completion",
+                "batch-native": "Batch Completion"}
 OPERATION_ID = re.compile(r"^[a-z0-9]{8,64}$")
 MIN_TIME_FOR_A_MESSAGE_S = 5.0  # stop taking messages from a batch with less time than this left
 
@@ -59,11 +60,11 @@ def submit_completion(request: CompletionRequest, inv: Invocation) -> Reply:
     if request.stream:
         raise errors.BadRequestError.field("completionOptions.stream", "is not available in async mode")
     body = services._upstream_body(request, "gpt", inv)
-    return _submit("completion", [body], inv)
+    return submit_tasks("completion", [body], inv)
 
 
 def submit_classification(request: FewShotClassificationRequest, inv: Invocation) -> Reply:
-    return _submit("classification", [services._upstream_body(request, "cls", inv)], inv)
+    return submit_tasks("classification", [services._upstream_body(request, "cls", inv)], inv)
 
 
 def submit_embedding(request: EmbeddingAsyncRequest, inv: Invocation) -> Reply:
@@ -74,23 +75,44 @@ def submit_embedding(request: EmbeddingAsyncRequest, inv: Invocation) -> Reply:
     chunks = [{"modelUri": model_uri, "texts": texts[i:i + size], "dim": request.dim}
               for i in range(0, len(texts), size)]
     inv.log_fields["texts"] = len(texts)
-    return _submit("embedding", chunks, inv)
+    return submit_tasks("embedding", chunks, inv)
 
 
-def _submit(kind: str, payloads: list[dict[str, Any]], inv: Invocation) -> Reply:
+def submit_tasks(kind: str, payloads: list[dict[str, Any]], inv: Invocation, queue_kind: str | None = None,
+                 numbers: dict[str, float] | None = None) -> Reply:
+    """Record a queued operation with one stored payload per task, then send one message per task."""
     settings = inv.settings
-    queue_url = settings.queue_url(kind)
+    queue_kind = queue_kind or kind
+    settings.queue_url(queue_kind)  # fail before storing anything when the queue is not configured
     store = _store(settings)
     op_id = new_operation_id()
     encoded = [json.dumps(payload, ensure_ascii=False).encode() for payload in payloads]
-    item = store.create(op_id, kind, DESCRIPTIONS[kind], inv.caller, encoded)
+    item = store.create(op_id, kind, DESCRIPTIONS[kind], inv.caller, encoded, numbers=numbers)
     try:
-        _queue(settings).send_batch(queue_url, [json.dumps({"op": op_id, "task": n}) for n in range(len(payloads))])
+        send_tasks(settings, queue_kind, op_id, list(range(len(payloads))))
     except errors.ApiError as err:
         store.finish(op_id, None, 0, {"code": 14, "message": f"could not enqueue the job: {err.message}", "details": []})
         raise
     inv.log_fields.update(operation_id=op_id, tasks=len(payloads))
-    return Reply(operation_view(item))
+    return Reply(view(item))
+
+
+def send_tasks(settings: Settings, queue_kind: str, op_id: str, numbers: list[int], delay_s: int = 0) -> None:
+    bodies = [json.dumps({"op": op_id, "task": n}) for n in numbers]
+    queue = _queue(settings)
+    if delay_s:
+        for body in bodies:
+            queue.send(settings.queue_url(queue_kind), body, delay_s=delay_s)
+    else:
+        queue.send_batch(settings.queue_url(queue_kind), bodies)
+
+
+def view(item: dict[str, Any], store: Any = None, settings: Settings | None = None) -> dict[str, Any]:
+    if item.get("kind") in ("batch", "batch-native"):
+        from shared import batches
+
+        return batches.view(item, store, settings)
+    return operation_view(item, store, settings)
 
 
 def new_operation_id() -> str:
@@ -108,7 +130,28 @@ def get(_: None, inv: Invocation) -> Reply:
     if item is None or "#" in op_id:
         raise errors.NotFoundError(f"operation {op_id} not found")
     inv.log_fields["operation_id"] = op_id
-    return Reply(operation_view(item, store, inv.settings))
+    return Reply(view(item, store, inv.settings))
+
+
+def cancel(_: None, inv: Invocation) -> Reply:
+    """Stop an operation: nothing new starts; upstream work is cancelled where it can be (the poller
+    finishes cancelling a batch's upstream operations). A finished operation is returned unchanged."""
+    op_id = inv.path_params.get("operationId", "")
+    if not OPERATION_ID.match(op_id):
+        raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
+    store = _store(inv.settings)
+    item = store.item(op_id)
+    if item is None:
+        raise errors.NotFoundError(f"operation {op_id} not found")
+    if item.get("state") != "done":
+        if item.get("kind") == "batch-native" and item.get("upstream_id"):
+            inv.client.cancel_operation(item["upstream_id"], inv.call)
+        cancelled = {"code": 1, "message": "cancelled by the caller", "details": []}
+        # a batch stays in the poller's index until its upstream operations are cancelled too
+        store.finish(op_id, None, 0, cancelled, deactivate=item.get("kind") != "batch")
+        inv.log_fields["cancelled"] = True
+    inv.log_fields["operation_id"] = op_id
+    return Reply(view(store.item(op_id) or item, store, inv.settings))
 
 
 def operation_view(item: dict[str, Any], store: Any = None, settings: Settings | None = None) -> dict[str, Any]:
@@ -191,6 +234,7 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
         return "unknown"
     if operation.get("state") == "done":
         return "skipped"
+    kind = operation.get("kind", kind)
     # the lease ends when this invocation must (plus a margin): a worker killed at its deadline frees the task
     lease_s = min(inv.settings.job_lease_s, max(inv.call.remaining(), 0) + 30)
     claim = store.claim(op_id, number, worker, lease_s)
@@ -202,7 +246,12 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
     logs.bind(operation_id=op_id, task=number)
     try:
         payload = json.loads(store.get_object(payload_key(op_id, number)))
-        result = execute(kind, payload, inv)
+        if kind == "batch":
+            from shared import batches
+
+            result = batches.start_chunk(op_id, payload, inv)
+        else:
+            result = execute(kind, payload, inv)
     except errors.ApiError as err:
         if 400 <= err.status < 500 and err.status != 429:
             store.finish(op_id, None, 0, err.to_status())
@@ -211,7 +260,12 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
         store.release(op_id, number, worker, f"{err.code}: {err.message}")
         raise
     except Exception as err:  # a bug or an unexpected answer: give the task back, let the queue decide
-        store.release(op_id, number, worker, f"INTERNAL: {type(err).__name__}")
+        from shared.batches import QuotaDeferred
+
+        store.release(op_id, number, worker, f"{type(err).__name__}: {err}"[:300])
+        if isinstance(err, QuotaDeferred):  # not a failure: come back later, without using up deliveries
+            send_tasks(inv.settings, "completion", op_id, [number], delay_s=900)
+            return "deferred"
         raise
     if store.complete(op_id, number, worker, json.dumps(result, ensure_ascii=False).encode()):
         finalize(op_id, store, inv.settings)
@@ -250,8 +304,8 @@ def execute(kind: str, payload: dict[str, Any], inv: Invocation) -> dict[str, An
 def finalize(op_id: str, store: Any, settings: Settings) -> None:
     """When every task is done, write the operation's response and mark it done (once)."""
     operation = store.item(op_id)
-    if operation is None or operation.get("state") == "done":
-        return
+    if operation is None or operation.get("state") == "done" or operation.get("kind") == "batch":
+        return  # a batch is finished by the poller once every request has settled
     total = int(operation.get("tasks_total", 1))
     if int(operation.get("tasks_done", 0)) < total:
         return

@@ -54,8 +54,14 @@ ROUTES: tuple[Route, ...] = (
           "Operation", "Embed up to 10,000 texts in the background"),
     Route("POST", f"{FM}/fewShotTextClassificationAsync", "classification", "fewShotTextClassificationAsync",
           "FewShotClassificationRequest", "Operation", "Few-shot classification in the background"),
+    Route("POST", f"{FM}/completionBatch", "completion", "completionBatch", "BatchCompletionRequest", "Operation",
+          "Start a batch: an upstream batch task (sourceDatasetId) or up to 10,000 inline requests"),
     Route("GET", "/operations/{operationId}", "operations", "get", None, "Operation",
           "An operation's state; when done, its response or error"),
+    Route("POST", "/operations/{operationId}:cancel", "operations", "cancel", None, "Operation",
+          "Cancel an operation: no further work starts, upstream work is cancelled where it can be"),
+    Route("GET", "/operations/{operationId}:cancel", "operations", "cancelGet", None, "Operation",
+          "The same as POST …:cancel (the upstream operation service's GET form)"),
 )
 
 

@@ -69,11 +69,13 @@ def reset_client() -> None:
 
 
 def serve(function: str, operations: Mapping[str, Operation], event: Any, context: Any,
-          jobs: str | None = None) -> dict[str, Any]:
-    """Handle one invocation of `function`: an HTTP request, or (when `jobs` names a job kind) a
-    Message Queue trigger batch of that kind's jobs."""
+          jobs: str | None = None, timer: Callable[[Invocation, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Handle one invocation of `function`: an HTTP request; (when `jobs` names a job kind) a Message
+    Queue trigger batch of that kind's jobs; or (when `timer` is given) a timer trigger's tick."""
     if jobs and events.kind(event) == "queue":
         return consume(function, jobs, event, context)
+    if timer is not None and events.kind(event) == "timer":
+        return tick(function, timer, context)
     started = time.monotonic()
     request_id = str(getattr(context, "request_id", "") or "") or None
     token = logs.bind(function=function, request_id=request_id)
@@ -137,6 +139,22 @@ def consume(function: str, kind: str, event: dict[str, Any], context: Any) -> di
                         extra={"error": str(err)[:500], "latency_ms": _ms(started), **invocation.log_fields})
             raise
         _summary("consume", 200, started, invocation.log_fields)
+        return result
+    finally:
+        logs.unbind(token)
+
+
+def tick(function: str, work: Callable[[Invocation, str], dict[str, Any]], context: Any) -> dict[str, Any]:
+    """A timer trigger's invocation: run `work` within the invocation's remaining time."""
+    started = time.monotonic()
+    request_id = str(getattr(context, "request_id", "") or "") or str(uuid.uuid4())
+    token = logs.bind(function=function, request_id=request_id, trigger="timer")
+    try:
+        config = settings()
+        logs.configure(config.log_level)
+        invocation = Invocation(config, Call.from_context(context, default_s=60.0), context)
+        result = work(invocation, request_id)
+        _summary("tick", 200, started, invocation.log_fields)
         return result
     finally:
         logs.unbind(token)

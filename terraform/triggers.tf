@@ -21,3 +21,24 @@ resource "yandex_function_trigger" "queues" {
 
   depends_on = [yandex_function_iam_member.invoker]
 }
+
+# The batch poller runs on a timer: it advances batches, cancels upstream work of cancelled ones and
+# re-enqueues stuck jobs. Overlapping runs are safe (each holds a lease per batch).
+resource "yandex_function_trigger" "poller" {
+  name        = "${var.name_prefix}-batch-poller"
+  description = "Runs the batch poller on ${var.poller_schedule} (UTC)"
+
+  timer {
+    cron_expression = var.poller_schedule
+    payload         = jsonencode({ task = "poll_batches" })
+  }
+
+  function {
+    id                 = yandex_function.this["batch_poller"].id
+    service_account_id = yandex_iam_service_account.invoker.id
+    retry_attempts     = "1"
+    retry_interval     = "10"
+  }
+
+  depends_on = [yandex_function_iam_member.invoker]
+}

@@ -45,6 +45,7 @@ variable "functions" {
     embedding      = { memory = 256, timeout = 600 }
     classification = { memory = 256, timeout = 600 }
     operations     = { memory = 128, timeout = 30 }
+    batch_poller   = { memory = 256, timeout = 300 }
     authorizer     = { memory = 128, timeout = 10 }
   }
   validation {
@@ -176,4 +177,44 @@ variable "force_destroy_bucket" {
   description = "Let `terraform destroy` delete the results bucket with objects still in it."
   type        = bool
   default     = true
+}
+
+variable "poller_schedule" {
+  description = "When the batch poller runs: a 6-field cron expression in UTC (Minutes Hours Day-of-month Month Day-of-week Year)."
+  type        = string
+  default     = "* * * * ? *"
+  validation {
+    condition     = length(split(" ", trimspace(var.poller_schedule))) == 6
+    error_message = "poller_schedule must have 6 fields, e.g. \"* * * * ? *\" (every minute) or \"0/5 * ? * * *\"."
+  }
+}
+
+variable "async_start_rps" {
+  description = "Upstream completionAsync starts per second per instance (the default quota is 10)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.async_start_rps > 0
+    error_message = "async_start_rps must be positive."
+  }
+}
+
+variable "async_start_per_hour" {
+  description = "Upstream completionAsync starts per hour per instance (the default quota is 5,000)."
+  type        = number
+  default     = 5000
+  validation {
+    condition     = var.async_start_per_hour >= 1
+    error_message = "async_start_per_hour must be at least 1."
+  }
+}
+
+variable "operation_get_rps" {
+  description = "Upstream operation polls per second per instance (the default quota is 50)."
+  type        = number
+  default     = 50
+  validation {
+    condition     = var.operation_get_rps > 0
+    error_message = "operation_get_rps must be positive."
+  }
 }

@@ -1,15 +1,16 @@
 """Completion function: completion (buffered stream too), tokenize, tokenizeCompletion, completionAsync,
-and the completion queue's trigger (the async workers)."""
+completionBatch, and the completion queue's trigger (async workers and batch starters)."""
 
 from typing import Any
 
-from shared import operations, runtime, services
+from shared import batches, operations, runtime, services
 
 OPERATIONS = {
     "completion": services.complete,
     "tokenize": services.tokenize,
     "tokenizeCompletion": services.tokenize_completion,
     "completionAsync": operations.submit_completion,
+    "completionBatch": batches.submit,
 }
 
 

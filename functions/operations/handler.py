@@ -1,10 +1,10 @@
-"""Operations function: GET /operations/{operationId} for every async job."""
+"""Operations function: GET /operations/{operationId} and cancel (POST, or upstream's GET form)."""
 
 from typing import Any
 
 from shared import operations, runtime
 
-OPERATIONS = {"get": operations.get}
+OPERATIONS = {"get": operations.get, "cancel": operations.cancel, "cancelGet": operations.cancel}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

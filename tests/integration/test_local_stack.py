@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -23,9 +25,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_local_stack_serves_the_printed_curl() -> None:
+def test_local_stack_serves_the_printed_curl(tmp_path: Path) -> None:
     port, emulator_port, moto_port = _free_port(), _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "FM_", "AWS_")) and k != "DOCAPI_ENDPOINT"}
+    env["POLLER_INTERVAL_S"] = "0.5"
     process = subprocess.Popen([sys.executable, "-m", "local.stack", "--port", str(port), "--emulator-port",
                                 str(emulator_port), "--moto-port", str(moto_port)],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -59,6 +62,19 @@ def test_local_stack_serves_the_printed_curl() -> None:
             assert time.monotonic() < deadline + 20
             time.sleep(0.2)
         assert polled["response"]["alternatives"][0]["message"]["text"].startswith("[emulated")
+        # a batch driven by the CLI, as a user would: progress bar, then the results file
+        source = tmp_path / "requests.jsonl"
+        source.write_text("".join(json.dumps({"customId": f"c{i}", "messages": [{"role": "user", "text": f"q {i}"}]}) + "\n"
+                                  for i in range(30)) + json.dumps({"request": [{"role": "user", "text": "dataset form"}]}) + "\n")
+        out = tmp_path / "results.jsonl"
+        cli = subprocess.run([sys.executable, "-m", "local.batch_cli", str(source), "--url", f"http://127.0.0.1:{port}",
+                              "--model", "yandexgpt-lite", "--out", str(out), "--interval", "0.3", "--timeout", "60"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+        assert cli.returncode == 0, cli.stderr
+        assert "[##############################] 31/31" in cli.stderr and "31 succeeded, 0 failed" in cli.stderr
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [line["customId"] for line in lines] == [f"c{i}" for i in range(30)] + ["30"]
+        assert all("response" in line for line in lines)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -69,7 +69,7 @@ def test_log_lines_are_json_with_ids_usage_and_no_secrets(stack_env: Emulator, m
 
 def test_handler_import_is_lean() -> None:
     """A cold handler import must not pull in boto3, crypto or JWT code (used only where needed)."""
-    for function in ("completion", "embedding", "classification"):
+    for function in ("completion", "embedding", "classification", "operations", "batch_poller", "authorizer"):
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'functions' / function)!r});"
                 "import handler; heavy = [m for m in ('boto3', 'botocore', 'cryptography', 'jwt', 'requests')"
                 " if m in sys.modules]; print(','.join(heavy))")

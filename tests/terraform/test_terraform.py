@@ -130,10 +130,19 @@ def test_every_job_queue_has_a_dlq_and_every_queue_exactly_one_trigger(resources
     trigger_map = trigger_map[:trigger_map.index("\n  )") + 4]
     assert trigger_map.count("yandex_message_queue.jobs[kind].arn") == 1
     assert trigger_map.count("yandex_message_queue.jobs_dlq[kind].arn") == 1
-    triggers = [r for r in resources if r.type == "yandex_function_trigger"]
-    assert len(triggers) == 1 and triggers[0].body.arguments["for_each"] == "${local.queue_triggers}"
-    block = triggers[0].body.blocks["message_queue"][0]
+    triggers = {r.name: r for r in resources if r.type == "yandex_function_trigger"}
+    assert set(triggers) == {"queues", "poller"}
+    assert triggers["queues"].body.arguments["for_each"] == "${local.queue_triggers}"
+    block = triggers["queues"].body.blocks["message_queue"][0]
     assert block.arguments["queue_id"] == "${each.value.arn}"  # the ARN, as the trigger wants
+
+
+def test_the_batch_poller_runs_on_a_six_field_timer(resources: list[hcl.Resource]) -> None:
+    poller = next(r for r in resources if r.type == "yandex_function_trigger" and r.name == "poller")
+    assert poller.body.blocks["timer"][0].arguments["cron_expression"] == "${var.poller_schedule}"
+    assert 'yandex_function.this["batch_poller"].id' in poller.body.blocks["function"][0].arguments["id"]
+    schedule = hcl.variables()["poller_schedule"]["default"]
+    assert len(schedule.split()) == 6 and "?" in schedule  # Quartz-style, one of the day fields is ?
 
 
 def test_roles_are_in_the_allow_list_and_nothing_is_folder_wide_admin() -> None:

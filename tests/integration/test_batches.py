@@ -1,0 +1,252 @@
+"""Batch completion end to end over real HTTP, moto server and the emulator: inline batches on upstream
+completionAsync, native completionBatch, the timer-driven poller, cancellation, deadlines and rates."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from local.context import LocalContext
+from local.functions import load
+from local.triggers import timer_event
+from tests.conftest import Api, Emulator, FakeContext, Jobs, reset_caches
+
+pytestmark = pytest.mark.integration
+
+FM = "/foundationModels/v1"
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
+    """Quotas high enough for big batches in seconds; async operations finish at once."""
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    reset_caches()
+    emulator = Emulator(os.environ["FM_BASE_URL"])
+    emulator.configure(asyncDelayMs=0)
+    return emulator
+
+
+def batch_body(count: int, fail_every: int = 0) -> dict[str, Any]:
+    items = []
+    for i in range(count):
+        text = f"question {i}" + (" EMULATOR_FAIL" if fail_every and i % fail_every == 0 else "")
+        items.append({"customId": f"req-{i:05d}", "messages": [{"role": "user", "text": text}]})
+    return {"modelUri": "yandexgpt-lite", "completionOptions": {"temperature": 0.1}, "requests": items}
+
+
+def poller(remaining_ms: int = 60_000) -> dict[str, Any]:
+    import uuid
+
+    return load("batch_poller")(timer_event(), FakeContext(remaining_ms, request_id=str(uuid.uuid4())))
+
+
+def get(api: Api, op_id: str) -> dict[str, Any]:
+    response = api.http.get(f"{api.url}/operations/{op_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def run_to_end(api: Api, jobs: Jobs, op_id: str, rounds: int = 50) -> tuple[dict[str, Any], list[int]]:
+    progress = []
+    for _ in range(rounds):
+        jobs.drain()
+        poller()
+        operation = get(api, op_id)
+        progress.append(int(operation["metadata"]["completedBatches"]))
+        if operation["done"]:
+            return operation, progress
+    raise AssertionError(f"batch {op_id} did not finish: {operation}")
+
+
+def results(operation: dict[str, Any]) -> list[dict[str, Any]]:
+    body = requests.get(operation["response"]["resultUrl"], timeout=60).text
+    return [json.loads(line) for line in body.splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_two_thousand_requests_finish_with_every_result(api_v01: Api, jobs: Jobs, fast: Emulator) -> None:
+    api = api_v01
+    submitted = api.post(f"{FM}/completionBatch", batch_body(2000))
+    assert submitted.status_code == 200, submitted.text
+    operation = submitted.json()
+    assert operation["metadata"] == {"taskId": operation["id"], "taskStatus": "PENDING", "completedBatches": "0",
+                                     "totalBatches": "2000", "failedRequests": "0"}
+    finished, progress = run_to_end(api, jobs, operation["id"])
+    assert progress == sorted(progress) and progress[-1] == 2000  # monotonic
+    assert finished["metadata"]["taskStatus"] == "COMPLETED"
+    assert finished["response"]["succeeded"] == "2000" and finished["response"]["failed"] == "0"
+    lines = results(finished)
+    assert [line["customId"] for line in lines] == [f"req-{i:05d}" for i in range(2000)]
+    assert all(line["response"]["alternatives"][0]["message"]["text"].endswith(f"question {i}")
+               for i, line in enumerate(lines))
+    assert len(fast.calls("/completionAsync")) == 2000  # each request started exactly once
+
+
+def test_failing_items_are_recorded_per_line(api: Api, jobs: Jobs, fast: Emulator) -> None:
+    fast.fault(path="/foundationModels/v1/completionAsync", status=400, message="bad request 7", after=7, count=1)
+    operation = api.post(f"{FM}/completionBatch", batch_body(30, fail_every=10)).json()
+    finished, _ = run_to_end(api, jobs, operation["id"])
+    lines = results(finished)
+    assert len(lines) == 30
+    failed = {line["customId"]: line["error"] for line in lines if "error" in line}
+    assert set(failed) == {"req-00000", "req-00007", "req-00010", "req-00020"}
+    assert "bad request 7" in failed["req-00007"]["message"]  # refused at start
+    assert failed["req-00010"]["message"] == "emulated failure of this request"  # failed upstream
+    assert finished["response"]["failed"] == "4" and finished["metadata"]["failedRequests"] == "4"
+
+
+def test_a_poller_killed_mid_run_loses_and_duplicates_nothing(api: Api, jobs: Jobs, fast: Emulator,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import jobs as jobs_module
+
+    operation = api.post(f"{FM}/completionBatch", batch_body(120)).json()
+    jobs.drain()
+    original = jobs_module.JobStore.item_finished
+    calls = {"n": 0}
+
+    def dies_after_fifty(self: Any, *args: Any, **kwargs: Any) -> bool:
+        calls["n"] += 1
+        if calls["n"] > 50:
+            raise KeyboardInterrupt("poller killed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(jobs_module.JobStore, "item_finished", dies_after_fifty)
+    with pytest.raises(KeyboardInterrupt):
+        poller()
+    monkeypatch.setattr(jobs_module.JobStore, "item_finished", original)
+    from shared.config import Settings
+
+    records = jobs_module.JobStore(Settings.from_env()).items(operation["id"], list(range(120)))
+    assert sum(1 for r in records.values() if r["state"] == "done") == 50  # recorded before the kill, kept
+    time.sleep(0.1)
+    finished, _ = run_to_end(api, jobs, operation["id"])  # the killed poller's lease is its own: a new run takes over
+    lines = results(finished)
+    assert [line["customId"] for line in lines] == [f"req-{i:05d}" for i in range(120)]
+    assert finished["metadata"]["completedBatches"] == "120"
+
+
+def test_two_pollers_together_produce_the_same_result(api: Api, jobs: Jobs, fast: Emulator) -> None:
+    operation = api.post(f"{FM}/completionBatch", batch_body(200)).json()
+    jobs.drain()
+    for _ in range(30):
+        threads = [threading.Thread(target=poller) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        state = get(api, operation["id"])
+        if state["done"]:
+            break
+    assert state["done"] and state["metadata"]["completedBatches"] == "200"
+    lines = results(state)
+    assert len(lines) == 200 and len({line["customId"] for line in lines}) == 200
+    per_operation = collections.Counter(c["path"] for c in fast.calls() if c["path"].startswith("/operations/"))
+    assert max(per_operation.values()) == 1  # no upstream operation was fetched twice
+
+
+def test_cancelled_batch_stops_and_cancels_upstream(api: Api, jobs: Jobs, fast: Emulator) -> None:
+    fast.configure(asyncDelayMs=60_000)  # upstream operations that would run for a minute
+    operation = api.post(f"{FM}/completionBatch", batch_body(150)).json()
+    jobs.triggers["completion"].batch_size = 1
+    jobs.triggers["completion"].poll_once()  # the first chunk (100 requests) starts
+    cancelled = api.post(f"/operations/{operation['id']}:cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    body = cancelled.json()
+    assert body["done"] is True and body["error"]["code"] == 1 and body["metadata"]["taskStatus"] == "CANCELED"
+    jobs.drain()  # the second chunk sees the cancellation and starts nothing
+    assert len(fast.calls("/completionAsync")) == 100
+    poller()
+    assert len([c for c in fast.calls() if c["path"].endswith(":cancel")]) == 100  # upstream cancelled
+    assert get(api, operation["id"])["error"]["message"] == "cancelled by the caller"
+    assert api.http.get(f"{api.url}/operations/{operation['id']}:cancel", timeout=10).json()["done"] is True
+
+
+def test_the_poller_never_runs_past_its_deadline(api_v01: Api, jobs: Jobs, fast: Emulator) -> None:
+    operation = api_v01.post(f"{FM}/completionBatch", batch_body(300)).json()
+    jobs.drain()
+    fast.configure(latencyMs=20)  # 300 gets x 20 ms would take 6 s
+    started = time.monotonic()
+    summary = poller(remaining_ms=2500)
+    assert time.monotonic() - started < 2.5
+    assert summary.get("deadline", 0) >= 1, summary
+    assert 0 < int(get(api_v01, operation["id"])["metadata"]["completedBatches"]) < 300
+
+
+def test_upstream_rates_are_never_exceeded(api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "20")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "25")
+    reset_caches()
+    operation = api_v01.post(f"{FM}/completionBatch", batch_body(50)).json()
+    run_to_end(api_v01, jobs, operation["id"])
+
+    def worst_second(times: list[float]) -> int:
+        times = sorted(times)
+        return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+
+    starts = [c["t"] for c in fast.calls("/completionAsync")]
+    gets = [c["t"] for c in fast.calls() if c["path"].startswith("/operations/")]
+    assert len(starts) == 50 and len(gets) >= 50
+    assert worst_second(starts) <= 21  # 20/s, +1 for the window's edge
+    assert worst_second(gets) <= 26
+
+
+def test_native_batch_is_tracked_by_its_operation(api: Api, jobs: Jobs, fast: Emulator) -> None:
+    fast.configure(asyncDelayMs=300)
+    body = {"modelUri": "gpt://b1gtestfolder/qwen2.5-32b-instruct/latest", "sourceDatasetId": "fdsEXAMPLE",
+            "completionOptions": {"temperature": 0.3, "maxTokens": "1000"}}
+    operation = api.post(f"{FM}/completionBatch", body).json()
+    assert operation["metadata"]["taskId"].startswith("cbt") and operation["done"] is False
+    assert len(fast.calls("/completionBatch")) == 1
+    time.sleep(0.35)
+    poller()
+    finished = get(api, operation["id"])
+    assert finished["done"] is True and finished["metadata"]["taskStatus"] == "COMPLETED"
+    assert finished["response"]["resultDatasetId"].startswith("fds")
+    assert finished["metadata"]["completedBatches"] == finished["metadata"]["totalBatches"] == "10"
+
+
+def test_batch_validation(api: Api, jobs: Jobs) -> None:
+    cases = [
+        ({"modelUri": "yandexgpt-lite"}, "requests: set exactly one of sourceDatasetId and requests"),
+        ({"modelUri": "yandexgpt-lite", "requests": []}, "requests: must have at least 1 item"),
+        ({**batch_body(2), "requests": [{"customId": "a", "messages": [{"role": "user", "text": "x"}]}] * 2},
+         "requests[1].customId: repeats requests[0].customId"),
+        ({"modelUri": "yandexgpt-lite", "requests": [{"messages": []}]}, "requests[0].messages: must have at least 1"),
+        ({**batch_body(1), "completionOptions": {"stream": True}}, "completionOptions.stream: is not available"),
+    ]
+    for body, expected in cases:
+        response = api.post(f"{FM}/completionBatch", body)
+        assert response.status_code == 400, response.text
+        assert expected in response.json()["error"]["message"], response.json()
+    too_many = {"modelUri": "yandexgpt-lite", "requests": [{"messages": [{"role": "user", "text": "x"}]}] * 10_001}
+    assert "at most 10000" in api.post(f"{FM}/completionBatch", too_many).json()["error"]["message"]
+
+
+def test_poller_requeues_a_job_whose_message_was_lost(api: Api, jobs: Jobs, fast: Emulator,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_STUCK_AFTER_S", "0")
+    reset_caches()
+    operation = api.post(f"{FM}/completionAsync", {"modelUri": "yandexgpt-lite",
+                                                   "messages": [{"role": "user", "text": "hi"}]}).json()
+    lost = jobs.queues.receive(jobs.resources.queues["completion"])
+    for message in lost:  # the message vanishes: nobody will ever work on the job
+        jobs.queues.delete(jobs.resources.queues["completion"], message.receipt_handle)
+    summary = poller()
+    assert summary.get("requeued-tasks") == 1
+    jobs.drain()
+    assert get(api, operation["id"])["done"] is True
+
+
+def test_timer_sample_event_invokes_the_poller(jobs: Jobs) -> None:
+    from tests.conftest import load_event
+
+    assert isinstance(load("batch_poller")(load_event("timer-batch-poller"), LocalContext("batch_poller", 30)), dict)
