@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import models, routes
+from shared import models, routes, schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "terraform" / "openapi.yaml.tftpl"
@@ -24,10 +24,10 @@ def spec(version: str = "1.0.0") -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
     names = sorted({r.request for r in routes.ROUTES if r.request} | {r.response for r in routes.ROUTES} | {"Status"})
-    pairs = [(getattr(models, name), "validation" if name in {r.request for r in routes.ROUTES} else "serialization")
-             for name in names]
-    _, schemas = models_json_schema(pairs, by_alias=True, ref_template="#/components/schemas/{model}")
-    components = dict(sorted(schemas.get("$defs", {}).items()))
+    pairs = [(getattr(models, name, None) or getattr(schemas, name),
+              "validation" if name in {r.request for r in routes.ROUTES} else "serialization") for name in names]
+    _, generated = models_json_schema(pairs, by_alias=True, ref_template="#/components/schemas/{model}")
+    components = dict(sorted(generated.get("$defs", {}).items()))
     error = {"type": "object", "properties": {"error": {"type": "object", "properties": {
         "grpcCode": {"type": "integer"}, "httpCode": {"type": "integer"}, "httpStatus": {"type": "string"},
         "message": {"type": "string"}, "details": {"type": "array", "items": {"type": "object"}}}}}}

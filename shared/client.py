@@ -14,12 +14,12 @@ import json
 import random
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared import errors, logs
 from shared.config import Settings
+from shared.ids import uuid4 as new_id
 
 if TYPE_CHECKING:
     import requests
@@ -36,7 +36,7 @@ class Call:
     """Per-invocation call settings: the deadline (time.monotonic) and our correlation id."""
 
     deadline: float
-    client_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    client_request_id: str = field(default_factory=new_id)
 
     @classmethod
     def from_context(cls, context: Any, default_s: float = 300.0, client_request_id: str | None = None) -> Call:
@@ -48,7 +48,7 @@ class Call:
             except (TypeError, ValueError):
                 pass
         deadline = time.monotonic() + max(remaining - SAFETY_MARGIN_S, 0.0)
-        return cls(deadline=deadline, client_request_id=client_request_id or str(uuid.uuid4()))
+        return cls(deadline=deadline, client_request_id=client_request_id or new_id())
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from shared import errors, logs, services
 from shared.config import Settings
+from shared.ids import uuid4 as new_id
 from shared.models import CompletionRequest, EmbeddingAsyncRequest, FewShotClassificationRequest
 from shared.responses import Reply
 from shared.runtime import Invocation
@@ -116,7 +116,7 @@ def view(item: dict[str, Any], store: Any = None, settings: Settings | None = No
 
 
 def new_operation_id() -> str:
-    return "fmo" + uuid.uuid4().hex[:17]
+    return "fmo" + new_id().replace("-", "")[:17]
 
 
 # -- read --------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ class Route:
     function: str  # the function (functions/<name>/handler.py) that serves it
     operation: str  # the operation inside that function
     request: str | None  # name of the request model in shared.models
-    response: str  # name of the response model in shared.models
+    response: str  # name of the response model in shared.schemas
     summary: str
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 

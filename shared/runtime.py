@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from shared import errors, events, logs, models, responses, routes
 from shared.client import Call, FoundationModelsClient
 from shared.config import Settings, settings
+from shared.ids import uuid4 as new_id
 
 log = logs.get_logger("runtime")
 
@@ -42,6 +42,18 @@ class Invocation:
 
 
 Operation = Callable[[Any, Invocation], responses.Reply]
+# An operation may also be named "module:function" and imported on first use, so a cold start for a
+# synchronous request does not pay for the async and batch modules.
+OperationRef = Operation | str
+
+
+def resolve_operation(ref: OperationRef) -> Operation:
+    if callable(ref):
+        return ref
+    import importlib
+
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 _client_lock = threading.Lock()
 _client: FoundationModelsClient | None = None
@@ -68,7 +80,7 @@ def reset_client() -> None:
         _client = None
 
 
-def serve(function: str, operations: Mapping[str, Operation], event: Any, context: Any,
+def serve(function: str, operations: Mapping[str, OperationRef], event: Any, context: Any,
           jobs: str | None = None, timer: Callable[[Invocation, str], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Handle one invocation of `function`: an HTTP request; (when `jobs` names a job kind) a Message
     Queue trigger batch of that kind's jobs; or (when `timer` is given) a timer trigger's tick."""
@@ -89,10 +101,10 @@ def serve(function: str, operations: Mapping[str, Operation], event: Any, contex
         if kind != "http":
             raise errors.BadRequestError.field("event", f"a {kind} event is not handled by the {function} function")
         request = events.parse_http(event)
-        request_id = request_id or request.request_id or str(uuid.uuid4())
+        request_id = request_id or request.request_id or new_id()
         client_request_id = request.header("x-client-request-id")
         if not client_request_id or not _CLIENT_REQUEST_ID.match(client_request_id):
-            client_request_id = str(uuid.uuid4())
+            client_request_id = new_id()
         ids = {"x-request-id": request_id, "x-client-request-id": client_request_id}
         logs.bind(request_id=request_id, client_request_id=client_request_id)
         route, params = _route(function, request, operations)
@@ -101,7 +113,7 @@ def serve(function: str, operations: Mapping[str, Operation], event: Any, contex
         parsed = models.validate(getattr(models, route.request), body) if route.request else None
         invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
                                 path_params=params, caller=_caller(request.authorizer))
-        reply = operations[route.operation](parsed, invocation)
+        reply = resolve_operation(operations[route.operation])(parsed, invocation)
         status = reply.status
         _summary(route_name, status, started, invocation.log_fields)
         return responses.http(reply, ids)
@@ -126,7 +138,7 @@ def consume(function: str, kind: str, event: dict[str, Any], context: Any) -> di
     from shared import operations
 
     started = time.monotonic()
-    request_id = str(getattr(context, "request_id", "") or "") or str(uuid.uuid4())
+    request_id = str(getattr(context, "request_id", "") or "") or new_id()
     token = logs.bind(function=function, request_id=request_id, trigger="message-queue")
     try:
         config = settings()
@@ -147,7 +159,7 @@ def consume(function: str, kind: str, event: dict[str, Any], context: Any) -> di
 def tick(function: str, work: Callable[[Invocation, str], dict[str, Any]], context: Any) -> dict[str, Any]:
     """A timer trigger's invocation: run `work` within the invocation's remaining time."""
     started = time.monotonic()
-    request_id = str(getattr(context, "request_id", "") or "") or str(uuid.uuid4())
+    request_id = str(getattr(context, "request_id", "") or "") or new_id()
     token = logs.bind(function=function, request_id=request_id, trigger="timer")
     try:
         config = settings()
@@ -167,7 +179,7 @@ def _caller(authorizer: dict[str, Any]) -> str:
     return "anonymous"
 
 
-def _route(function: str, request: events.HttpRequest, operations: Mapping[str, Operation]) -> tuple[routes.Route, dict[str, str]]:
+def _route(function: str, request: events.HttpRequest, operations: Mapping[str, OperationRef]) -> tuple[routes.Route, dict[str, str]]:
     """The gateway's operation context wins, then the path; a direct call gets the function's first route."""
     own = routes.for_function(function)
     # a direct (IAM) invocation has no path: it names its operation as ?operation=...

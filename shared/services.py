@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextvars
 import re
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from shared import errors, logs
@@ -139,6 +138,7 @@ def fan_out(work: Any, items: list[Any], concurrency: int) -> list[Any]:
     """Run work(item) for every item on a bounded pool; results in input order; first error wins."""
     if len(items) == 1:
         return [work(items[0])]
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
     stop = threading.Event()
 
     def guarded(item: Any) -> Any:

@@ -3,12 +3,12 @@ fewShotTextClassificationAsync, and the classification queue's trigger."""
 
 from typing import Any
 
-from shared import operations, runtime, services
+from shared import runtime, services
 
 OPERATIONS = {
     "fewShotTextClassification": services.classify_few_shot,
     "textClassification": services.classify_tuned,
-    "fewShotTextClassificationAsync": operations.submit_classification,
+    "fewShotTextClassificationAsync": "shared.operations:submit_classification",
 }
 
 

@@ -3,14 +3,14 @@ completionBatch, and the completion queue's trigger (async workers and batch sta
 
 from typing import Any
 
-from shared import batches, operations, runtime, services
+from shared import runtime, services
 
 OPERATIONS = {
     "completion": services.complete,
     "tokenize": services.tokenize,
     "tokenizeCompletion": services.tokenize_completion,
-    "completionAsync": operations.submit_completion,
-    "completionBatch": batches.submit,
+    "completionAsync": "shared.operations:submit_completion",  # imported on first use
+    "completionBatch": "shared.batches:submit",
 }
 
 

@@ -3,9 +3,9 @@ and the embedding queue's trigger."""
 
 from typing import Any
 
-from shared import operations, runtime, services
+from shared import runtime, services
 
-OPERATIONS = {"textEmbedding": services.embed, "textEmbeddingAsync": operations.submit_embedding}
+OPERATIONS = {"textEmbedding": services.embed, "textEmbeddingAsync": "shared.operations:submit_embedding"}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -113,3 +113,14 @@ def test_level_names_are_cloud_logging_names() -> None:
     log.critical("b")
     levels = [json.loads(line)["level"] for line in stream.getvalue().splitlines()]
     assert levels == ["TRACE", "FATAL"]
+
+
+def test_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from shared.ids import uuid4
+
+    values = {uuid4() for _ in range(1000)}
+    assert len(values) == 1000
+    assert all(uuid.UUID(v).version == 4 and uuid.UUID(v).variant == uuid.RFC_4122 and str(uuid.UUID(v)) == v
+               for v in values)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from local import functions
-from shared import errors, events, models, routes
+from shared import errors, events, models, routes, runtime, schemas
 from shared.config import ENV_NAMES, Settings
 from shared.errors import ConfigError
 from tests.conftest import event_names, load_event
@@ -98,6 +98,7 @@ def test_every_route_has_a_handler_an_operation_and_models() -> None:
         handler = functions.load(route.function)
         operations = handler.__globals__["OPERATIONS"]
         assert route.operation in operations, route
+        assert callable(runtime.resolve_operation(operations[route.operation])), route
         assert route.request is None or hasattr(models, route.request)
-        assert hasattr(models, route.response)
+        assert hasattr(schemas, route.response)
     assert set(routes.functions()) <= set(functions.names())
