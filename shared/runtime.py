@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,18 +133,26 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         logs.unbind(token)
 
 
+@contextmanager
+def _trigger_invocation(function: str, trigger: str, context: Any, default_s: float) -> Iterator[tuple[Invocation, str]]:
+    """What every trigger invocation starts with: the request id bound to the logs, settings, the deadline."""
+    request_id = str(getattr(context, "request_id", "") or "") or new_id()
+    token = logs.bind(function=function, request_id=request_id, trigger=trigger)
+    try:
+        config = settings()
+        logs.configure(config.log_level)
+        yield Invocation(config, Call.from_context(context, default_s=default_s), context), request_id
+    finally:
+        logs.unbind(token)
+
+
 def consume(function: str, kind: str, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A Message Queue trigger batch. Raising is how a trigger invocation fails, so the platform
     redelivers the batch; anything returned means every message is consumed."""
     from shared import operations
 
     started = time.monotonic()
-    request_id = str(getattr(context, "request_id", "") or "") or new_id()
-    token = logs.bind(function=function, request_id=request_id, trigger="message-queue")
-    try:
-        config = settings()
-        logs.configure(config.log_level)
-        invocation = Invocation(config, Call.from_context(context, default_s=600.0), context)
+    with _trigger_invocation(function, "message-queue", context, 600.0) as (invocation, request_id):
         try:
             result = operations.consume(kind, event["messages"], invocation, worker=request_id)
         except Exception as err:
@@ -152,24 +161,15 @@ def consume(function: str, kind: str, event: dict[str, Any], context: Any) -> di
             raise
         _summary("consume", 200, started, invocation.log_fields)
         return result
-    finally:
-        logs.unbind(token)
 
 
 def tick(function: str, work: Callable[[Invocation, str], dict[str, Any]], context: Any) -> dict[str, Any]:
     """A timer trigger's invocation: run `work` within the invocation's remaining time."""
     started = time.monotonic()
-    request_id = str(getattr(context, "request_id", "") or "") or new_id()
-    token = logs.bind(function=function, request_id=request_id, trigger="timer")
-    try:
-        config = settings()
-        logs.configure(config.log_level)
-        invocation = Invocation(config, Call.from_context(context, default_s=60.0), context)
+    with _trigger_invocation(function, "timer", context, 60.0) as (invocation, request_id):
         result = work(invocation, request_id)
         _summary("tick", 200, started, invocation.log_fields)
         return result
-    finally:
-        logs.unbind(token)
 
 
 def _caller(authorizer: dict[str, Any]) -> str:

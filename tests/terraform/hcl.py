@@ -63,22 +63,21 @@ def resources() -> list[Resource]:
     return found
 
 
-def variables() -> dict[str, dict[str, Any]]:
+def _named(kind: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for parsed in load_all().values():
-        for entry in parsed.get("variable", []):
+        for entry in parsed.get(kind, []):
             for name, body in entry.items():
                 out[_key(name)] = body
     return out
+
+
+def variables() -> dict[str, dict[str, Any]]:
+    return _named("variable")
 
 
 def outputs() -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for parsed in load_all().values():
-        for entry in parsed.get("output", []):
-            for name, body in entry.items():
-                out[_key(name)] = body
-    return out
+    return _named("output")
 
 
 def text() -> str:
