@@ -28,7 +28,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@rm -f $(CHECKOV_VENV)/.installed-* && touch $@
 
-run: $(STAMP) ## Start the local stack (FM emulator + gateway) on 127.0.0.1:8080
+run: $(STAMP) ## Start the local stack (FM emulator, moto, queue triggers, poller, gateway) on 127.0.0.1:8080
 	$(PY) -m local.stack
 
 test: $(STAMP) $(CHECKOV_STAMP) ## Lint, then run the whole test suite (Terraform checks and checkov included)
