@@ -96,6 +96,11 @@ class GatewayHandler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         event = build_event(method, self.path, headers, body, route, params, self.server.payload_format,
                             self.client_address[0])
+        if self.server.authorize:
+            denied = self._authorize(method, route, params, headers, event)
+            if denied:
+                return self._send(denied, {"Content-Type": "application/json"},
+                                  json.dumps({"message": "Unauthorized" if denied == 401 else "Forbidden"}).encode())
         handler = functions.load(route.function)
         result = handler(event, LocalContext(route.function, timeout_s=self.server.timeout_s,
                                              request_id=event["requestContext"]["requestId"]))
@@ -105,6 +110,24 @@ class GatewayHandler(BaseHTTPRequestHandler):
         data = result.get("body") or ""
         payload = base64.b64decode(data) if result.get("isBase64Encoded") else str(data).encode()
         self._send(int(result["statusCode"]), result.get("headers") or {}, payload)
+
+    def _authorize(self, method: str, route: routes.Route, params: dict[str, str], headers: dict[str, str],
+                   event: dict[str, Any]) -> int | None:
+        """The API key security scheme with its function authorizer, as the generated spec declares it:
+        no X-Api-Key -> 401; isAuthorized false -> 403; otherwise its context reaches the backend."""
+        if not any(k.lower() == "x-api-key" and v for k, v in headers.items()):
+            return 401
+        request = {"resource": route.path, "path": urlsplit(self.path).path, "httpMethod": method, "headers": headers,
+                   "queryStringParameters": event["queryStringParameters"], "pathParameters": params,
+                   "requestContext": {k: v for k, v in event["requestContext"].items() if k != "apiGateway"},
+                   "cookies": {}}
+        verdict = functions.load("authorizer")(request, LocalContext("authorizer", timeout_s=10))
+        if not isinstance(verdict, dict) or "isAuthorized" not in verdict:
+            return 500
+        if not verdict["isAuthorized"]:
+            return 403
+        event["requestContext"]["authorizer"] = verdict.get("context") or {}
+        return None
 
     def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         self.send_response(status)
@@ -121,8 +144,9 @@ class GatewayServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], payload_format: str = "0.1", timeout_s: float = 300.0,
-                 max_body_bytes: int = 2_621_440 * 2, verbose: bool = False) -> None:
+                 max_body_bytes: int = 2_621_440 * 2, verbose: bool = False, authorize: bool = False) -> None:
         super().__init__(address, GatewayHandler)
+        self.authorize = authorize  # run the authorizer function on X-Api-Key, as the deployed gateway does
         self.payload_format = payload_format
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
@@ -134,8 +158,8 @@ class GatewayServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def start(port: int = 0, payload_format: str = "0.1", host: str = "127.0.0.1") -> GatewayServer:
-    server = GatewayServer((host, port), payload_format)
+def start(port: int = 0, payload_format: str = "0.1", host: str = "127.0.0.1", authorize: bool = False) -> GatewayServer:
+    server = GatewayServer((host, port), payload_format, authorize=authorize)
     threading.Thread(target=server.serve_forever, name="local-gateway", daemon=True).start()
     return server
 

@@ -57,12 +57,14 @@ def main() -> None:
     parser.add_argument("--format", choices=["0.1", "1.0"], default="0.1", help="API Gateway payload format")
     parser.add_argument("--batch-size", type=int, default=10, help="messages per trigger invocation (1-10)")
     parser.add_argument("--batch-cutoff", type=float, default=1.0, help="seconds a trigger waits to fill a batch")
+    parser.add_argument("--require-api-key", action="store_true",
+                        help="check X-Api-Key with the authorizer function (keys from CALLER_KEY_SHA256), as deployed")
     args = parser.parse_args()
 
     print(f"upstream: {upstream(args.emulator_port)}", flush=True)
     print(f"async: {async_stack(args.moto_port, args.batch_size, args.batch_cutoff)}", flush=True)
 
-    server = gateway.GatewayServer(("127.0.0.1", args.port), args.format)
+    server = gateway.GatewayServer(("127.0.0.1", args.port), args.format, authorize=args.require_api_key)
     folder = os.environ.get("YC_FOLDER_ID", "<folder>")
     print(f"API on {server.url}  (payload format {args.format})\n\nTry:\n"
           f"  curl -s {server.url}/foundationModels/v1/completion -H 'Content-Type: application/json' \\\n"

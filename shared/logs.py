@@ -37,6 +37,7 @@ _PATTERNS = [
     re.compile(r"\bt1\.[A-Za-z0-9_\-.]{10,}"),  # IAM token shape: t1.<...>.<86 chars>
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),  # JWT
     re.compile(r"\bAQVN[A-Za-z0-9_\-]{20,}"),  # Yandex API key shape
+    re.compile(r"\bfmk_[A-Za-z0-9_\-]{20,}"),  # our caller keys (make api-key)
 ]
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()

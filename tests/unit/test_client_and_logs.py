@@ -83,7 +83,8 @@ def test_short_name_without_folder_and_allow_list() -> None:
 
 SECRETS = ["Api-Key AQVN1234567890abcdefghijklmnop", "Bearer t1.9euelZqXyMnNy5KblpqRm5yOj5aPyu3rnpWak8",
            "t1.9euelZqXyMnNy5KblpqRm5yOj5aPyu3rnpWak8", "eyJhbGciOiJQUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl",
-           "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"]
+           "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
+           "fmk_AWbg-l3-kSj-K0NX_4yz5nPGmB9ykMGr61mhg40BlF8"]
 
 
 @pytest.mark.parametrize("secret", SECRETS)
