@@ -151,10 +151,12 @@ class HourlyWindow:
 
 
 _windows: dict[int, HourlyWindow] = {}
+_windows_lock = threading.Lock()
 
 
 def hourly(limit: int) -> HourlyWindow:
-    with services._pacers_lock:
+    """The instance-wide hourly window for this limit (shared across warm invocations)."""
+    with _windows_lock:
         return _windows.setdefault(limit, HourlyWindow(limit))
 
 

@@ -59,12 +59,12 @@ def _queue(settings: Settings) -> Any:
 def submit_completion(request: CompletionRequest, inv: Invocation) -> Reply:
     if request.stream:
         raise errors.BadRequestError.field("completionOptions.stream", "is not available in async mode")
-    body = services._upstream_body(request, "gpt", inv)
+    body = services.upstream_body(request, "gpt", inv)
     return submit_tasks("completion", [body], inv)
 
 
 def submit_classification(request: FewShotClassificationRequest, inv: Invocation) -> Reply:
-    return submit_tasks("classification", [services._upstream_body(request, "cls", inv)], inv)
+    return submit_tasks("classification", [services.upstream_body(request, "cls", inv)], inv)
 
 
 def submit_embedding(request: EmbeddingAsyncRequest, inv: Invocation) -> Reply:
@@ -293,7 +293,7 @@ def execute(kind: str, payload: dict[str, Any], inv: Invocation) -> dict[str, An
         return {"@type": RESPONSE_TYPES[kind], **answer.body}
     if kind == "embedding":
         model_uri, dim = payload["modelUri"], payload.get("dim")
-        results = services.fan_out(lambda text: services._embed_one(model_uri, text, dim, inv), payload["texts"],
+        results = services.fan_out(lambda text: services.embed_one(model_uri, text, dim, inv), payload["texts"],
                                    inv.settings.max_concurrency)
         return {"embeddings": [r["embedding"] for r in results],
                 "numTokens": str(sum(int(r.get("numTokens", 0) or 0) for r in results)),

@@ -55,7 +55,7 @@ def _allowed(uri: str, name: str, rest: str, allowed: tuple[str, ...]) -> bool:
     return any(entry in (uri, name, versioned) for entry in allowed)
 
 
-def _upstream_body(request: Any, scheme: str, inv: Invocation) -> dict[str, Any]:
+def upstream_body(request: Any, scheme: str, inv: Invocation) -> dict[str, Any]:
     """The validated request as upstream expects it, with its model resolved and logged."""
     body = request.upstream()
     body["modelUri"] = resolve_model(request.model_uri, scheme, inv.settings)
@@ -66,7 +66,7 @@ def _upstream_body(request: Any, scheme: str, inv: Invocation) -> dict[str, Any]
 # -- completion --
 
 def complete(request: CompletionRequest, inv: Invocation) -> Reply:
-    body = _upstream_body(request, "gpt", inv)
+    body = upstream_body(request, "gpt", inv)
     answer = inv.client.completion(body, inv.call)
     _note(inv, answer)
     if request.stream:
@@ -82,13 +82,13 @@ def complete(request: CompletionRequest, inv: Invocation) -> Reply:
 
 
 def tokenize(request: TokenizeRequest, inv: Invocation) -> Reply:
-    answer = inv.client.tokenize(_upstream_body(request, "gpt", inv), inv.call)
+    answer = inv.client.tokenize(upstream_body(request, "gpt", inv), inv.call)
     _note(inv, answer)
     return Reply(answer.body)
 
 
 def tokenize_completion(request: CompletionRequest, inv: Invocation) -> Reply:
-    answer = inv.client.tokenize_completion(_upstream_body(request, "gpt", inv), inv.call)
+    answer = inv.client.tokenize_completion(upstream_body(request, "gpt", inv), inv.call)
     _note(inv, answer)
     return Reply(answer.body)
 
@@ -97,6 +97,12 @@ def tokenize_completion(request: CompletionRequest, inv: Invocation) -> Reply:
 
 _pacers: dict[tuple[str, float], Pacer] = {}
 _pacers_lock = threading.Lock()
+
+
+def reset_pacers() -> None:
+    """Forget every pacer (tests; a new rate setting makes a new pacer anyway)."""
+    with _pacers_lock:
+        _pacers.clear()
 
 
 def pacer(name: str, rate: float) -> Pacer:
@@ -112,16 +118,16 @@ def embed(request: EmbeddingRequest, inv: Invocation) -> Reply:
     model_uri = resolve_model(request.model_uri, "emb", inv.settings)
     inv.log_fields["model"] = model_uri
     if request.text is not None:
-        return Reply(_embed_one(model_uri, request.text, request.dim, inv))
+        return Reply(embed_one(model_uri, request.text, request.dim, inv))
     texts = request.texts or []
-    results = fan_out(lambda text: _embed_one(model_uri, text, request.dim, inv), texts, inv.settings.max_concurrency)
+    results = fan_out(lambda text: embed_one(model_uri, text, request.dim, inv), texts, inv.settings.max_concurrency)
     tokens = sum(int(result.get("numTokens", 0) or 0) for result in results)
     inv.log_fields.update(texts=len(texts), input_tokens=tokens)
     return Reply({"embeddings": [result["embedding"] for result in results], "numTokens": str(tokens),
                   "modelVersion": results[0].get("modelVersion", "")})
 
 
-def _embed_one(model_uri: str, text: str, dim: int | None, inv: Invocation) -> dict[str, Any]:
+def embed_one(model_uri: str, text: str, dim: int | None, inv: Invocation) -> dict[str, Any]:
     body: dict[str, Any] = {"modelUri": model_uri, "text": text}
     if dim is not None:
         body["dim"] = str(dim)
@@ -161,11 +167,11 @@ def fan_out(work: Any, items: list[Any], concurrency: int) -> list[Any]:
 # -- classification --
 
 def classify_few_shot(request: FewShotClassificationRequest, inv: Invocation) -> Reply:
-    return _classify(_upstream_body(request, "cls", inv), inv, tuned=False)
+    return _classify(upstream_body(request, "cls", inv), inv, tuned=False)
 
 
 def classify_tuned(request: TextClassificationRequest, inv: Invocation) -> Reply:
-    return _classify(_upstream_body(request, "cls", inv), inv, tuned=True)
+    return _classify(upstream_body(request, "cls", inv), inv, tuned=True)
 
 
 def _classify(body: dict[str, Any], inv: Invocation, tuned: bool) -> Reply:

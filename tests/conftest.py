@@ -41,7 +41,7 @@ def reset_caches() -> None:
     config.reset_settings()
     auth.reset_credentials()
     runtime.reset_client()
-    services._pacers.clear()
+    services.reset_pacers()
     jobs.reset_job_store()
     queue.reset_queue_client()
 
