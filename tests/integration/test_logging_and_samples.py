@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +77,33 @@ def test_handler_import_is_lean() -> None:
                 " if m in sys.modules]; print(','.join(heavy))")
         output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         assert output == "", f"{function} imports {output} at cold start"
+
+
+@pytest.mark.parametrize("function,event_name", [("completion", "http-v01-completion"),
+                                                 ("embedding", "http-v10-embedding-texts"),
+                                                 ("classification", "http-v01-classification-fewshot")])
+def test_the_packaged_zip_runs_as_the_platform_loads_it(stack_env: Emulator, tmp_path: Path, function: str,
+                                                       event_name: str) -> None:
+    """Unpack the archive `make package` builds and import handler.handler from its root, with only the
+    archive (and the installed dependencies) on the path, as Cloud Functions does from /function/code."""
+    import zipfile
+
+    from deploy import package
+
+    archive = tmp_path / f"{function}.zip"
+    archive.write_bytes(package.build(function))
+    code = tmp_path / "code"
+    zipfile.ZipFile(archive).extractall(code)
+    script = ("import json, sys\n"
+              f"sys.path = [p for p in sys.path if p not in ('', {str(ROOT)!r})]\n"
+              f"sys.path.insert(0, {str(code)!r})\n"
+              "import handler\n"
+              f"event = json.load(open({str(ROOT / 'events' / (event_name + '.json'))!r}))\n"
+              "result = handler.handler(event, None)\n"
+              "print(json.dumps({'status': result['statusCode'], 'shared': handler.runtime.__file__}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=code, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outcome["status"] == 200
+    assert outcome["shared"].startswith(str(code))  # the archive's own shared/, not the repository's
