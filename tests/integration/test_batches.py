@@ -250,3 +250,14 @@ def test_timer_sample_event_invokes_the_poller(jobs: Jobs) -> None:
     from tests.conftest import load_event
 
     assert isinstance(load("batch_poller")(load_event("timer-batch-poller"), LocalContext("batch_poller", 30)), dict)
+
+
+def test_poller_rides_out_operation_service_faults(api: Api, jobs: Jobs, fast: Emulator) -> None:
+    operation = api.post(f"{FM}/completionBatch", batch_body(20)).json()
+    jobs.drain()
+    fast.fault(path="/operations/", status=503, count=8)  # the operation service stumbles
+    fast.fault(path="/operations/", kind="malformed", count=2)
+    finished, progress = run_to_end(api, jobs, operation["id"])
+    assert progress == sorted(progress)
+    assert [line["customId"] for line in results(finished)] == [f"req-{i:05d}" for i in range(20)]
+    assert all("response" in line for line in results(finished))
