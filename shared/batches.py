@@ -22,6 +22,7 @@ from typing import Any
 
 from shared import errors, logs, services
 from shared.config import Settings
+from shared.jobs import item_id, job_store, task_id
 from shared.models import BatchCompletionRequest
 from shared.responses import Reply
 from shared.runtime import Invocation
@@ -33,12 +34,6 @@ BATCH_RESPONSE_TYPE = "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.
 POLL_MARGIN_S = 1.0  # stop polling this long before the invocation's deadline
 FIRST_POLL_S, MAX_POLL_INTERVAL_S = 1.0, 30.0
 POLLER_LEASE_S = 120.0
-
-
-def _store(settings: Settings) -> Any:
-    from shared.jobs import job_store
-
-    return job_store(settings)
 
 
 # -- submit ------------------------------------------------------------------------------------------
@@ -76,7 +71,7 @@ def _submit_native(request: BatchCompletionRequest, model_uri: str, inv: Invocat
     upstream = answer.body if isinstance(answer.body, dict) else {}
     if not upstream.get("id"):
         raise errors.UpstreamError("upstream completionBatch answered without an operation id")
-    store = _store(inv.settings)
+    store = job_store(inv.settings)
     op_id = operations.new_operation_id()
     metadata = upstream.get("metadata") or {}
     item = store.create(op_id, "batch-native", "Batch Completion", inv.caller, [], extra={
@@ -166,7 +161,7 @@ class QuotaDeferred(Exception):
 
 def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[str, Any]:
     """Start an upstream async operation for each request of the chunk not started yet."""
-    store = _store(inv.settings)
+    store = job_store(inv.settings)
     items = payload["items"]
     existing = store.items(op_id, [item["index"] for item in items])
     started = refused = 0
@@ -200,7 +195,7 @@ def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[st
 
 def poll(inv: Invocation, worker: str) -> dict[str, Any]:
     """One poller run: walk the active operations until the deadline; safe to run several at once."""
-    store = _store(inv.settings)
+    store = job_store(inv.settings)
     summary: collections.Counter[str] = collections.Counter()
     for op_id in store.active_ids():
         if inv.call.remaining() < POLL_MARGIN_S:
@@ -235,9 +230,18 @@ def poll(inv: Invocation, worker: str) -> dict[str, Any]:
 
 def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary: collections.Counter[str]) -> None:
     op_id, total = operation["id"], int(operation.get("items_total", 0))
-    records = store.items(op_id, list(range(total)))
+    records = store.items(op_id, list(range(total)))  # read once a round and kept current below
     cancelled = operation.get("state") == "done"
     now = time.time()
+
+    def settle(index: int, record: dict[str, Any], outcome: dict[str, Any], failed: bool) -> bool:
+        if store.item_finished(op_id, index, record["custom_id"], outcome, failed):
+            records[index] = {**record, "state": "done", "failed": failed,
+                              "outcome": json.dumps(outcome, ensure_ascii=False)}
+            return True
+        records.update(store.items(op_id, [index]))  # recorded already: take what the store holds
+        return False
+
     for index, record in sorted(records.items()):
         if record.get("state") == "done" or (not cancelled and float(record.get("next_poll_at", 0)) > now):
             continue
@@ -252,7 +256,7 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         try:
             answer = (inv.client.cancel_operation if cancelled else inv.client.get_operation)(record["upstream_id"], inv.call)
         except errors.NotFoundError as err:  # upstream keeps operations 3 days
-            store.item_finished(op_id, index, record["custom_id"], err.to_status(), True)
+            settle(index, record, err.to_status(), True)
             summary["items-lost"] += 1
             continue
         except errors.ApiError as err:
@@ -266,11 +270,11 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         if upstream.get("done"):
             failed = "error" in upstream
             outcome = upstream["error"] if failed else upstream.get("response", {})
-            if store.item_finished(op_id, index, record["custom_id"], outcome, failed):
+            if settle(index, record, outcome, failed):
                 summary["items-finished"] += 1
         else:
             polls = int(record.get("polls", 0)) + 1
-            store.set_fields(f"{op_id}#i{index}", {"polls": polls, "next_poll_at": time.time() + min(
+            store.set_fields(item_id(op_id, index), {"polls": polls, "next_poll_at": time.time() + min(
                 MAX_POLL_INTERVAL_S, FIRST_POLL_S * 1.5 ** polls)})
             summary["items-pending"] += 1
     if cancelled:
@@ -279,8 +283,8 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         return
     _requeue_if_stuck(operation, store, inv, summary)
     # progress is counted from the item records (never a separate counter that a crash could skew);
-    # only this lease holder writes it, and records only move forward, so it never goes back
-    records = store.items(op_id, list(range(total)))
+    # only this lease holder writes it, and records only move forward, so it never goes back.
+    # (A request a worker refused during this round is counted in the next one.)
     settled = [r for r in records.values() if r.get("state") == "done"]
     counts = {"items_done": len(settled), "items_failed": sum(1 for r in settled if r.get("failed"))}
     if counts["items_done"] != int(operation.get("items_done", 0)) or counts["items_failed"] != int(operation.get("items_failed", 0)):
@@ -360,7 +364,7 @@ def _requeue_if_stuck(operation: dict[str, Any], store: Any, inv: Invocation, su
         return
     stuck = []
     for number in range(int(operation.get("tasks_total", 0))):
-        task = store.item(f"{operation['id']}#{number}") or {}
+        task = store.item(task_id(operation["id"], number)) or {}
         state = task.get("state")
         if state is None or state == "queued" or (state == "running" and float(task.get("lease_until", 0)) < now):
             stuck.append(number)

@@ -19,6 +19,7 @@ from typing import Any
 from shared import errors, logs, services
 from shared.config import Settings
 from shared.ids import uuid4 as new_id
+from shared.jobs import job_store, payload_key, task_id  # boto3 itself is imported only inside the store
 from shared.models import CompletionRequest, EmbeddingAsyncRequest, FewShotClassificationRequest
 from shared.responses import Reply
 from shared.runtime import Invocation
@@ -40,12 +41,6 @@ MIN_TIME_FOR_A_MESSAGE_S = 5.0  # stop taking messages from a batch with less ti
 
 class RedeliverError(Exception):
     """Raised at the end of a batch so the trigger puts its messages back (finished ones are skipped then)."""
-
-
-def _store(settings: Settings) -> Any:
-    from shared.jobs import job_store
-
-    return job_store(settings)
 
 
 def _queue(settings: Settings) -> Any:
@@ -84,7 +79,7 @@ def submit_tasks(kind: str, payloads: list[dict[str, Any]], inv: Invocation, que
     settings = inv.settings
     queue_kind = queue_kind or kind
     settings.queue_url(queue_kind)  # fail before storing anything when the queue is not configured
-    store = _store(settings)
+    store = job_store(settings)
     op_id = new_operation_id()
     encoded = [json.dumps(payload, ensure_ascii=False).encode() for payload in payloads]
     item = store.create(op_id, kind, DESCRIPTIONS[kind], inv.caller, encoded, numbers=numbers)
@@ -125,7 +120,7 @@ def get(_: None, inv: Invocation) -> Reply:
     op_id = inv.path_params.get("operationId", "")
     if not OPERATION_ID.match(op_id):
         raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
-    store = _store(inv.settings)
+    store = job_store(inv.settings)
     item = store.item(op_id)
     if item is None or "#" in op_id:
         raise errors.NotFoundError(f"operation {op_id} not found")
@@ -139,7 +134,7 @@ def cancel(_: None, inv: Invocation) -> Reply:
     op_id = inv.path_params.get("operationId", "")
     if not OPERATION_ID.match(op_id):
         raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
-    store = _store(inv.settings)
+    store = job_store(inv.settings)
     item = store.item(op_id)
     if item is None:
         raise errors.NotFoundError(f"operation {op_id} not found")
@@ -227,7 +222,7 @@ def _parse(body: str) -> tuple[str, int]:
 
 def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, worker: str) -> str:
     op_id, number = _parse(body)
-    store = _store(inv.settings)
+    store = job_store(inv.settings)
     operation = store.item(op_id)
     if operation is None:
         log.error("message for an unknown operation consumed", extra={"operation_id": op_id, "body": body[:500]})
@@ -270,12 +265,6 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
     if store.complete(op_id, number, worker, json.dumps(result, ensure_ascii=False).encode()):
         finalize(op_id, store, inv.settings)
     return "done"
-
-
-def payload_key(op_id: str, number: int) -> str:
-    from shared.jobs import payload_key as key
-
-    return key(op_id, number)
 
 
 def execute(kind: str, payload: dict[str, Any], inv: Invocation) -> dict[str, Any]:
@@ -331,11 +320,11 @@ def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, 
         log.error("unreadable message reached the dead-letter queue; consumed",
                   extra={"body": body[:2000], "queue_message": message.get("details", {}).get("message", {})})
         return "dead-unreadable"
-    store = _store(inv.settings)
+    store = job_store(inv.settings)
     operation = store.item(op_id)
     if operation is None or operation.get("state") == "done":
         return "dead-skipped"
-    task = store.item(f"{op_id}#{number}") or {}
+    task = store.item(task_id(op_id, number)) or {}
     attributes = (message.get("details") or {}).get("message", {}).get("attributes") or {}
     deliveries = attributes.get("ApproximateReceiveCount", "several")
     last = task.get("last_error") or operation.get("last_error") or "none recorded (the worker may have crashed or timed out)"
