@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,17 +20,44 @@ REGION = "ru-central1"
 
 
 def start_moto(port: int = 0) -> tuple[Any, str]:
-    """Start moto server in this process; (server, url)."""
+    """Start moto server in this process, its Document API linearizable; (server, url).
+
+    The cloud's Document API applies each conditional write and transaction atomically. moto's backend
+    does not: two threads can both pass the same `attribute_not_exists` check, and a transaction can
+    iterate a table while another request changes it. So every DynamoDB-protocol request runs under one
+    lock, which makes each one atomic and their order a total one, as the real service guarantees. The
+    queue and bucket APIs are left concurrent (a long-polling ReceiveMessage must not stall the store).
+    """
     os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "True"  # moto knows no ru-central1 otherwise
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    host, bound = server.get_host_and_port()
+    server = make_server("127.0.0.1", port, SerializedDocumentApi(DomainDispatcherApplication(create_backend_app)),
+                         threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
+    host, bound = server.server_address[:2]
     return server, f"http://{host}:{bound}"
+
+
+class SerializedDocumentApi:
+    """WSGI middleware: DynamoDB-protocol requests (X-Amz-Target: DynamoDB_*) one at a time, whole."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+            return self.app(environ, start_response)
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]  # the whole answer is made while the backend is ours
+            finally:
+                getattr(result, "close", lambda: None)()
 
 
 @dataclass
@@ -50,7 +78,7 @@ class Resources:
 def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30) -> Resources:
     import boto3
 
-    from shared.queue import QueueClient
+    from shared.jobs.queue import QueueClient
 
     common = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": ACCESS_KEY,
               "aws_secret_access_key": SECRET_KEY}

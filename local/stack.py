@@ -35,7 +35,7 @@ def async_stack(moto_port: int = 0, batch_size: int = 10, cutoff_s: float = 1.0)
     if os.environ.get("DOCAPI_ENDPOINT"):
         return f"job store {os.environ['DOCAPI_ENDPOINT']} (queues and bucket from the environment; no local triggers)"
     from local import aws, triggers
-    from shared.queue import QueueClient
+    from shared.jobs.queue import QueueClient
 
     _, url = aws.start_moto(moto_port)
     resources = aws.provision(url)

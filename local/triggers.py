@@ -16,7 +16,7 @@ from typing import Any
 from local import functions
 from local.context import LocalContext
 from shared import logs
-from shared.queue import Message, QueueClient
+from shared.jobs.queue import Message, QueueClient
 
 log = logs.get_logger("triggers")
 

@@ -67,6 +67,12 @@ class ApiError(Exception):
             }
         }
 
+    def to_openai_body(self) -> dict[str, Any]:
+        """The error in OpenAI's shape: {"error": {message, type, param, code}} (the request id is a header)."""
+        param = next((d.get("field") for d in self.details if d.get("@type") == "field"), None)
+        kind = OPENAI_TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
+        return {"error": {"message": self.message, "type": kind, "param": param, "code": self.code.lower()}}
+
     def to_status(self) -> dict[str, Any]:
         """The error as a google.rpc.Status, the shape Operation.error uses."""
         return {"code": self.grpc_code, "message": self.message, "details": list(self.details)}
@@ -123,6 +129,10 @@ class CredentialsError(ApiError):
 class ConfigError(ApiError):
     status, code, grpc_code = 500, "FAILED_PRECONDITION", 9
 
+
+# HTTP status -> OpenAI's error `type` (others: invalid_request_error below 500, server_error from 500)
+OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                429: "rate_limit_error"}
 
 # gRPC code -> HTTP status, from the Yandex Cloud error table (reference §6).
 GRPC_TO_HTTP = {

@@ -34,8 +34,16 @@ def http(reply: Reply, ids: dict[str, str]) -> dict[str, Any]:
     return {"statusCode": reply.status, "headers": headers, "body": text, "isBase64Encoded": False}
 
 
-def error(err: ApiError, ids: dict[str, str]) -> dict[str, Any]:
+def error(err: ApiError, ids: dict[str, str], dialect: str = "native") -> dict[str, Any]:
+    """An error in the dialect's shape: native (the upstream gateway's) or OpenAI's."""
     headers = dict(ids)
     if err.retry_after is not None and err.status in (429, 503):
         headers["Retry-After"] = str(max(int(err.retry_after + 0.999), 1))
-    return http(Reply(err.to_body(ids.get("x-request-id")), status=err.status, headers=headers), {})
+    if dialect == "openai":
+        if not err.retryable and err.status in (502, 504):
+            # the openai client retries every 5xx; upstream may already be generating (and billing) this one
+            headers["x-should-retry"] = "false"
+        body = err.to_openai_body()
+    else:
+        body = err.to_body(ids.get("x-request-id"))
+    return http(Reply(body, status=err.status, headers=headers), {})

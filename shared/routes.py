@@ -19,9 +19,10 @@ class Route:
     path: str  # OpenAPI-style template; {name} matches one segment
     function: str  # the function (functions/<name>/handler.py) that serves it
     operation: str  # the operation inside that function
-    request: str | None  # name of the request model in shared.models
-    response: str  # name of the response model in shared.schemas
+    request: str | None  # name of the request model in the dialect's models module (MODEL_MODULES)
+    response: str  # name of the response model in the dialect's schemas module (SCHEMA_MODULES)
     summary: str
+    dialect: str = "native"  # "native" (Foundation Models REST) or "openai" (/v1): models and error shape
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -34,6 +35,15 @@ class Route:
 
 
 FM = "/foundationModels/v1"
+OPENAI = "/v1"
+MODEL_MODULES = {"native": "shared.native.models", "openai": "shared.openai.models"}
+SCHEMA_MODULES = {"native": "shared.native.schemas", "openai": "shared.openai.schemas"}
+
+
+def dialect_of(path: str) -> str:
+    """Which dialect a path speaks, before (or without) a route: errors then come in its shape."""
+    return "openai" if path == OPENAI or path.startswith(OPENAI + "/") else "native"
+
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", f"{FM}/completion", "completion", "completion", "CompletionRequest", "CompletionResponse",

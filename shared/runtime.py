@@ -8,6 +8,7 @@ passing more operations, not by being rewritten.
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 import time
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import errors, events, logs, models, responses, routes
+from shared import errors, events, logs, responses, routes
 from shared.client import Call, FoundationModelsClient
 from shared.config import Settings, settings
 from shared.ids import uuid4 as new_id
@@ -51,8 +52,6 @@ OperationRef = Operation | str
 def resolve_operation(ref: OperationRef) -> Operation:
     if callable(ref):
         return ref
-    import importlib
-
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -82,18 +81,20 @@ def reset_client() -> None:
 
 
 def serve(function: str, operations: Mapping[str, OperationRef], event: Any, context: Any,
-          jobs: str | None = None, timer: Callable[[Invocation, str], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Handle one invocation of `function`: an HTTP request; (when `jobs` names a job kind) a Message
-    Queue trigger batch of that kind's jobs; or (when `timer` is given) a timer trigger's tick."""
+          jobs: tuple[str, OperationRef] | None = None, timer: OperationRef | None = None) -> dict[str, Any]:
+    """Handle one invocation of `function`: an HTTP request; (when `jobs` = (job kind, worker) is given)
+    a Message Queue trigger batch of that kind's jobs for worker(kind, messages, invocation, worker_id);
+    or (when `timer` is given) a timer trigger's tick, timer(invocation, worker_id)."""
     if jobs and events.kind(event) == "queue":
-        return consume(function, jobs, event, context)
+        return consume(function, jobs[0], resolve_operation(jobs[1]), event, context)
     if timer is not None and events.kind(event) == "timer":
-        return tick(function, timer, context)
+        return tick(function, resolve_operation(timer), context)
     started = time.monotonic()
     request_id = str(getattr(context, "request_id", "") or "") or None
     token = logs.bind(function=function, request_id=request_id)
     ids: dict[str, str] = {}
     route_name = None
+    dialect = "native"
     status = 500
     try:
         config = settings()
@@ -102,6 +103,7 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         if kind != "http":
             raise errors.BadRequestError.field("event", f"a {kind} event is not handled by the {function} function")
         request = events.parse_http(event)
+        dialect = routes.dialect_of(request.path)
         request_id = request_id or request.request_id or new_id()
         client_request_id = request.header("x-client-request-id")
         if not client_request_id or not _CLIENT_REQUEST_ID.match(client_request_id):
@@ -109,9 +111,9 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         ids = {"x-request-id": request_id, "x-client-request-id": client_request_id}
         logs.bind(request_id=request_id, client_request_id=client_request_id)
         route, params = _route(function, request, operations)
-        route_name = route.operation
+        route_name, dialect = route.operation, route.dialect
         body = request.json(config.max_body_bytes) if route.request else None
-        parsed = models.validate(getattr(models, route.request), body) if route.request else None
+        parsed = _validate(route, body) if route.request else None
         invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
                                 path_params=params, caller=_caller(request.authorizer))
         reply = resolve_operation(operations[route.operation])(parsed, invocation)
@@ -125,10 +127,10 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
                                        "grpc_code": err.grpc_code, "upstream_status": err.upstream_status,
                                        "upstream_request_id": err.upstream_request_id,
                                        "latency_ms": _ms(started)})
-        return responses.error(err, ids)
+        return responses.error(err, ids, dialect)
     except Exception:
         log.exception("unhandled error", extra={"operation": route_name, "latency_ms": _ms(started)})
-        return responses.error(errors.ApiError("internal error; see the function log for this request id"), ids)
+        return responses.error(errors.ApiError("internal error; see the function log for this request id"), ids, dialect)
     finally:
         logs.unbind(token)
 
@@ -146,15 +148,14 @@ def _trigger_invocation(function: str, trigger: str, context: Any, default_s: fl
         logs.unbind(token)
 
 
-def consume(function: str, kind: str, event: dict[str, Any], context: Any) -> dict[str, Any]:
+def consume(function: str, kind: str, worker: Callable[..., dict[str, Any]], event: dict[str, Any],
+            context: Any) -> dict[str, Any]:
     """A Message Queue trigger batch. Raising is how a trigger invocation fails, so the platform
     redelivers the batch; anything returned means every message is consumed."""
-    from shared import operations
-
     started = time.monotonic()
     with _trigger_invocation(function, "message-queue", context, 600.0) as (invocation, request_id):
         try:
-            result = operations.consume(kind, event["messages"], invocation, worker=request_id)
+            result = worker(kind, event["messages"], invocation, request_id)
         except Exception as err:
             log.warning("batch failed; the trigger will redeliver it",
                         extra={"error": str(err)[:500], "latency_ms": _ms(started), **invocation.log_fields})
@@ -170,6 +171,12 @@ def tick(function: str, work: Callable[[Invocation, str], dict[str, Any]], conte
         result = work(invocation, request_id)
         _summary("tick", 200, started, invocation.log_fields)
         return result
+
+
+def _validate(route: routes.Route, body: Any) -> Any:
+    """The body checked against the route's request model, in the route's dialect (400 naming the field)."""
+    models = importlib.import_module(routes.MODEL_MODULES[route.dialect])
+    return models.validate(getattr(models, route.request or ""), body)
 
 
 def _caller(authorizer: dict[str, Any]) -> str:

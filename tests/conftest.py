@@ -18,7 +18,8 @@ if str(ROOT) not in sys.path:
 
 from local import emulator as emulator_module  # noqa: E402
 from local import gateway as gateway_module  # noqa: E402
-from shared import auth, config, logs, runtime, services  # noqa: E402
+from shared import auth, config, logs, runtime  # noqa: E402
+from shared.native import services  # noqa: E402
 
 EVENTS = ROOT / "events"
 API_KEY = "AQVNlocal-test-api-key-0123456789abcdef"
@@ -36,13 +37,13 @@ def event_names(prefix: str = "") -> list[str]:
 
 
 def reset_caches() -> None:
-    from shared import jobs, queue
+    from shared.jobs import queue, store
 
     config.reset_settings()
     auth.reset_credentials()
     runtime.reset_client()
     services.reset_pacers()
-    jobs.reset_job_store()
+    store.reset_job_store()
     queue.reset_queue_client()
 
 
@@ -184,7 +185,7 @@ def moto_server() -> Iterator[str]:
 
     server, url = start_moto()
     yield url
-    server.stop()
+    server.shutdown()
 
 
 class Jobs:
@@ -193,7 +194,7 @@ class Jobs:
     def __init__(self, resources: Any) -> None:
         from local.aws import ACCESS_KEY, REGION, SECRET_KEY
         from local.triggers import queue_triggers
-        from shared.queue import QueueClient
+        from shared.jobs.queue import QueueClient
 
         self.resources = resources
         self.queues = QueueClient(resources.endpoint, REGION, ACCESS_KEY, SECRET_KEY)

@@ -4,8 +4,8 @@ and re-enqueue stuck jobs. Several pollers may run at once."""
 
 from typing import Any
 
-from shared import batches, runtime
+from shared import runtime
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.serve("batch_poller", {}, event, context, timer=batches.poll)
+    return runtime.serve("batch_poller", {}, event, context, timer="shared.jobs.poller:poll")

@@ -3,16 +3,17 @@ completionBatch, and the completion queue's trigger (async workers and batch sta
 
 from typing import Any
 
-from shared import runtime, services
+from shared import runtime
+from shared.native import services
 
 OPERATIONS = {
     "completion": services.complete,
     "tokenize": services.tokenize,
     "tokenizeCompletion": services.tokenize_completion,
-    "completionAsync": "shared.operations:submit_completion",  # imported on first use
-    "completionBatch": "shared.batches:submit",
+    "completionAsync": "shared.jobs.operations:submit_completion",  # imported on first use
+    "completionBatch": "shared.jobs.batches:submit",
 }
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.serve("completion", OPERATIONS, event, context, jobs="completion")
+    return runtime.serve("completion", OPERATIONS, event, context, jobs=("completion", "shared.jobs.worker:consume"))

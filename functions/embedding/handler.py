@@ -3,10 +3,11 @@ and the embedding queue's trigger."""
 
 from typing import Any
 
-from shared import runtime, services
+from shared import runtime
+from shared.native import services
 
-OPERATIONS = {"textEmbedding": services.embed, "textEmbeddingAsync": "shared.operations:submit_embedding"}
+OPERATIONS = {"textEmbedding": services.embed, "textEmbeddingAsync": "shared.jobs.operations:submit_embedding"}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.serve("embedding", OPERATIONS, event, context, jobs="embedding")
+    return runtime.serve("embedding", OPERATIONS, event, context, jobs=("embedding", "shared.jobs.worker:consume"))

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from shared import operations, runtime
+from shared import runtime
+from shared.jobs import operations
 
 OPERATIONS = {"get": operations.get, "cancel": operations.cancel, "cancelGet": operations.cancel}
 

@@ -106,7 +106,7 @@ def test_failing_items_are_recorded_per_line(api: Api, jobs: Jobs, fast: Emulato
 
 def test_a_poller_killed_mid_run_loses_and_duplicates_nothing(api: Api, jobs: Jobs, fast: Emulator,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import jobs as jobs_module
+    from shared.jobs import store as jobs_module
 
     operation = api.post(f"{FM}/completionBatch", batch_body(120)).json()
     jobs.drain()

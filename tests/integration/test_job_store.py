@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from shared import jobs as jobs_module
 from shared.config import Settings
+from shared.jobs import store as jobs_module
 from tests.conftest import Jobs
 
 pytestmark = pytest.mark.integration

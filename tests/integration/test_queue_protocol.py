@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from local.aws import ACCESS_KEY, REGION, SECRET_KEY
-from shared.queue import QueueClient
+from shared.jobs.queue import QueueClient
 
 pytestmark = pytest.mark.integration
 

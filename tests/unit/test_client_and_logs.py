@@ -10,7 +10,7 @@ import pytest
 
 from shared import client, errors, logs
 from shared.config import Settings
-from shared.services import resolve_model
+from shared.native.services import resolve_model
 
 
 class FakeResponse:

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from local import functions
-from shared import errors, events, models, routes, runtime, schemas
+from shared import errors, events, routes, runtime
 from shared.config import ENV_NAMES, Settings
 from shared.errors import ConfigError
+from shared.native import models, schemas
 from tests.conftest import event_names, load_event
 
 

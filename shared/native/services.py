@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextvars
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import errors, logs
 from shared.client import Pacer
 from shared.config import Settings
-from shared.models import (
+from shared.native.models import (
     CompletionRequest,
     EmbeddingRequest,
     FewShotClassificationRequest,
@@ -23,7 +23,9 @@ from shared.models import (
     TokenizeRequest,
 )
 from shared.responses import Reply
-from shared.runtime import Invocation
+
+if TYPE_CHECKING:
+    from shared.runtime import Invocation
 
 log = logs.get_logger("services")
 

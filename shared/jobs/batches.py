@@ -1,0 +1,141 @@
+"""Batch completion: inline batches over upstream completionAsync, and native completionBatch tasks.
+
+Inline batch (`requests`, up to 10,000): the submission is split into chunks sent through the
+completion queue. A worker starts one upstream async operation per request, paced to the quota
+(FM_ASYNC_START_RPS, FM_ASYNC_START_PER_HOUR) and records each upstream id in an item record
+(`<op>#i<n>`, written once, conditionally). The timer-triggered `poller` takes it from there.
+Native batches (`sourceDatasetId`) are started upstream and tracked through their upstream operation.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from shared import errors, logs
+from shared.jobs.store import job_store
+from shared.jobs.submit import new_operation_id, submit_tasks
+from shared.jobs.views import view
+from shared.native import services
+from shared.responses import Reply
+
+if TYPE_CHECKING:
+    from shared.native.models import BatchCompletionRequest
+    from shared.runtime import Invocation
+
+log = logs.get_logger("batches")
+
+
+CHUNK_ITEMS = 100  # requests per queue message
+
+
+# -- submit ------------------------------------------------------------------------------------------
+
+def submit(request: BatchCompletionRequest, inv: Invocation) -> Reply:
+    model_uri = services.resolve_model(request.model_uri, "gpt", inv.settings)
+    inv.log_fields["model"] = model_uri
+    if request.source_dataset_id is not None:
+        return _submit_native(request, model_uri, inv)
+    shared_options = request.completion_options.upstream() if request.completion_options else {}
+    extras = {k: v for k, v in (("jsonObject", request.json_object), ("jsonSchema", request.json_schema)) if v is not None}
+    items = []
+    for index, item in enumerate(request.requests or []):
+        body: dict[str, Any] = {"modelUri": model_uri, "messages": [m.upstream() for m in item.messages], **extras}
+        options = {**shared_options, **(item.completion_options.upstream() if item.completion_options else {})}
+        if options:
+            body["completionOptions"] = options
+        items.append({"index": index, "customId": item.custom_id if item.custom_id is not None else str(index),
+                      "body": body})
+    chunks = [{"items": items[i:i + CHUNK_ITEMS]} for i in range(0, len(items), CHUNK_ITEMS)]
+    inv.log_fields["requests"] = len(items)
+    return submit_tasks("batch", chunks, inv, queue_kind="completion",
+                                   numbers={"items_total": len(items), "items_done": 0, "items_failed": 0})
+
+
+def _submit_native(request: BatchCompletionRequest, model_uri: str, inv: Invocation) -> Reply:
+    body = request.upstream()
+    body["modelUri"] = model_uri
+    body.pop("requests", None)
+    answer = inv.client.completion_batch(body, inv.call)
+    upstream = answer.body if isinstance(answer.body, dict) else {}
+    if not upstream.get("id"):
+        raise errors.UpstreamError("upstream completionBatch answered without an operation id")
+    store = job_store(inv.settings)
+    op_id = new_operation_id()
+    metadata = upstream.get("metadata") or {}
+    item = store.create(op_id, "batch-native", "Batch Completion", inv.caller, [], extra={
+        "upstream_id": str(upstream["id"]), "task_id": str(metadata.get("taskId", "")),
+        "task_status": str(metadata.get("taskStatus", "CREATED"))},
+        numbers={"completed_batches": int(metadata.get("completedBatches", 0) or 0),
+                 "total_batches": int(metadata.get("totalBatches", 0) or 0)})
+    inv.log_fields.update(operation_id=op_id, upstream_operation_id=upstream["id"])
+    return Reply(view(item))
+
+
+# -- the worker: start upstream operations for one chunk ---------------------------------------------
+
+class HourlyWindow:
+    """At most `limit` events in any 3600 s, per instance (the async-start quota is hourly too)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.events: collections.deque[float] = collections.deque()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            while self.events and self.events[0] <= now - 3600:
+                self.events.popleft()
+            if len(self.events) >= self.limit:
+                return False
+            self.events.append(now)
+            return True
+
+
+_windows: dict[int, HourlyWindow] = {}
+_windows_lock = threading.Lock()
+
+
+def hourly(limit: int) -> HourlyWindow:
+    """The instance-wide hourly window for this limit (shared across warm invocations)."""
+    with _windows_lock:
+        return _windows.setdefault(limit, HourlyWindow(limit))
+
+
+class QuotaDeferred(Exception):
+    """The hourly start quota is used up: the chunk is sent again, delayed, instead of failing."""
+
+
+def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[str, Any]:
+    """Start an upstream async operation for each request of the chunk not started yet."""
+    store = job_store(inv.settings)
+    items = payload["items"]
+    existing = store.items(op_id, [item["index"] for item in items])
+    started = refused = 0
+    for position, item in enumerate(items):
+        if item["index"] in existing:
+            continue  # started (or refused) by an earlier delivery: never twice
+        if position % 10 == 0:
+            operation = store.item(op_id) or {}
+            if operation.get("state") == "done":  # cancelled or failed meanwhile: start nothing more
+                return {"started": started, "refused": refused, "stopped": True}
+        if not hourly(inv.settings.async_start_per_hour).take():
+            raise QuotaDeferred(f"hourly start quota ({inv.settings.async_start_per_hour}) reached")
+        services.pacer("async-start", inv.settings.async_start_rps).acquire(inv.call)
+        try:
+            answer = inv.client.completion_async(item["body"], inv.call)
+        except errors.ApiError as err:
+            if 400 <= err.status < 500 and err.status != 429:  # this request is bad; the others go on
+                store.item_finished(op_id, item["index"], item["customId"], err.to_status(), True, from_state=None)
+                refused += 1
+                continue
+            raise
+        upstream_id = (answer.body or {}).get("id") if isinstance(answer.body, dict) else None
+        if not upstream_id:
+            raise errors.UpstreamError("upstream completionAsync answered without an operation id")
+        store.item_started(op_id, item["index"], str(upstream_id), item["customId"])
+        started += 1
+    return {"started": started, "refused": refused}

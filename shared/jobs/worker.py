@@ -1,0 +1,181 @@
+"""Queue workers: a Message Queue trigger batch -> one task per message -> upstream -> the job store.
+
+Workers are idempotent per task: a finished task or operation is skipped, a task held by a live
+worker is left for redelivery, and a dead worker's lease runs out so another takes over. Transient
+failures (429, 503, 5xx, timeouts, store errors) give the task back and make the invocation fail so
+the trigger redelivers; permanent ones (4xx) end the operation with the error and consume the
+message. A message that keeps failing moves to the dead-letter queue, whose trigger ends the
+operation with the last recorded error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from shared import errors, logs
+from shared.jobs import batches
+from shared.jobs.store import job_store, payload_key, task_id
+from shared.jobs.submit import OPERATION_ID, send_tasks
+from shared.jobs.views import RESPONSE_TYPES
+from shared.native import services
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+    from shared.runtime import Invocation
+
+log = logs.get_logger("worker")
+
+MIN_TIME_FOR_A_MESSAGE_S = 5.0  # stop taking messages from a batch with less time than this left
+
+
+class RedeliverError(Exception):
+    """Raised at the end of a batch so the trigger puts its messages back (finished ones are skipped then)."""
+
+
+def consume(kind: str, messages: list[dict[str, Any]], inv: Invocation, worker: str) -> dict[str, Any]:
+    """Process a trigger batch; raise RedeliverError at the end if any message needs another try."""
+    retry: list[str] = []
+    outcomes: dict[str, int] = {}
+    for index, message in enumerate(messages):
+        details = message.get("details") or {}
+        body = (details.get("message") or {}).get("body", "")
+        if inv.call.remaining() < MIN_TIME_FOR_A_MESSAGE_S:
+            retry.extend(["deadline"] * (len(messages) - index))
+            break
+        dead = str(details.get("queue_id", "")).endswith("-dlq")
+        try:
+            outcome = (dead_letter if dead else process)(kind, body, message, inv, f"{worker}/{index}")
+        except (errors.ApiError, RedeliverError) as err:
+            log.warning("message will be redelivered", extra={"reason": str(err)[:300], "message_index": index})
+            outcome = "retry"
+            retry.append(str(err)[:200])
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    inv.log_fields.update(messages=len(messages), outcomes=outcomes)
+    if retry:
+        raise RedeliverError(f"{len(retry)} of {len(messages)} messages need another delivery: {retry[0]}")
+    return {"processed": len(messages), "outcomes": outcomes}
+
+
+def _parse(body: str) -> tuple[str, int]:
+    try:
+        data = json.loads(body)
+        op_id, number = str(data["op"]), int(data["task"])
+    except (ValueError, KeyError, TypeError):
+        raise RedeliverError(f"message body is not a job reference: {body[:200]!r}") from None
+    if not OPERATION_ID.match(op_id) or number < 0:
+        raise RedeliverError(f"message body is not a job reference: {body[:200]!r}")
+    return op_id, number
+
+
+def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, worker: str) -> str:
+    op_id, number = _parse(body)
+    store = job_store(inv.settings)
+    operation = store.item(op_id)
+    if operation is None:
+        log.error("message for an unknown operation consumed", extra={"operation_id": op_id, "body": body[:500]})
+        return "unknown"
+    if operation.get("state") == "done":
+        return "skipped"
+    kind = operation.get("kind", kind)
+    # the lease ends when this invocation must (plus a margin): a worker killed at its deadline frees the task
+    lease_s = min(inv.settings.job_lease_s, max(inv.call.remaining(), 0) + 30)
+    claim = store.claim(op_id, number, worker, lease_s)
+    if claim.outcome == "busy":
+        raise RedeliverError(f"task {number} of {op_id} is being processed by another worker")
+    if claim.outcome == "done":
+        finalize(op_id, store, inv.settings)
+        return "skipped"
+    logs.bind(operation_id=op_id, task=number)
+    try:
+        payload = json.loads(store.get_object(payload_key(op_id, number)))
+        if kind == "batch":
+            result = batches.start_chunk(op_id, payload, inv)
+        else:
+            result = execute(kind, payload, inv)
+    except errors.ApiError as err:
+        if 400 <= err.status < 500 and err.status != 429:
+            store.finish(op_id, None, 0, err.to_status())
+            log.info("operation failed permanently", extra={"operation_id": op_id, "error": err.message})
+            return "failed"
+        store.release(op_id, number, worker, f"{err.code}: {err.message}")
+        raise
+    except Exception as err:  # a bug or an unexpected answer: give the task back, let the queue decide
+        store.release(op_id, number, worker, f"{type(err).__name__}: {err}"[:300])
+        if isinstance(err, batches.QuotaDeferred):  # not a failure: come back later, without using up deliveries
+            send_tasks(inv.settings, "completion", op_id, [number], delay_s=900)
+            return "deferred"
+        raise
+    if store.complete(op_id, number, worker, json.dumps(result, ensure_ascii=False).encode()):
+        finalize(op_id, store, inv.settings)
+    return "done"
+
+
+def execute(kind: str, payload: dict[str, Any], inv: Invocation) -> dict[str, Any]:
+    """Run one task against upstream; the result as the operation's response (or a chunk of it)."""
+    client = inv.client
+    if kind == "completion":
+        answer = client.completion(payload, inv.call)
+        result = answer.body.get("result") if isinstance(answer.body, dict) else None
+        if not isinstance(result, dict):
+            raise errors.UpstreamError("upstream completion answer has no result object")
+        return {"@type": RESPONSE_TYPES[kind], **result}
+    if kind == "classification":
+        services.pacer("classification", inv.settings.classification_rps).acquire(inv.call)
+        answer = client.few_shot_classification(payload, inv.call)
+        return {"@type": RESPONSE_TYPES[kind], **answer.body}
+    if kind == "embedding":
+        model_uri, dim = payload["modelUri"], payload.get("dim")
+        results = services.fan_out(lambda text: services.embed_one(model_uri, text, dim, inv), payload["texts"],
+                                   inv.settings.max_concurrency)
+        return {"embeddings": [r["embedding"] for r in results],
+                "numTokens": str(sum(int(r.get("numTokens", 0) or 0) for r in results)),
+                "modelVersion": results[0].get("modelVersion", "")}
+    raise errors.BadRequestError(f"unknown job kind {kind!r}")
+
+
+def finalize(op_id: str, store: Any, settings: Settings) -> None:
+    """When every task is done, write the operation's response and mark it done (once)."""
+    operation = store.item(op_id)
+    if operation is None or operation.get("state") == "done" or operation.get("kind") == "batch":
+        return  # a batch is finished by the poller once every request has settled
+    total = int(operation.get("tasks_total", 1))
+    if int(operation.get("tasks_done", 0)) < total:
+        return
+    keys = store.task_result_keys(op_id, total)
+    kind = operation.get("kind", "")
+    if total == 1 and kind != "embedding":
+        key, data = keys[0], store.get_object(keys[0])
+    else:
+        parts = [json.loads(store.get_object(k)) for k in keys]
+        response = {"@type": RESPONSE_TYPES.get(kind, ""), "embeddings": [v for p in parts for v in p["embeddings"]],
+                    "numTokens": str(sum(int(p["numTokens"]) for p in parts)), "modelVersion": parts[0]["modelVersion"]}
+        key, data = f"results/{op_id}/response.json", json.dumps(response, ensure_ascii=False).encode()
+        store.put_object(key, data)
+    if store.finish(op_id, key, len(data), None):
+        log.info("operation done", extra={"operation_id": op_id, "result_bytes": len(data), "tasks": total})
+
+
+def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, worker: str) -> str:
+    """A message the queue gave up on: end its operation with the reason, never leave it done: false."""
+    try:
+        op_id, number = _parse(body)
+    except RedeliverError:
+        log.error("unreadable message reached the dead-letter queue; consumed",
+                  extra={"body": body[:2000], "queue_message": message.get("details", {}).get("message", {})})
+        return "dead-unreadable"
+    store = job_store(inv.settings)
+    operation = store.item(op_id)
+    if operation is None or operation.get("state") == "done":
+        return "dead-skipped"
+    task = store.item(task_id(op_id, number)) or {}
+    attributes = (message.get("details") or {}).get("message", {}).get("attributes") or {}
+    deliveries = attributes.get("ApproximateReceiveCount", "several")
+    last = task.get("last_error") or operation.get("last_error") or "none recorded (the worker may have crashed or timed out)"
+    error = {"code": 14, "message": f"gave up on task {number} after {deliveries} deliveries (dead-letter queue); "
+                                    f"last error: {last}", "details": []}
+    store.finish(op_id, None, 0, error)
+    log.warning("operation failed: its message reached the dead-letter queue", extra={"operation_id": op_id})
+    return "dead-failed"
+
+

@@ -1,0 +1,1 @@
+"""The native Foundation Models REST dialect: request models, the sync services, response schemas."""
