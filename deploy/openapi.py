@@ -8,7 +8,6 @@ and fails when it drifts. Run: python -m deploy.openapi [--check]
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +38,7 @@ def spec(version: str = "1.0.0") -> dict[str, Any]:
             "summary": route.summary,
             "responses": {
                 "200": {"description": "OK", "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{route.response}"}}}},
+                    "schema": {"$ref": f"#/components/schemas/{routes.model(route, 'response').__name__}"}}}},
                 "default": {"description": "Error, in the upstream shape", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Error"}}}},
             },
@@ -59,7 +58,7 @@ def spec(version: str = "1.0.0") -> dict[str, Any]:
             operation["parameters"] = parameters
         if route.request:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{route.request}"}}}}
+                "schema": {"$ref": f"#/components/schemas/{routes.model(route).__name__}"}}}}
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.0.0",
@@ -86,8 +85,8 @@ def _models() -> Iterator[tuple[type, str]]:
     yield schemas.Status, "serialization"
     for route in routes.ROUTES:
         if route.request:
-            yield getattr(importlib.import_module(routes.MODEL_MODULES[route.dialect]), route.request), "validation"
-        yield getattr(importlib.import_module(routes.SCHEMA_MODULES[route.dialect]), route.response), "serialization"
+            yield routes.model(route, "request"), "validation"
+        yield routes.model(route, "response"), "serialization"
 
 
 def render() -> str:

@@ -19,8 +19,8 @@ class Route:
     path: str  # OpenAPI-style template; {name} matches one segment
     function: str  # the function (functions/<name>/handler.py) that serves it
     operation: str  # the operation inside that function
-    request: str | None  # name of the request model in the dialect's models module (MODEL_MODULES)
-    response: str  # name of the response model in the dialect's schemas module (SCHEMA_MODULES)
+    request: str | None  # request model: "Class" in the dialect's MODEL_MODULES module, or "module:Class"
+    response: str  # response model: "Class" in the dialect's SCHEMA_MODULES module, or "module:Class"
     summary: str
     dialect: str = "native"  # "native" (Foundation Models REST) or "openai" (/v1): models and error shape
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -73,6 +73,18 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/operations/{operationId}:cancel", "operations", "cancelGet", None, "Operation",
           "The same as POST …:cancel (the upstream operation service's GET form)"),
 )
+
+
+def model(route: Route, which: str = "request") -> type:
+    """The route's request or response model class (imported on first use: a cold start pays only for its own)."""
+    import importlib
+
+    ref = route.request if which == "request" else route.response
+    if not ref:
+        raise ValueError(f"{route.method} {route.path} has no {which} model")
+    default = (MODEL_MODULES if which == "request" else SCHEMA_MODULES)[route.dialect]
+    module, _, name = ref.rpartition(":")
+    return getattr(importlib.import_module(module or default), name)
 
 
 def resolve(method: str, path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]]:

@@ -175,8 +175,7 @@ def tick(function: str, work: Callable[[Invocation, str], dict[str, Any]], conte
 
 def _validate(route: routes.Route, body: Any) -> Any:
     """The body checked against the route's request model, in the route's dialect (400 naming the field)."""
-    models = importlib.import_module(routes.MODEL_MODULES[route.dialect])
-    return models.validate(getattr(models, route.request or ""), body)
+    return importlib.import_module(routes.MODEL_MODULES[route.dialect]).validate(routes.model(route), body)
 
 
 def _caller(authorizer: dict[str, Any]) -> str:
