@@ -60,6 +60,7 @@ ENV_NAMES: dict[str, str] = {
     "async_start_per_hour": "FM_ASYNC_START_PER_HOUR",
     "operation_get_rps": "FM_OPERATION_GET_RPS",
     "stuck_after_s": "JOBS_STUCK_AFTER_S",
+    "admin_caller": "FM_ADMIN_CALLER",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
 }
@@ -113,6 +114,7 @@ class Settings(BaseModel):
     async_start_per_hour: int = Field(5000, ge=1)
     operation_get_rps: float = Field(50.0, gt=0, le=10_000)
     stuck_after_s: float = Field(300.0, ge=0)  # the poller re-enqueues tasks untouched this long
+    admin_caller: str | None = None  # a caller (authorizer key name or IAM subject) that may see everyone's work
     log_level: str = "INFO"
     log_payloads: bool = False
 
