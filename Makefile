@@ -11,7 +11,7 @@ FN ?= completion
 EVENT ?= events/http-v01-completion.json
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration test-terraform invoke bench lint fmt clean package openapi validate plan deploy destroy api-key
+.PHONY: help venv run test test-unit test-integration test-terraform invoke bench lint fmt clean package openapi validate plan deploy jobs-table destroy api-key
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -62,8 +62,12 @@ validate: ## terraform init -backend=false && terraform validate (needs network 
 plan: package ## terraform plan (needs terraform/terraform.tfvars and YC_TOKEN or a key file)
 	$(TF) init -input=false && $(TF) plan
 
-deploy: package ## Package, then terraform apply
+deploy: package ## Package, then terraform init + apply (apply also creates the jobs table, see jobs-table)
 	$(TF) init -input=false && $(TF) apply
+
+jobs-table: ## (Re)create the deployed jobs document table and its TTL (idempotent; apply does it once)
+	DOCAPI_ENDPOINT="$$($(TF) output -raw jobs_document_api_endpoint)" JOBS_TABLE="$$($(TF) output -raw jobs_table)" \
+	  $(PYTHON) -m deploy.jobs_table
 
 destroy: ## terraform destroy: remove everything the bundle created
 	$(TF) destroy

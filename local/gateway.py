@@ -144,7 +144,7 @@ class GatewayServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], payload_format: str = "0.1", timeout_s: float = 300.0,
-                 max_body_bytes: int = 2_621_440 * 2, verbose: bool = False, authorize: bool = False) -> None:
+                 max_body_bytes: int = 2_500_000, verbose: bool = False, authorize: bool = False) -> None:
         super().__init__(address, GatewayHandler)
         self.authorize = authorize  # run the authorizer function on X-Api-Key, as the deployed gateway does
         self.payload_format = payload_format

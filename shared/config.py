@@ -91,7 +91,7 @@ class Settings(BaseModel):
     embedding_rps: float = Field(10.0, gt=0, le=10_000)
     classification_rps: float = Field(1.0, gt=0, le=10_000)
     allowed_models: tuple[str, ...] = ()
-    max_body_bytes: int = Field(2_621_440, ge=1024)  # API Gateway's 2.5 MB request cap
+    max_body_bytes: int = Field(2_500_000, ge=1024)  # API Gateway refuses requests over 2.5 MB (either MB)
     # async jobs: Message Queue, the job store (YDB Document API) and the results bucket
     region: str = "ru-central1"
     ymq_endpoint: str = "https://message-queue.api.cloud.yandex.net"

@@ -34,8 +34,15 @@ resource "yandex_function" "this" {
     min_level = var.log_level
   }
 
+  # Every grant the functions use is in place before they can run (secrets {} needs the Lockbox
+  # grant when the version is created), and so is the jobs table.
   depends_on = [
-    yandex_resourcemanager_folder_iam_member.runtime,
-    yandex_resourcemanager_folder_iam_member.authorizer,
+    yandex_resourcemanager_folder_iam_member.this,
+    yandex_lockbox_secret_iam_member.runtime_keys,
+    yandex_lockbox_secret_iam_member.caller_keys,
+    yandex_ydb_database_iam_binding.jobs,
+    yandex_storage_bucket_iam_binding.results,
+    yandex_kms_symmetric_key_iam_member.results,
+    terraform_data.jobs_table,
   ]
 }

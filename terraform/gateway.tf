@@ -3,7 +3,7 @@ resource "yandex_api_gateway" "this" {
 
   name              = "${var.name_prefix}-api"
   description       = "Foundation Models API (native paths) behind the yc-fm-functions handlers"
-  execution_timeout = "300"
+  execution_timeout = tostring(local.gateway_timeout_s) # the 10-minute ceiling; no function runs longer
   spec = templatefile("${path.module}/openapi.yaml.tftpl", {
     function_ids               = { for name, fn in yandex_function.this : name => fn.id }
     invoker_service_account_id = yandex_iam_service_account.invoker.id

@@ -1,6 +1,8 @@
-# One service account per job, each with only the roles it needs. The provider schema this bundle
-# targets has per-resource IAM only for functions, so the other grants are folder-level members of
-# the narrowest role that covers the job.
+# One service account per job, each with only the roles it needs, each granted on the one resource
+# that needs it: the runtime's key secret, the jobs database, the results bucket and its KMS key, the
+# caller-keys secret, each function. Folder-level members remain only for roles the provider has no
+# resource-level grant for (Foundation Models, Message Queue queues); tests/terraform checks that
+# against the provider schema.
 
 resource "yandex_iam_service_account" "runtime" {
   name        = "${var.name_prefix}-runtime"
@@ -28,55 +30,71 @@ resource "yandex_iam_service_account" "queue_manager" {
 }
 
 locals {
+  runtime_member = "serviceAccount:${yandex_iam_service_account.runtime.id}"
+
+  # Folder-level: no resource-level grant exists for these (Foundation Models; queues).
   folder_roles = {
-    runtime = [
-      "ai.languageModels.user", # completion, embeddings, classification
-      "lockbox.payloadViewer",  # the static key, delivered through secrets {}
-      "ymq.writer",             # send job messages
-      "ydb.editor",             # the jobs document table
-      "storage.uploader",       # payloads and results (read and write, no delete)
-    ]
-    authorizer    = ["lockbox.payloadViewer"]
-    queue_reader  = ["ymq.reader"]
-    queue_manager = ["ymq.admin"]
+    runtime       = ["ai.languageModels.user", "ymq.writer"] # completion, embeddings, classification; send job messages
+    queue_reader  = [var.queue_trigger_role]                 # the triggers receive, delete and re-show messages
+    queue_manager = ["ymq.admin"]                            # Terraform creates and updates the queues
   }
   folder_grants = merge([
     for account, roles in local.folder_roles : { for role in roles : "${account}/${role}" => { account = account, role = role } }
   ]...)
   service_accounts = {
     runtime       = yandex_iam_service_account.runtime.id
-    authorizer    = yandex_iam_service_account.authorizer.id
     queue_reader  = yandex_iam_service_account.queue_reader.id
     queue_manager = yandex_iam_service_account.queue_manager.id
   }
 }
 
-resource "yandex_resourcemanager_folder_iam_member" "runtime" {
-  for_each = { for key, grant in local.folder_grants : key => grant if grant.account == "runtime" }
+resource "yandex_resourcemanager_folder_iam_member" "this" {
+  for_each = local.folder_grants
 
   folder_id = var.folder_id
   role      = each.value.role
   member    = "serviceAccount:${local.service_accounts[each.value.account]}"
 }
 
-resource "yandex_resourcemanager_folder_iam_member" "authorizer" {
-  for_each = { for key, grant in local.folder_grants : key => grant if grant.account == "authorizer" }
-
-  folder_id = var.folder_id
-  role      = each.value.role
-  member    = "serviceAccount:${local.service_accounts[each.value.account]}"
+# The runtime reads only its own static key's secret (delivered through secrets {}).
+resource "yandex_lockbox_secret_iam_member" "runtime_keys" {
+  secret_id = yandex_lockbox_secret.runtime_keys.id
+  role      = "lockbox.payloadViewer"
+  member    = local.runtime_member
 }
 
-resource "yandex_resourcemanager_folder_iam_member" "queues" {
-  for_each = { for key, grant in local.folder_grants : key => grant if contains(["queue_reader", "queue_manager"], grant.account) }
-
-  folder_id = var.folder_id
-  role      = each.value.role
-  member    = "serviceAccount:${local.service_accounts[each.value.account]}"
+# The authorizer reads only the caller key hashes.
+resource "yandex_lockbox_secret_iam_member" "caller_keys" {
+  secret_id = yandex_lockbox_secret.caller_keys.id
+  role      = "lockbox.payloadViewer"
+  member    = "serviceAccount:${yandex_iam_service_account.authorizer.id}"
 }
 
-# Invoking is granted per function: the invoker account (gateway, triggers) on the backends and the
-# authorizer; with auth_mode = iam, the listed members on the backends.
+# The jobs document table. The provider has only the authoritative binding for databases; the bundle
+# creates this database, so the binding governs a role on a resource nobody else manages.
+resource "yandex_ydb_database_iam_binding" "jobs" {
+  database_id = yandex_ydb_database_serverless.jobs.id
+  role        = "ydb.editor"
+  members     = [local.runtime_member]
+}
+
+# Payloads and results: upload and read, no delete (objects expire by the lifecycle rule). Only the
+# authoritative binding exists for buckets; the bucket is the bundle's own.
+resource "yandex_storage_bucket_iam_binding" "results" {
+  bucket  = yandex_storage_bucket.results.bucket
+  role    = "storage.uploader"
+  members = [local.runtime_member]
+}
+
+# Objects in the results bucket are encrypted with this key: writing and reading them needs it.
+resource "yandex_kms_symmetric_key_iam_member" "results" {
+  symmetric_key_id = local.results_kms_key_id
+  role             = "kms.keys.encrypterDecrypter"
+  member           = local.runtime_member
+}
+
+# Invoking is granted per function: the invoker account (gateway, triggers) on every function; with
+# auth_mode = iam, the listed members on the backends.
 resource "yandex_function_iam_member" "invoker" {
   for_each = yandex_function.this
 

@@ -1,31 +1,39 @@
 locals {
-  job_kinds = toset(["completion", "embedding", "classification"])
+  job_kinds  = toset(["completion", "embedding", "classification"])
+  jobs_table = "jobs"
+
+  # The bundle's own key unless the user named one.
+  results_kms_key_id = var.results_kms_key_id != "" ? var.results_kms_key_id : yandex_kms_symmetric_key.results[0].id
+
+  # API Gateway's ceiling for a request (10 minutes). No function may run longer (variables.tf), so
+  # the gateway never cuts off a function that is still working.
+  gateway_timeout_s = 600
 
   # Environment every backend function reads (no secrets: those come from Lockbox, see functions.tf).
+  # The pacing variables are added per function from module.fleet (scaling.tf).
   backend_env = {
     YC_FOLDER_ID             = var.folder_id
     FM_ALLOWED_MODELS        = join(",", var.allowed_models)
-    FM_EMBEDDING_RPS         = tostring(var.embedding_rps)
-    FM_CLASSIFICATION_RPS    = tostring(var.classification_rps)
     LOG_LEVEL                = var.log_level
     YMQ_ENDPOINT             = "https://message-queue.api.cloud.yandex.net"
     COMPLETION_QUEUE_URL     = yandex_message_queue.jobs["completion"].id
     EMBEDDING_QUEUE_URL      = yandex_message_queue.jobs["embedding"].id
     CLASSIFICATION_QUEUE_URL = yandex_message_queue.jobs["classification"].id
     DOCAPI_ENDPOINT          = yandex_ydb_database_serverless.jobs.document_api_endpoint
-    JOBS_TABLE               = "jobs"
+    JOBS_TABLE               = local.jobs_table
     RESULTS_BUCKET           = yandex_storage_bucket.results.bucket
     JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
     JOB_LEASE_S              = "660"
   }
 
   # The function map: name -> entry point, sizing, environment, Lockbox secrets, service account.
+  # The authorizer exists only behind the gateway (auth_mode = api_key).
   functions = {
     for name, size in var.functions : name => {
       entrypoint = "handler.handler"
       memory     = size.memory
       timeout    = size.timeout
-      env        = name == "authorizer" ? { LOG_LEVEL = var.log_level } : local.backend_env
+      env        = name == "authorizer" ? { LOG_LEVEL = var.log_level } : merge(local.backend_env, module.fleet.pacing_env[name])
       secrets = name == "authorizer" ? {
         CALLER_KEY_SHA256 = { id = yandex_lockbox_secret.caller_keys.id, version_id = yandex_lockbox_secret_version.caller_keys.id, key = "sha256" }
         } : {
@@ -33,7 +41,7 @@ locals {
         AWS_SECRET_ACCESS_KEY = { id = yandex_lockbox_secret.runtime_keys.id, version_id = yandex_iam_service_account_static_access_key.runtime.output_to_lockbox_version_id, key = "secret_access_key" }
       }
       service_account_id = name == "authorizer" ? yandex_iam_service_account.authorizer.id : yandex_iam_service_account.runtime.id
-    }
+    } if name != "authorizer" || var.auth_mode == "api_key"
   }
 
   # Queues: one per job kind plus its dead-letter queue; each has exactly one trigger, on the kind's function.

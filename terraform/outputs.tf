@@ -25,3 +25,18 @@ output "jobs_document_api_endpoint" {
   description = "Document API endpoint of the jobs database."
   value       = yandex_ydb_database_serverless.jobs.document_api_endpoint
 }
+
+output "jobs_table" {
+  description = "The jobs document table (created at apply time by deploy/jobs_table.py)."
+  value       = local.jobs_table
+}
+
+output "results_kms_key_id" {
+  description = "KMS key encrypting the results bucket (the bundle's own unless results_kms_key_id was given)."
+  value       = local.results_kms_key_id
+}
+
+output "fleet_pacing" {
+  description = "Per upstream quota: the quota, the most instances that may spend it at once, and each one's share."
+  value       = module.fleet.fleet
+}

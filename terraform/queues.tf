@@ -6,7 +6,7 @@ resource "yandex_message_queue" "jobs_dlq" {
   access_key                = yandex_iam_service_account_static_access_key.queue_manager.access_key
   secret_key                = yandex_iam_service_account_static_access_key.queue_manager.secret_key
 
-  depends_on = [yandex_resourcemanager_folder_iam_member.queues]
+  depends_on = [yandex_resourcemanager_folder_iam_member.this]
 }
 
 resource "yandex_message_queue" "jobs" {
@@ -23,5 +23,5 @@ resource "yandex_message_queue" "jobs" {
     maxReceiveCount     = var.max_receive_count
   })
 
-  depends_on = [yandex_resourcemanager_folder_iam_member.queues]
+  depends_on = [yandex_resourcemanager_folder_iam_member.this]
 }

@@ -19,12 +19,12 @@ variable "zone" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name, so several copies can share a folder."
+  description = "Prefix of every resource name, so a second deployment can share the folder or the cloud (service account names are unique per cloud)."
   type        = string
   default     = "fm"
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,20}$", var.name_prefix))
-    error_message = "name_prefix must be 1-21 lower-case letters, digits or dashes, starting with a letter."
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,19}[a-z0-9])?$", var.name_prefix))
+    error_message = "name_prefix must be 1-21 lower-case letters, digits or dashes, starting with a letter and not ending with a dash."
   }
 }
 
@@ -35,18 +35,19 @@ variable "package_dir" {
 }
 
 variable "functions" {
-  description = "Per-function sizing: memory in MB (a multiple of 128) and execution timeout in seconds."
+  description = "Per function: memory in MB (a multiple of 128), execution timeout in seconds (at most 600, API Gateway's ceiling), and instances per availability zone (the scaling policy; see scaling.tf and the README on pacing)."
   type = map(object({
-    memory  = optional(number, 256)
-    timeout = optional(number, 60)
+    memory         = optional(number, 256)
+    timeout        = optional(number, 60)
+    zone_instances = optional(number, 1)
   }))
   default = {
-    completion     = { memory = 256, timeout = 600 }
-    embedding      = { memory = 256, timeout = 600 }
-    classification = { memory = 256, timeout = 600 }
-    operations     = { memory = 128, timeout = 30 }
-    batch_poller   = { memory = 256, timeout = 300 }
-    authorizer     = { memory = 128, timeout = 10 }
+    completion     = { memory = 256, timeout = 600, zone_instances = 3 }
+    embedding      = { memory = 256, timeout = 600, zone_instances = 1 }
+    classification = { memory = 256, timeout = 600, zone_instances = 1 }
+    operations     = { memory = 128, timeout = 30, zone_instances = 2 }
+    batch_poller   = { memory = 256, timeout = 300, zone_instances = 1 }
+    authorizer     = { memory = 128, timeout = 10, zone_instances = 2 }
   }
   validation {
     condition     = alltrue([for f in values(var.functions) : f.memory >= 128 && f.memory <= 4096 && f.memory % 128 == 0])
@@ -54,7 +55,11 @@ variable "functions" {
   }
   validation {
     condition     = alltrue([for f in values(var.functions) : f.timeout >= 1 && f.timeout <= 600])
-    error_message = "timeout must be between 1 and 600 seconds."
+    error_message = "timeout must be between 1 and 600 seconds (API Gateway cuts every request at 10 minutes)."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.zone_instances >= 1 && floor(f.zone_instances) == f.zone_instances])
+    error_message = "zone_instances must be a whole number of at least 1."
   }
 }
 
@@ -104,26 +109,6 @@ variable "log_level" {
   }
 }
 
-variable "embedding_rps" {
-  description = "Embedding calls per second per function instance (the default quota is 10)."
-  type        = number
-  default     = 10
-  validation {
-    condition     = var.embedding_rps > 0
-    error_message = "embedding_rps must be positive."
-  }
-}
-
-variable "classification_rps" {
-  description = "Classification calls per second per function instance (the default quota is 1)."
-  type        = number
-  default     = 1
-  validation {
-    condition     = var.classification_rps > 0
-    error_message = "classification_rps must be positive."
-  }
-}
-
 variable "queue_batch_size" {
   description = "Messages per queue-trigger invocation (1-10)."
   type        = number
@@ -164,15 +149,6 @@ variable "jobs_ttl_days" {
   }
 }
 
-variable "results_kms_key_id" {
-  description = "KMS symmetric key that encrypts the results bucket (server-side encryption)."
-  type        = string
-  validation {
-    condition     = length(var.results_kms_key_id) > 0
-    error_message = "results_kms_key_id must name a KMS key: results are encrypted at rest."
-  }
-}
-
 variable "force_destroy_bucket" {
   description = "Let `terraform destroy` delete the results bucket with objects still in it."
   type        = bool
@@ -189,32 +165,117 @@ variable "poller_schedule" {
   }
 }
 
-variable "async_start_rps" {
-  description = "Upstream completionAsync starts per second per instance (the default quota is 10)."
+variable "results_kms_key_id" {
+  description = "KMS symmetric key for the results bucket. Empty (the default): the bundle creates its own, rotated yearly. Either way the runtime account gets kms.keys.encrypterDecrypter on it."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.results_kms_key_id == "" || can(regex("^[a-z0-9]{20}$", var.results_kms_key_id))
+    error_message = "results_kms_key_id must be empty or a KMS key ID (20 lower-case letters and digits)."
+  }
+}
+
+variable "queue_trigger_role" {
+  description = "Folder role of the account the Message Queue triggers read with. The trigger docs ask for editor; ymq.reader (read, delete, change visibility) is all a trigger does. See the README."
+  type        = string
+  default     = "ymq.reader"
+  validation {
+    condition     = contains(["ymq.reader", "editor"], var.queue_trigger_role)
+    error_message = "queue_trigger_role must be ymq.reader (the narrow role) or editor (what the trigger docs ask for)."
+  }
+}
+
+variable "python" {
+  description = "Python 3 that runs the one-shot deploy step creating the jobs table (standard library only)."
+  type        = string
+  default     = "python3"
+}
+
+# Fleet-wide pacing (scaling.tf). The fm_* values are the quotas of the whole deployment: the
+# cloud's Foundation Models quotas, or this deployment's share of them when several share a cloud.
+
+variable "fm_embedding_rps" {
+  description = "Embedding calls per second for the whole deployment (the default cloud quota is 10)."
   type        = number
   default     = 10
   validation {
-    condition     = var.async_start_rps > 0
-    error_message = "async_start_rps must be positive."
+    condition     = var.fm_embedding_rps > 0
+    error_message = "fm_embedding_rps must be positive."
   }
 }
 
-variable "async_start_per_hour" {
-  description = "Upstream completionAsync starts per hour per instance (the default quota is 5,000)."
+variable "fm_classification_rps" {
+  description = "Classification calls per second for the whole deployment (the default cloud quota is 1)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.fm_classification_rps > 0
+    error_message = "fm_classification_rps must be positive."
+  }
+}
+
+variable "fm_async_start_rps" {
+  description = "completionAsync starts per second for the whole deployment (the default cloud quota is 10)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.fm_async_start_rps > 0
+    error_message = "fm_async_start_rps must be positive."
+  }
+}
+
+variable "fm_async_start_per_hour" {
+  description = "completionAsync starts per hour for the whole deployment (the default cloud quota is 5,000)."
   type        = number
   default     = 5000
   validation {
-    condition     = var.async_start_per_hour >= 1
-    error_message = "async_start_per_hour must be at least 1."
+    condition     = var.fm_async_start_per_hour >= 1
+    error_message = "fm_async_start_per_hour must be at least 1."
   }
 }
 
-variable "operation_get_rps" {
-  description = "Upstream operation polls per second per instance (the default quota is 50)."
+variable "fm_operation_get_rps" {
+  description = "Operation polls per second for the whole deployment (the default cloud quota is 50)."
   type        = number
   default     = 50
   validation {
-    condition     = var.operation_get_rps > 0
-    error_message = "operation_get_rps must be positive."
+    condition     = var.fm_operation_get_rps > 0
+    error_message = "fm_operation_get_rps must be positive."
+  }
+}
+
+variable "fm_sync_generations" {
+  description = "Concurrent synchronous generations for the whole deployment (the default cloud quota is 10 per model family); caps the completion function's instances."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.fm_sync_generations >= 1
+    error_message = "fm_sync_generations must be at least 1."
+  }
+}
+
+variable "function_zones" {
+  description = "Availability zones Cloud Functions may run instances in (ru-central1 has three: a, b, d). Scaling limits are per zone."
+  type        = number
+  default     = 3
+  validation {
+    condition     = var.function_zones >= 1 && floor(var.function_zones) == var.function_zones
+    error_message = "function_zones must be a whole number of at least 1."
+  }
+}
+
+variable "zone_instance_quota" {
+  description = "The cloud's quota of function instances per zone (10 by default), shared by all functions in the cloud: the functions' zone_instances must add up to no more (a second deployment: its share)."
+  type        = number
+  default     = 10
+}
+
+variable "queued_calls_per_instance" {
+  description = "Calls a zone holds waiting per instance (zone_requests_limit = instances x (1 + this)) before Cloud Functions answers 429."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.queued_calls_per_instance >= 0 && floor(var.queued_calls_per_instance) == var.queued_calls_per_instance
+    error_message = "queued_calls_per_instance must be a whole number of at least 0."
   }
 }

@@ -82,3 +82,37 @@ def outputs() -> dict[str, dict[str, Any]]:
 
 def text() -> str:
     return "\n".join(path.read_text(encoding="utf-8") for path in sorted(TERRAFORM.glob("*.tf")))
+
+
+def plain(value: Any) -> Any:
+    """A parsed value with python-hcl2's quoting removed from strings and map keys."""
+    if isinstance(value, dict):
+        return {_key(k): plain(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def locals_() -> dict[str, Any]:
+    """Every `locals` entry of terraform/*.tf, as parsed (expressions stay text)."""
+    found: dict[str, Any] = {}
+    for parsed in load_all().values():
+        for entry in parsed.get("locals", []):
+            found.update({k: v for k, v in entry.items() if k != "__is_block__"})
+    return found
+
+
+def resolve(value: Any) -> Any:
+    """`plain(value)`, with every bare `${var.NAME}` replaced by that variable's default."""
+    value = plain(value)
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    if isinstance(value, str) and value.startswith("${var.") and value.endswith("}") and value.count("${") == 1:
+        name = value[len("${var."):-1]
+        if name.isidentifier():
+            return plain(variables()[name]["default"])
+    return value

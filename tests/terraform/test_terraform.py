@@ -19,37 +19,7 @@ from shared import routes
 from tests.terraform import hcl
 
 ROOT = hcl.ROOT
-SCHEMA_PATH = ROOT.parent / "shared" / "reference" / "terraform-yandex-schema.json"
 BUILTIN = {"terraform_data"}
-
-# The roles each service account may hold; anything else granted fails the test.
-ALLOWED_ROLES = {
-    "runtime": {"ai.languageModels.user", "lockbox.payloadViewer", "ymq.writer", "ydb.editor", "storage.uploader"},
-    "authorizer": {"lockbox.payloadViewer"},
-    "queue_reader": {"ymq.reader"},
-    "queue_manager": {"ymq.admin"},
-}
-
-
-# Where the schema file's own _notes say the generated docs disagree with the provider's Go schema,
-# the Go schema wins (yandex_iam_service_account: name Required, description Optional+Computed).
-SCHEMA_CORRECTIONS = {"yandex_iam_service_account": {"name": "required", "description": "optional"}}
-
-
-@pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
-    if not SCHEMA_PATH.exists():
-        pytest.skip(f"{SCHEMA_PATH} is not beside the repository")
-    loaded = json.loads(SCHEMA_PATH.read_text())
-    for resource, corrections in SCHEMA_CORRECTIONS.items():
-        assert any("Go schema" in note for note in loaded[resource].get("_notes", [])), resource
-        loaded[resource]["arguments"].update(corrections)
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def resources() -> list[hcl.Resource]:
-    return hcl.resources()
 
 
 def test_terraform_fmt() -> None:
@@ -95,6 +65,32 @@ def test_every_resource_matches_the_provider_schema(schema: dict[str, Any], reso
         _check_block(f"{resource.type}.{resource.name}", resource.body, spec, problems)
     assert not problems, "\n".join(problems)
     assert len(resources) >= 15
+
+
+def test_every_reference_names_something_declared(resources: list[hcl.Resource]) -> None:
+    """What `terraform validate` would check first, offline: var., local., module. and resource
+    references all name a declaration (and the fleet module declares every input it is given)."""
+    text = hcl.text()
+    declared = {f"{r.type}.{r.name}" for r in resources}
+    variables, local_names = set(hcl.variables()), set(hcl.locals_())
+    modules = {hcl._key(name): body for entry in hcl.load_all()["scaling.tf"]["module"] for name, body in entry.items()}
+    problems = [f"var.{n}" for n in set(re.findall(r"\bvar\.(\w+)", text)) - variables]
+    problems += [f"local.{n}" for n in set(re.findall(r"\blocal\.(\w+)", text)) - local_names]
+    problems += [f"module.{n}" for n in set(re.findall(r"\bmodule\.(\w+)", text)) - set(modules)]
+    problems += [ref for ref in {".".join(m) for m in re.findall(r"\b((?:yandex|terraform)_[a-z_]+)\.(\w+)", text)}
+                 if ref not in declared]
+    assert not problems, problems
+    fleet_inputs = {name for name in modules["fleet"] if name not in ("source", "__is_block__")}
+    module_vars = {hcl._key(name) for entry in hcl2_load(hcl.TERRAFORM / "modules" / "fleet" / "main.tf").get("variable", [])
+                   for name in entry}
+    assert fleet_inputs == module_vars
+
+
+def hcl2_load(path: Path) -> dict[str, Any]:
+    import hcl2
+
+    with path.open(encoding="utf-8") as handle:
+        return hcl2.load(handle)
 
 
 def test_provider_and_versions_are_pinned() -> None:
@@ -143,20 +139,6 @@ def test_the_batch_poller_runs_on_a_six_field_timer(resources: list[hcl.Resource
     assert 'yandex_function.this["batch_poller"].id' in poller.body.blocks["function"][0].arguments["id"]
     schedule = hcl.variables()["poller_schedule"]["default"]
     assert len(schedule.split()) == 6 and "?" in schedule  # Quartz-style, one of the day fields is ?
-
-
-def test_roles_are_in_the_allow_list_and_nothing_is_folder_wide_admin() -> None:
-    text = (hcl.TERRAFORM / "iam.tf").read_text()
-    body = text[text.index("folder_roles = {"):text.index("folder_grants")]
-    granted: dict[str, set[str]] = {}
-    for account, roles in re.findall(r"(\w+)\s*=\s*\[([^\]]*)\]", body):
-        granted[account] = set(re.findall(r'"([^"]+)"', roles))
-    assert granted == ALLOWED_ROLES
-    everything = hcl.text()
-    for role in re.findall(r'role\s*=\s*"([^"]+)"', everything):
-        assert role == "functions.functionInvoker", role
-    assert "editor\"" not in everything.replace("ydb.editor\"", "") and "admin\"" not in everything.replace("ymq.admin\"", "")
-    assert "_iam_binding" not in everything  # additive members only, never authoritative bindings
 
 
 def test_no_secret_in_environment_variables_or_outputs(resources: list[hcl.Resource]) -> None:

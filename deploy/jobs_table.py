@@ -1,0 +1,253 @@
+"""Create the jobs document table (key `id`, TTL on `expires_at`) once, at deploy time.
+
+The provider has no resource for Document API tables, so `terraform apply` runs this as a one-shot
+step (terraform_data.jobs_table in terraform/storage.tf) and `make jobs-table` runs it by hand. The
+functions then assume the table exists and never spend the database's schema-operation quota
+(DescribeTable: 30 a minute) on a cold start.
+
+Standard library only (Python 3.9+), so the python3 at hand runs it, no virtualenv needed. It speaks the Document API's DynamoDB JSON protocol
+with the IAM token of whoever deploys (the documented `Authorization: Bearer` form), taken from
+YC_TOKEN (the provider's variable; an OAuth token there is exchanged for an IAM token), YC_IAM_TOKEN,
+or `yc iam create-token`. `--static-key` signs with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+(SigV4) instead, as the functions do. It is idempotent: an existing table is checked, not replaced.
+Credentials never reach its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+KEY_ATTRIBUTE = "id"  # every item's key: operations, tasks, batch items, the active index (shared/jobs.py)
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds after which the Document API may delete the item
+DEFAULT_TABLE = "jobs"
+REGION = "ru-central1"
+IAM_ENDPOINT = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
+RETRYABLE = {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ThrottlingException",
+             "LimitExceededException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
+
+
+class TableError(Exception):
+    """The table could not be created or is not what the functions need; the message says why."""
+
+
+@dataclass
+class Bearer:
+    token: str
+
+    def headers(self, url: str, body: bytes, target: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class StaticKey:
+    """AWS Signature Version 4 for the dynamodb service, as boto3 signs the functions' calls."""
+
+    access_key: str
+    secret_key: str
+    region: str = REGION
+    now: Callable[[], float] = time.time
+
+    def headers(self, url: str, body: bytes, target: str) -> dict[str, str]:
+        parts = urllib.parse.urlsplit(url)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.now()))
+        day = stamp[:8]
+        signed = {"content-type": "application/x-amz-json-1.0", "host": parts.netloc, "x-amz-date": stamp,
+                  "x-amz-target": target}
+        names = ";".join(sorted(signed))
+        canonical = "\n".join([
+            "POST", urllib.parse.quote(parts.path or "/", safe="/~"), parts.query,
+            "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)), names,
+            hashlib.sha256(body).hexdigest()])
+        scope = f"{day}/{self.region}/dynamodb/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        key = f"AWS4{self.secret_key}".encode()
+        for part in (day, self.region, "dynamodb", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        return {"X-Amz-Date": stamp, "Authorization": f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
+                                                      f"SignedHeaders={names}, Signature={signature}"}
+
+
+class DocumentApi:
+    """The few Document API calls this step makes, with bounded retries of transient failures."""
+
+    def __init__(self, endpoint: str, auth: Bearer | StaticKey, timeout_s: float = 30.0, attempts: int = 5,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not endpoint.startswith(("https://", "http://")):
+            raise TableError(f"the Document API endpoint must be a URL, got {endpoint[:80]!r}")
+        self.endpoint, self.auth, self.timeout_s, self.attempts, self.sleep = endpoint, auth, timeout_s, attempts, sleep
+
+    def call(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        target = f"DynamoDB_20120810.{action}"
+        data = json.dumps(body).encode()
+        for attempt in range(1, self.attempts + 1):
+            headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target,
+                       **self.auth.headers(self.endpoint, data, target)}
+            request = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:  # noqa: S310 (URL checked above)
+                    raw = answer.read()
+                    return json.loads(raw) if raw else {}
+            except urllib.error.HTTPError as err:
+                code, message = _error(err)
+                if (code in RETRYABLE or err.code >= 500) and attempt < self.attempts:
+                    self.sleep(min(2.0 * attempt, 10.0))
+                    continue
+                raise DocumentApiError(action, err.code, code, message) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+                if attempt < self.attempts:
+                    self.sleep(min(2.0 * attempt, 10.0))
+                    continue
+                reason = getattr(err, "reason", err)
+                raise TableError(f"{action}: cannot reach the Document API endpoint ({type(reason).__name__})") from None
+        raise AssertionError("unreachable")
+
+
+class DocumentApiError(TableError):
+    def __init__(self, action: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{action}: HTTP {status} {code}: {message}")
+        self.status, self.code = status, code
+
+
+def _error(err: urllib.error.HTTPError) -> tuple[str, str]:
+    try:
+        body = json.loads(err.read() or b"{}")
+    except ValueError:
+        body = {}
+    code = str(body.get("__type", "")).rpartition("#")[2] or f"HTTP{err.code}"
+    message = str(body.get("message") or body.get("Message") or err.reason or "")[:300]
+    return code, message
+
+
+def ensure_table(api: DocumentApi, table: str, wait_s: float = 180.0, poll_s: float = 3.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Create `table` with the functions' key and TTL unless it exists; wait until it is ACTIVE.
+
+    Each poll is a schema operation (a database allows 30 a minute), so polls are `poll_s` apart."""
+    created = True
+    try:
+        api.call("CreateTable", {
+            "TableName": table,
+            "AttributeDefinitions": [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        })
+    except DocumentApiError as err:
+        if err.code != "ResourceInUseException":  # anything but "it exists already"
+            raise
+        created = False
+    deadline = clock() + wait_s
+    while True:
+        description = api.call("DescribeTable", {"TableName": table}).get("Table", {})
+        status = description.get("TableStatus", "")
+        if status == "ACTIVE":
+            break
+        if status not in ("CREATING", "UPDATING", ""):
+            raise TableError(f"table {table} is {status}, not ACTIVE")
+        if clock() >= deadline:
+            raise TableError(f"table {table} is still {status or 'not described'} after {wait_s:.0f} s; run again later")
+        sleep(poll_s)
+    key = [(k.get("AttributeName"), k.get("KeyType")) for k in description.get("KeySchema", [])]
+    if key != [(KEY_ATTRIBUTE, "HASH")]:
+        raise TableError(f"table {table} exists with key {key}, but the functions need ({KEY_ATTRIBUTE!r}, HASH) "
+                         f"alone: drop it or set JOBS_TABLE to another name")
+    ttl = api.call("DescribeTimeToLive", {"TableName": table}).get("TimeToLiveDescription", {})
+    ttl_status, ttl_attribute = ttl.get("TimeToLiveStatus", "DISABLED"), ttl.get("AttributeName")
+    if ttl_status in ("ENABLED", "ENABLING"):
+        if ttl_attribute != TTL_ATTRIBUTE:
+            raise TableError(f"table {table} expires items by {ttl_attribute!r}, but the functions write {TTL_ATTRIBUTE!r}")
+        ttl_changed = False
+    else:
+        api.call("UpdateTimeToLive", {"TableName": table, "TimeToLiveSpecification": {
+            "Enabled": True, "AttributeName": TTL_ATTRIBUTE}})
+        ttl_changed = True
+    return {"table": table, "created": created, "ttl_enabled_now": ttl_changed}
+
+
+# -- credentials -------------------------------------------------------------------------------------
+
+def _looks_like_oauth(token: str) -> bool:
+    return token.startswith(("y0_", "y1_", "y2_", "y3_", "AQAAAA"))
+
+
+def iam_token(environ: Mapping[str, str] | None = None,
+              run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> str:
+    """The deploying user's IAM token: YC_TOKEN (exchanged if it is an OAuth token), YC_IAM_TOKEN,
+    or `yc iam create-token`."""
+    environ = os.environ if environ is None else environ
+    token = (environ.get("YC_TOKEN") or "").strip()
+    if token and _looks_like_oauth(token):
+        return _exchange_oauth(token, environ.get("YC_IAM_ENDPOINT") or IAM_ENDPOINT)
+    token = token or (environ.get("YC_IAM_TOKEN") or "").strip()
+    if token:
+        return token
+    yc = shutil.which("yc", path=environ.get("PATH"))
+    if yc:
+        result = run([yc, "iam", "create-token"], capture_output=True, text=True, timeout=60, check=False)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip().splitlines()[-1]
+        raise TableError("`yc iam create-token` failed: log in with `yc init`, or set YC_TOKEN")
+    raise TableError("no credentials: set YC_TOKEN=$(yc iam create-token) (as for Terraform), or install the yc CLI")
+
+
+def _exchange_oauth(oauth: str, endpoint: str) -> str:
+    request = urllib.request.Request(endpoint, data=json.dumps({"yandexPassportOauthToken": oauth}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (a fixed https URL)
+            token = json.loads(answer.read()).get("iamToken", "")
+    except (urllib.error.URLError, ValueError, TimeoutError) as err:
+        raise TableError(f"could not exchange the OAuth token in YC_TOKEN for an IAM token ({type(err).__name__})") from None
+    if not token:
+        raise TableError("the IAM service answered without an iamToken")
+    return token
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.jobs_table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--endpoint", default=os.environ.get("DOCAPI_ENDPOINT", ""),
+                        help="the database's Document API endpoint (default: $DOCAPI_ENDPOINT)")
+    parser.add_argument("--table", default=os.environ.get("JOBS_TABLE") or DEFAULT_TABLE,
+                        help="table name (default: $JOBS_TABLE or jobs)")
+    parser.add_argument("--static-key", action="store_true",
+                        help="sign with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY instead of an IAM token")
+    parser.add_argument("--region", default=os.environ.get("YC_REGION") or REGION)
+    parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the table to be ACTIVE")
+    args = parser.parse_args(argv)
+    try:
+        if not args.endpoint:
+            raise TableError("no endpoint: pass --endpoint or set DOCAPI_ENDPOINT")
+        if args.static_key:
+            key_id, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+            if not key_id or not secret:
+                raise TableError("--static-key needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            auth: Bearer | StaticKey = StaticKey(key_id, secret, args.region)
+        else:
+            auth = Bearer(iam_token())
+        summary = ensure_table(DocumentApi(args.endpoint, auth), args.table, wait_s=args.wait)
+    except TableError as err:
+        print(f"jobs table: {err}", file=sys.stderr)
+        return 1
+    state = "created" if summary["created"] else "already there"
+    ttl = "TTL enabled now" if summary["ttl_enabled_now"] else "TTL already on"
+    print(f"jobs table {summary['table']}: {state}, ACTIVE, key {KEY_ATTRIBUTE}, {ttl} ({TTL_ATTRIBUTE})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
