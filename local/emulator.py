@@ -181,7 +181,8 @@ class Handler(BaseHTTPRequestHandler):
                                 "clientRequestId": self.headers.get("x-client-request-id"),
                                 "folderId": self.headers.get("x-folder-id"),
                                 "dataLogging": self.headers.get("x-data-logging-enabled"),
-                                "auth": (self.headers.get("Authorization") or "").split(" ", 1)[0]})
+                                "auth": (self.headers.get("Authorization") or "").split(" ", 1)[0],
+                                "body": None if path == IAM_PATH else _recorded(raw)})  # never a JWT
         counted = path.startswith(FM)
         if counted:
             with state.lock:
@@ -491,6 +492,14 @@ def _json(raw: bytes) -> Any:
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object")
     return body
+
+
+def _recorded(raw: bytes) -> Any:
+    """A call's body as the tests read it from /_emulator/calls: parsed JSON, else None."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def _require(body: dict[str, Any], *fields: str) -> None:

@@ -16,7 +16,7 @@ from shared.errors import MethodNotAllowedError, NotFoundError
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # OpenAPI-style template; {name} matches one segment
+    path: str  # OpenAPI-style template; {name} matches one segment, {name+} the rest of the path (greedy)
     function: str  # the function (functions/<name>/handler.py) that serves it
     operation: str  # the operation inside that function
     request: str | None  # request model: "Class" in the dialect's MODEL_MODULES module, or "module:Class"
@@ -26,12 +26,18 @@ class Route:
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/:]+)", re.escape(self.path))
+        regex = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+?)", re.escape(self.path))
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/:]+)", regex)
         object.__setattr__(self, "pattern", re.compile(f"^{regex}/?$"))
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.match(path)
         return found.groupdict() if found else None
+
+    @property
+    def greedy(self) -> bool:
+        """Whether a parameter takes the rest of the path: such a route yields to every other one."""
+        return "+}" in self.path
 
 
 FM = "/foundationModels/v1"
@@ -72,6 +78,24 @@ ROUTES: tuple[Route, ...] = (
           "Cancel an operation: no further work starts, upstream work is cancelled where it can be"),
     Route("GET", "/operations/{operationId}:cancel", "operations", "cancelGet", None, "Operation",
           "The same as POST …:cancel (the upstream operation service's GET form)"),
+    # -- the OpenAI dialect (/v1) --
+    Route("POST", f"{OPENAI}/embeddings", "embedding", "createEmbedding", "shared.openai.embeddings:EmbeddingsRequest",
+          "OpenAIEmbeddingList", "OpenAI embeddings: one string or up to 256, as float or base64 (float32 LE)",
+          dialect="openai"),
+    # The model list is configuration (FM_ALLOWED_MODELS or the catalog), no upstream call, so any function
+    # could answer it. The completion function does, because OpenAI clients (chat UIs, LiteLLM, agent
+    # frameworks) list or check models right before they chat: the instance this warms is the one the chat
+    # request needs next, while the embedding function stays as lean as its native route.
+    Route("GET", f"{OPENAI}/models", "completion", "listModels", None, "OpenAIModelList",
+          "The models this gateway serves, as full URIs for the folder", dialect="openai"),
+    # {model+}: the openai client sends an id as one segment with its slashes as %2F; a gateway that decodes
+    # them first, or a caller typing slashes, still lands here.
+    Route("GET", f"{OPENAI}/models/{{model+}}", "completion", "retrieveModel", None, "OpenAIModel",
+          "One model of the list, by full URI (percent-encoded) or short name", dialect="openai"),
+    # Any other /v1 path: a 404 in OpenAI's shape from a function, not the gateway's own 404 body.
+    *(Route(method, f"{OPENAI}/{{path+}}", "completion", f"notFound{method.title()}", None, "OpenAIErrorResponse",
+            "Not a /v1 route here: 404 in OpenAI's error shape", dialect="openai")
+      for method in ("GET", "POST", "DELETE")),
 )
 
 
@@ -91,7 +115,7 @@ def resolve(method: str, path: str, routes: tuple[Route, ...] = ROUTES) -> tuple
     """The route for a request, with its path parameters; 404 or 405 when there is none."""
     path = path.split("?", 1)[0] or "/"
     allowed = []
-    for route in routes:
+    for route in sorted(routes, key=lambda r: r.greedy):  # stable: table order, greedy routes last
         params = route.match(path)
         if params is None:
             continue

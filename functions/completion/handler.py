@@ -12,6 +12,12 @@ OPERATIONS = {
     "tokenizeCompletion": services.tokenize_completion,
     "completionAsync": "shared.jobs.operations:submit_completion",  # imported on first use
     "completionBatch": "shared.jobs.batches:submit",
+    # /v1/models and the 404 for any other /v1 path (shared/routes.py says why this function serves them)
+    "listModels": "shared.openai.catalog:list_models",
+    "retrieveModel": "shared.openai.catalog:retrieve_model",
+    "notFoundGet": "shared.openai.catalog:not_found",
+    "notFoundPost": "shared.openai.catalog:not_found",
+    "notFoundDelete": "shared.openai.catalog:not_found",
 }
 
 
