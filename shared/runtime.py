@@ -184,8 +184,8 @@ def _caller(authorizer: dict[str, Any]) -> str:
 
     In auth_mode = api_key only the gateway's service account may invoke the functions, so that context
     is the gateway's word. In auth_mode = iam there is no authorizer, and the platform gives the function
-    nothing that names the invoking subject: it strips the Authorization header, and requestContext holds
-    only identity.sourceIp and userAgent (reference §2.1). So direct IAM invokers are all "anonymous" and
+    nothing that names the invoking subject: it strips the Authorization header, and requestContext.identity
+    holds only sourceIp and userAgent (reference §2.1). So direct IAM invokers are all "anonymous" and
     share their operations; and since a direct invoker can send any event with ?integration=raw, no other
     field (a header, a claimed subject) is taken as an identity."""
     caller = authorizer.get("caller")
