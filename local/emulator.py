@@ -7,7 +7,8 @@ classification scores each label by the similarity of the text to the label and 
 Besides the Foundation Models paths it serves an IAM token exchange (`POST /iam/v1/tokens`, verifies
 PS256 JWTs against registered public keys) and a metadata token endpoint, so the credential chain can
 be tested end to end. Test switches live under `/_emulator/`: latency, injected faults (any status
-with Retry-After, slow answers, malformed bodies, dropped connections), strict auth, call counts.
+with Retry-After, slow answers, malformed bodies, dropped connections; by path, and optionally only
+for requests whose body contains a text), strict auth, call counts.
 
 Run: python -m local.emulator --port 8765
 """
@@ -116,10 +117,13 @@ class State:
             self.in_flight = 0
             self.max_in_flight = 0  # the most Foundation Models calls being served at once
 
-    def take_fault(self, path: str) -> dict[str, Any] | None:
+    def take_fault(self, path: str, body: bytes = b"") -> dict[str, Any] | None:
+        """The first fault matching the path (and, with `bodyContains`, only requests whose body holds that text)."""
         with self.lock:
             for fault in self.faults:
                 target = fault.get("path", "*")
+                if fault.get("bodyContains") and str(fault["bodyContains"]).encode() not in body:
+                    continue
                 if fault.get("count", 1) != 0 and (target == "*" or path.startswith(target)):
                     if fault.get("after", 0) > 0:  # let this many matching requests through first
                         fault["after"] -= 1
@@ -189,7 +193,7 @@ class Handler(BaseHTTPRequestHandler):
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            fault = state.take_fault(path)
+            fault = state.take_fault(path, raw)
             if state.latency_ms and counted:
                 time.sleep(state.latency_ms / 1000)
             if fault and self._apply_fault(fault, path, request_id):

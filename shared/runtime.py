@@ -179,10 +179,17 @@ def _validate(route: routes.Route, body: Any) -> Any:
 
 
 def _caller(authorizer: dict[str, Any]) -> str:
-    for key in ("caller", "subject", "sub", "keyName"):
-        if isinstance(authorizer.get(key), str) and authorizer[key]:
-            return authorizer[key]
-    return "anonymous"
+    """Who asked: the key name our API Gateway authorizer put in its context (functions/authorizer),
+    else "anonymous".
+
+    In auth_mode = api_key only the gateway's service account may invoke the functions, so that context
+    is the gateway's word. In auth_mode = iam there is no authorizer, and the platform gives the function
+    nothing that names the invoking subject: it strips the Authorization header, and requestContext.identity
+    holds only sourceIp and userAgent (reference §2.1). So direct IAM invokers are all "anonymous" and
+    share their operations; and since a direct invoker can send any event with ?integration=raw, no other
+    field (a header, a claimed subject) is taken as an identity."""
+    caller = authorizer.get("caller")
+    return caller if isinstance(caller, str) and caller else "anonymous"
 
 
 def _route(function: str, request: events.HttpRequest, operations: Mapping[str, OperationRef]) -> tuple[routes.Route, dict[str, str]]:

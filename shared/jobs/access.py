@@ -1,8 +1,8 @@
 """Who may see a job: the caller that created it, or the configured admin caller (FM_ADMIN_CALLER).
 
-The caller is the authorizer's key name (API Gateway), the invoking subject (auth_mode = iam), or
-"anonymous" when nothing in front of the function says who asked (the local default): anonymous work
-is then visible to anonymous callers, as before. Everything that takes an id (read, cancel, results,
+The caller is the authorizer's key name (API Gateway), or "anonymous" when nothing in front of the
+function says who asked (the local default, and auth_mode = iam, where the platform does not name the
+invoking subject: see runtime._caller): anonymous work is then visible to anonymous callers, as before. Everything that takes an id (read, cancel, results,
 files, batches) goes through `visible`, and answers 404 for another caller's work, exactly as for an
 id that does not exist, so an id that leaks reveals nothing.
 """
@@ -24,6 +24,12 @@ def may_see(item: dict[str, Any] | None, inv: Invocation) -> bool:
         return False
     admin = inv.settings.admin_caller
     return item.get("created_by", "") == inv.caller or (admin is not None and inv.caller == admin)
+
+
+def owns(item: dict[str, Any], inv: Invocation) -> bool:
+    """Whether this caller created the item. Presigned result URLs are bearer links that escape every
+    later check, so they are minted for the owner only (the admin caller sees a result's size, not a link)."""
+    return item.get("created_by", "") == inv.caller
 
 
 def visible(item: dict[str, Any] | None, inv: Invocation, what: str, item_id: str) -> dict[str, Any]:

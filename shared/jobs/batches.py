@@ -4,18 +4,21 @@ Inline batch (`requests`, up to 10,000): the submission is split into chunks sen
 completion queue. A worker starts one upstream async operation per request, paced to the quota
 (FM_ASYNC_START_RPS, FM_ASYNC_START_PER_HOUR) and records each upstream id in an item record
 (`<op>#i<n>`, written once, conditionally). The timer-triggered `poller` takes it from there.
-Native batches (`sourceDatasetId`) are started upstream and tracked through their upstream operation.
+A chunk whose message ends in the dead-letter queue fails only its own requests (`fail_chunk`), so
+the rest of the batch finishes. Native batches (`sourceDatasetId`) are started upstream and tracked
+through their upstream operation.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from shared import errors, logs
-from shared.jobs.store import job_store
+from shared.jobs.store import job_store, payload_key
 from shared.jobs.submit import new_operation_id, submit_tasks
 from shared.jobs.views import view
 from shared.native import services
@@ -29,6 +32,7 @@ log = logs.get_logger("batches")
 
 
 CHUNK_ITEMS = 100  # requests per queue message
+CHUNKED_KINDS = ("batch",)  # jobs whose tasks are chunks of requests, each request settled on its own
 
 
 # -- submit ------------------------------------------------------------------------------------------
@@ -51,7 +55,8 @@ def submit(request: BatchCompletionRequest, inv: Invocation) -> Reply:
     chunks = [{"items": items[i:i + CHUNK_ITEMS]} for i in range(0, len(items), CHUNK_ITEMS)]
     inv.log_fields["requests"] = len(items)
     return submit_tasks("batch", chunks, inv, queue_kind="completion",
-                                   numbers={"items_total": len(items), "items_done": 0, "items_failed": 0})
+                        numbers={"items_total": len(items), "items_done": 0, "items_failed": 0,
+                                 "chunk_items": CHUNK_ITEMS})
 
 
 def _submit_native(request: BatchCompletionRequest, model_uri: str, inv: Invocation) -> Reply:
@@ -139,3 +144,33 @@ def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[st
         store.item_started(op_id, item["index"], str(upstream_id), item["customId"])
         started += 1
     return {"started": started, "refused": refused}
+
+
+# -- the dead-letter side: a chunk the queue gave up on --------------------------------------------
+
+def fail_chunk(op_id: str, number: int, operation: dict[str, Any], reason: dict[str, Any], store: Any) -> int:
+    """Record every request of chunk `number` that has no item record yet as failed with `reason` (one
+    record each, written once, so a redelivered dead letter counts nothing twice). Requests the chunk
+    started, or upstream refused, keep their own records. Returns how many were recorded now."""
+    requests = _chunk_requests(op_id, number, operation, store)
+    existing = store.items(op_id, list(requests))
+    failed = 0
+    for index, custom_id in requests.items():
+        if index not in existing and store.item_finished(op_id, index, custom_id, reason, True, from_state=None):
+            failed += 1
+    return failed
+
+
+def _chunk_requests(op_id: str, number: int, operation: dict[str, Any], store: Any) -> dict[int, str]:
+    """The chunk's requests, index -> customId, from its stored payload. If the payload itself cannot be
+    parsed, from the chunk's position, with the request's index as its customId (the default customId;
+    the caller's own ids were in that payload only)."""
+    try:
+        items = json.loads(store.get_object(payload_key(op_id, number)))["items"]
+        return {int(item["index"]): str(item["customId"]) for item in items}
+    except (ValueError, KeyError, TypeError):
+        log.error("a dead chunk's payload is unreadable; its requests are named by index",
+                  extra={"operation_id": op_id, "task": number})
+    size = int(operation.get("chunk_items", CHUNK_ITEMS))
+    total = int(operation.get("items_total", 0))
+    return {index: str(index) for index in range(number * size, min((number + 1) * size, total))}

@@ -1,5 +1,6 @@
 """Async operations, the HTTP side: completionAsync, textEmbeddingAsync, fewShotTextClassificationAsync
-submit through `submit.submit_tasks`; GET /operations/{id} reads and cancel stops any job (batches too).
+submit through `submit.submit_tasks`; GET /operations/{id} reads and cancel stops any job (batches too),
+both only for the caller that created it or the admin caller (`access`): anyone else gets 404.
 
 The queue side is `worker`, the timer side `poller`; what a caller sees is built by `views`.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared import errors, logs
+from shared.jobs import access
 from shared.jobs.store import job_store
 from shared.jobs.submit import OPERATION_ID, submit_tasks
 from shared.jobs.views import view
@@ -48,27 +50,20 @@ def submit_embedding(request: EmbeddingAsyncRequest, inv: Invocation) -> Reply:
 # -- read --------------------------------------------------------------------------------------------
 
 def get(_: None, inv: Invocation) -> Reply:
-    op_id = inv.path_params.get("operationId", "")
-    if not OPERATION_ID.match(op_id):
-        raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
+    op_id = _operation_id(inv)
     store = job_store(inv.settings)
-    item = store.item(op_id)
-    if item is None or "#" in op_id:
-        raise errors.NotFoundError(f"operation {op_id} not found")
+    item = access.visible(store.item(op_id), inv, "operation", op_id)
     inv.log_fields["operation_id"] = op_id
-    return Reply(view(item, store, inv.settings))
+    return Reply(view(item, store, inv.settings, owner=access.owns(item, inv)))
 
 
 def cancel(_: None, inv: Invocation) -> Reply:
     """Stop an operation: nothing new starts; upstream work is cancelled where it can be (the poller
-    finishes cancelling a batch's upstream operations). A finished operation is returned unchanged."""
-    op_id = inv.path_params.get("operationId", "")
-    if not OPERATION_ID.match(op_id):
-        raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
+    finishes cancelling a batch's upstream operations). A finished operation is returned unchanged.
+    Someone else's operation is not found (404, as for an unknown id) and is left as it was."""
+    op_id = _operation_id(inv)
     store = job_store(inv.settings)
-    item = store.item(op_id)
-    if item is None:
-        raise errors.NotFoundError(f"operation {op_id} not found")
+    item = access.visible(store.item(op_id), inv, "operation", op_id)
     if item.get("state") != "done":
         if item.get("kind") == "batch-native" and item.get("upstream_id"):
             inv.client.cancel_operation(item["upstream_id"], inv.call)
@@ -77,4 +72,12 @@ def cancel(_: None, inv: Invocation) -> Reply:
         store.finish(op_id, None, 0, cancelled, deactivate=item.get("kind") != "batch")
         inv.log_fields["cancelled"] = True
     inv.log_fields["operation_id"] = op_id
-    return Reply(view(store.item(op_id) or item, store, inv.settings))
+    return Reply(view(store.item(op_id) or item, store, inv.settings, owner=access.owns(item, inv)))
+
+
+def _operation_id(inv: Invocation) -> str:
+    """The path's operation id, checked: only operation ids (never a task's or an index's key) reach the store."""
+    op_id = inv.path_params.get("operationId", "")
+    if not OPERATION_ID.match(op_id):
+        raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
+    return op_id

@@ -22,13 +22,17 @@ RESPONSE_TYPES = {
 BATCH_RESPONSE_TYPE = "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.BatchCompletionResponse"
 
 
-def view(item: dict[str, Any], store: Any = None, settings: Settings | None = None) -> dict[str, Any]:
+def view(item: dict[str, Any], store: Any = None, settings: Settings | None = None, *,
+         owner: bool = False) -> dict[str, Any]:
+    """The Operation JSON. A result is loaded only when `store` and `settings` are given; a presigned
+    result URL is minted only when `owner` (the caller created the job), never for anyone else."""
     if item.get("kind") in ("batch", "batch-native"):
-        return batch_view(item, store, settings)
-    return operation_view(item, store, settings)
+        return batch_view(item, store, settings, owner=owner)
+    return operation_view(item, store, settings, owner=owner)
 
 
-def operation_view(item: dict[str, Any], store: Any = None, settings: Settings | None = None) -> dict[str, Any]:
+def operation_view(item: dict[str, Any], store: Any = None, settings: Settings | None = None, *,
+                   owner: bool = False) -> dict[str, Any]:
     """The Operation JSON: done -> exactly one of response (inline, or a presigned URL when large) and error."""
     done = item.get("state") == "done"
     total, finished = int(item.get("tasks_total", 1)), int(item.get("tasks_done", 0))
@@ -50,9 +54,10 @@ def operation_view(item: dict[str, Any], store: Any = None, settings: Settings |
         if size <= settings.result_inline_bytes:
             view["response"] = json.loads(store.get_object(key))
         else:
-            view["response"] = {"@type": RESPONSE_TYPES.get(item.get("kind", ""), ""),
-                                "resultUrl": store.presign(key, settings.presign_ttl_s), "sizeBytes": str(size),
-                                "urlExpiresInSeconds": str(settings.presign_ttl_s)}
+            view["response"] = {"@type": RESPONSE_TYPES.get(item.get("kind", ""), ""), "sizeBytes": str(size)}
+            if owner:
+                view["response"].update(resultUrl=store.presign(key, settings.presign_ttl_s),
+                                        urlExpiresInSeconds=str(settings.presign_ttl_s))
     return view
 
 
@@ -74,7 +79,8 @@ def task_status(item: dict[str, Any]) -> str:
     return "COMPLETED"
 
 
-def batch_view(item: dict[str, Any], store: Any = None, settings: Settings | None = None) -> dict[str, Any]:
+def batch_view(item: dict[str, Any], store: Any = None, settings: Settings | None = None, *,
+               owner: bool = False) -> dict[str, Any]:
     base = operation_view(item)  # without a store: no result is loaded; the batch response is built below
     native = item.get("kind") == "batch-native"
     base["metadata"] = {
@@ -92,7 +98,7 @@ def batch_view(item: dict[str, Any], store: Any = None, settings: Settings | Non
         else:
             response.update(succeeded=str(int(item.get("items_total", 0)) - int(item.get("items_failed", 0))),
                             failed=str(item.get("items_failed", 0)), sizeBytes=str(item.get("result_size", 0)))
-            if store is not None and settings is not None and item.get("result_key"):
+            if owner and store is not None and settings is not None and item.get("result_key"):
                 response["resultUrl"] = store.presign(item["result_key"], settings.presign_ttl_s)
                 response["urlExpiresInSeconds"] = str(settings.presign_ttl_s)
         base["response"] = response

@@ -5,7 +5,8 @@ worker is left for redelivery, and a dead worker's lease runs out so another tak
 failures (429, 503, 5xx, timeouts, store errors) give the task back and make the invocation fail so
 the trigger redelivers; permanent ones (4xx) end the operation with the error and consume the
 message. A message that keeps failing moves to the dead-letter queue, whose trigger ends the
-operation with the last recorded error.
+operation with the last recorded error; for a batch, only that chunk's requests fail (each with the
+reason) and the rest of the batch finishes.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def consume(kind: str, messages: list[dict[str, Any]], inv: Invocation, worker: 
             log.warning("message will be redelivered", extra={"reason": str(err)[:300], "message_index": index})
             outcome = "retry"
             retry.append(str(err)[:200])
+        except Exception as err:  # a bug or an unexpected answer: this message only; its batch-mates go on
+            log.warning("message will be redelivered", exc_info=True,
+                        extra={"reason": f"{type(err).__name__}: {err}"[:300], "message_index": index})
+            outcome = "retry"
+            retry.append(f"{type(err).__name__}: {err}"[:200])
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     inv.log_fields.update(messages=len(messages), outcomes=outcomes)
     if retry:
@@ -89,7 +95,7 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
     logs.bind(operation_id=op_id, task=number)
     try:
         payload = json.loads(store.get_object(payload_key(op_id, number)))
-        if kind == "batch":
+        if kind in batches.CHUNKED_KINDS:
             result = batches.start_chunk(op_id, payload, inv)
         else:
             result = execute(kind, payload, inv)
@@ -103,7 +109,7 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
     except Exception as err:  # a bug or an unexpected answer: give the task back, let the queue decide
         store.release(op_id, number, worker, f"{type(err).__name__}: {err}"[:300])
         if isinstance(err, batches.QuotaDeferred):  # not a failure: come back later, without using up deliveries
-            send_tasks(inv.settings, "completion", op_id, [number], delay_s=900)
+            send_tasks(inv.settings, _queue_kind(operation), op_id, [number], delay_s=900)
             return "deferred"
         raise
     if store.complete(op_id, number, worker, json.dumps(result, ensure_ascii=False).encode()):
@@ -168,14 +174,52 @@ def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, 
     operation = store.item(op_id)
     if operation is None or operation.get("state") == "done":
         return "dead-skipped"
-    task = store.item(task_id(op_id, number)) or {}
+    task = store.item(task_id(op_id, number))
+    if task is None and not json.loads(body).get("requeued"):
+        # never claimed: its deliveries went to batch-mates that crashed or ran out of time, not to it
+        send_tasks(inv.settings, _queue_kind(operation), op_id, [number], extra={"requeued": 1})
+        log.warning("a task that was never tried reached the dead-letter queue; sent once more",
+                    extra={"operation_id": op_id, "task": number})
+        return "dead-requeued"
+    task = task or {}
     attributes = (message.get("details") or {}).get("message", {}).get("attributes") or {}
     deliveries = attributes.get("ApproximateReceiveCount", "several")
     last = task.get("last_error") or operation.get("last_error") or "none recorded (the worker may have crashed or timed out)"
+    if operation.get("kind") in batches.CHUNKED_KINDS:
+        return _dead_chunk(op_id, number, operation, f"after {deliveries} deliveries (dead-letter queue); "
+                                                     f"last error: {last}", inv, worker)
     error = {"code": 14, "message": f"gave up on task {number} after {deliveries} deliveries (dead-letter queue); "
                                     f"last error: {last}", "details": []}
     store.finish(op_id, None, 0, error)
     log.warning("operation failed: its message reached the dead-letter queue", extra={"operation_id": op_id})
     return "dead-failed"
+
+
+def _queue_kind(operation: dict[str, Any]) -> str:
+    kind = str(operation.get("kind", ""))
+    return "completion" if kind in batches.CHUNKED_KINDS else kind
+
+
+def _dead_chunk(op_id: str, number: int, operation: dict[str, Any], why: str, inv: Invocation, worker: str) -> str:
+    """One chunk of a batch the queue gave up on: its requests that never started fail with the reason
+    (each its own result line), the task is marked done, and the rest of the batch goes on; the poller
+    finishes the batch as usual. Claimed first, so it never races a worker still holding the chunk."""
+    store = job_store(inv.settings)
+    last = (store.item(task_id(op_id, number)) or {}).get("last_error", "")
+    claim = store.claim(op_id, number, worker, min(inv.settings.job_lease_s, max(inv.call.remaining(), 0) + 30))
+    if claim.outcome == "done":  # a later copy of the chunk's message (the poller re-sends stuck ones) finished it
+        return "dead-skipped"
+    if claim.outcome == "busy":
+        raise RedeliverError(f"task {number} of {op_id} is being processed by another worker")
+    reason = {"code": 14, "message": f"not started: gave up on its chunk (task {number}) {why}", "details": []}
+    try:
+        failed = batches.fail_chunk(op_id, number, operation, reason, store)
+    except Exception:
+        store.release(op_id, number, worker, last or "dead-letter handling failed")  # keep the original reason
+        raise
+    store.complete(op_id, number, worker, json.dumps({"started": 0, "deadLettered": failed}).encode())
+    log.warning("batch chunk failed: its message reached the dead-letter queue; the rest of the batch goes on",
+                extra={"operation_id": op_id, "task": number, "requests_failed": failed})
+    return "dead-chunk-failed"
 
 

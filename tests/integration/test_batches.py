@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -261,3 +262,92 @@ def test_poller_rides_out_operation_service_faults(api: Api, jobs: Jobs, fast: E
     assert progress == sorted(progress)
     assert [line["customId"] for line in results(finished)] == [f"req-{i:05d}" for i in range(20)]
     assert all("response" in line for line in results(finished))
+
+
+def test_a_poison_chunk_fails_only_its_own_requests(api_v01: Api, jobs: Jobs, fast: Emulator,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    api = api_v01
+    from shared.jobs import batches
+
+    monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)  # 40 requests -> four chunks
+    monkeypatch.setenv("FM_MAX_RETRIES", "0")
+    reset_caches()
+    # requests 13-16 make upstream answer 503 every time: chunk 1 (requests 10-19) never gets past 13
+    fast.fault(path="/foundationModels/v1/completionAsync", status=503, count=-1, bodyContains="POISON",
+               message="overloaded")
+    body = batch_body(40)
+    for index in range(13, 17):
+        body["requests"][index]["messages"][0]["text"] += " POISON"
+    operation = api.post(f"{FM}/completionBatch", body).json()
+    finished, progress = run_to_end(api, jobs, operation["id"])
+    assert progress == sorted(progress)
+    assert jobs.triggers["completion-dlq"].invocations >= 1  # chunk 1's message went to the dead-letter queue
+    lines = results(finished)
+    assert [line["customId"] for line in lines] == [f"req-{i:05d}" for i in range(40)]  # each once, in order
+    failed = {line["customId"]: line["error"] for line in lines if "error" in line}
+    assert set(failed) == {f"req-{i:05d}" for i in range(13, 20)}  # 10-12 started before the poison: kept
+    for error in failed.values():
+        assert error["code"] == 14
+        assert re.search(r"gave up on its chunk \(task 1\) after \d+ deliveries \(dead-letter queue\)",
+                         error["message"]), error
+        assert "overloaded" in error["message"]  # the last error upstream gave
+    assert all(line["response"]["alternatives"] for line in lines if "response" in line)
+    assert finished["metadata"]["taskStatus"] == "COMPLETED" and finished["metadata"]["failedRequests"] == "7"
+    assert finished["response"]["failed"] == "7" and finished["response"]["succeeded"] == "33"
+    assert len(fast.calls("/completionAsync")) == 33 + 3  # each good request started once; 13 tried per delivery
+
+
+def test_a_chunk_with_an_unreadable_payload_fails_only_its_requests(api_v01: Api, jobs: Jobs, fast: Emulator,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    api = api_v01
+    from shared.config import Settings
+    from shared.jobs import batches
+    from shared.jobs.store import JobStore, payload_key
+
+    monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)
+    body = batch_body(25)
+    for item in body["requests"]:
+        del item["customId"]  # the default customId is the request's index
+    operation = api.post(f"{FM}/completionBatch", body).json()
+    JobStore(Settings.from_env()).put_object(payload_key(operation["id"], 1), b"{not a chunk")
+    finished, _ = run_to_end(api, jobs, operation["id"])
+    lines = results(finished)
+    assert [line["customId"] for line in lines] == [str(i) for i in range(25)]
+    failed = {line["customId"]: line["error"]["message"] for line in lines if "error" in line}
+    assert set(failed) == {str(i) for i in range(10, 20)}
+    assert all("dead-letter queue" in message and "JSONDecodeError" in message for message in failed.values())
+    assert finished["response"]["failed"] == "10" and finished["response"]["succeeded"] == "15"
+
+
+def test_a_chunk_that_reached_the_dlq_untried_gets_one_more_delivery(api_v01: Api, jobs: Jobs, fast: Emulator,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    api = api_v01
+    from shared.jobs import batches
+
+    monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)
+    queue, dead = jobs.resources.queues["completion"], jobs.resources.queues["completion-dlq"]
+
+    def dead_letter_chunk_1(op_id: str, body: dict[str, Any]) -> None:
+        """Chunk 1's message reaches the dead-letter queue without any worker having tried it (its
+        deliveries all went to invocations that died on a batch-mate first); chunk 0's is left alone."""
+        messages = jobs.queues.receive(queue, 10)
+        assert sorted(json.loads(m.body)["task"] for m in messages) == [0, 1]
+        for message in messages:
+            if json.loads(message.body)["task"] == 1:
+                jobs.queues.send(dead, json.dumps(body))
+                jobs.queues.delete(queue, message.receipt_handle)
+            else:
+                jobs.queues.change_visibility(queue, message.receipt_handle, 0)
+
+    first = api.post(f"{FM}/completionBatch", batch_body(20)).json()["id"]
+    dead_letter_chunk_1(first, {"op": first, "task": 1})
+    finished, _ = run_to_end(api, jobs, first)
+    assert finished["response"]["failed"] == "0" and finished["response"]["succeeded"] == "20"
+
+    second = api.post(f"{FM}/completionBatch", batch_body(20)).json()["id"]
+    dead_letter_chunk_1(second, {"op": second, "task": 1, "requeued": 1})  # its one more delivery: untried again
+    finished, _ = run_to_end(api, jobs, second)
+    lines = results(finished)
+    assert [line["customId"] for line in lines] == [f"req-{i:05d}" for i in range(20)]
+    assert [line["customId"] for line in lines if "error" in line] == [f"req-{i:05d}" for i in range(10, 20)]
+    assert "none recorded" in lines[10]["error"]["message"] and finished["response"]["failed"] == "10"

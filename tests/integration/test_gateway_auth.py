@@ -1,30 +1,96 @@
-"""The deployed gateway's API key scheme, locally: the authorizer function decides, over real HTTP."""
+"""The deployed gateway's API key scheme, locally: the authorizer function decides, over real HTTP.
+
+With keys for alice, bob and an admin (FM_ADMIN_CALLER), every route that takes an operation id
+answers bob 404 for alice's work, exactly as for an id that does not exist, and leaves it as it was;
+the admin sees and cancels everything; presigned result URLs go to the owner only."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import re
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from local import gateway
-from tests.conftest import Emulator, Jobs
+from local.functions import load
+from local.triggers import timer_event
+from tests.conftest import Emulator, FakeContext, Jobs, reset_caches
 
 pytestmark = pytest.mark.integration
 
 KEY = "fmk_alice-test-key-0123456789abcdef"
+KEYS = {"alice": KEY, "bob": "fmk_bob-test-key-0123456789abcdef00", "ops": "fmk_ops-admin-key-0123456789abcdef0"}
+FM = "/foundationModels/v1"
 
 
 @pytest.fixture
 def secured(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("CALLER_KEY_SHA256", f"alice:{hashlib.sha256(KEY.encode()).hexdigest()}")
+    monkeypatch.setenv("CALLER_KEY_SHA256", ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}"
+                                                     for name, key in KEYS.items()))
+    monkeypatch.setenv("FM_ADMIN_CALLER", "ops")
+    reset_caches()
     server = gateway.start(authorize=True)
     yield server.url
     server.shutdown()
 
 
 BODY = {"modelUri": "yandexgpt-lite", "messages": [{"role": "user", "text": "hi"}]}
+SECRET_PROMPT = "alice's private question about the Volga"
+
+
+class Caller:
+    """One API key's view of the gateway."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self.http = requests.Session()
+        self.http.headers["X-Api-Key"] = KEYS[name]
+
+    def get(self, path: str) -> requests.Response:
+        return self.http.get(self.url + path, timeout=30)
+
+    def post(self, path: str, body: Any = None) -> requests.Response:
+        return self.http.post(self.url + path, json=body, timeout=30)
+
+    def operation(self, op_id: str) -> dict[str, Any]:
+        answer = self.get(f"/operations/{op_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def id_routes(self, op_id: str) -> list[requests.Response]:
+        """Every route that takes an operation id: GET, POST …:cancel and upstream's GET …:cancel."""
+        return [self.get(f"/operations/{op_id}"), self.post(f"/operations/{op_id}:cancel"),
+                self.get(f"/operations/{op_id}:cancel")]
+
+
+def callers(url: str) -> tuple[Caller, Caller, Caller]:
+    return Caller(url, "alice"), Caller(url, "bob"), Caller(url, "ops")
+
+
+def _normalised(answer: requests.Response, op_id: str) -> tuple[int, str, dict[str, Any]]:
+    """Status, content type and body with the id and our per-request ids taken out."""
+    body = json.loads(answer.text.replace(op_id, "<id>"))
+    body["error"]["details"] = [d for d in body["error"]["details"] if "requestId" not in d]
+    return answer.status_code, answer.headers["Content-Type"], body
+
+
+def _unknown_id(like: str) -> str:
+    return "fmo" + uuid.uuid4().hex[:len(like) - 3]
+
+
+def _refusals(log: io.StringIO) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in log.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("msg") == "access to another caller's work refused"]
+
+
+def _poller() -> dict[str, Any]:
+    return load("batch_poller")(timer_event(), FakeContext(60_000, request_id=str(uuid.uuid4())))
 
 
 def test_requests_need_a_known_key(secured: str, stack_env: Emulator) -> None:
@@ -41,3 +107,82 @@ def test_the_caller_named_by_the_authorizer_owns_the_operation(secured: str, job
                            timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.json()["createdBy"] == "alice"
+
+
+def test_another_callers_operation_is_not_found_and_is_left_as_it_was(secured: str, jobs: Jobs,
+                                                                       log_output: io.StringIO) -> None:
+    alice, bob, ops = callers(secured)
+    submitted = alice.post(f"{FM}/completionAsync", {**BODY, "messages": [{"role": "user", "text": SECRET_PROMPT}]})
+    assert submitted.status_code == 200, submitted.text
+    op_id = submitted.json()["id"]
+    unknown = _unknown_id(op_id)
+
+    for theirs, nobodys in zip(bob.id_routes(op_id), bob.id_routes(unknown), strict=True):
+        assert theirs.status_code == 404
+        assert _normalised(theirs, op_id) == _normalised(nobodys, unknown)  # the same answer, apart from the id
+        assert "alice" not in theirs.text and "Volga" not in theirs.text
+    assert _normalised(bob.get(f"/operations/{op_id}"), op_id)[2]["error"]["message"] == "operation <id> not found"
+
+    still = alice.operation(op_id)  # bob's cancels changed nothing
+    assert still["done"] is False and "error" not in still and still["createdBy"] == "alice"
+    jobs.drain()
+    finished = alice.operation(op_id)
+    assert finished["done"] is True and "error" not in finished
+    assert finished["response"]["alternatives"][0]["message"]["text"].endswith(SECRET_PROMPT)
+    assert bob.get(f"/operations/{op_id}").status_code == 404  # done or not, it stays alice's
+
+    seen_by_admin = ops.operation(op_id)
+    assert seen_by_admin["createdBy"] == "alice" and seen_by_admin["response"] == finished["response"]
+
+    refusals = _refusals(log_output)
+    assert len(refusals) == 5 and {r["caller"] for r in refusals} == {"bob"}
+    assert {r["id"] for r in refusals} == {op_id}  # the unknown id is not someone else's work: no line
+    assert all("alice" not in json.dumps(r) and "Volga" not in json.dumps(r) for r in refusals)
+
+
+def test_the_admin_caller_can_cancel_anyones_operation(secured: str, jobs: Jobs) -> None:
+    alice, bob, ops = callers(secured)
+    op_id = alice.post(f"{FM}/completionAsync", BODY).json()["id"]
+    assert bob.post(f"/operations/{op_id}:cancel").status_code == 404
+    cancelled = ops.post(f"/operations/{op_id}:cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["done"] is True and cancelled.json()["error"]["code"] == 1
+    assert alice.operation(op_id)["error"]["message"] == "cancelled by the caller"
+    jobs.drain()
+    assert alice.operation(op_id)["error"]["code"] == 1  # the worker skips a cancelled operation
+
+
+def test_presigned_result_urls_go_to_the_owner_only(secured: str, jobs: Jobs, stack_env: Emulator,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESULT_INLINE_MAX_BYTES", "10")  # every result goes by URL
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    reset_caches()
+    stack_env.configure(asyncDelayMs=0)
+    alice, bob, ops = callers(secured)
+    op_id = alice.post(f"{FM}/completionAsync", BODY).json()["id"]
+    batch = alice.post(f"{FM}/completionBatch", {"modelUri": "yandexgpt-lite", "requests": [
+        {"customId": f"q{i}", "messages": [{"role": "user", "text": f"question {i}"}]} for i in range(3)]})
+    assert batch.status_code == 200, batch.text
+    batch_id = batch.json()["id"]
+    for theirs in bob.id_routes(batch_id):  # the batch is running: bob can neither see nor cancel it
+        assert theirs.status_code == 404
+    for _ in range(20):
+        jobs.drain()
+        _poller()
+        if alice.operation(batch_id)["done"]:
+            break
+    signed = re.compile(r"X-Amz-Signature|https?://[^\"]*" + re.escape(jobs.resources.bucket))
+
+    for item_id in (op_id, batch_id):
+        owner_view = alice.operation(item_id)
+        assert owner_view["done"] is True and "error" not in owner_view, owner_view
+        fetched = requests.get(owner_view["response"]["resultUrl"], timeout=30)
+        assert fetched.status_code == 200 and fetched.content
+        admin_answer = ops.get(f"/operations/{item_id}")
+        assert admin_answer.status_code == 200
+        assert "resultUrl" not in admin_answer.json()["response"] and not signed.search(admin_answer.text)
+        assert admin_answer.json()["response"]["sizeBytes"] == owner_view["response"]["sizeBytes"]
+        for theirs in bob.id_routes(item_id):
+            assert theirs.status_code == 404 and not signed.search(theirs.text)
+    assert alice.operation(batch_id)["response"]["succeeded"] == "3"
