@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -61,6 +61,7 @@ ENV_NAMES: dict[str, str] = {
     "operation_get_rps": "FM_OPERATION_GET_RPS",
     "stuck_after_s": "JOBS_STUCK_AFTER_S",
     "admin_caller": "FM_ADMIN_CALLER",
+    "auth_mode": "FM_AUTH_MODE",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
 }
@@ -114,7 +115,8 @@ class Settings(BaseModel):
     async_start_per_hour: int = Field(5000, ge=1)
     operation_get_rps: float = Field(50.0, gt=0, le=10_000)
     stuck_after_s: float = Field(300.0, ge=0)  # the poller re-enqueues tasks untouched this long
-    admin_caller: str | None = None  # a caller (authorizer key name or IAM subject) that may see everyone's work
+    admin_caller: str | None = None  # an authorizer key name that may see everyone's work
+    auth_mode: Literal["api_key", "iam"] = "api_key"  # iam: no gateway, so no authorizer context is trusted
     log_level: str = "INFO"
     log_payloads: bool = False
 

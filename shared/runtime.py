@@ -115,7 +115,7 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         body = request.json(config.max_body_bytes) if route.request else None
         parsed = _validate(route, body) if route.request else None
         invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
-                                path_params=params, caller=_caller(request.authorizer))
+                                path_params=params, caller=_caller(request.authorizer, config.auth_mode))
         reply = resolve_operation(operations[route.operation])(parsed, invocation)
         status = reply.status
         _summary(route_name, status, started, invocation.log_fields)
@@ -178,7 +178,7 @@ def _validate(route: routes.Route, body: Any) -> Any:
     return importlib.import_module(routes.MODEL_MODULES[route.dialect]).validate(routes.model(route), body)
 
 
-def _caller(authorizer: dict[str, Any]) -> str:
+def _caller(authorizer: dict[str, Any], auth_mode: str = "api_key") -> str:
     """Who asked: the key name our API Gateway authorizer put in its context (functions/authorizer),
     else "anonymous".
 
@@ -187,7 +187,11 @@ def _caller(authorizer: dict[str, Any]) -> str:
     nothing that names the invoking subject: it strips the Authorization header, and requestContext.identity
     holds only sourceIp and userAgent (reference §2.1). So direct IAM invokers are all "anonymous" and
     share their operations; and since a direct invoker can send any event with ?integration=raw, no other
-    field (a header, a claimed subject) is taken as an identity."""
+    field (a header, a claimed subject) is taken as an identity. For the same reason, with FM_AUTH_MODE=iam
+    (Terraform sets it) even `authorizer.caller` is ignored: a direct invoker could write it, and claim
+    FM_ADMIN_CALLER with it."""
+    if auth_mode == "iam":
+        return "anonymous"
     caller = authorizer.get("caller")
     return caller if isinstance(caller, str) and caller else "anonymous"
 

@@ -24,6 +24,7 @@ locals {
     RESULTS_BUCKET           = yandex_storage_bucket.results.bucket
     JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
     JOB_LEASE_S              = "660"
+    FM_AUTH_MODE             = var.auth_mode
   }
 
   # The function map: name -> entry point, sizing, environment, Lockbox secrets, service account.

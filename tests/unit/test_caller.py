@@ -18,3 +18,9 @@ def test_no_authorizer_is_anonymous() -> None:
 def test_no_other_field_is_taken_as_an_identity() -> None:
     # functions/authorizer sets `caller` only; other names would come from something else in front
     assert _caller({"subject": "ops", "sub": "ops", "keyName": "ops"}) == "anonymous"
+
+
+def test_in_iam_mode_no_authorizer_context_is_trusted() -> None:
+    """A direct invoker can write requestContext.authorizer itself: in auth_mode = iam nobody is anyone."""
+    assert _caller({"caller": "ops"}, "iam") == "anonymous"
+    assert _caller({"caller": "ops"}, "api_key") == "ops"
