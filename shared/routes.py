@@ -16,7 +16,7 @@ from shared.errors import MethodNotAllowedError, NotFoundError
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # OpenAPI-style template; {name} matches one segment
+    path: str  # OpenAPI-style template; {name} matches one whole segment, as API Gateway's parameters do
     function: str  # the function (functions/<name>/handler.py) that serves it
     operation: str  # the operation inside that function
     request: str | None  # request model: "Class" in the dialect's MODEL_MODULES module, or "module:Class"
@@ -26,7 +26,7 @@ class Route:
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/:]+)", re.escape(self.path))
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
         object.__setattr__(self, "pattern", re.compile(f"^{regex}/?$"))
 
     def match(self, path: str) -> dict[str, str] | None:
@@ -52,13 +52,13 @@ ROUTES: tuple[Route, ...] = (
           "Split text into the model's tokens"),
     Route("POST", f"{FM}/tokenizeCompletion", "completion", "tokenizeCompletion", "CompletionRequest",
           "TokenizeResponse", "Tokenize a whole completion request"),
-    Route("POST", f"{FM}/textEmbedding", "embedding", "textEmbedding", "EmbeddingRequest", "EmbeddingResponse",
+    Route("POST", f"{FM}/textEmbedding", "embedding", "textEmbedding", "EmbeddingRequest", "TextEmbeddingResponse",
           "Embed one text, or up to 256 texts with the `texts` extension"),
     Route("POST", f"{FM}/fewShotTextClassification", "classification", "fewShotTextClassification",
           "FewShotClassificationRequest", "ClassificationResponse", "Zero- or few-shot classification (2-20 labels)"),
     Route("POST", f"{FM}/textClassification", "classification", "textClassification",
           "TextClassificationRequest", "ClassificationResponse", "Classify with a tuned classifier"),
-    Route("POST", f"{FM}/completionAsync", "completion", "completionAsync", "CompletionRequest", "Operation",
+    Route("POST", f"{FM}/completionAsync", "completion", "completionAsync", "CompletionAsyncRequest", "Operation",
           "Start a completion in the background; poll GET /operations/{operationId}"),
     Route("POST", f"{FM}/textEmbeddingAsync", "embedding", "textEmbeddingAsync", "EmbeddingAsyncRequest",
           "Operation", "Embed up to 10,000 texts in the background"),
@@ -66,12 +66,15 @@ ROUTES: tuple[Route, ...] = (
           "FewShotClassificationRequest", "Operation", "Few-shot classification in the background"),
     Route("POST", f"{FM}/completionBatch", "completion", "completionBatch", "BatchCompletionRequest", "Operation",
           "Start a batch: an upstream batch task (sourceDatasetId) or up to 10,000 inline requests"),
+    # One path item for an operation: API Gateway documents {param} (a whole segment) and {param+}, nothing
+    # for a parameter plus literal text, so `X:cancel` (or `X%3Acancel`) arrives as the segment and the
+    # operations function decides from the method and the real URL, never from the integration's context.
     Route("GET", "/operations/{operationId}", "operations", "get", None, "Operation",
-          "An operation's state; when done, its response or error"),
-    Route("POST", "/operations/{operationId}:cancel", "operations", "cancel", None, "Operation",
-          "Cancel an operation: no further work starts, upstream work is cancelled where it can be"),
-    Route("GET", "/operations/{operationId}:cancel", "operations", "cancelGet", None, "Operation",
-          "The same as POST …:cancel (the upstream operation service's GET form)"),
+          "An operation's state; when done, its response or error. `GET /operations/{id}:cancel` cancels "
+          "(the upstream operation service's GET form)"),
+    Route("POST", "/operations/{operationId}", "operations", "cancel", None, "Operation",
+          "Cancel an operation: `POST /operations/{id}:cancel` (the colon may be sent as %3A). No further work "
+          "starts; upstream work is cancelled where it can be. A POST without `:cancel` is 405"),
 )
 
 
