@@ -97,7 +97,7 @@ def _operation(route: routes.Route) -> dict[str, Any]:
         "operationId": route.operation,
         "summary": route.summary,
         "responses": {
-            "200": {"description": "OK", "content": ok},
+            "200": {"description": "OK", "content": ok, **_links(response_model.__name__)},
             "default": {"description": f"Error, in the {route.dialect} shape", "content": {"application/json": {
                 "schema": _ref(ERROR_SCHEMAS[route.dialect])}}},
         },
@@ -118,6 +118,20 @@ def _operation(route: routes.Route) -> dict[str, Any]:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": _ref(routes.model(route).__name__)}}}
     return operation
+
+
+def _links(response: str) -> dict[str, Any]:
+    """An Operation answer links to reading and cancelling it (OpenAPI links; schemathesis follows them)."""
+    if response != "Operation":
+        return {}
+    links = {}
+    for route in routes.ROUTES:
+        if route.path == "/operations/{operationId}":
+            cancel = route.method == "POST"
+            links["CancelOperation" if cancel else "GetOperation"] = {
+                "operationId": route.operation,
+                "parameters": {"operationId": "{$response.body#/id}:cancel" if cancel else "$response.body#/id"}}
+    return {"links": links}
 
 
 # Path parameters' rules, by (method, route path, name): what the function that serves them accepts

@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLER_KEY = "fmk_fuzz-caller-key-0123456789abcdef"
-PHASES = "examples,coverage,fuzzing"
+PHASES = "examples,coverage,fuzzing,stateful"
 
 
 @dataclass
