@@ -154,7 +154,7 @@ class GatewayServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], payload_format: str = "0.1", timeout_s: float = 300.0,
                  max_body_bytes: int = 2_621_440 * 2, verbose: bool = False, authorize: bool = False) -> None:
         super().__init__(address, GatewayHandler)
-        self.authorize = authorize  # run the authorizer function on X-Api-Key, as the deployed gateway does
+        self.authorize = authorize  # run the authorizer on the caller key headers, as the deployed gateway does
         self.payload_format = payload_format
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
