@@ -42,9 +42,9 @@ class FuzzResult:
 @contextmanager
 def local_stack() -> Iterator[str]:
     """The whole API on loopback (emulator, moto, gateway with the authorizer), in this process; its URL."""
-    from local import aws, emulator, gateway
-
     import requests
+
+    from local import aws, emulator, gateway
 
     fm = emulator.start()
     moto, moto_url = aws.start_moto()
