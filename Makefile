@@ -11,7 +11,7 @@ FN ?= completion
 EVENT ?= events/http-v01-completion.json
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration test-terraform invoke bench lint fmt clean package openapi validate plan deploy jobs-table destroy api-key
+.PHONY: help venv run test test-unit test-integration test-terraform invoke bench fuzz lint fmt clean package openapi validate plan deploy jobs-table destroy api-key
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 run: $(STAMP) ## Start the local stack (FM emulator, moto, queue triggers, poller, gateway) on 127.0.0.1:8080
 	$(PY) -m local.stack
 
-test: $(STAMP) $(CHECKOV_STAMP) ## Lint, then run the whole test suite (Terraform checks and checkov included)
+test: $(STAMP) $(CHECKOV_STAMP) ## Lint, then run the whole test suite (Terraform checks, checkov, a bounded fuzz run)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -46,6 +46,9 @@ test-integration: $(STAMP) ## Integration tests (real HTTP on loopback)
 
 invoke: $(STAMP) ## Invoke a handler with an event file: make invoke FN=completion EVENT=events/...json
 	$(PY) -m local.invoke $(FN) $(EVENT)
+
+fuzz: $(STAMP) ## schemathesis against the local stack with the generated spec, every check: make fuzz [EXAMPLES=100] [SEED=]
+	$(PY) -m local.fuzz --max-examples $(or $(EXAMPLES),100) $(if $(SEED),--seed $(SEED))
 
 bench: $(STAMP) ## Cold-import and per-request overhead benchmarks (installs the SDK into .bench-venv)
 	$(PY) -m bench.run

@@ -2,7 +2,11 @@
 
 Routes come from shared.routes (the table the OpenAPI spec is generated from). Events follow payload
 format 0.1 by default (`url` real path, `path` template, `pathParams`), or 1.0 with --format 1.0.
-JSON bodies arrive as text, anything else base64-encoded, as the platform does.
+JSON bodies arrive as text, anything else base64-encoded, as the platform does. A method the table
+lacks on a path it serves (TRACE, PATCH, OPTIONS, HEAD, ...) is a JSON 405 with `Allow`, in the path's
+dialect, as the spec's `x-yc-apigateway-any-method` answers it when deployed. With authorize=True the
+caller key is checked as the spec's security schemes say: `Authorization` (Bearer / Api-Key) or
+`X-Api-Key`, decided by the authorizer function.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from local import functions
 from local.context import LocalContext
-from shared import errors, routes
+from shared import errors, responses, routes
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
 
@@ -71,28 +75,23 @@ class GatewayHandler(BaseHTTPRequestHandler):
         if self.server.verbose:
             super().log_message(format, *args)
 
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
+    def __getattr__(self, name: str) -> Any:
+        # http.server dispatches a request to do_<METHOD>: every method reaches _handle, which answers
+        # the ones the route table lacks with a 405 (the stdlib default is a 501 HTML page)
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return lambda: self._handle(name[3:])
+        raise AttributeError(name)
 
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if length > self.server.max_body_bytes:  # API Gateway rejects these before any function runs
-            return self._send(413, {"Content-Type": "application/json"},
-                              json.dumps(errors.PayloadTooLargeError("request is larger than the gateway's limit").to_body()).encode())
+            return self._error(method, errors.PayloadTooLargeError("request is larger than the gateway's limit"))
         try:
             route, params = routes.resolve(method, self.path)
         except errors.ApiError as err:
-            return self._send(err.status, {"Content-Type": "application/json"}, json.dumps(err.to_body()).encode())
+            allowed = getattr(err, "allow", ())
+            return self._error(method, err, {"Allow": ", ".join(allowed)} if allowed else {})
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         event = build_event(method, self.path, headers, body, route, params, self.server.payload_format,
                             self.client_address[0])
@@ -100,7 +99,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
             denied = self._authorize(method, route, params, headers, event)
             if denied:
                 return self._send(denied, {"Content-Type": "application/json"},
-                                  json.dumps({"message": "Unauthorized" if denied == 401 else "Forbidden"}).encode())
+                                  json.dumps({"message": "Unauthorized" if denied == 401 else "Forbidden"}).encode(),
+                                  method)
         handler = functions.load(route.function)
         result = handler(event, LocalContext(route.function, timeout_s=self.server.timeout_s,
                                              request_id=event["requestContext"]["requestId"]))
@@ -109,13 +109,19 @@ class GatewayHandler(BaseHTTPRequestHandler):
                               b'{"errorMessage":"Malformed serverless function response","errorType":"ProxyIntegrationError"}')
         data = result.get("body") or ""
         payload = base64.b64decode(data) if result.get("isBase64Encoded") else str(data).encode()
-        self._send(int(result["statusCode"]), result.get("headers") or {}, payload)
+        self._send(int(result["statusCode"]), result.get("headers") or {}, payload, method)
+
+    def _error(self, method: str, err: errors.ApiError, headers: dict[str, str] | None = None) -> None:
+        """An error the gateway answers itself, in the dialect of the path (native or OpenAI shape)."""
+        answer = responses.error(err, {}, routes.dialect_of(urlsplit(self.path).path))
+        self._send(answer["statusCode"], {**answer["headers"], **(headers or {})}, answer["body"].encode(), method)
 
     def _authorize(self, method: str, route: routes.Route, params: dict[str, str], headers: dict[str, str],
                    event: dict[str, Any]) -> int | None:
-        """The API key security scheme with its function authorizer, as the generated spec declares it:
-        no X-Api-Key -> 401; isAuthorized false -> 403; otherwise its context reaches the backend."""
-        if not any(k.lower() == "x-api-key" and v for k, v in headers.items()):
+        """The security schemes with their function authorizer, as the generated spec declares them (either
+        `Authorization` or `X-Api-Key`): neither header -> 401; isAuthorized false -> 403; otherwise the
+        authorizer's context reaches the backend."""
+        if not any(k.lower() in ("authorization", "x-api-key") and v.strip() for k, v in headers.items()):
             return 401
         request = {"resource": route.path, "path": urlsplit(self.path).path, "httpMethod": method, "headers": headers,
                    "queryStringParameters": event["queryStringParameters"], "pathParameters": params,
@@ -129,14 +135,15 @@ class GatewayHandler(BaseHTTPRequestHandler):
         event["requestContext"]["authorizer"] = verdict.get("context") or {}
         return None
 
-    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+    def _send(self, status: int, headers: dict[str, str], payload: bytes, method: str = "GET") -> None:
         self.send_response(status)
         for name, value in headers.items():
             if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if method != "HEAD":  # a HEAD answer has the headers of the full one and no body (RFC 9110 §9.3.2)
+            self.wfile.write(payload)
 
 
 class GatewayServer(ThreadingHTTPServer):
@@ -146,7 +153,7 @@ class GatewayServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], payload_format: str = "0.1", timeout_s: float = 300.0,
                  max_body_bytes: int = 2_500_000, verbose: bool = False, authorize: bool = False) -> None:
         super().__init__(address, GatewayHandler)
-        self.authorize = authorize  # run the authorizer function on X-Api-Key, as the deployed gateway does
+        self.authorize = authorize  # run the authorizer on the caller key headers, as the deployed gateway does
         self.payload_format = payload_format
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes

@@ -104,6 +104,13 @@ class NotFoundError(ApiError):
 
 class MethodNotAllowedError(ApiError):
     status, code, grpc_code = 405, "UNIMPLEMENTED", 12
+    allow: tuple[str, ...] = ()  # the methods the path does serve: rendered as the Allow header
+
+    @classmethod
+    def allowing(cls, message: str, methods: list[str] | tuple[str, ...]) -> MethodNotAllowedError:
+        err = cls(message)
+        err.allow = tuple(sorted(set(methods)))
+        return err
 
 
 class RateLimitedError(ApiError):

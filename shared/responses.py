@@ -39,6 +39,8 @@ def error(err: ApiError, ids: dict[str, str], dialect: str = "native") -> dict[s
     headers = dict(ids)
     if err.retry_after is not None and err.status in (429, 503):
         headers["Retry-After"] = str(max(int(err.retry_after + 0.999), 1))
+    if getattr(err, "allow", ()):
+        headers["Allow"] = ", ".join(err.allow)  # type: ignore[attr-defined]
     if dialect == "openai":
         if not err.retryable and err.status in (502, 504):
             # the openai client retries every 5xx; upstream may already be generating (and billing) this one

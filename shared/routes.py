@@ -16,7 +16,7 @@ from shared.errors import MethodNotAllowedError, NotFoundError
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # OpenAPI-style template; {name} matches one segment, {name+} the rest of the path (greedy)
+    path: str  # OpenAPI-style template; {name} matches one whole segment (as API Gateway's do), {name+} the rest
     function: str  # the function (functions/<name>/handler.py) that serves it
     operation: str  # the operation inside that function
     request: str | None  # request model: "Class" in the dialect's MODEL_MODULES module, or "module:Class"
@@ -27,7 +27,7 @@ class Route:
 
     def __post_init__(self) -> None:
         regex = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+?)", re.escape(self.path))
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/:]+)", regex)
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
         object.__setattr__(self, "pattern", re.compile(f"^{regex}/?$"))
 
     def match(self, path: str) -> dict[str, str] | None:
@@ -58,13 +58,13 @@ ROUTES: tuple[Route, ...] = (
           "Split text into the model's tokens"),
     Route("POST", f"{FM}/tokenizeCompletion", "completion", "tokenizeCompletion", "CompletionRequest",
           "TokenizeResponse", "Tokenize a whole completion request"),
-    Route("POST", f"{FM}/textEmbedding", "embedding", "textEmbedding", "EmbeddingRequest", "EmbeddingResponse",
+    Route("POST", f"{FM}/textEmbedding", "embedding", "textEmbedding", "EmbeddingRequest", "TextEmbeddingResponse",
           "Embed one text, or up to 256 texts with the `texts` extension"),
     Route("POST", f"{FM}/fewShotTextClassification", "classification", "fewShotTextClassification",
           "FewShotClassificationRequest", "ClassificationResponse", "Zero- or few-shot classification (2-20 labels)"),
     Route("POST", f"{FM}/textClassification", "classification", "textClassification",
           "TextClassificationRequest", "ClassificationResponse", "Classify with a tuned classifier"),
-    Route("POST", f"{FM}/completionAsync", "completion", "completionAsync", "CompletionRequest", "Operation",
+    Route("POST", f"{FM}/completionAsync", "completion", "completionAsync", "CompletionAsyncRequest", "Operation",
           "Start a completion in the background; poll GET /operations/{operationId}"),
     Route("POST", f"{FM}/textEmbeddingAsync", "embedding", "textEmbeddingAsync", "EmbeddingAsyncRequest",
           "Operation", "Embed up to 10,000 texts in the background"),
@@ -72,12 +72,15 @@ ROUTES: tuple[Route, ...] = (
           "FewShotClassificationRequest", "Operation", "Few-shot classification in the background"),
     Route("POST", f"{FM}/completionBatch", "completion", "completionBatch", "BatchCompletionRequest", "Operation",
           "Start a batch: an upstream batch task (sourceDatasetId) or up to 10,000 inline requests"),
+    # One path item for an operation: API Gateway documents {param} (a whole segment) and {param+}, nothing
+    # for a parameter plus literal text, so `X:cancel` (or `X%3Acancel`) arrives as the segment and the
+    # operations function decides from the method and the real URL, never from the integration's context.
     Route("GET", "/operations/{operationId}", "operations", "get", None, "Operation",
-          "An operation's state; when done, its response or error"),
-    Route("POST", "/operations/{operationId}:cancel", "operations", "cancel", None, "Operation",
-          "Cancel an operation: no further work starts, upstream work is cancelled where it can be"),
-    Route("GET", "/operations/{operationId}:cancel", "operations", "cancelGet", None, "Operation",
-          "The same as POST …:cancel (the upstream operation service's GET form)"),
+          "An operation's state; when done, its response or error. `GET /operations/{id}:cancel` cancels "
+          "(the upstream operation service's GET form)"),
+    Route("POST", "/operations/{operationId}", "operations", "cancel", None, "Operation",
+          "Cancel an operation: `POST /operations/{id}:cancel` (the colon may be sent as %3A). No further work "
+          "starts; upstream work is cancelled where it can be. A POST without `:cancel` is 405"),
     # -- the OpenAI dialect (/v1) --
     Route("POST", f"{OPENAI}/embeddings", "embedding", "createEmbedding", "shared.openai.embeddings:EmbeddingsRequest",
           "OpenAIEmbeddingList", "OpenAI embeddings: one string or up to 256, as float or base64 (float32 LE)",
@@ -112,18 +115,22 @@ def model(route: Route, which: str = "request") -> type:
 
 
 def resolve(method: str, path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]]:
-    """The route for a request, with its path parameters; 404 or 405 when there is none."""
+    """The route for a request, with its path parameters; 404 or 405 when there is none.
+
+    As API Gateway does, the path item is chosen first (a concrete template before a greedy one), then
+    the method within it: `GET /v1/embeddings` is a 405 naming POST, not a match of `/v1/{path+}`."""
     path = path.split("?", 1)[0] or "/"
-    allowed = []
     for route in sorted(routes, key=lambda r: r.greedy):  # stable: table order, greedy routes last
         params = route.match(path)
         if params is None:
             continue
-        if route.method == method.upper():
-            return route, params
-        allowed.append(route.method)
-    if allowed:
-        raise MethodNotAllowedError(f"{method.upper()} is not allowed on {path}; use {', '.join(sorted(set(allowed)))}")
+        item = [r for r in routes if r.path == route.path]
+        chosen = next((r for r in item if r.method == method.upper()), None)
+        if chosen is not None:
+            return chosen, params
+        allowed = sorted({r.method for r in item})
+        raise MethodNotAllowedError.allowing(f"{method.upper()} is not allowed on {path}; use {', '.join(allowed)}",
+                                             allowed)
     raise NotFoundError(f"no route for {path}")
 
 

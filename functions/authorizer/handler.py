@@ -1,4 +1,10 @@
-"""API Gateway function authorizer: lets a request through when its X-Api-Key is one of the caller keys.
+"""API Gateway function authorizer: lets a request through when it carries one of the caller keys.
+
+The key may come as `Authorization: Bearer <key>` (what every OpenAI client sends), `Authorization:
+Api-Key <key>` (Yandex Cloud's own style), or `X-Api-Key: <key>`. The spec declares both headers as
+alternative security schemes; API Gateway caches a verdict under the header of the scheme it checked,
+so when both headers are present they must carry the same key, or the request is refused: a verdict
+cached for one header can then never have been earned by the other.
 
 Only SHA-256 hashes of the keys are stored (Lockbox, delivered as CALLER_KEY_SHA256 =
 "name:hex,name:hex"); a presented key is hashed and compared with every stored hash in constant time.
@@ -10,6 +16,8 @@ import hmac
 import os
 from typing import Any
 
+SCHEMES = ("bearer", "api-key")  # Authorization: <scheme> <key>, scheme names case-insensitive (RFC 9110 §11.1)
+
 
 def _keys() -> list[tuple[str, bytes]]:
     keys = []
@@ -20,9 +28,23 @@ def _keys() -> list[tuple[str, bytes]]:
     return keys
 
 
+def presented_key(headers: dict[str, Any]) -> str | None:
+    """The one key the request presents, or None: no key, an unknown Authorization scheme, or two different keys."""
+    lower = {str(k).lower(): str(v).strip() for k, v in (headers or {}).items()}
+    found = []
+    authorization = lower.get("authorization", "")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() not in SCHEMES or not credentials.strip():
+            return None
+        found.append(credentials.strip())
+    if lower.get("x-api-key"):
+        found.append(lower["x-api-key"])
+    return found[0] if found and len(set(found)) == 1 else None
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    presented = headers.get("x-api-key", "")
+    presented = presented_key(event.get("headers") or {})
     if not presented:
         return {"isAuthorized": False}
     digest = hashlib.sha256(presented.encode()).digest()

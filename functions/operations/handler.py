@@ -1,12 +1,21 @@
-"""Operations function: GET /operations/{operationId} and cancel (POST, or upstream's GET form)."""
+"""Operations function: one path item, /operations/{operationId}, for GET and POST.
+
+What to do is decided from the real method and URL (`operations.by_url`), never from the gateway's
+integration context, so a mis-tagged route cannot turn a read into a cancel: `GET /operations/X`
+reads; `POST /operations/X:cancel` (or `%3A`) and upstream's `GET /operations/X:cancel` cancel; a
+plain `POST /operations/X` is 405.
+"""
 
 from typing import Any
 
-from shared import runtime
+from shared import errors, runtime
 from shared.jobs import operations
 
-OPERATIONS = {"get": operations.get, "cancel": operations.cancel, "cancelGet": operations.cancel}
+OPERATIONS = {"get": operations.get, "cancel": operations.cancel}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.serve("operations", OPERATIONS, event, context)
+    try:
+        return runtime.serve("operations", OPERATIONS, operations.by_url(event), context)
+    except errors.ApiError as refusal:  # every route of this function answers it, with the request's ids
+        return runtime.serve("operations", dict.fromkeys(OPERATIONS, operations.refuse(refusal)), event, context)

@@ -81,3 +81,64 @@ def _operation_id(inv: Invocation) -> str:
     if not OPERATION_ID.match(op_id):
         raise errors.BadRequestError.field("operationId", "must be 8-64 lower-case letters and digits")
     return op_id
+
+
+
+# -- dispatch by the real URL ------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from typing import Any
+
+CANCEL = "cancel"
+
+
+def by_url(event: Any) -> Any:
+    """The event with its operation and operationId taken from the real method and URL, never from the
+    gateway's integration context: `GET /operations/X` reads; `POST /operations/X:cancel` (the colon may
+    arrive as %3A or %3a) and upstream's `GET /operations/X:cancel` cancel; a plain POST is 405. A direct
+    invocation (no URL) keeps the operation it names. Raises the ApiError to answer with."""
+    from urllib.parse import unquote
+
+    from shared import events
+
+    if events.kind(event) != "http":
+        return event
+    try:
+        request = events.parse_http(event)
+    except errors.ApiError:
+        return event  # the runtime answers the same error with the request's ids
+    if not request.path:
+        return event
+    prefix = "/operations/"
+    if not request.path.startswith(prefix):
+        return event  # another route of the function (e.g. /v1/...): the route table decides
+    segment = request.path[len(prefix):].rstrip("/")
+    if not segment or "/" in segment:
+        raise errors.NotFoundError(f"no route for {request.path}")
+    op_id, colon, verb = unquote(segment).partition(":")
+    if colon and verb != CANCEL:
+        raise errors.NotFoundError(f"operations/{op_id}:{verb}: the operation service has no method {verb!r}; "
+                                   f"use :{CANCEL}")
+    if request.method == "GET":
+        operation = CANCEL if colon else "get"
+    elif request.method == "POST" and colon:
+        operation = CANCEL
+    else:
+        raise errors.MethodNotAllowedError.allowing(
+            f"{request.method} is not allowed on /operations/{op_id}; GET reads it, POST /operations/{op_id}:cancel "
+            "cancels it", ["GET"])
+    routed = dict(event)
+    context = dict(event.get("requestContext") or {})
+    context["apiGateway"] = {**(context.get("apiGateway") or {}), "operationContext": {"operation": operation}}
+    routed["requestContext"] = context
+    routed["pathParameters" if request.envelope == "1.0" else "pathParams"] = {"operationId": op_id}
+    return routed
+
+
+def refuse(err: errors.ApiError) -> Any:
+    """An operation that answers `err` (what `by_url` raised), so the runtime renders it with the request's ids."""
+
+    def refused(_: None, inv: Invocation) -> Reply:
+        raise err
+
+    return refused

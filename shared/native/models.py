@@ -7,6 +7,7 @@ strings and are sent upstream as strings, as the proto3 JSON mapping does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -40,6 +41,57 @@ def _int64(value: Any) -> Any:
 
 
 Int64 = Annotated[int, BeforeValidator(_int64), PlainSerializer(lambda v: str(v), return_type=str)]
+
+# -- what the validators enforce, said in JSON Schema for the OpenAPI spec (deploy/openapi.py) ---------
+# These annotate; they change nothing that is accepted. Python's str.strip() and `\s` know 29 white-space
+# characters and ECMA regex (the spec's) a different set, so the class is spelled out.
+WS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{WS}]"  # somewhere a character strip() keeps
+NUMBER_WS = WS.replace(r"\x1c-\x20", r"\x20")  # what int() and float() skip around digits: not U+001C-U+001F
+# `$` in Python also matches before a final newline, so a value the handlers accept may end with one
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._\-]*"
+
+
+def model_uri_pattern(schemes: str, tuned: bool = False) -> str:
+    """A full `<scheme>://<folder>/<model>[/<version>]` URI or a short `<model>[/<version>]` name (expanded
+    with YC_FOLDER_ID), as services.resolve_model reads them; `tuned`: a `...@<suffix>` one (textClassification)."""
+    if tuned:
+        return (f"^({schemes})://[^/{WS}]+/[^/{WS}@]+/[^{WS}]*@[^{WS}]*\\n?$"
+                f"|^{_NAME}/[A-Za-z0-9._\\-@]*@[A-Za-z0-9._\\-@]*\\n?$")
+    return f"^({schemes})://[^/{WS}]+/[^/{WS}@]+(/[^{WS}]*)?\\n?$|^{_NAME}(/[A-Za-z0-9._\\-@]+)?\\n?$"
+
+
+def _replaced(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """json_schema_extra that puts `schema` in place of the generated one (for a BeforeValidator's rule)."""
+
+    def apply(generated: dict[str, Any]) -> None:
+        generated.clear()
+        generated.update(schema)
+
+    return apply
+
+
+# int64 as proto3 JSON has it: a number or a string of digits (white space around is stripped), > 0
+POSITIVE_INT64 = {"anyOf": [{"type": "integer", "minimum": 1},
+                            {"type": "string", "pattern": f"^[{NUMBER_WS}]*0*[1-9][0-9]*[{NUMBER_WS}]*$"},
+                            {"type": "null"}],
+                  "description": "A whole number > 0, as a JSON number or a string of digits."}
+# a lax float between 0 and 1: pydantic reads true/false as 1/0, and numeric strings; the pattern has the
+# plain decimal forms (exponents are read too)
+UNIT_INTERVAL = {"anyOf": [{"type": "number", "minimum": 0, "maximum": 1},
+                           {"type": "string", "pattern": f"^[{NUMBER_WS}]*(\\+?(0+(\\.[0-9]*)?|0*\\.[0-9]+|0*1(\\.0*)?)"
+                                                         f"|-(0+(\\.0*)?|0*\\.0+))[{NUMBER_WS}]*$"},
+                           {"type": "boolean"},
+                           {"type": "null"}],
+                 "description": "Between 0 and 1 (a number; numeric strings and true/false, read as 1/0, are accepted)."}
+
+
+def exactly_one_of(**fields: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of these fields is set (not null)", by field alias -> JSON type."""
+    return {"oneOf": [{"required": [name], "properties": {name: {"type": kind}}} for name, kind in fields.items()]}
+
+
+NOT_STREAMING = {"not": {"required": ["stream"], "properties": {"stream": {"enum": [True]}}}}
 StrictStr = Annotated[str, Field(strict=True)]
 StrictBool = Annotated[bool, Field(strict=True)]
 NonEmptyStr = Annotated[str, Field(strict=True, min_length=1)]
@@ -61,8 +113,8 @@ class ReasoningOptions(Body):
 
 class CompletionOptions(Body):
     stream: StrictBool | None = None
-    temperature: float | None = None
-    max_tokens: Int64 | None = None
+    temperature: float | None = Field(None, json_schema_extra=_replaced(UNIT_INTERVAL))
+    max_tokens: Int64 | None = Field(None, json_schema_extra=_replaced(POSITIVE_INT64))
     reasoning_options: ReasoningOptions | None = None
 
     @field_validator("temperature")
@@ -81,8 +133,11 @@ class CompletionOptions(Body):
 
 
 class Message(Body):
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(text="string", toolCallList="object",
+                                                               toolResultList="object"))
+
     role: Literal["system", "user", "assistant"]
-    text: StrictStr | None = None
+    text: StrictStr | None = Field(None, json_schema_extra={"pattern": NOT_BLANK})
     tool_call_list: dict[str, Any] | None = None
     tool_result_list: dict[str, Any] | None = None
 
@@ -96,8 +151,14 @@ class Message(Body):
         return self
 
 
+ONE_FORMAT = {"not": {"required": ["jsonObject", "jsonSchema"],
+                      "properties": {"jsonObject": {"enum": [True]}, "jsonSchema": {"type": "object"}}}}
+
+
 class CompletionRequest(Body):
-    model_uri: NonEmptyStr
+    model_config = ConfigDict(json_schema_extra=ONE_FORMAT)
+
+    model_uri: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("gpt")})
     completion_options: CompletionOptions | None = None
     messages: list[Message] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
@@ -117,15 +178,23 @@ class CompletionRequest(Body):
         return self
 
 
+class CompletionAsyncRequest(CompletionRequest):
+    """completionAsync: a completion request; the handler refuses `completionOptions.stream: true` (said here for the spec)."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: (
+        schema.update(ONE_FORMAT), schema["properties"]["completionOptions"].update(NOT_STREAMING)))
+
+
 MAX_BATCH_REQUESTS = 10_000
 
 
 class BatchItem(Body):
     """One request of an inline batch: its messages, optional options, and the caller's id for it."""
 
-    custom_id: Annotated[str, Field(strict=True, min_length=1, max_length=128)] | None = None
+    custom_id: Annotated[str, Field(strict=True, min_length=1, max_length=128)] | None = Field(
+        None, description="Unique within the batch.")
     messages: list[Message] = Field(min_length=1)
-    completion_options: CompletionOptions | None = None
+    completion_options: CompletionOptions | None = Field(None, json_schema_extra=NOT_STREAMING)
 
     @field_validator("completion_options")
     @classmethod
@@ -138,8 +207,10 @@ class BatchItem(Body):
 class BatchCompletionRequest(Body):
     """Native: `sourceDatasetId` (an upstream batch task). Extension: `requests` (1..10,000 inline)."""
 
-    model_uri: NonEmptyStr
-    completion_options: CompletionOptions | None = None
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(sourceDatasetId="string", requests="array"))
+
+    model_uri: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("gpt")})
+    completion_options: CompletionOptions | None = Field(None, json_schema_extra=NOT_STREAMING)
     source_dataset_id: NonEmptyStr | None = None
     requests: list[BatchItem] | None = Field(None, min_length=1, max_length=MAX_BATCH_REQUESTS)
     json_object: StrictBool | None = None
@@ -161,17 +232,20 @@ class BatchCompletionRequest(Body):
 
 
 class TokenizeRequest(Body):
-    model_uri: NonEmptyStr
+    model_uri: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("gpt")})
     text: NonEmptyStr
 
 
 class EmbeddingRequest(Body):
     """Native: one `text`. Extension: `texts` (1..256), answered in input order."""
 
-    model_uri: NonEmptyStr
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(text="string", texts="array"))
+
+    # fine-tuned embedding models have gpt:// URIs
+    model_uri: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("emb|gpt")})
     text: NonEmptyStr | None = None
     texts: list[NonEmptyStr] | None = Field(None, min_length=1, max_length=MAX_SYNC_TEXTS)
-    dim: Int64 | None = None
+    dim: Int64 | None = Field(None, json_schema_extra=_replaced(POSITIVE_INT64))
 
     @model_validator(mode="after")
     def _text_or_texts(self) -> EmbeddingRequest:
@@ -199,11 +273,11 @@ class ClassificationSample(Body):
 
 
 class FewShotClassificationRequest(Body):
-    model_uri: NonEmptyStr
+    model_uri: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("cls")})
     task_description: NonEmptyStr
-    labels: list[NonEmptyStr] = Field(min_length=MIN_LABELS, max_length=MAX_LABELS)
+    labels: list[NonEmptyStr] = Field(min_length=MIN_LABELS, max_length=MAX_LABELS, json_schema_extra={"uniqueItems": True})
     text: NonEmptyStr
-    samples: list[ClassificationSample] | None = None
+    samples: list[ClassificationSample] | None = Field(None, description="Each sample's label is one of `labels`.")
 
     @field_validator("labels")
     @classmethod
@@ -221,7 +295,8 @@ class FewShotClassificationRequest(Body):
 
 
 class TextClassificationRequest(Body):
-    model_uri: NonEmptyStr
+    model_uri: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("cls", tuned=True)},
+                                   description="A tuned classifier: `cls://<folder>/<model>/<version>@<suffix>`.")
     text: NonEmptyStr
 
 

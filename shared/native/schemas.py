@@ -6,9 +6,9 @@ of the handlers' cold start); `deploy.openapi` and the tests do.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 from pydantic.alias_generators import to_camel
 
 
@@ -34,6 +34,8 @@ class CompletionResult(Response):
 
 
 class CompletionResponse(Response):
+    stream_media_type: ClassVar[str] = "application/x-ndjson"  # with stream: true, one of these per line
+
     result: CompletionResult
 
 
@@ -58,6 +60,12 @@ class BatchEmbeddingResponse(Response):
     embeddings: list[list[float]]
     num_tokens: str
     model_version: str
+
+
+class TextEmbeddingResponse(RootModel[EmbeddingResponse | BatchEmbeddingResponse]):
+    """textEmbedding: one embedding for `text`, a list of them for `texts`."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class Prediction(Response):

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from shared import errors
 from shared.native import services
-from shared.native.models import MAX_SYNC_TEXTS, NonEmptyStr, StrictStr
+from shared.native.models import MAX_SYNC_TEXTS, NonEmptyStr, StrictStr, model_uri_pattern
 from shared.openai import catalog
 from shared.openai.models import OpenAIBody
 from shared.responses import Reply
@@ -31,7 +31,7 @@ TOKEN_IDS = ("token ids are not accepted, only text: send strings. LangChain's O
 
 
 class EmbeddingsRequest(OpenAIBody):
-    model: NonEmptyStr
+    model: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("emb|gpt")})
     input: NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=MAX_SYNC_TEXTS)]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Field(strict=True, gt=0)] | None = None

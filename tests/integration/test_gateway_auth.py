@@ -186,3 +186,30 @@ def test_presigned_result_urls_go_to_the_owner_only(secured: str, jobs: Jobs, st
         for theirs in bob.id_routes(item_id):
             assert theirs.status_code == 404 and not signed.search(theirs.text)
     assert alice.operation(batch_id)["response"]["succeeded"] == "3"
+@pytest.mark.parametrize("headers", [
+    {"Authorization": f"Bearer {KEY}"},  # the openai client, LangChain, curl -H "Authorization: Bearer ..."
+    {"Authorization": f"Api-Key {KEY}"},
+    {"X-Api-Key": KEY},
+    {"Authorization": f"Bearer {KEY}", "X-Api-Key": KEY},
+])
+def test_the_key_is_read_from_authorization_or_x_api_key(secured: str, jobs: Jobs, headers: dict[str, str]) -> None:
+    answer = requests.post(f"{secured}/foundationModels/v1/completionAsync", json=BODY, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["createdBy"] == "alice"
+    op_id = answer.json()["id"]
+    assert requests.get(f"{secured}/operations/{op_id}", headers=headers, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({}, 401),  # neither header: the gateway refuses before the authorizer runs
+    ({"Authorization": ""}, 401),
+    ({"Authorization": f"Basic {KEY}"}, 403),
+    ({"Authorization": f"Bearer {KEY}x"}, 403),
+    ({"X-Api-Key": KEY + "x"}, 403),
+    ({"Authorization": f"Bearer {KEY}", "X-Api-Key": "fmk_someone-else"}, 403),
+])
+def test_a_missing_wrong_or_ambiguous_key_is_refused(secured: str, stack_env: Emulator, headers: dict[str, str],
+                                                     status: int) -> None:
+    answer = requests.post(f"{secured}/foundationModels/v1/completion", json=BODY, headers=headers, timeout=10)
+    assert answer.status_code == status, answer.text
+    assert len(stack_env.calls("/completion")) == 0

@@ -105,9 +105,7 @@ def test_retrieve_outside_the_allow_list_is_a_404(api: Api, monkeypatch: pytest.
 def test_unknown_v1_paths_are_404_in_openai_shape(api: Api, emulator: Emulator) -> None:
     client = client_for(api)
     for attempt in (lambda: client.completions.create(model="yandexgpt-lite", prompt="hi"),  # legacy completions
-                    lambda: client.models.delete("yandexgpt-lite"),  # DELETE /v1/models/{model}
-                    lambda: client.get("/assistants", cast_to=object),
-                    lambda: client.get("/embeddings", cast_to=object)):  # a served path, another method
+                    lambda: client.get("/assistants", cast_to=object)):
         with pytest.raises(openai.NotFoundError) as caught:
             attempt()
         error = caught.value
@@ -115,6 +113,19 @@ def test_unknown_v1_paths_are_404_in_openai_shape(api: Api, emulator: Emulator) 
         assert error.message.startswith("Error code: 404 - Invalid URL (/v1/")
         assert "POST /v1/embeddings" in error.message and "GET /v1/models" in error.message
         assert error.request_id
+    assert emulator.calls() == []
+
+
+def test_another_method_on_a_served_v1_path_is_405_in_openai_shape(api: Api, emulator: Emulator) -> None:
+    """The path item first, then the method, as the deployed gateway chooses: a 405 naming what is allowed."""
+    client = client_for(api)
+    for attempt, allowed in ((lambda: client.models.delete("yandexgpt-lite"), "GET"),
+                             (lambda: client.get("/embeddings", cast_to=object), "POST")):
+        with pytest.raises(openai.APIStatusError) as caught:
+            attempt()
+        error = caught.value
+        assert error.status_code == 405 and error.type == "invalid_request_error" and error.code == "unimplemented"
+        assert error.message.endswith(f"use {allowed}")
     assert emulator.calls() == []
 
 

@@ -33,3 +33,34 @@ def test_no_configured_keys_lets_nobody_in(monkeypatch: pytest.MonkeyPatch) -> N
     assert _call({"X-Api-Key": KEY}) == {"isAuthorized": False}
     monkeypatch.delenv("CALLER_KEY_SHA256")
     assert _call({"X-Api-Key": KEY}) == {"isAuthorized": False}
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": f"Bearer {KEY}"},  # what every OpenAI client sends
+    {"authorization": f"bearer {KEY}"},  # scheme names are case-insensitive
+    {"Authorization": f"Api-Key {KEY}"},  # Yandex Cloud's own style
+    {"Authorization": f"Bearer   {KEY}  "},
+    {"X-Api-Key": KEY},
+    {"Authorization": f"Bearer {KEY}", "X-Api-Key": KEY},  # both, the same key
+])
+def test_the_key_may_come_in_authorization_or_x_api_key(monkeypatch: pytest.MonkeyPatch,
+                                                         headers: dict[str, str]) -> None:
+    monkeypatch.setenv("CALLER_KEY_SHA256", f"alice:{DIGEST}")
+    assert _call(headers) == {"isAuthorized": True, "context": {"caller": "alice"}}
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": f"Basic {KEY}"},  # a scheme the authorizer does not read
+    {"Authorization": "Bearer "},
+    {"Authorization": "Bearer"},
+    {"Authorization": f"Bearer {KEY}x"},
+    # two different keys: the gateway caches a verdict under one header's value, so it must never
+    # have been earned by the other header's key
+    {"Authorization": f"Bearer {KEY}", "X-Api-Key": "fmk_someone-else"},
+    {"Authorization": "Bearer fmk_someone-else", "X-Api-Key": KEY},
+    {"Authorization": f"Basic {KEY}", "X-Api-Key": KEY},
+])
+def test_a_bad_or_ambiguous_authorization_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                      headers: dict[str, str]) -> None:
+    monkeypatch.setenv("CALLER_KEY_SHA256", f"alice:{DIGEST}")
+    assert _call(headers) == {"isAuthorized": False}

@@ -52,9 +52,14 @@ def test_greedy_parameter_takes_the_rest_of_the_path_and_yields_to_specific_rout
     assert route.operation == "retrieveModel" and params == {"model": "gpt://b1g/yandexgpt/latest"}
     assert routes.resolve("GET", "/v1/models")[0].operation == "listModels"
     assert routes.resolve("POST", "/v1/embeddings")[0].operation == "createEmbedding"
-    # another method on a served path, or a path not served: the /v1 catch-all (OpenAI answers 404 to both)
-    assert routes.resolve("GET", "/v1/embeddings") == (routes.resolve("GET", "/v1/x")[0], {"path": "embeddings"})
+    # a path not served: the /v1 catch-all; another method on a served path: that path item's 405, as the
+    # deployed gateway answers it (its path item is chosen before the method)
+    assert routes.resolve("GET", "/v1/x")[1] == {"path": "x"}
     assert routes.resolve("POST", "/v1/a/b")[1] == {"path": "a/b"}
+    with pytest.raises(errors.MethodNotAllowedError, match="use POST"):
+        routes.resolve("GET", "/v1/embeddings")
+    with pytest.raises(errors.MethodNotAllowedError, match="use GET"):
+        routes.resolve("DELETE", "/v1/models/yandexgpt-lite")
     with pytest.raises(errors.MethodNotAllowedError):  # the native routes keep their 405
         routes.resolve("GET", "/foundationModels/v1/textEmbedding")
 
