@@ -238,3 +238,31 @@ def test_racing_instances_create_a_missing_table_once_and_both_writes_land(proxy
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     assert {stores[0].item(f"fmo00000000new{i:02d}")["state"] for i in range(2)} == {"queued"}
     assert sorted(stores[1].active_ids()) == ["fmo00000000new00", "fmo00000000new01"]
+
+
+def test_the_local_conflict_model_answers_as_the_document_api_does(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make bench`'s store (local.aws.ConflictingWrites): a write to an item another write holds is refused
+    in the Document API's shapes, which the store retries; a write holds its items only while it runs."""
+    from local.aws import start_moto
+
+    server, url = start_moto(write_conflicts=True)  # the same moto backend, behind the conflict model
+    try:
+        monkeypatch.setenv("DOCAPI_ENDPOINT", url)
+        store, model = _store(), server.app
+        store.create("fmo0000000model1", "completion", "d", "me", [b"{}"])
+        assert model.busy == set() and model.conflicts == 0
+        model.busy.add((store.table, json.dumps({"S": "fmo0000000model1#0"})))  # a write to task 0 in flight
+        with pytest.raises(store_module.StoreError, match="TransactionConflictException after 6 attempts"):
+            store.claim("fmo0000000model1", 0, "w1", 60)
+        assert model.conflicts == store_module.CONFLICT_ATTEMPTS
+        model.busy.clear()
+        assert store.claim("fmo0000000model1", 0, "w1", 60).outcome == "claimed"
+        model.busy.add((store.table, json.dumps({"S": "fmo0000000model1"})))  # the operation, 2nd in the transaction
+        with pytest.raises(store_module.StoreError, match="TransactionCanceledException after 6 attempts"):
+            store.complete("fmo0000000model1", 0, "w1", b"{}")
+        model.busy.clear()
+        assert store.complete("fmo0000000model1", 0, "w1", b"{}") is True
+        assert model.busy == set() and model.conflicts == 2 * store_module.CONFLICT_ATTEMPTS
+    finally:
+        server.shutdown()
+        server.server_close()
