@@ -101,7 +101,7 @@ def main() -> int:
         server.shutdown()
     print(f"\nJob store: {SUBMITTERS} concurrent submitters against the local store (moto with write conflicts), "
           f"{ROUNDS} alternating runs of {SECONDS:g} s each\n")
-    print("| active index | submissions/s (median of runs) | runs | submission p50 | p99 | write conflicts | "
+    print("| active index | submissions/s (median) | runs | submission p50 | p99 | write conflicts | "
           "submissions failed |")
     print("|---|---|---|---|---|---|---|")
     for name, runs in results.items():
