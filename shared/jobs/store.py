@@ -5,6 +5,8 @@ Items (one table, key `id`):
     operation  id=<op>        kind, state, tasks_total, tasks_done, created_at, modified_at, created_by,
                               description, error (JSON), last_error, result_key, result_size, expires_at (TTL)
     task       id=<op>#<n>    state, worker, lease_until, attempts, last_error, result_key
+    batch item id=<op>#i<n>   state, upstream_id, custom_id, next_poll_at, polls, outcome, failed
+    index      id=index#active#<k>  ops: the unsettled operations whose id hashes to shard k
 
 State machine, each step one conditional write, so two workers can never both win a step:
 
