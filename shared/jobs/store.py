@@ -464,7 +464,8 @@ def create_jobs_table(db: Any, table: str) -> bool:
             if _code(err) != "ResourceInUseException":  # being created, or made already, by someone else
                 raise
             created = False
-        db.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        # DescribeTable until ACTIVE, every 3 s: it is a schema operation, 30 a minute per database
+        db.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 3, "MaxAttempts": 40})
         if created:
             db.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
                                                                              "AttributeName": "expires_at"})
