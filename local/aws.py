@@ -1,13 +1,14 @@
 """The local stand-ins for Message Queue, the YDB Document API and Object Storage: moto server on loopback.
 
-`provision()` creates what Terraform creates in the cloud: one queue per job kind, each with a
-dead-letter queue through a redrive policy, and the results bucket (the jobs table, with its TTL
-attribute, is created by the functions on first use, as in the cloud). It returns the environment
-the functions read.
+`provision()` creates what deployment creates in the cloud: one queue per job kind, each with a
+dead-letter queue through a redrive policy, the results bucket, and the jobs table with its TTL
+attribute (the functions assume it exists, and create it only when a write finds it missing). It
+returns the environment the functions read.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -19,7 +20,7 @@ ACCESS_KEY, SECRET_KEY = "local-access-key", "local-secret-key-000000"
 REGION = "ru-central1"
 
 
-def start_moto(port: int = 0) -> tuple[Any, str]:
+def start_moto(port: int = 0, write_conflicts: bool = False) -> tuple[Any, str]:
     """Start moto server in this process, its Document API linearizable; (server, url).
 
     The cloud's Document API applies each conditional write and transaction atomically. moto's backend
@@ -27,6 +28,10 @@ def start_moto(port: int = 0) -> tuple[Any, str]:
     iterate a table while another request changes it. So every DynamoDB-protocol request runs under one
     lock, which makes each one atomic and their order a total one, as the real service guarantees. The
     queue and bucket APIs are left concurrent (a long-polling ReceiveMessage must not stall the store).
+    This is the only way the project starts moto (a test checks it), so nothing talks to an unserialised one.
+
+    `write_conflicts=True` adds the Document API's optimistic concurrency (see ConflictingWrites), for
+    `make bench`; `server.app` is then that layer, which counts the conflicts it answered.
     """
     os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "True"  # moto knows no ru-central1 otherwise
     import logging
@@ -35,8 +40,10 @@ def start_moto(port: int = 0) -> tuple[Any, str]:
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = make_server("127.0.0.1", port, SerializedDocumentApi(DomainDispatcherApplication(create_backend_app)),
-                         threaded=True, request_handler=MotoRequestHandler)
+    app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app))
+    if write_conflicts:
+        app = ConflictingWrites(app)
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
     host, bound = server.server_address[:2]
     return server, f"http://{host}:{bound}"
@@ -60,6 +67,68 @@ class SerializedDocumentApi:
                 getattr(result, "close", lambda: None)()
 
 
+class ConflictingWrites:
+    """WSGI middleware: a write to an item that another write is still applying is refused, as the Document
+    API's optimistic concurrency refuses it (TransactionConflictException to PutItem/UpdateItem/DeleteItem,
+    TransactionCanceledException with reason TransactionConflict to TransactWriteItems).
+
+    A write holds its items (table and key `id`) from arrival until its answer is made, waiting for the
+    serialised backend included; a second write to one of them in that time is the conflict. This is a
+    model, not YDB's exact rule, but it puts the cost of a hot item where the real service puts it: on
+    the writers of that item, who must retry."""
+
+    WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems")
+    PREFIX = "com.amazonaws.dynamodb.v20120810#"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.busy: set[tuple[str, str]] = set()
+        self.conflicts = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        operation = target.rsplit(".", 1)[-1]
+        if not target.startswith("DynamoDB") or operation not in self.WRITES:
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        request = json.loads(body or b"{}")
+        entries = [next(iter(e.values())) for e in request["TransactItems"]] if operation == "TransactWriteItems" \
+            else [request]
+        keys = [(e.get("TableName", ""), json.dumps((e.get("Key") or e.get("Item") or {}).get("id"))) for e in entries]
+        with self.lock:
+            clash = [key in self.busy for key in keys]
+            if any(clash):
+                self.conflicts += 1
+                return self._conflict(operation, clash, start_response)
+            self.busy.update(keys)
+        try:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                getattr(result, "close", lambda: None)()
+        finally:
+            with self.lock:
+                self.busy.difference_update(keys)
+
+    def _conflict(self, operation: str, clash: list[bool], start_response: Any) -> list[bytes]:
+        if operation == "TransactWriteItems":
+            reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"} if c
+                       else {"Code": "None"} for c in clash]
+            body = {"__type": self.PREFIX + "TransactionCanceledException", "CancellationReasons": reasons,
+                    "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons "
+                               f"[{', '.join(r['Code'] for r in reasons)}]"}
+        else:
+            body = {"__type": self.PREFIX + "TransactionConflictException",
+                    "message": "Transaction is ongoing for the item"}
+        data = json.dumps(body).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                           ("Content-Length", str(len(data)))])
+        return [data]
+
+
 @dataclass
 class Resources:
     endpoint: str
@@ -79,12 +148,15 @@ def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30)
     import boto3
 
     from shared.jobs.queue import QueueClient
+    from shared.jobs.store import create_jobs_table, s3_config
 
     common = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": ACCESS_KEY,
               "aws_secret_access_key": SECRET_KEY}
     resources = Resources(endpoint)
-    # the jobs table is not made here: the functions create it on first use, as they do in the cloud
-    s3 = boto3.client("s3", **common)
+    db = boto3.client("dynamodb", **common)
+    if resources.table not in db.list_tables().get("TableNames", []):
+        create_jobs_table(db, resources.table)
+    s3 = boto3.client("s3", **common, config=s3_config())
     if resources.bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=resources.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     queues = QueueClient(endpoint, REGION, ACCESS_KEY, SECRET_KEY)

@@ -5,6 +5,8 @@ Items (one table, key `id`):
     operation  id=<op>        kind, state, tasks_total, tasks_done, created_at, modified_at, created_by,
                               description, error (JSON), last_error, result_key, result_size, expires_at (TTL)
     task       id=<op>#<n>    state, worker, lease_until, attempts, last_error, result_key
+    batch item id=<op>#i<n>   state, upstream_id, custom_id, next_poll_at, polls, outcome, failed
+    index      id=index#active#<k>  ops: the unsettled operations whose id hashes to shard k
 
 State machine, each step one conditional write, so two workers can never both win a step:
 
@@ -16,14 +18,22 @@ State machine, each step one conditional write, so two workers can never both wi
 A task's completion and the operation's tasks_done counter move in one transaction, so the count is
 exact; the worker that sees tasks_done == tasks_total assembles the result, and finishing is
 conditional on the operation not being done already.
+
+Two answers botocore does not retry are handled here, for writes only (PutItem, UpdateItem,
+TransactWriteItems): a write conflict (TransactionConflictException, or a cancelled transaction whose
+reason is TransactionConflict) is retried a bounded number of times with jittered backoff; a missing
+table (ResourceNotFoundException) is created, as deployment would have, and the write repeated once.
+So the normal path makes no schema call at all: DescribeTable has a quota of 30 a minute per database.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +50,34 @@ TRANSITIONS = {  # the only moves the store makes; each is enforced by a Conditi
 }
 
 
+# A write conflict is retried up to CONFLICT_ATTEMPTS times in all, sleeping a random time in
+# [0, min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2**n)] before the n-th retry ("full jitter"), so writers
+# that collided spread out instead of colliding again; at most about 0.6 s in all.
+CONFLICT_ATTEMPTS = 6
+CONFLICT_BASE_S = 0.02
+CONFLICT_CAP_S = 0.32
+# The index of unsettled operations is spread over this many items, so that no item is written by
+# every submission and every finish (a hot item is where the Document API answers with conflicts).
+ACTIVE_SHARDS = 16
+
+
 class StoreError(errors.UpstreamUnavailableError):
     """The job store or bucket failed in a way a retry may fix."""
+
+
+def _code(err: Exception) -> str:
+    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def is_write_conflict(err: Exception) -> bool:
+    """TransactionConflictException, or a cancelled transaction whose only failures are conflicts."""
+    code = _code(err)
+    if code == "TransactionConflictException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = {r.get("Code") for r in getattr(err, "response", {}).get("CancellationReasons", [])} - {"None", None}
+    return reasons == {"TransactionConflict"}
 
 
 @dataclass
@@ -67,7 +103,7 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class JobStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, active_shards: int = ACTIVE_SHARDS) -> None:
         settings.require_store()
         import boto3
         from botocore.config import Config
@@ -79,12 +115,41 @@ class JobStore:
         self.table = settings.jobs_table
         self.bucket = settings.results_bucket or ""
         self.ttl_s = settings.jobs_ttl_days * 86400
-        self._table_ready = False
+        self.active_shards = active_shards
+        self._found_in: dict[str, str] = {}  # op id -> the index item active_ids() last saw it in
         self.db = boto3.client("dynamodb", endpoint_url=settings.docapi_endpoint, config=config, **common)
-        self.s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint, **common,
-                               config=config.merge(Config(s3={"addressing_style": "path"}, signature_version="s3v4")))
+        self.s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint, **common, config=config.merge(s3_config()))
 
     # -- low level --
+    def _write(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One PutItem / UpdateItem / TransactWriteItems (the client method's name), retrying write
+        conflicts and creating a missing table; any other refusal is raised as botocore's ClientError."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        call = getattr(self.db, operation)
+        attempt, created = 1, False
+        while True:
+            try:
+                return call(**kwargs)
+            except ClientError as err:
+                if is_write_conflict(err):
+                    if attempt >= CONFLICT_ATTEMPTS:
+                        log.warning("job store: write conflict persisted", extra={"attempts": attempt})
+                        raise StoreError(f"job store: {_code(err)} after {attempt} attempts") from None
+                    time.sleep(random.uniform(0, min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2 ** (attempt - 1))))
+                    attempt += 1
+                elif _code(err) == "ResourceNotFoundException" and not created:
+                    self.create_table()
+                    created = True  # and the write is repeated once
+                else:
+                    raise
+            except BotoCoreError as err:
+                raise StoreError(f"job store: {type(err).__name__}") from None
+
+    def create_table(self) -> None:
+        """Create the jobs table after a write found it missing; see create_jobs_table."""
+        create_jobs_table(self.db, self.table)
+
     def _update(self, key: str, expression: str, values: dict[str, Any], condition: str | None = None,
                 names: dict[str, str] | None = None) -> bool:
         """One conditional UpdateItem; False when the condition did not hold."""
@@ -102,7 +167,7 @@ class JobStore:
         if condition:
             kwargs["ConditionExpression"] = condition
         try:
-            self.db.update_item(**kwargs)
+            self._write("update_item", **kwargs)
             return True
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -142,41 +207,12 @@ class JobStore:
     def presign(self, key: str, ttl_s: int) -> str:
         return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s)
 
-    def ensure_table(self) -> None:
-        """Create the jobs document table (key `id`, TTL on `expires_at`) if it does not exist yet.
-
-        Document tables are made through the Document API itself, not by Terraform, so the first
-        submission creates it; later ones find it (the answer is cached for the instance)."""
-        from botocore.exceptions import ClientError
-
-        if self._table_ready:
-            return
-        try:
-            self.db.describe_table(TableName=self.table)
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise StoreError(f"job store: {err.response['Error']['Code']}") from None
-            try:
-                self.db.create_table(TableName=self.table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                                     BillingMode="PAY_PER_REQUEST")
-                self.db.get_waiter("table_exists").wait(TableName=self.table,
-                                                         WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-                self.db.update_time_to_live(TableName=self.table, TimeToLiveSpecification={
-                    "Enabled": True, "AttributeName": "expires_at"})
-                log.info("created the jobs table", extra={"table": self.table})
-            except ClientError as create_err:
-                if create_err.response["Error"]["Code"] != "ResourceInUseException":  # another instance won
-                    raise StoreError(f"job store: {create_err.response['Error']['Code']}") from None
-        self._table_ready = True
-
     # -- operations --
     def create(self, op_id: str, kind: str, description: str, created_by: str, payloads: list[bytes],
                extra: dict[str, str] | None = None, numbers: dict[str, float] | None = None) -> dict[str, Any]:
         """Store each task's payload, then the operation (queued); payloads first, so a queued task always has one."""
         from botocore.exceptions import ClientError
 
-        self.ensure_table()
         for number, payload in enumerate(payloads):
             self.put_object(payload_key(op_id, number), payload)
         now = time.time()
@@ -188,31 +224,40 @@ class JobStore:
         for key, number in (numbers or {}).items():
             item[key] = _n(number)
         try:
-            self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)")
+            self._write("put_item", TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)")
         except ClientError as err:
             raise StoreError(f"job store: {err.response['Error']['Code']}") from None
         self.activate(op_id)
         return _plain(item)
 
     # -- the index of operations not yet settled, which the batch poller walks --
+    # Spread over `active_shards` items, an operation's chosen by a stable hash of its id; active_ids()
+    # reads them all (and the single item older versions wrote) with one BatchGetItem.
+    def index_keys(self) -> list[str]:
+        return [*(f"{ACTIVE_INDEX}#{n}" for n in range(self.active_shards)), ACTIVE_INDEX]
+
+    def index_key(self, op_id: str) -> str:
+        return f"{ACTIVE_INDEX}#{zlib.crc32(op_id.encode()) % self.active_shards}"
+
     def activate(self, op_id: str) -> None:
-        self._update(ACTIVE_INDEX, "ADD ops :op", {":op": {"SS": [op_id]}})
+        self._update(self.index_key(op_id), "ADD ops :op", {":op": {"SS": [op_id]}})
 
     def deactivate(self, op_id: str) -> None:
-        self._update(ACTIVE_INDEX, "DELETE ops :op", {":op": {"SS": [op_id]}})
+        key = self.index_key(op_id)
+        self._update(key, "DELETE ops :op", {":op": {"SS": [op_id]}})
+        found_in = self._found_in.pop(op_id, key)
+        if found_in != key:  # put there under another shard count, or by an older version
+            self._update(found_in, "DELETE ops :op", {":op": {"SS": [op_id]}})
 
     def active_ids(self) -> list[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            found = self.db.get_item(TableName=self.table, Key={"id": _s(ACTIVE_INDEX)}, ConsistentRead=True).get("Item")
-        except ClientError as err:
-            if err.response["Error"]["Code"] == "ResourceNotFoundException":
-                return []
-            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
-        except BotoCoreError as err:
-            raise StoreError(f"job store: {type(err).__name__}") from None
-        return sorted((found or {}).get("ops", {}).get("SS", []))
+        found = self._batch_get(self.index_keys())
+        ids: list[str] = []
+        for key, record in found.items():
+            for op_id in record.get("ops", []):
+                ids.append(op_id)
+                if key != self.index_key(op_id):
+                    self._found_in[op_id] = key
+        return sorted(set(ids))
 
     def set_fields(self, key: str, fields: dict[str, Any]) -> None:
         """Plain SET of string or number fields (progress and bookkeeping, not state)."""
@@ -239,7 +284,7 @@ class JobStore:
 
         now = time.time()
         try:
-            self.db.put_item(TableName=self.table, ConditionExpression="attribute_not_exists(id)", Item={
+            self._write("put_item", TableName=self.table, ConditionExpression="attribute_not_exists(id)", Item={
                 "id": _s(item_id(op_id, index)), "state": _s(RUNNING), "upstream_id": _s(upstream_id),
                 "custom_id": _s(custom_id), "next_poll_at": _n(now), "polls": _n(0),
                 "expires_at": _n(int(now + self.ttl_s))})
@@ -261,7 +306,8 @@ class JobStore:
                   "expires_at": _n(int(now + self.ttl_s))}
         try:
             if from_state is None:
-                self.db.put_item(TableName=self.table, Item=record, ConditionExpression="attribute_not_exists(id)")
+                self._write("put_item", TableName=self.table, Item=record,
+                            ConditionExpression="attribute_not_exists(id)")
                 return True
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -272,21 +318,30 @@ class JobStore:
                              ":from": _s(from_state)}, "#state = :from")
 
     def items(self, op_id: str, indexes: list[int]) -> dict[int, dict[str, Any]]:
-        """Batch items by index (absent ones are not started yet), 100 keys per BatchGetItem."""
+        """Batch items by index (absent ones are not started yet)."""
+        found = self._batch_get([item_id(op_id, i) for i in indexes])
+        return {int(key.rsplit("#i", 1)[1]): record for key, record in found.items()}
+
+    def _batch_get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Items by key, consistent reads, 100 keys per BatchGetItem; absent ones (or no table yet) left out."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        found: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(indexes), 100):
-            keys = [{"id": _s(item_id(op_id, i))} for i in indexes[start:start + 100]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self.table: {"Keys": [{"id": _s(k)} for k in keys[start:start + 100]],
+                                                    "ConsistentRead": True}}
             while request:
                 try:
                     answer = self.db.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as err:
+                except ClientError as err:
+                    if _code(err) == "ResourceNotFoundException":  # no job was ever submitted
+                        return {}
+                    raise StoreError(f"job store: {_code(err)}") from None
+                except BotoCoreError as err:
                     raise StoreError(f"job store: {type(err).__name__}") from None
                 for raw in answer.get("Responses", {}).get(self.table, []):
                     record = _plain(raw)
-                    found[int(record["id"].rsplit("#i", 1)[1])] = record
+                    found[record["id"]] = record
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
@@ -314,7 +369,7 @@ class JobStore:
         self.put_object(key, result)
         now = time.time()
         try:
-            self.db.transact_write_items(TransactItems=[
+            self._write("transact_write_items", TransactItems=[
                 {"Update": {"TableName": self.table, "Key": {"id": _s(task_id(op_id, number))},
                             "UpdateExpression": "SET #state = :done, result_key = :key, modified_at = :now",
                             "ConditionExpression": "#state = :running AND worker = :worker",
@@ -380,6 +435,46 @@ def item_id(op_id: str, index: int) -> str:
 
 
 ACTIVE_INDEX = "index#active"
+
+
+def s3_config() -> Any:
+    """Object Storage client settings: path-style addresses, SigV4, and checksums only where an API requires
+    one. Current botocore otherwise adds flexible-checksum headers (x-amz-checksum-crc32,
+    x-amz-sdk-checksum-algorithm) to every upload, which S3-compatible stores may refuse."""
+    from botocore.config import Config
+
+    return Config(s3={"addressing_style": "path"}, signature_version="s3v4",
+                  request_checksum_calculation="when_required", response_checksum_validation="when_required")
+
+
+def create_jobs_table(db: Any, table: str) -> bool:
+    """Create the jobs document table (key `id`, TTL on `expires_at`) and wait until it is ACTIVE.
+
+    Deployment does this once; the functions only after a write found the table missing. Two callers
+    may race: the loser gets ResourceInUseException and waits as well. True if this call created it."""
+    from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+    try:
+        try:
+            db.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST")
+            created = True
+        except ClientError as err:
+            if _code(err) != "ResourceInUseException":  # being created, or made already, by someone else
+                raise
+            created = False
+        # DescribeTable until ACTIVE, every 3 s: it is a schema operation, 30 a minute per database
+        db.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 3, "MaxAttempts": 40})
+        if created:
+            db.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
+                                                                             "AttributeName": "expires_at"})
+            log.info("created the jobs table", extra={"table": table})
+        return created
+    except (ClientError, WaiterError) as err:
+        raise StoreError(f"job store: creating table: {_code(err) or type(err).__name__}") from None
+    except BotoCoreError as err:
+        raise StoreError(f"job store: creating table: {type(err).__name__}") from None
 
 
 def payload_key(op_id: str, number: int) -> str:
