@@ -66,6 +66,10 @@ ROUTES: tuple[Route, ...] = (
           "FewShotClassificationRequest", "Operation", "Few-shot classification in the background"),
     Route("POST", f"{FM}/completionBatch", "completion", "completionBatch", "BatchCompletionRequest", "Operation",
           "Start a batch: an upstream batch task (sourceDatasetId) or up to 10,000 inline requests"),
+    Route("POST", f"{OPENAI}/chat/completions", "completion", "createChatCompletion",
+          "shared.openai.chat:ChatCompletionRequest", "ChatCompletion",
+          "OpenAI-compatible chat completion on the native completion (stream: true returns the whole event "
+          "stream in one body)", dialect="openai"),
     Route("GET", "/operations/{operationId}", "operations", "get", None, "Operation",
           "An operation's state; when done, its response or error"),
     Route("POST", "/operations/{operationId}:cancel", "operations", "cancel", None, "Operation",
