@@ -186,3 +186,19 @@ def test_sse_framing_round_trips() -> None:
     assert rendered["body"] == 'data: {"a":1}\n\ndata: multi\ndata: line\n\ndata: [DONE]\n\n'
     assert sse_data(rendered["body"]) == ['{"a":1}', "multi\nline", "[DONE]"]
     assert sse_data(": ping\r\n\r\nevent: x\r\nid: 3\r\n\r\ndata:{}\r\n\r\ndata: [DONE]") == ["{}", "[DONE]"]
+
+
+def test_the_chat_path_imports_neither_openai_nor_the_jobs_modules() -> None:
+    """The completion handler and the whole chat translation, in a fresh interpreter: plain data only."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import handler; "
+            "from shared.openai import chat, chat_response; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'langchain_openai', 'boto3') "
+            "or m.startswith('shared.jobs')))")
+    out = subprocess.run([sys.executable, "-c", code, str(root / "functions" / "completion"), str(root)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
