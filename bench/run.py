@@ -41,10 +41,18 @@ def _seconds(python: str, code: str, env: dict[str, str] | None = None) -> float
 
 
 def _interleaved_medians(jobs: dict[str, tuple[str, str, dict[str, str] | None]]) -> dict[str, float]:
-    """Run every job once per round, RUNS rounds, so machine noise hits all of them alike; medians."""
+    """Run every job once per round, RUNS rounds, so machine noise hits all of them alike; medians. The order
+    is shuffled each round (fixed seed), so no job always runs right after the same one (LiteLLM's import
+    takes seconds and leaves the machine busy)."""
+    import random
+
     samples: dict[str, list[float]] = {name: [] for name in jobs}
+    order = list(jobs)
+    shuffle = random.Random(8).shuffle
     for _ in range(RUNS):
-        for name, (python, code, env) in jobs.items():
+        shuffle(order)
+        for name in order:
+            python, code, env = jobs[name]
             samples[name].append(_seconds(python, code, env))
     return {name: statistics.median(values) for name, values in samples.items()}
 
