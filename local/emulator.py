@@ -132,7 +132,7 @@ def generate(body: dict[str, Any], messages: list[dict[str, Any]], model: str) -
                          for r in results)
         return f"[emulated {model}] Reply #{digest} from the tool results: {said}", None
     if json_schema is not None:
-        return json.dumps(schema_instance(json_schema["schema"], hint), ensure_ascii=False), None
+        return json.dumps(_fitting(json_schema["schema"], hint, "jsonSchema.schema"), ensure_ascii=False), None
     if body.get("jsonObject"):
         return json.dumps({"answer": complete_text(messages, model)}, ensure_ascii=False), None
     return complete_text(messages, model), None
@@ -173,8 +173,17 @@ def _tool_calls(body: dict[str, Any], tools: list[dict[str, Any]], messages: lis
         chosen = [t for t in tools if _names(hint, t["name"])] or (tools[:1] if mode == "REQUIRED" else [])
     if body.get("parallelToolCalls") is False:
         chosen = chosen[:1]
-    return [{"functionCall": {"name": t["name"], "arguments": schema_instance(t.get("parameters") or {}, hint)}}
+    return [{"functionCall": {"name": t["name"],
+                              "arguments": _fitting(t.get("parameters") or {}, hint, f"tool {t['name']} parameters")}}
             for t in chosen] or None
+
+
+def _fitting(schema: Any, hint: str, what: str) -> Any:
+    """schema_instance, with a schema it cannot read refused as upstream would refuse it (400)."""
+    try:
+        return schema_instance(schema, hint)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise _bad(f"{what} is not a usable JSON Schema ({err})") from None
 
 
 def _names(text: str, name: str) -> bool:
@@ -186,18 +195,19 @@ def _names(text: str, name: str) -> bool:
 _ARITHMETIC = re.compile(r"\(?\d+(?:\.\d+)?\)?(?:\s*[-+*/^%]\s*\(?\d+(?:\.\d+)?\)?)+")
 
 
-def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = None) -> Any:
+def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = None, depth: int = 0) -> Any:
     """A value that fits a JSON Schema (the subset tools and structured output use), drawn from the hint
     text where it can be: a capitalised word for strings, a number for numbers, an arithmetic expression
-    for a property named like one."""
+    for a property named like one. Recursive schemas stop at a depth of 8."""
     root = schema if root is None else root
-    if not isinstance(schema, dict):
+    if not isinstance(schema, dict) or depth > 8:
         return None
+    depth += 1
     if isinstance(schema.get("$ref"), str):
         target: Any = root
         for part in schema["$ref"].lstrip("#/").split("/"):
             target = target.get(part, {}) if isinstance(target, dict) else {}
-        return schema_instance(target, hint, name, root)
+        return schema_instance(target, hint, name, root, depth)
     if "const" in schema:
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -205,7 +215,7 @@ def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = Non
     for key in ("anyOf", "oneOf", "allOf"):
         options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
         if options:
-            return schema_instance(options[0], hint, name, root)
+            return schema_instance(options[0], hint, name, root, depth)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -213,9 +223,9 @@ def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = Non
         kind = "object" if "properties" in schema else "string"
     if kind == "object":
         properties = schema.get("properties") or {}
-        return {key: schema_instance(sub, hint, key, root) for key, sub in properties.items()}
+        return {key: schema_instance(sub, hint, key, root, depth) for key, sub in properties.items()}
     if kind == "array":
-        return [schema_instance(schema.get("items") or {}, hint, name, root)] * max(int(schema.get("minItems", 1)), 1)
+        return [schema_instance(schema.get("items") or {}, hint, name, root, depth)] * max(int(schema.get("minItems", 1)), 1)
     if kind in ("integer", "number"):
         found = re.search(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", hint)
         value: float = float(found.group(0)) if found else 42.0
@@ -408,6 +418,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = self._route(method, path, raw)
             except ApiFailure as failure:
                 return self._error(path, failure.status, failure.grpc_code, failure.message, request_id)
+            except Exception as err:  # an emulator bug: answer as upstream's gateway would, never drop the line
+                return self._error(path, 500, 13, f"emulator error: {type(err).__name__}: {err}", request_id)
             if fault and fault.get("kind") == "midstream" and isinstance(body, _NdJson):  # first chunk, then an error
                 body.chunks = body.chunks[:1] + [{"error": {
                     "grpcCode": 14, "httpCode": 503, "httpStatus": "Service Unavailable", "details": [],

@@ -183,6 +183,15 @@ def test_json_schema_answers_fit_the_schema(api_v01: Api, emulator: Emulator) ->
     assert bodies[1]["jsonSchema"]["schema"]["required"] == ["name", "population", "rivers"]
 
 
+def test_a_schema_upstream_cannot_use_is_its_400_not_a_5xx(api_v01: Api) -> None:
+    node = {"type": "object", "properties": {"next": {"$ref": "#"}, "size": {"type": "integer", "minimum": "big"}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(api_v01).chat.completions.create(
+            model="yandexgpt-lite", messages=USER,
+            response_format={"type": "json_schema", "json_schema": {"name": "node", "schema": node}})
+    assert "jsonSchema.schema is not a usable JSON Schema" in caught.value.message
+
+
 def test_json_object_answers_are_a_json_object(api_v01: Api, emulator: Emulator) -> None:
     completion = client(api_v01).chat.completions.create(
         model="yandexgpt-lite", messages=[{"role": "user", "content": "Answer in JSON"}],
