@@ -195,19 +195,24 @@ def _names(text: str, name: str) -> bool:
 _ARITHMETIC = re.compile(r"\(?\d+(?:\.\d+)?\)?(?:\s*[-+*/^%]\s*\(?\d+(?:\.\d+)?\)?)+")
 
 
-def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = None, depth: int = 0) -> Any:
+def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = None, depth: int = 0,
+                    seen: tuple[str, ...] = ()) -> Any:
     """A value that fits a JSON Schema (the subset tools and structured output use), drawn from the hint
     text where it can be: a capitalised word for strings, a number for numbers, an arithmetic expression
-    for a property named like one. Recursive schemas stop at a depth of 8."""
+    for a property named like one. A reference that repeats on its own path is null; nothing goes below
+    depth 8."""
     root = schema if root is None else root
     if not isinstance(schema, dict) or depth > 8:
         return None
     depth += 1
     if isinstance(schema.get("$ref"), str):
+        if schema["$ref"] in seen:  # a recursive schema: stop where a reference repeats on the path
+            return None
+        seen = (*seen, schema["$ref"])
         target: Any = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
+        for part in [p for p in schema["$ref"].lstrip("#").split("/") if p]:
             target = target.get(part, {}) if isinstance(target, dict) else {}
-        return schema_instance(target, hint, name, root, depth)
+        return schema_instance(target, hint, name, root, depth, seen)
     if "const" in schema:
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -215,7 +220,7 @@ def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = Non
     for key in ("anyOf", "oneOf", "allOf"):
         options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
         if options:
-            return schema_instance(options[0], hint, name, root, depth)
+            return schema_instance(options[0], hint, name, root, depth, seen)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -223,9 +228,10 @@ def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = Non
         kind = "object" if "properties" in schema else "string"
     if kind == "object":
         properties = schema.get("properties") or {}
-        return {key: schema_instance(sub, hint, key, root, depth) for key, sub in properties.items()}
+        return {key: schema_instance(sub, hint, key, root, depth, seen) for key, sub in properties.items()}
     if kind == "array":
-        return [schema_instance(schema.get("items") or {}, hint, name, root, depth)] * max(int(schema.get("minItems", 1)), 1)
+        item = schema_instance(schema.get("items") or {}, hint, name, root, depth, seen)
+        return [item] * max(int(schema.get("minItems", 1)), 1)
     if kind in ("integer", "number"):
         found = re.search(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", hint)
         value: float = float(found.group(0)) if found else 42.0
@@ -550,7 +556,8 @@ class Handler(BaseHTTPRequestHandler):
 
         def result(message: dict[str, Any], count: int, alt_status: str) -> dict[str, Any]:
             return {"result": {"alternatives": [{"message": {"role": "assistant", **message}, "status": alt_status}],
-                               "usage": {"inputTextTokens": str(input_tokens), "completionTokens": str(count + reasoning),
+                               "usage": {"inputTextTokens": str(input_tokens),
+                                         "completionTokens": str(count + reasoning),
                                          "totalTokens": str(input_tokens + count + reasoning),
                                          "completionTokensDetails": {"reasoningTokens": str(reasoning)}},
                                "modelVersion": MODEL_VERSION}}
@@ -697,8 +704,8 @@ class Handler(BaseHTTPRequestHandler):
         shape = shape or ("gateway" if path.startswith(FM) else "openai" if path.startswith("/v1/") else "status")
         if shape == "openai":
             kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(status)
-            body: dict[str, Any] = {"error": {"message": message, "param": None, "code": None,
-                                              "type": kind or ("invalid_request_error" if status < 500 else "server_error")}}
+            kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+            body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": None}}
         elif shape == "gateway":
             body = {"error": {"grpcCode": grpc_code, "httpCode": status,
                                               "httpStatus": HTTPStatus(status).phrase, "details": [],

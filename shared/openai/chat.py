@@ -253,8 +253,8 @@ class ChatCompletionRequest(OpenAIBody):
     prompt_cache_options: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
 
-    @field_validator("tool_choice", mode="plain",
-                     json_schema_input_type=Literal["none", "auto", "required"] | NamedToolChoice | dict[str, Any] | None)
+    @field_validator("tool_choice", mode="plain", json_schema_input_type=(
+        Literal["none", "auto", "required"] | NamedToolChoice | dict[str, Any] | None))
     @classmethod
     def _check_tool_choice(cls, value: Any) -> Any:
         return _tool_choice(value)

@@ -131,7 +131,8 @@ def _message(alternative: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """(text, tool_calls) of an alternative; each tool call gets a new unique id."""
     message = alternative.get("message") if isinstance(alternative.get("message"), dict) else {}
     text = _text(alternative)
-    calls = (message.get("toolCallList") or {}).get("toolCalls") if isinstance(message.get("toolCallList"), dict) else None
+    call_list = message.get("toolCallList")
+    calls = call_list.get("toolCalls") if isinstance(call_list, dict) else None
     tool_calls = []
     for call in calls or []:
         function = call.get("functionCall") if isinstance(call, dict) else None

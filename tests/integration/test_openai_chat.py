@@ -20,6 +20,7 @@ CALLER_KEY = "fmk_chat-test-caller-key-0123456789abcdef"
 COMPLETION = "/foundationModels/v1/completion"
 OPENAI_CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "Name three rivers in Russia."}]
+IMAGE = "data:image/png;base64,AA=="
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city",
@@ -92,7 +93,7 @@ def test_text_parts_are_joined_and_developer_is_system(api_v01: Api, emulator: E
 
 def test_a_non_text_part_is_a_400_naming_it(api_v01: Api, emulator: Emulator) -> None:
     messages = [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]
+                                             {"type": "image_url", "image_url": {"url": IMAGE}}]}]
     with pytest.raises(openai.BadRequestError) as caught:
         client(api_v01).chat.completions.create(model="yandexgpt-lite", messages=messages)
     assert caught.value.param == "messages[0].content[1]"
@@ -348,7 +349,7 @@ def test_rate_limit_carries_retry_after_and_the_client_honours_it(api_v01: Api, 
 def test_pass_through_models_go_to_upstreams_openai_mode(api: Api, emulator: Emulator) -> None:
     chat = client(api).chat.completions
     messages = [{"role": "user", "content": [{"type": "text", "text": "What is in the picture?"},
-                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]
+                                             {"type": "image_url", "image_url": {"url": IMAGE}}]}]
     completion = chat.create(model="gemma-3-27b-it", messages=messages, temperature=1.3, max_tokens=50)
     assert completion.choices[0].message.content.startswith("[emulated gemma-3-27b-it via the OpenAI API]")
     assert completion.usage.total_tokens > 0
