@@ -101,7 +101,12 @@ def _operation(route: routes.Route) -> dict[str, Any]:
     ok: dict[str, Any] = {"application/json": {"schema": _ref(response_model.__name__)}}
     stream = getattr(response_model, "stream_media_type", None)
     if stream:  # a stream comes whole in one body: one JSON document per line or event
-        ok[stream] = {"schema": {"type": "string", "description": f"{response_model.__name__} chunks, as {stream}"}}
+        described = f"{response_model.__name__} chunks, as {stream}"
+        if stream == "text/event-stream":  # each event: `data:` a chunk as JSON text (the last one `[DONE]`)
+            ok[stream] = {"schema": {"type": "object", "properties": {"data": {"type": "string"}},
+                                     "description": described}}
+        else:
+            ok[stream] = {"schema": {"type": "string", "description": described}}
     operation: dict[str, Any] = {
         "operationId": route.operation,
         "summary": route.summary,

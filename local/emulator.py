@@ -1,14 +1,21 @@
 """A Foundation Models emulator: an HTTP server on loopback that follows the documented REST contract.
 
-Outputs are deterministic and say they are emulated. Embeddings are real vectors (feature-hashed word
+Outputs are deterministic and say they are emulated. Completions honour the native request's
+function tools (a tool the last user message names is called, with arguments built from its JSON
+Schema; `toolChoice` NONE / AUTO / REQUIRED / functionName and `parallelToolCalls` are obeyed; tool
+results are answered), `jsonObject` and `jsonSchema` (the answer is JSON that fits the schema) and
+`reasoningOptions` (reasoning tokens in the usage). `POST /v1/chat/completions` is upstream's
+OpenAI-compatible mode, for the models served only there (JSON or an SSE stream, `OpenAI-Project`
+recorded). Embeddings are real vectors (feature-hashed word
 and character-trigram features, 256 dims, L2-normalised), so similar texts are close; few-shot
 classification scores each label by the similarity of the text to the label and its samples.
 
 Besides the Foundation Models paths it serves an IAM token exchange (`POST /iam/v1/tokens`, verifies
 PS256 JWTs against registered public keys) and a metadata token endpoint, so the credential chain can
 be tested end to end. Test switches live under `/_emulator/`: latency, injected faults (any status
-with Retry-After, slow answers, malformed bodies, dropped connections; by path, and optionally only
-for requests whose body contains a text), strict auth, call counts.
+with Retry-After, slow answers, malformed bodies, dropped connections, a stream that fails after its
+first chunk: kind "midstream"; by path, and optionally only for requests whose body contains a text),
+strict auth, and the calls received (with their bodies).
 
 Run: python -m local.emulator --port 8765
 """
@@ -31,6 +38,7 @@ from typing import Any
 MODEL_VERSION = "emulated-2026-11"
 DIM = 256
 FM = "/foundationModels/v1"
+OPENAI_CHAT = "/v1/chat/completions"
 IAM_PATH = "/iam/v1/tokens"
 METADATA_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -81,10 +89,228 @@ def classify(text: str, labels: list[str], samples: list[dict[str, str]]) -> lis
 
 
 def complete_text(messages: list[dict[str, Any]], model: str) -> str:
-    user = next((m.get("text", "") for m in reversed(messages) if m.get("role") == "user"), "") or ""
     digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:8]
-    snippet = " ".join(user.split())[:120]
+    snippet = " ".join(last_user_text(messages).split())[:120]
     return f"[emulated {model}] Reply #{digest} to: {snippet}"
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    return next((m["text"] for m in reversed(messages) if m.get("role") == "user" and isinstance(m.get("text"), str)),
+                "")
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    if isinstance(message.get("text"), str):
+        return message["text"]
+    return json.dumps(message.get("toolCallList") or message.get("toolResultList") or {}, ensure_ascii=False)
+
+
+COMPLETION_FIELDS = {"modelUri", "completionOptions", "messages", "tools", "toolChoice", "parallelToolCalls",
+                     "jsonObject", "jsonSchema"}
+
+
+def generate(body: dict[str, Any], messages: list[dict[str, Any]], model: str) -> tuple[str | None, list[Any] | None]:
+    """The answer to a native completion body: (text, None), or (None, toolCalls) when a tool is called.
+
+    A tool is called when the last user text names it (a word sharing its first six letters with a part
+    of the tool's name, e.g. "weather" for get_weather, "calculate" for calculator), or always with
+    toolChoice REQUIRED (the first tool if none is named) or functionName; never with NONE, and in AUTO
+    mode not right after tool results, which are answered instead. Arguments fit the tool's parameters."""
+    tools = _tools(body)
+    json_schema = body.get("jsonSchema")
+    if body.get("jsonObject") and json_schema is not None:
+        raise _bad("set at most one of jsonObject and jsonSchema")
+    if json_schema is not None and not isinstance((json_schema or {}).get("schema"), dict):
+        raise _bad("jsonSchema.schema must be an object")
+    hint = last_user_text(messages)
+    calls = _tool_calls(body, tools, messages, hint)
+    if calls:
+        return None, calls
+    results = (messages[-1].get("toolResultList") or {}).get("toolResults")
+    if results:
+        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:8]
+        said = "; ".join(f"{r['functionResult']['name']} returned {r['functionResult'].get('content', '')}"
+                         for r in results)
+        return f"[emulated {model}] Reply #{digest} from the tool results: {said}", None
+    if json_schema is not None:
+        return json.dumps(_fitting(json_schema["schema"], hint, "jsonSchema.schema"), ensure_ascii=False), None
+    if body.get("jsonObject"):
+        return json.dumps({"answer": complete_text(messages, model)}, ensure_ascii=False), None
+    return complete_text(messages, model), None
+
+
+def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise _bad("tools must be a list")
+    functions = []
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise _bad(f"tools[{index}].function.name is required")
+        functions.append(function)
+    choice = body.get("toolChoice")
+    if choice is not None:
+        if not isinstance(choice, dict) or len(choice) != 1:
+            raise _bad("toolChoice must set exactly one of mode and functionName")
+        if "mode" in choice and choice["mode"] not in ("NONE", "AUTO", "REQUIRED"):
+            raise _bad(f"invalid toolChoice.mode {choice['mode']!r}")
+        if "functionName" in choice and choice["functionName"] not in [f["name"] for f in functions]:
+            raise _bad(f"toolChoice.functionName {choice['functionName']!r} is not one of the tools")
+    return functions
+
+
+def _tool_calls(body: dict[str, Any], tools: list[dict[str, Any]], messages: list[dict[str, Any]],
+                hint: str) -> list[dict[str, Any]] | None:
+    if not tools:
+        return None
+    choice = body.get("toolChoice") or {}
+    mode = "NAMED" if "functionName" in choice else choice.get("mode", "AUTO")
+    if mode == "NONE" or (mode == "AUTO" and "toolResultList" in messages[-1]):
+        return None
+    if mode == "NAMED":
+        chosen = [t for t in tools if t["name"] == choice["functionName"]]
+    else:
+        chosen = [t for t in tools if _names(hint, t["name"])] or (tools[:1] if mode == "REQUIRED" else [])
+    if body.get("parallelToolCalls") is False:
+        chosen = chosen[:1]
+    return [{"functionCall": {"name": t["name"],
+                              "arguments": _fitting(t.get("parameters") or {}, hint, f"tool {t['name']} parameters")}}
+            for t in chosen] or None
+
+
+def _fitting(schema: Any, hint: str, what: str) -> Any:
+    """schema_instance, with a schema it cannot read refused as upstream would refuse it (400)."""
+    try:
+        return schema_instance(schema, hint)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise _bad(f"{what} is not a usable JSON Schema ({err})") from None
+
+
+def _names(text: str, name: str) -> bool:
+    words = [w.lower() for w in re.findall(r"[^\W_]+", text)]
+    parts = [p for p in re.split(r"[_\-]+", name.lower()) if len(p) >= 4]
+    return name.lower() in text.lower() or any(w[:6] == p[:6] for p in parts for w in words if len(w) >= 4)
+
+
+_ARITHMETIC = re.compile(r"\(?\d+(?:\.\d+)?\)?(?:\s*[-+*/^%]\s*\(?\d+(?:\.\d+)?\)?)+")
+
+
+def schema_instance(schema: Any, hint: str, name: str = "value", root: Any = None, depth: int = 0,
+                    seen: tuple[str, ...] = ()) -> Any:
+    """A value that fits a JSON Schema (the subset tools and structured output use), drawn from the hint
+    text where it can be: a capitalised word for strings, a number for numbers, an arithmetic expression
+    for a property named like one. A reference that repeats on its own path is null; nothing goes below
+    depth 8."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    depth += 1
+    if isinstance(schema.get("$ref"), str):
+        if schema["$ref"] in seen:  # a recursive schema: stop where a reference repeats on the path
+            return None
+        seen = (*seen, schema["$ref"])
+        target: Any = root
+        for part in [p for p in schema["$ref"].lstrip("#").split("/") if p]:
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return schema_instance(target, hint, name, root, depth, seen)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
+        if options:
+            return schema_instance(options[0], hint, name, root, depth, seen)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "string"
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {key: schema_instance(sub, hint, key, root, depth, seen) for key, sub in properties.items()}
+    if kind == "array":
+        item = schema_instance(schema.get("items") or {}, hint, name, root, depth, seen)
+        return [item] * max(int(schema.get("minItems", 1)), 1)
+    if kind in ("integer", "number"):
+        found = re.search(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", hint)
+        value: float = float(found.group(0)) if found else 42.0
+        if "minimum" in schema:
+            value = max(value, float(schema["minimum"]))
+        if "maximum" in schema:
+            value = min(value, float(schema["maximum"]))
+        return int(value) if kind == "integer" else value
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return _string(schema, hint, name)
+
+
+def _string(schema: dict[str, Any], hint: str, name: str) -> str:
+    formats = {"date": "2026-01-01", "date-time": "2026-01-01T00:00:00Z", "email": "user@example.com",
+               "uuid": "00000000-0000-4000-8000-000000000000", "uri": "https://example.com/"}
+    if schema.get("format") in formats:
+        return formats[schema["format"]]
+    expression = _ARITHMETIC.search(hint)
+    if expression and any(word in name.lower() for word in ("expr", "formula", "calc", "math", "input", "query")):
+        value = expression.group(0).strip()
+    else:
+        words = re.findall(r"[^\W\d_][\w'-]*", hint)
+        capitalised = [w for w in words[1:] if w[0].isupper()]
+        value = capitalised[0] if capitalised else f"emulated {name}"
+    if "maxLength" in schema:
+        value = value[:int(schema["maxLength"])]
+    return value.ljust(int(schema.get("minLength", 0)), ".")
+
+
+def openai_chat(body: dict[str, Any], project: str | None) -> Any:
+    """Upstream's OpenAI-compatible POST /v1/chat/completions (for the models served only there): text
+    answers, JSON or an SSE stream with deltas, the usage chunk on stream_options.include_usage."""
+    model = body.get("model")
+    match = re.match(r"^gpt://([^/]+)/([^/@]+)", str(model))
+    if not match:
+        raise _bad(f"model must be a gpt://<folder>/<model> URI, not {model!r}")
+    folder, name = match.groups()
+    if project is not None and project != folder:
+        raise ApiFailure(403, 7, f"OpenAI-Project {project!r} is not the model's folder")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise _bad("messages must be a non-empty list of objects")
+    temperature = body.get("temperature", 1)
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+        raise _bad("temperature must be between 0 and 2")
+    user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "") or ""
+    if isinstance(user, list):
+        user = "".join(p.get("text", "") for p in user if isinstance(p, dict))
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:8]
+    words = f"[emulated {name} via the OpenAI API] Reply #{digest} to: {' '.join(str(user).split())[:120]}".split(" ")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 2000
+    finish = "stop"
+    if len(words) > int(limit):
+        words, finish = words[:int(limit)], "length"
+    prompt = sum(len(tokens_of(str(m.get("content") or ""))) for m in messages)
+    usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
+    head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": model}
+    if not body.get("stream"):
+        return {**head, "object": "chat.completion", "usage": usage,
+                "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                             "message": {"role": "assistant", "content": " ".join(words), "refusal": None}}]}
+
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        return {**head, "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+
+    events: list[Any] = [chunk({"role": "assistant", "content": ""})]
+    step = max(1, len(words) // 3)
+    for start in range(0, len(words), step):
+        events.append(chunk({"content": ("" if start == 0 else " ") + " ".join(words[start:start + step])}))
+    events.append(chunk({}, finish))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    events.append("[DONE]")
+    return _Sse(events)
 
 
 def token_ids(text: str) -> list[dict[str, Any]]:
@@ -186,8 +412,9 @@ class Handler(BaseHTTPRequestHandler):
                                 "folderId": self.headers.get("x-folder-id"),
                                 "dataLogging": self.headers.get("x-data-logging-enabled"),
                                 "auth": (self.headers.get("Authorization") or "").split(" ", 1)[0],
-                                "body": None if path == IAM_PATH else _recorded(raw)})  # never a JWT
-        counted = path.startswith(FM)
+                                 "project": self.headers.get("OpenAI-Project"),
+                                 "body": None if path == IAM_PATH else _recorded(raw)})  # never a JWT
+        counted = path.startswith(FM) or path == OPENAI_CHAT
         if counted:
             with state.lock:
                 state.in_flight += 1
@@ -196,12 +423,18 @@ class Handler(BaseHTTPRequestHandler):
             fault = state.take_fault(path, raw)
             if state.latency_ms and counted:
                 time.sleep(state.latency_ms / 1000)
-            if fault and self._apply_fault(fault, path, request_id):
+            if fault and fault.get("kind") != "midstream" and self._apply_fault(fault, path, request_id):
                 return
             try:
                 body = self._route(method, path, raw)
             except ApiFailure as failure:
                 return self._error(path, failure.status, failure.grpc_code, failure.message, request_id)
+            except Exception as err:  # an emulator bug: answer as upstream's gateway would, never drop the line
+                return self._error(path, 500, 13, f"emulator error: {type(err).__name__}: {err}", request_id)
+            if fault and fault.get("kind") == "midstream" and isinstance(body, _NdJson):  # first chunk, then an error
+                body.chunks = body.chunks[:1] + [{"error": {
+                    "grpcCode": 14, "httpCode": 503, "httpStatus": "Service Unavailable", "details": [],
+                    "message": fault.get("message", "emulated failure in the middle of the stream")}}]
             self._send(200, body, request_id)
         finally:
             if counted:
@@ -241,6 +474,9 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/operations/"):
             self._authenticate()
             return self._operation(path[len("/operations/"):], method)
+        if path == OPENAI_CHAT and method == "POST":
+            self._authenticate()
+            return openai_chat(_json(raw), self.headers.get("OpenAI-Project"))
         if not path.startswith(FM):
             raise ApiFailure(404, 5, f"no such method {path}")
         if method != "POST":
@@ -303,32 +539,49 @@ class Handler(BaseHTTPRequestHandler):
 
     def _completion(self, body: dict[str, Any]) -> Any:
         _require(body, "modelUri", "messages")
+        unknown = sorted(set(body) - COMPLETION_FIELDS)
+        if unknown:
+            raise _bad(f"unknown field {unknown[0]!r} in the completion request")
         model = _scheme(body["modelUri"], ("gpt",))
         messages = _messages(body)
         options = body.get("completionOptions") or {}
+        unknown = sorted(set(options) - {"stream", "temperature", "maxTokens", "reasoningOptions"})
+        if unknown:
+            raise _bad(f"unknown field completionOptions.{unknown[0]}")
         temperature = options.get("temperature", 0.3)
         if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
             raise _bad("completionOptions.temperature must be between 0 and 1")
         max_tokens = int(options.get("maxTokens") or 2000)
-        words = complete_text(messages, model).split(" ")
+        reasoning_mode = (options.get("reasoningOptions") or {}).get("mode", "REASONING_MODE_UNSPECIFIED")
+        if reasoning_mode not in ("REASONING_MODE_UNSPECIFIED", "DISABLED", "ENABLED_HIDDEN"):
+            raise _bad(f"invalid completionOptions.reasoningOptions.mode {reasoning_mode!r}")
+        text, calls = generate(body, messages, model)
+        input_tokens = sum(len(tokens_of(_message_text(m))) for m in messages)
+        reasoning = len(tokens_of(last_user_text(messages))) if reasoning_mode == "ENABLED_HIDDEN" else 0
+
+        def result(message: dict[str, Any], count: int, alt_status: str) -> dict[str, Any]:
+            return {"result": {"alternatives": [{"message": {"role": "assistant", **message}, "status": alt_status}],
+                               "usage": {"inputTextTokens": str(input_tokens),
+                                         "completionTokens": str(count + reasoning),
+                                         "totalTokens": str(input_tokens + count + reasoning),
+                                         "completionTokensDetails": {"reasoningTokens": str(reasoning)}},
+                               "modelVersion": MODEL_VERSION}}
+
+        if calls:
+            answer = result({"toolCallList": {"toolCalls": calls}}, len(tokens_of(json.dumps(calls))),
+                            "ALTERNATIVE_STATUS_TOOL_CALLS")
+            return _NdJson([answer]) if options.get("stream") else answer
+        words = (text or "").split(" ")
         status = "ALTERNATIVE_STATUS_FINAL"
         if len(words) > max_tokens:
             words, status = words[:max_tokens], "ALTERNATIVE_STATUS_TRUNCATED_FINAL"
-        input_tokens = sum(len(tokens_of(m.get("text", ""))) for m in messages)
-
-        def result(text: str, count: int, alt_status: str) -> dict[str, Any]:
-            return {"result": {"alternatives": [{"message": {"role": "assistant", "text": text}, "status": alt_status}],
-                               "usage": {"inputTextTokens": str(input_tokens), "completionTokens": str(count),
-                                         "totalTokens": str(input_tokens + count),
-                                         "completionTokensDetails": {"reasoningTokens": "0"}},
-                               "modelVersion": MODEL_VERSION}}
-
         if options.get("stream"):
             step = max(1, len(words) // 3)
-            chunks = [result(" ".join(words[:n]), n, "ALTERNATIVE_STATUS_PARTIAL") for n in range(step, len(words), step)]
-            chunks.append(result(" ".join(words), len(words), status))
+            chunks = [result({"text": " ".join(words[:n])}, n, "ALTERNATIVE_STATUS_PARTIAL")
+                      for n in range(step, len(words), step)]
+            chunks.append(result({"text": " ".join(words)}, len(words), status))
             return _NdJson(chunks)
-        return result(" ".join(words), len(words), status)
+        return result({"text": " ".join(words)}, len(words), status)
 
     def _new_operation(self, description: str, outcome: dict[str, Any], batch_task: str | None) -> dict[str, Any]:
         state = self.server.state
@@ -453,9 +706,13 @@ class Handler(BaseHTTPRequestHandler):
     # -- output --
     def _error(self, path: str, status: int, grpc_code: int, message: str, request_id: str,
                headers: dict[str, str] | None = None, shape: str | None = None) -> None:
-        gateway_shape = (shape or ("gateway" if path.startswith(FM) else "status")) == "gateway"
-        if gateway_shape:
-            body: dict[str, Any] = {"error": {"grpcCode": grpc_code, "httpCode": status,
+        shape = shape or ("gateway" if path.startswith(FM) else "openai" if path.startswith("/v1/") else "status")
+        if shape == "openai":
+            kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(status)
+            kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+            body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        elif shape == "gateway":
+            body = {"error": {"grpcCode": grpc_code, "httpCode": status,
                                               "httpStatus": HTTPStatus(status).phrase, "details": [],
                                               "message": f"Error in session request_id={request_id}: {message}"}}
         else:
@@ -464,6 +721,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, body, request_id, headers)
 
     def _send(self, status: int, body: Any, request_id: str = "", headers: dict[str, str] | None = None) -> None:
+        if isinstance(body, _Sse):
+            data = "".join(f"data: {e if isinstance(e, str) else json.dumps(e, ensure_ascii=False)}\n\n"
+                           for e in body.events).encode()
+            return self._raw(status, data, "text/event-stream", request_id, headers)
         if isinstance(body, _NdJson):
             data = "".join(json.dumps(chunk, ensure_ascii=False) + "\n" for chunk in body.chunks).encode()
         else:
@@ -486,6 +747,19 @@ class Handler(BaseHTTPRequestHandler):
 class _NdJson:
     def __init__(self, chunks: list[Any]) -> None:
         self.chunks = chunks
+
+
+class _Sse:
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+
+
+def _recorded(raw: bytes) -> Any:
+    """The request body as the call log keeps it (parsed JSON; None when it is not JSON)."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def _json(raw: bytes) -> Any:
@@ -523,9 +797,22 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages must not be empty")
-    for message in messages:
+    for index, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
             raise _bad(f"invalid message role {message.get('role') if isinstance(message, dict) else message!r}")
+        present = [k for k in ("text", "toolCallList", "toolResultList") if message.get(k) is not None]
+        if len(present) != 1:
+            raise _bad(f"messages[{index}] must carry exactly one of text, toolCallList and toolResultList")
+        if "toolCallList" in present and not all(
+                isinstance((c or {}).get("functionCall"), dict) and isinstance(c["functionCall"].get("name"), str)
+                and isinstance(c["functionCall"].get("arguments", {}), dict)
+                for c in (message["toolCallList"] or {}).get("toolCalls") or [None]):
+            raise _bad(f"messages[{index}].toolCallList.toolCalls[].functionCall needs a name and object arguments")
+        if "toolResultList" in present and not all(
+                isinstance((r or {}).get("functionResult"), dict) and isinstance(r["functionResult"].get("name"), str)
+                and isinstance(r["functionResult"].get("content"), str)
+                for r in (message["toolResultList"] or {}).get("toolResults") or [None]):
+            raise _bad(f"messages[{index}].toolResultList.toolResults[].functionResult needs a name and content")
     return messages
 
 

@@ -7,6 +7,9 @@ repaired here, for positive cases only: negative cases go out as generated.
 
 - fewShotTextClassification: each `samples[].label` is one of `labels`.
 - completionBatch: `requests[].customId` is unique within the batch.
+- completion: `toolChoice.functionName` names one of `tools`.
+- /v1/chat/completions: `tool_choice` names only the request's tools. On a native model: the parameters only pass-through models take are at their
+  defaults, the refused ones absent (messages' audio and function_call too), temperature at most 1.
 - textEmbedding (and /v1/embeddings' `dimensions`): `dim` is at most the model's output size (the emulator's model has 256).
 """
 
@@ -41,10 +44,83 @@ def map_case(context: Any, case: Any) -> Any:
     elif path.endswith("/textEmbedding") and body.get("dim") is not None:
         if _int(body["dim"]) > EMULATOR_DIM:
             body["dim"] = EMULATOR_DIM
+    elif path in ("/foundationModels/v1/completion", "/foundationModels/v1/tokenizeCompletion",
+                  "/foundationModels/v1/completionAsync") and isinstance(body.get("toolChoice"), dict):
+        names = [t["function"]["name"] for t in body.get("tools") or [] if isinstance(t, dict)
+                 and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)]
+        if "functionName" in body["toolChoice"] and body["toolChoice"]["functionName"] not in names:
+            body["toolChoice"] = {"functionName": names[0]} if names else {"mode": "AUTO"}
+    elif path == "/v1/chat/completions" and not _passthrough(body.get("model")):
+        from shared.openai.chat import DEFAULT_ONLY, REFUSED
+
+        for name, default in DEFAULT_ONLY.items():
+            if body.get(name) is not None:
+                body[name] = default
+        for name in REFUSED:
+            body.pop(name, None)
+        if isinstance(body.get("temperature"), (int, float)) and body["temperature"] > 1:
+            body["temperature"] = 1
+        _tool_choice_within_tools(body)
+        if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
+            body.pop("max_tokens")
+        _native_messages(body.get("messages") or [])
     elif path == "/v1/embeddings" and body.get("dimensions") is not None:
         if _int(body["dimensions"]) > EMULATOR_DIM:
             body["dimensions"] = EMULATOR_DIM
     return case
+
+
+def _native_messages(messages: list[Any]) -> None:
+    """What the native translation needs of a conversation: text content only and not blank, tool results
+    that answer an earlier tool call, unique call ids, arguments that are a JSON object as text."""
+    ids: list[str] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        message.pop("audio", None)
+        message.pop("function_call", None)
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            for number, call in enumerate(message["tool_calls"]):
+                call["id"] = f"call_{index}_{number}"
+                call["function"]["arguments"] = "{}"
+                ids.append(call["id"])
+            message["content"] = content if isinstance(content, str) else None
+            continue
+        if message.get("role") == "tool":
+            if not ids:
+                message.clear()
+                message.update(role="user", content="ok")
+                continue
+            message["tool_call_id"] = ids[0]
+        message["content"] = content if isinstance(content, str) and content.strip() else "ok"
+
+
+def _tool_choice_within_tools(body: dict[str, Any]) -> None:
+    """tool_choice may name (or, with 'required', need) only the request's own tools."""
+    names = [t["function"]["name"] for t in body.get("tools") or [] if isinstance(t, dict)
+             and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)]
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("none", "auto"):
+        return
+    if not names:
+        body["tool_choice"] = "auto"
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        choice["function"]["name"] = names[0]
+    elif isinstance(choice, dict):
+        choice["allowed_tools"]["tools"] = [{"type": "function", "function": {"name": name}} for name in names]
+
+
+def _passthrough(model: Any) -> bool:
+    """Whether the chat route passes this model through (as shared.openai.chat.create decides, by name)."""
+    from shared.config import Settings
+
+    if not isinstance(model, str):
+        return False
+    parts = model.split("://", 1)[1].split("/") if "://" in model else ["", *model.split("/")]
+    return len(parts) > 1 and parts[1] in Settings.from_env().passthrough_models
 
 
 def _fresh(seen: set[str], index: int) -> str:

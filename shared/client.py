@@ -141,6 +141,13 @@ class FoundationModelsClient:
     def text_classification(self, body: dict[str, Any], call: Call) -> Answer:
         return self.post("/foundationModels/v1/textClassification", body, call, idempotent=False)
 
+    def chat_completions(self, body: dict[str, Any], call: Call, project: str | None) -> Answer:
+        """Upstream's OpenAI-compatible chat (models it serves only there): the JSON answer, or with
+        `stream` the event stream's data payloads (text, `[DONE]` included) in order."""
+        headers = {"OpenAI-Project": project} if project else None
+        return self.request("POST", f"{self.settings.base_url}/v1/chat/completions", body, call, idempotent=False,
+                            sse=bool(body.get("stream")), headers=headers)
+
     def get_operation(self, operation_id: str, call: Call) -> Answer:
         return self.request("GET", f"{self.settings.operation_url}/operations/{operation_id}", None, call,
                             idempotent=True)
@@ -155,7 +162,7 @@ class FoundationModelsClient:
 
     # -- the one request loop --
     def request(self, method: str, url: str, body: dict[str, Any] | None, call: Call, *, idempotent: bool,
-                ndjson: bool = False) -> Answer:
+                ndjson: bool = False, sse: bool = False, headers: dict[str, str] | None = None) -> Answer:
         import requests
 
         attempt = 0
@@ -167,11 +174,13 @@ class FoundationModelsClient:
             if remaining <= 0:
                 raise errors.UpstreamTimeoutError("the invocation's deadline passed before upstream answered")
             self.credentials.ensure_fresh()
-            headers = self._headers(call, data is not None)
+            sent = self._headers(call, data is not None)
+            if headers:
+                sent.update(headers)
             timeout = (min(self.settings.connect_timeout_s, remaining), min(self.settings.timeout_s, remaining))
             started = time.monotonic()
             try:
-                response = self.session.request(method, url, data=data, headers=headers, timeout=timeout)
+                response = self.session.request(method, url, data=data, headers=sent, timeout=timeout)
             except requests.exceptions.ConnectTimeout:
                 failure: errors.ApiError = errors.UpstreamUnavailableError("could not connect to upstream (timeout)")
             except requests.exceptions.ReadTimeout:
@@ -198,7 +207,7 @@ class FoundationModelsClient:
                                                   "latency_ms": elapsed_ms, "attempt": attempt,
                                                   "upstream_request_id": upstream_id})
                 if response.status_code == 200:
-                    return Answer(_parse_body(response, ndjson), 200, upstream_id, attempt)
+                    return Answer(_parse_body(response, ndjson, sse), 200, upstream_id, attempt)
                 if response.status_code == 401 and self.credentials.refreshable and not reauthenticated:
                     reauthenticated = True
                     self.credentials.invalidate()
@@ -260,8 +269,10 @@ def _never_sent(err: Exception) -> bool:
     return False
 
 
-def _parse_body(response: requests.Response, ndjson: bool) -> Any:
+def _parse_body(response: requests.Response, ndjson: bool, sse: bool = False) -> Any:
     text = response.text
+    if sse:
+        return sse_data(text)
     try:
         if ndjson:
             return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -270,6 +281,21 @@ def _parse_body(response: requests.Response, ndjson: bool) -> Any:
         raise errors.UpstreamError("upstream answered 200 with a body that is not valid JSON",
                                    upstream_status=200,
                                    upstream_request_id=response.headers.get("x-request-id")) from None
+
+
+def sse_data(text: str) -> list[str]:
+    """The `data` payloads of a text/event-stream body, one per event (several data lines joined with
+    newlines, one leading space dropped); comments and events without data are skipped."""
+    events: list[str] = []
+    lines: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") + [""]:
+        if not line:
+            if lines:
+                events.append("\n".join(lines))
+                lines = []
+        elif line.startswith("data:"):
+            lines.append(line[6:] if line.startswith("data: ") else line[5:])
+    return events
 
 
 def parse_error(response: requests.Response) -> errors.ApiError:

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.errors import ConfigError
 
 DEFAULT_METADATA_ADDR = "169.254.169.254"
+# Models upstream serves only in its OpenAI-compatible mode (no native completion): /v1/chat/completions
+# passes them through to {FM_BASE_URL}/v1/chat/completions. FM_OPENAI_PASSTHROUGH_MODELS adds to the list.
+OPENAI_PASSTHROUGH_MODELS = ("qwen3-235b-a22b-fp8", "gpt-oss-120b", "gpt-oss-20b", "gemma-3-27b-it")
 
 # field name -> environment variable; the only list of public variable names in code.
 ENV_NAMES: dict[str, str] = {
@@ -39,6 +42,7 @@ ENV_NAMES: dict[str, str] = {
     "embedding_rps": "FM_EMBEDDING_RPS",
     "classification_rps": "FM_CLASSIFICATION_RPS",
     "allowed_models": "FM_ALLOWED_MODELS",
+    "openai_passthrough_models": "FM_OPENAI_PASSTHROUGH_MODELS",
     "max_body_bytes": "FM_MAX_BODY_BYTES",
     "region": "YC_REGION",
     "ymq_endpoint": "YMQ_ENDPOINT",
@@ -92,6 +96,7 @@ class Settings(BaseModel):
     embedding_rps: float = Field(10.0, gt=0, le=10_000)
     classification_rps: float = Field(1.0, gt=0, le=10_000)
     allowed_models: tuple[str, ...] = ()
+    openai_passthrough_models: tuple[str, ...] = ()  # model names added to OPENAI_PASSTHROUGH_MODELS
     max_body_bytes: int = Field(2_500_000, ge=1024)  # API Gateway refuses requests over 2.5 MB (either MB)
     # async jobs: Message Queue, the job store (YDB Document API) and the results bucket
     region: str = "ru-central1"
@@ -120,7 +125,7 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     log_payloads: bool = False
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("allowed_models", "openai_passthrough_models", mode="before")
     @classmethod
     def _split_models(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -141,6 +146,11 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @property
+    def passthrough_models(self) -> frozenset[str]:
+        """Model names /v1/chat/completions sends to upstream's OpenAI-compatible mode as they are."""
+        return frozenset(OPENAI_PASSTHROUGH_MODELS + self.openai_passthrough_models)
 
     def queue_url(self, kind: str) -> str:
         """The queue a job kind is sent to; a ConfigError naming the variable when it is not set."""

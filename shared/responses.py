@@ -11,11 +11,13 @@ from shared.errors import ApiError
 
 @dataclass
 class Reply:
-    """What an operation returns: a JSON body, or NDJSON lines for a buffered stream."""
+    """What an operation returns: a JSON body, NDJSON lines for a buffered stream, or (`sse`) the events
+    of a buffered text/event-stream: each item a JSON value, or a str sent as it is (`[DONE]`)."""
 
     body: Any
     status: int = 200
     ndjson: bool = False
+    sse: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -24,7 +26,12 @@ def dumps(body: Any) -> str:
 
 
 def http(reply: Reply, ids: dict[str, str]) -> dict[str, Any]:
-    if reply.ndjson:
+    if reply.sse:
+        # a str item with newlines (an upstream event of several data lines) stays one event
+        text = "".join("data: " + (item.replace("\n", "\ndata: ") if isinstance(item, str) else dumps(item)) + "\n\n"
+                       for item in reply.body)
+        content_type = "text/event-stream; charset=utf-8"
+    elif reply.ndjson:
         text = "".join(dumps(line) + "\n" for line in reply.body)
         content_type = "application/x-ndjson"
     else:

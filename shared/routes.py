@@ -82,6 +82,10 @@ ROUTES: tuple[Route, ...] = (
           "Cancel an operation: `POST /operations/{id}:cancel` (the colon may be sent as %3A). No further work "
           "starts; upstream work is cancelled where it can be. A POST without `:cancel` is 405"),
     # -- the OpenAI dialect (/v1) --
+    Route("POST", f"{OPENAI}/chat/completions", "completion", "createChatCompletion",
+          "shared.openai.chat:ChatCompletionRequest", "ChatCompletion",
+          "OpenAI-compatible chat completion on the native completion (stream: true returns the whole event "
+          "stream in one body)", dialect="openai"),
     Route("POST", f"{OPENAI}/embeddings", "embedding", "createEmbedding", "shared.openai.embeddings:EmbeddingsRequest",
           "OpenAIEmbeddingList", "OpenAI embeddings: one string or up to 256, as float or base64 (float32 LE)",
           dialect="openai"),

@@ -1,5 +1,6 @@
 """Completion function: completion (buffered stream too), tokenize, tokenizeCompletion, completionAsync,
-completionBatch, and the completion queue's trigger (async workers and batch starters)."""
+completionBatch, OpenAI's POST /v1/chat/completions, and the completion queue's trigger (async workers and
+batch starters)."""
 
 from typing import Any
 
@@ -12,6 +13,7 @@ OPERATIONS = {
     "tokenizeCompletion": services.tokenize_completion,
     "completionAsync": "shared.jobs.operations:submit_completion",  # imported on first use
     "completionBatch": "shared.jobs.batches:submit",
+    "createChatCompletion": "shared.openai.chat:create",  # the OpenAI translation, only when /v1 is called
     # /v1/models and the 404 for any other /v1 path (shared/routes.py says why this function serves them)
     "listModels": "shared.openai.catalog:list_models",
     "retrieveModel": "shared.openai.catalog:retrieve_model",

@@ -43,7 +43,8 @@ def submit(request: BatchCompletionRequest, inv: Invocation) -> Reply:
     if request.source_dataset_id is not None:
         return _submit_native(request, model_uri, inv)
     shared_options = request.completion_options.upstream() if request.completion_options else {}
-    extras = {k: v for k, v in (("jsonObject", request.json_object), ("jsonSchema", request.json_schema)) if v is not None}
+    json_schema = request.json_schema.upstream() if request.json_schema is not None else None
+    extras = {k: v for k, v in (("jsonObject", request.json_object), ("jsonSchema", json_schema)) if v is not None}
     items = []
     for index, item in enumerate(request.requests or []):
         body: dict[str, Any] = {"modelUri": model_uri, "messages": [m.upstream() for m in item.messages], **extras}

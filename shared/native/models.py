@@ -132,14 +132,75 @@ class CompletionOptions(Body):
         return value
 
 
+class Upstream(Body):
+    """A nested object upstream defines: its known fields checked, any others passed through unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionCall(Upstream):
+    name: StrictStr
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCall(Upstream):
+    function_call: FunctionCall
+
+
+class ToolCallList(Upstream):
+    tool_calls: list[ToolCall] = Field(min_length=1)
+
+
+class FunctionResult(Upstream):
+    name: StrictStr
+    content: StrictStr
+
+
+class ToolResult(Upstream):
+    function_result: FunctionResult
+
+
+class ToolResultList(Upstream):
+    tool_results: list[ToolResult] = Field(min_length=1)
+
+
+class JsonSchema(Upstream):
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class Function(Upstream):
+    name: NonEmptyStr
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema object
+
+
+class Tool(Upstream):
+    function: Function
+
+
+class ToolChoice(Body):
+    """Exactly one of `mode` and `functionName` (which must name one of the request's tools)."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(mode="string", functionName="string"))
+
+    mode: Literal["NONE", "AUTO", "REQUIRED"] | None = None
+    function_name: NonEmptyStr | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ToolChoice:
+        if (self.mode is None) == (self.function_name is None):
+            raise ValueError("@mode: set exactly one of mode and functionName")
+        return self
+
+
 class Message(Body):
     model_config = ConfigDict(json_schema_extra=exactly_one_of(text="string", toolCallList="object",
                                                                toolResultList="object"))
 
     role: Literal["system", "user", "assistant"]
     text: StrictStr | None = Field(None, json_schema_extra={"pattern": NOT_BLANK})
-    tool_call_list: dict[str, Any] | None = None
-    tool_result_list: dict[str, Any] | None = None
+    tool_call_list: ToolCallList | None = None
+    tool_result_list: ToolResultList | None = None
 
     @model_validator(mode="after")
     def _one_content(self) -> Message:
@@ -161,11 +222,11 @@ class CompletionRequest(Body):
     model_uri: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("gpt")})
     completion_options: CompletionOptions | None = None
     messages: list[Message] = Field(min_length=1)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = Field(None, description="functionName must name one of `tools`")
     parallel_tool_calls: StrictBool | None = None
     json_object: StrictBool | None = None
-    json_schema: dict[str, Any] | None = None
+    json_schema: JsonSchema | None = None
 
     @property
     def stream(self) -> bool:
@@ -175,6 +236,9 @@ class CompletionRequest(Body):
     def _one_format(self) -> CompletionRequest:
         if self.json_object and self.json_schema is not None:
             raise ValueError("@jsonSchema: set at most one of jsonObject and jsonSchema")
+        if self.tool_choice is not None and self.tool_choice.function_name is not None:
+            if self.tool_choice.function_name not in [tool.function.name for tool in self.tools or []]:
+                raise ValueError("@toolChoice.functionName: is not the name of one of tools")
         return self
 
 
@@ -214,7 +278,7 @@ class BatchCompletionRequest(Body):
     source_dataset_id: NonEmptyStr | None = None
     requests: list[BatchItem] | None = Field(None, min_length=1, max_length=MAX_BATCH_REQUESTS)
     json_object: StrictBool | None = None
-    json_schema: dict[str, Any] | None = None
+    json_schema: JsonSchema | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> BatchCompletionRequest:

@@ -6,7 +6,7 @@ Class names become the spec's component names, shared with the native schemas: h
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -58,3 +58,56 @@ class OpenAIModel(OpenAIResponse):
 class OpenAIModelList(OpenAIResponse):
     object: Literal["list"]
     data: list[OpenAIModel]
+
+
+# -- chat completions (POST /v1/chat/completions) --
+
+class ChatCompletionFunctionCall(OpenAIResponse):
+    name: str
+    arguments: str  # a JSON object, as text
+
+
+class ChatCompletionToolCall(OpenAIResponse):
+    id: str
+    type: Literal["function"]
+    function: ChatCompletionFunctionCall
+
+
+class ChatCompletionMessage(OpenAIResponse):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None = None
+    tool_calls: list[ChatCompletionToolCall] | None = None
+
+
+class ChatCompletionChoice(OpenAIResponse):
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+    logprobs: Any = None
+
+
+class CompletionTokensDetails(OpenAIResponse):
+    reasoning_tokens: int
+
+
+class ChatCompletionUsage(OpenAIResponse):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+
+class ChatCompletion(OpenAIResponse):
+    """The answer of POST /v1/chat/completions. With `stream: true` the body is instead a text/event-stream
+    of `chat.completion.chunk` objects (`data: {...}` events, then `data: [DONE]`)."""
+
+    stream_media_type: ClassVar[str] = "text/event-stream"  # the spec documents the stream from it
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: ChatCompletionUsage
+    system_fingerprint: str | None = None

@@ -1,0 +1,581 @@
+"""POST /v1/chat/completions: an OpenAI chat request translated to the native completion, and back.
+
+Plain data in and out; the `openai` package is never imported. The request model checks shapes only
+(OpenAI's own types and ranges). What the native completion cannot honour is refused by `native_body`
+with a 400 naming the parameter, so the models upstream serves only in its own OpenAI mode
+(`Settings.passthrough_models`) get the caller's body as it came, and upstream's rules. The answer's
+side (native result -> chat.completion, cumulative chunks -> SSE deltas) is in chat_response.py.
+
+The parameter table (the README's "OpenAI-compatible API" section shows the same):
+- mapped: model -> modelUri (short names and the allow-list as on the native routes); messages;
+  temperature (0-1; above 1 is a 400, never rescaled); max_completion_tokens / max_tokens -> maxTokens;
+  reasoning_effort (none -> DISABLED, any other -> ENABLED_HIDDEN); response_format json_object /
+  json_schema -> jsonObject / jsonSchema.schema; tools, tool_choice, parallel_tool_calls; stream and
+  stream_options.include_usage.
+- DEFAULT_ONLY: they would change the answer and have no native equivalent, so only their default
+  value (which changes nothing) is accepted.
+- REFUSED: a 400 whenever set. IGNORED: accepted and dropped, since they do not change the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from shared import errors, logs
+from shared.ids import uuid4 as new_id
+from shared.native import services
+from shared.native.models import NonEmptyStr, StrictBool, StrictStr, model_uri_pattern
+from shared.openai import chat_response
+from shared.openai.models import OpenAIBody
+from shared.responses import Reply
+
+if TYPE_CHECKING:
+    from shared.runtime import Invocation
+
+log = logs.get_logger("openai.chat")
+
+# Would change the answer, no native equivalent: accepted only at the value that changes nothing.
+DEFAULT_ONLY: dict[str, Any] = {
+    "n": 1, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "logprobs": False, "top_logprobs": 0,
+    "logit_bias": {}, "stop": [], "modalities": ["text"], "verbosity": "medium",
+}
+# Ask for something the native completion cannot do: a 400 whenever set.
+REFUSED: dict[str, str] = {
+    "audio": "audio output is not available on this model",
+    "web_search_options": "web search is not available on this model",
+    "moderation": "OpenAI moderation is not available on this model",
+    "functions": "the legacy functions API is not supported; send tools",
+    "function_call": "the legacy function_call is not supported; send tool_choice",
+}
+# Accepted and ignored: they do not change the answer.
+IGNORED = ("user", "seed", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key",
+           "prompt_cache_retention", "prompt_cache_options", "prediction", "stream_options.include_obfuscation")
+
+REASONING = {"none": "DISABLED"}  # every other effort: ENABLED_HIDDEN (the native side has on or off)
+TOOL_CHOICE_MODES = {"none": "NONE", "auto": "AUTO", "required": "REQUIRED"}
+
+StrictInt = Annotated[int, Field(strict=True)]
+Number = Annotated[float, Field(strict=True)]  # a JSON number (ints too), never a string or a boolean
+
+
+# -- the request, as the wire has it --
+
+class ContentPart(OpenAIBody):
+    """One part of a message's content. Only `text` parts reach the native completion; the others
+    (image_url, input_audio, file) are a 400 there and go as they are to the pass-through models."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+    type: str
+    text: str | None = None
+
+
+def _content(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise ValueError("must be a string or an array of content parts")
+    for index, part in enumerate(value):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise ValueError(f"@[{index}].type: is required (a content part is an object with a type)")
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise ValueError(f"@[{index}].text: must be a string")
+    return value
+
+
+class FunctionCall(OpenAIBody):
+    name: NonEmptyStr
+    arguments: StrictStr  # a JSON object, as text
+
+
+class ToolCall(OpenAIBody):
+    id: NonEmptyStr
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+NOT_NULL: dict[str, Any] = {"not": {"enum": [None]}}
+
+
+def _absent(*names: str) -> dict[str, Any]:
+    """JSON Schema: none of these fields is set to a value (each absent or null)."""
+    return {"not": {"anyOf": [{"required": [n], "properties": {n: NOT_NULL}} for n in names]}}
+
+
+def _set(name: str, **rule: Any) -> dict[str, Any]:
+    """JSON Schema: this field is set to a value (present, not null)."""
+    return {"required": [name], "properties": {name: {**NOT_NULL, **rule}}}
+
+
+# The rules ChatMessage._by_role enforces, as the spec states them (OpenAPI 3.0 has oneOf, not if/then)
+MESSAGE_RULES = {"oneOf": [
+    {"properties": {"role": {"enum": ["tool"]}}, "required": ["role"],
+     "allOf": [_set("tool_call_id", minLength=1), _set("content"), _absent("tool_calls")]},
+    {"properties": {"role": {"enum": ["system", "developer", "user"]}}, "required": ["role"],
+     "allOf": [_set("content"), _absent("tool_call_id", "tool_calls")]},
+    {"properties": {"role": {"enum": ["assistant"]}}, "required": ["role"], "allOf": [_absent("tool_call_id")],
+     "anyOf": [_set("content"), _set("tool_calls", minItems=1), _set("refusal"), _set("function_call"),
+               _set("audio")]},
+]}
+
+
+class ChatMessage(OpenAIBody):
+    model_config = ConfigDict(json_schema_extra=MESSAGE_RULES)
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Any = None  # a string or an array of content parts (validated by _content)
+    name: StrictStr | None = None  # accepted and ignored
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: StrictStr | None = None
+    refusal: StrictStr | None = None
+    function_call: dict[str, Any] | None = None  # legacy: refused on the native path
+    audio: dict[str, Any] | None = None  # a reference to an earlier audio answer: refused on the native path
+
+    @field_validator("content", mode="plain", json_schema_input_type=str | list[ContentPart] | None)
+    @classmethod
+    def _check_content(cls, value: Any) -> Any:
+        return _content(value)
+
+    @model_validator(mode="after")
+    def _by_role(self) -> ChatMessage:
+        if self.role == "tool":
+            if not self.tool_call_id:
+                raise ValueError("@tool_call_id: is required on a tool message")
+        elif self.tool_call_id is not None:
+            raise ValueError("@tool_call_id: only tool messages carry it")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("@tool_calls: only assistant messages carry them")
+        if self.content is None:
+            if self.role != "assistant":
+                raise ValueError("@content: is required")
+            if not self.tool_calls and self.refusal is None and self.function_call is None and self.audio is None:
+                raise ValueError("@content: an assistant message needs content or tool_calls")
+        return self
+
+
+class FunctionDefinition(OpenAIBody):
+    name: StrictStr = Field(json_schema_extra={"pattern": "^[A-Za-z0-9_-]{1,64}$"})
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema object
+    strict: StrictBool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not 1 <= len(value) <= 64 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
+            raise ValueError("must be 1-64 letters, digits, underscores or dashes")
+        return value
+
+
+class Tool(OpenAIBody):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+def _tool_choice(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value in TOOL_CHOICE_MODES):
+        return value
+    if isinstance(value, dict) and value.get("type") == "function":
+        function = value.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise ValueError("@function.name: is required")
+        return value
+    if isinstance(value, dict) and value.get("type") == "allowed_tools":
+        allowed = value.get("allowed_tools")
+        if not isinstance(allowed, dict) or allowed.get("mode") not in ("auto", "required"):
+            raise ValueError("@allowed_tools.mode: must be 'auto' or 'required'")
+        tools = allowed.get("tools")
+        if not isinstance(tools, list) or not all(_named_function(t) for t in tools):
+            raise ValueError('@allowed_tools.tools: must be an array of {"type": "function", "function": {"name"}}')
+        return value
+    raise ValueError("must be 'none', 'auto', 'required', {\"type\": \"function\", \"function\": {\"name\": ...}} "
+                     "or {\"type\": \"allowed_tools\", ...}")
+
+
+def _named_function(tool: Any) -> bool:
+    return (isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("function"), dict)
+            and isinstance(tool["function"].get("name"), str))
+
+
+class _Open(OpenAIBody):
+    """For the spec only: a shape _tool_choice checks, which lets other keys through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _FunctionName(_Open):
+    name: NonEmptyStr
+
+
+class NamedToolChoice(_Open):
+    type: Literal["function"]
+    function: _FunctionName
+
+
+class _NamedTool(_Open):
+    type: Literal["function"]
+    function: dict[str, Any] = Field(json_schema_extra={"required": ["name"],
+                                                        "properties": {"name": {"type": "string"}}})
+
+
+class _AllowedTools(_Open):
+    mode: Literal["auto", "required"]
+    tools: list[_NamedTool]
+
+
+class AllowedToolsChoice(_Open):
+    type: Literal["allowed_tools"]
+    allowed_tools: _AllowedTools
+
+
+class JsonSchemaFormat(OpenAIBody):
+    name: NonEmptyStr
+    description: StrictStr | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(OpenAIBody):
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"properties": {"type": {"enum": ["json_schema"]}}, "allOf": [_set("json_schema")]},
+        {"properties": {"type": {"enum": ["text", "json_object"]}}, "allOf": [_absent("json_schema")]}]})
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("@json_schema: is required with type json_schema, and only with it")
+        return self
+
+
+class StreamOptions(OpenAIBody):
+    include_usage: StrictBool | None = None
+    include_obfuscation: StrictBool | None = None  # ignored: the whole stream comes in one body
+
+
+def _stop(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) <= 4 and all(isinstance(item, str) for item in value):
+        return value
+    raise ValueError("must be a string or an array of up to 4 strings")
+
+
+def _per_model_rules(schema: dict[str, Any]) -> None:
+    """What depends on the model, which OpenAPI 3.0 cannot tie to a field's value: said in descriptions."""
+    props = schema.get("properties", {})
+    for name, default in DEFAULT_ONLY.items():
+        props.get(name, {})["description"] = (f"Native models accept only {json.dumps(default)} (changes nothing); "
+                                              "pass-through models take any value.")
+    for name, reason in REFUSED.items():
+        props.get(name, {})["description"] = f"Native models: a 400 when set ({reason}); pass-through models take it."
+    props.get("temperature", {})["description"] = "0-1 on native models (above 1 is a 400); 0-2 on pass-through models."
+
+
+class ChatCompletionRequest(OpenAIBody):
+    """The body of POST /v1/chat/completions (openai 3.57.0's parameters; unknown ones are refused by name)."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _per_model_rules(schema))
+
+    model: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("gpt")})
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: StrictBool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: Number | None = Field(None, ge=0, le=2)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Any = None  # validated by _tool_choice
+    parallel_tool_calls: StrictBool | None = None
+    # DEFAULT_ONLY on the native path
+    n: StrictInt | None = Field(None, ge=1, le=128)
+    top_p: Number | None = Field(None, ge=0, le=1)
+    frequency_penalty: Number | None = Field(None, ge=-2, le=2)
+    presence_penalty: Number | None = Field(None, ge=-2, le=2)
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    logit_bias: dict[str, Number] | None = None
+    stop: Any = None  # validated by _stop
+    modalities: list[Literal["text", "audio"]] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    # REFUSED on the native path
+    audio: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    moderation: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: Any = None
+    # IGNORED
+    user: StrictStr | None = None
+    seed: StrictInt | None = None
+    metadata: dict[str, StrictStr] | None = None
+    store: StrictBool | None = None
+    service_tier: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+    prompt_cache_key: StrictStr | None = None
+    prompt_cache_retention: StrictStr | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+
+    @field_validator("tool_choice", mode="plain", json_schema_input_type=(
+        Literal["none", "auto", "required"] | NamedToolChoice | AllowedToolsChoice | None))
+    @classmethod
+    def _check_tool_choice(cls, value: Any) -> Any:
+        return _tool_choice(value)
+
+    @field_validator("stop", mode="plain", json_schema_input_type=str | list[str] | None)
+    @classmethod
+    def _check_stop(cls, value: Any) -> Any:
+        return _stop(value)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+# -- the operation --
+
+def create(request: ChatCompletionRequest, inv: Invocation) -> Reply:
+    """POST /v1/chat/completions: the native completion (or, for pass-through models, upstream's OpenAI mode)."""
+    model_uri = _resolve(request.model, inv)
+    folder, name = model_uri.split("://", 1)[1].split("/")[:2]
+    if name in inv.settings.passthrough_models:
+        return _pass_through(request, model_uri, folder, inv)
+    body = native_body(request, model_uri)
+    answer = inv.client.completion(body, inv.call)
+    inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
+    head = {"id": f"chatcmpl-{new_id()}", "created": int(time.time()), "model": model_uri}
+    if request.stream:
+        events, last = chat_response.chunk_events(answer.body, head, request.include_usage)
+        _log_usage(inv, chat_response.usage(last))
+        return Reply(events, sse=True)
+    if not isinstance(answer.body, dict) or not isinstance(answer.body.get("result"), dict):
+        raise errors.UpstreamError("upstream completion answer has no result object",
+                                   upstream_request_id=answer.request_id)
+    completion = chat_response.chat_completion(answer.body["result"], head)
+    _log_usage(inv, completion["usage"])
+    if inv.settings.log_payloads:
+        log.info("completion payload", extra={"messages": body["messages"], "result": answer.body["result"]})
+    return Reply(completion)
+
+
+def _resolve(model: str, inv: Invocation) -> str:
+    """The model's full URI, as the native routes resolve it; errors name `model`, the OpenAI field."""
+    try:
+        uri = services.resolve_model(model, "gpt", inv.settings)
+    except errors.ApiError as err:
+        err.message = err.message.replace("modelUri", "model", 1)
+        err.details = [{**d, "field": "model"} if d.get("field") == "modelUri" else d for d in err.details]
+        raise
+    inv.log_fields["model"] = uri
+    return uri
+
+
+def _pass_through(request: ChatCompletionRequest, model_uri: str, folder: str, inv: Invocation) -> Reply:
+    """A model upstream serves only in its OpenAI mode: the caller's body as it came, with the full URI."""
+    body = request.model_dump(by_alias=True, exclude_unset=True)
+    body["model"] = model_uri
+    inv.log_fields["passthrough"] = True
+    answer = inv.client.chat_completions(body, inv.call, project=folder)
+    inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
+    if request.stream:
+        events = list(answer.body)
+        if not events:
+            raise errors.UpstreamError("upstream answered the stream with no events",
+                                       upstream_request_id=answer.request_id)
+        if events[-1].strip() != "[DONE]" and '"error"' not in events[-1]:
+            # a stream cut short would look complete to the client: say so instead
+            events.append(errors.UpstreamError("upstream's event stream ended before [DONE]").to_openai_body())
+        for event in reversed(events):
+            if '"usage"' in event:
+                _log_usage(inv, _json(event).get("usage"))
+                break
+        return Reply(events, sse=True)
+    if not isinstance(answer.body, dict):
+        raise errors.UpstreamError("upstream chat answer is not a JSON object", upstream_request_id=answer.request_id)
+    _log_usage(inv, answer.body.get("usage"))
+    return Reply(answer.body)
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _log_usage(inv: Invocation, usage: Any) -> None:
+    if isinstance(usage, dict):
+        inv.log_fields.update(input_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+                              total_tokens=usage.get("total_tokens"))
+
+
+# -- request translation: OpenAI -> native --
+
+def native_body(request: ChatCompletionRequest, model_uri: str) -> dict[str, Any]:
+    """The native completion body for a chat request; a 400 naming the parameter for what it cannot honour."""
+    _refuse_unsupported(request)
+    options: dict[str, Any] = {}
+    if request.stream:
+        options["stream"] = True
+    if request.temperature is not None:
+        if request.temperature > 1:
+            raise errors.BadRequestError.field(
+                "temperature", "must be between 0 and 1 on this model (the native range; it is not rescaled)")
+        options["temperature"] = request.temperature
+    max_tokens = _max_tokens(request)
+    if max_tokens is not None:
+        options["maxTokens"] = str(max_tokens)
+    if request.reasoning_effort is not None:
+        options["reasoningOptions"] = {"mode": REASONING.get(request.reasoning_effort, "ENABLED_HIDDEN")}
+    body: dict[str, Any] = {"modelUri": model_uri}
+    if options:
+        body["completionOptions"] = options
+    body["messages"] = native_messages(request.messages)
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_object":
+        body["jsonObject"] = True
+    elif fmt is not None and fmt.json_schema is not None:
+        if fmt.json_schema.schema_ is None:
+            body["jsonObject"] = True  # no schema: any JSON object
+        else:
+            body["jsonSchema"] = {"schema": fmt.json_schema.schema_}
+    body.update(_native_tools(request))
+    return body
+
+
+def _refuse_unsupported(request: ChatCompletionRequest) -> None:
+    given = request.model_fields_set
+    for name, default in DEFAULT_ONLY.items():
+        value = getattr(request, name)
+        if name in given and value is not None and value != default and not (name == "stop" and value == ""):
+            raise errors.BadRequestError.field(
+                name, f"is not supported on this model (only {json.dumps(default)}, which changes nothing, "
+                      "is accepted)")
+    for name, reason in REFUSED.items():
+        if getattr(request, name) is not None:
+            raise errors.BadRequestError.field(name, reason)
+
+
+def _max_tokens(request: ChatCompletionRequest) -> int | None:
+    a, b = request.max_completion_tokens, request.max_tokens
+    if a is not None and b is not None and a != b:
+        raise errors.BadRequestError.field("max_tokens", "set only one of max_tokens and max_completion_tokens")
+    return a if a is not None else b
+
+
+def native_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """OpenAI messages -> native ones. Consecutive `tool` messages become one toolResultList, each result
+    named by the function of the earlier assistant tool call whose id it answers."""
+    names: dict[str, str] = {}  # tool_call_id -> function name, from the assistant messages so far
+    out: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] | None = None  # the toolResultList the current run of tool messages fills
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if message.role == "tool":
+            assert message.tool_call_id is not None  # the model's validator guarantees it
+            name = names.get(message.tool_call_id)
+            if name is None:
+                raise errors.BadRequestError.field(
+                    f"{where}.tool_call_id", f"{message.tool_call_id!r} matches no tool call of an earlier assistant "
+                                             "message")
+            result = {"functionResult": {"name": name, "content": _text(message.content, where)}}
+            if results is None:
+                results = []
+                # the official SDK sends tool results as role user (its FunctionResultMessageDict default)
+                out.append({"role": "user", "toolResultList": {"toolResults": results}})
+            results.append(result)
+            continue
+        results = None
+        for legacy in ("function_call", "audio"):
+            if getattr(message, legacy) is not None:
+                raise errors.BadRequestError.field(f"{where}.{legacy}", "is not supported on this model")
+        text = _text(message.content, where, assistant=message.role == "assistant")
+        if message.role == "assistant" and not text and message.refusal:
+            text = message.refusal
+        if message.role == "assistant" and message.tool_calls:
+            if text.strip():
+                out.append({"role": "assistant", "text": text})
+            calls = []
+            for number, call in enumerate(message.tool_calls):
+                if call.id in names:
+                    raise errors.BadRequestError.field(f"{where}.tool_calls[{number}].id",
+                                                       f"{call.id!r} repeats an earlier tool call id")
+                names[call.id] = call.function.name
+                arguments = _arguments(call.function.arguments, f"{where}.tool_calls[{number}].function.arguments")
+                calls.append({"functionCall": {"name": call.function.name, "arguments": arguments}})
+            out.append({"role": "assistant", "toolCallList": {"toolCalls": calls}})
+            continue
+        if not text.strip():
+            raise errors.BadRequestError.field(f"{where}.content", "must not be empty")
+        out.append({"role": "system" if message.role in ("system", "developer") else message.role, "text": text})
+    return out
+
+
+def _text(content: Any, where: str, assistant: bool = False) -> str:
+    """A message's content as one text: a string, or its text parts joined (refusal parts on assistant
+    messages count as text); any other part is a 400 naming it."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for index, part in enumerate(content):
+        kind = part["type"]
+        if kind == "text":
+            texts.append(part["text"])
+        elif kind == "refusal" and assistant and isinstance(part.get("refusal"), str):
+            texts.append(part["refusal"])
+        else:
+            raise errors.BadRequestError.field(
+                f"{where}.content[{index}]", f"a {kind!r} part is not supported: this model takes text parts only")
+    return "".join(texts)
+
+
+def _arguments(text: str, where: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise errors.BadRequestError.field(where, "must be a JSON object, as text") from None
+    if not isinstance(value, dict):
+        raise errors.BadRequestError.field(where, "must be a JSON object, as text")
+    return value
+
+
+def _native_tools(request: ChatCompletionRequest) -> dict[str, Any]:
+    """tools, tool_choice and parallel_tool_calls -> tools, toolChoice and parallelToolCalls."""
+    tools = request.tools or []
+    names = [tool.function.name for tool in tools]
+    out: dict[str, Any] = {}
+    choice = request.tool_choice
+    if tools:
+        out["tools"] = [{"function": tool.function.model_dump(exclude_none=True)} for tool in tools]
+    if isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise errors.BadRequestError.field("tool_choice", "'required' needs tools")
+        if tools:
+            out["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice]}
+    elif isinstance(choice, dict) and choice["type"] == "function":
+        name = choice["function"]["name"]
+        if name not in names:
+            raise errors.BadRequestError.field("tool_choice.function.name", f"{name!r} is not one of tools")
+        out["toolChoice"] = {"functionName": name}
+    elif isinstance(choice, dict):  # allowed_tools: only the listed tools are offered
+        if not tools:
+            raise errors.BadRequestError.field("tool_choice", "allowed_tools needs tools")
+        allowed = [t["function"]["name"] for t in choice["allowed_tools"]["tools"]]
+        unknown = [name for name in allowed if name not in names]
+        if unknown:
+            raise errors.BadRequestError.field("tool_choice.allowed_tools.tools", f"{unknown[0]!r} is not one of tools")
+        out["tools"] = [tool for tool in out["tools"] if tool["function"]["name"] in allowed]
+        out["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice["allowed_tools"]["mode"]]}
+    if request.parallel_tool_calls is not None and tools:
+        out["parallelToolCalls"] = request.parallel_tool_calls
+    return out
