@@ -11,7 +11,7 @@ from shared.errors import ApiError
 
 @dataclass
 class Reply:
-    """What an operation returns: a JSON body, or NDJSON lines for a buffered stream."""
+    """What an operation returns: a JSON body, NDJSON lines for a buffered stream, or bytes (sent as they are)."""
 
     body: Any
     status: int = 200
@@ -24,6 +24,12 @@ def dumps(body: Any) -> str:
 
 
 def http(reply: Reply, ids: dict[str, str]) -> dict[str, Any]:
+    if isinstance(reply.body, bytes):  # bytes as they are (a file's content), base64 in the envelope
+        import base64
+
+        headers = {"Content-Type": "application/octet-stream", **ids, **reply.headers}
+        return {"statusCode": reply.status, "headers": headers, "body": base64.b64encode(reply.body).decode("ascii"),
+                "isBase64Encoded": True}
     if reply.ndjson:
         text = "".join(dumps(line) + "\n" for line in reply.body)
         content_type = "application/x-ndjson"

@@ -23,7 +23,7 @@ BATCH_RESPONSE_TYPE = "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.
 
 
 def view(item: dict[str, Any], store: Any = None, settings: Settings | None = None) -> dict[str, Any]:
-    if item.get("kind") in ("batch", "batch-native"):
+    if item.get("kind") in ("batch", "batch-native") or item.get("door"):  # another door's job reads as a batch
         return batch_view(item, store, settings)
     return operation_view(item, store, settings)
 
