@@ -6,12 +6,12 @@ import base64
 import json
 
 import pytest
+from pydantic import BaseModel
 
 from local import functions
 from shared import errors, events, routes, runtime
 from shared.config import ENV_NAMES, Settings
 from shared.errors import ConfigError
-from shared.native import models, schemas
 from tests.conftest import event_names, load_event
 
 
@@ -100,6 +100,6 @@ def test_every_route_has_a_handler_an_operation_and_models() -> None:
         operations = handler.__globals__["OPERATIONS"]
         assert route.operation in operations, route
         assert callable(runtime.resolve_operation(operations[route.operation])), route
-        assert route.request is None or hasattr(models, route.request)
-        assert hasattr(schemas, route.response)
+        assert route.request is None or issubclass(routes.model(route), BaseModel)  # "Class" or "module:Class"
+        assert issubclass(routes.model(route, "response"), BaseModel)
     assert set(routes.functions()) <= set(functions.names())
