@@ -350,3 +350,46 @@ def test_unknown_and_malformed_batches(client: openai.OpenAI, api_v01: Api, jobs
                                                     "requests": [{"messages": [{"role": "user", "text": "x"}]}]})
     with pytest.raises(openai.NotFoundError):  # a native job is not an OpenAI batch
         client.batches.retrieve("batch_" + native.json()["id"])
+
+
+def embedding_line(i: int) -> dict[str, Any]:
+    return {"custom_id": f"emb-{i:03d}", "method": "POST", "url": "/v1/embeddings",
+            "body": {"model": "text-search-doc", "input": f"text number {i}"}}
+
+
+def test_an_embeddings_request_upstream_refuses_fails_alone(client: openai.OpenAI, jobs: Jobs, fast: Emulator,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_MAX_CONCURRENCY", "1")  # one call at a time, so `after` picks one text
+    reset_caches()
+    fast.fault(path="/foundationModels/v1/textEmbedding", status=400, message="text too long", after=4, count=1)
+    finished = run_to_end(client, jobs, start(client, [embedding_line(i) for i in range(10)],
+                                              endpoint="/v1/embeddings").id)
+    assert finished.status == "completed"
+    assert finished.request_counts.model_dump() == {"total": 10, "completed": 9, "failed": 1}
+    bad = lines_of(client, finished.error_file_id)
+    assert [line["custom_id"] for line in bad] == ["emb-004"]
+    assert bad[0]["response"]["status_code"] == 400 and "text too long" in bad[0]["response"]["body"]["error"]["message"]
+    assert len(lines_of(client, finished.output_file_id)) == 9
+
+
+def test_a_cancelled_embeddings_batch_keeps_its_finished_tasks(client: openai.OpenAI, api_v01: Api, jobs: Jobs,
+                                                               fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_CHUNK_TEXTS", "10")
+    reset_caches()
+    batch = start(client, [embedding_line(i) for i in range(30)], endpoint="/v1/embeddings")  # three tasks
+    trigger = jobs.triggers["embedding"]
+    trigger.batch_size = 1
+    trigger.poll_once()  # the first task runs
+    poller()
+    running = client.batches.retrieve(batch.id)
+    assert running.status == "in_progress" and running.request_counts.completed == 10
+    assert operation(api_v01, batch.id)["metadata"]["completedBatches"] == "10"  # the same count, natively
+    assert client.batches.cancel(batch.id).status == "cancelling"
+    jobs.drain()  # the other tasks see the cancellation
+    calls = len(fast.calls("/textEmbedding"))
+    assert calls == 10
+    poller()
+    cancelled = client.batches.retrieve(batch.id)
+    assert cancelled.status == "cancelled"
+    assert [line["custom_id"] for line in lines_of(client, cancelled.output_file_id)] == [f"emb-{i:03d}" for i in range(10)]
+    assert {line["error"]["code"] for line in lines_of(client, cancelled.error_file_id)} == {"batch_cancelled"}
