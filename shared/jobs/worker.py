@@ -95,7 +95,7 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
             result = execute(kind, payload, inv)
     except errors.ApiError as err:
         if 400 <= err.status < 500 and err.status != 429:
-            store.finish(op_id, None, 0, err.to_status())
+            store.finish(op_id, None, 0, err.to_status(), deactivate=not operation.get("door"))
             log.info("operation failed permanently", extra={"operation_id": op_id, "error": err.message})
             return "failed"
         store.release(op_id, number, worker, f"{err.code}: {err.message}")
@@ -203,7 +203,7 @@ def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, 
     last = task.get("last_error") or operation.get("last_error") or "none recorded (the worker may have crashed or timed out)"
     error = {"code": 14, "message": f"gave up on task {number} after {deliveries} deliveries (dead-letter queue); "
                                     f"last error: {last}", "details": []}
-    store.finish(op_id, None, 0, error)
+    store.finish(op_id, None, 0, error, deactivate=not operation.get("door"))  # the poller settles its door first
     log.warning("operation failed: its message reached the dead-letter queue", extra={"operation_id": op_id})
     return "dead-failed"
 
