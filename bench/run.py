@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench import openai_batch
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".bench-venv"
 SDK_PIN = "yandex-cloud-ml-sdk==0.19.1"
@@ -147,6 +149,7 @@ def main() -> int:
     ok = worst <= 0.4 and (ours - bare) <= 0.001
     print(f"\ntargets: import <= 0.4x SDK ({worst:.2f}x), overhead <= 1 ms ({(ours - bare) * 1000:.3f} ms): "
           f"{'met' if ok else 'NOT met'}")
+    print(openai_batch.table())  # the OpenAI batch door beside the native batch (its own process and stack)
     return 0
 
 
