@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import openai_batch
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".bench-venv"
 # module -> pin, all installed (in one resolve) into .bench-venv; the first is the SDK the ratios are to
@@ -353,6 +355,7 @@ def main() -> int:
           f"({worst_overhead * 1000:.3f} ms): {'met' if ok else 'NOT met'}")
     print("\n".join(embeddings_v1))
     __import__("bench.store", fromlist=["main"]).main()  # the job store's submission rate (bench/store.py)
+    print(openai_batch.table())  # the OpenAI batch door beside the native batch (its own process and stack)
     return 0
 
 

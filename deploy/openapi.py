@@ -131,7 +131,25 @@ def _operation(route: routes.Route) -> dict[str, Any]:
     if route.request:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": _ref(routes.model(route).__name__)}}}
+    extras = _spec_extras().get(route.operation, {})
+    operation["parameters"] = operation.get("parameters", []) + extras.get("parameters", [])
+    if not operation["parameters"]:
+        del operation["parameters"]
+    if "requestBody" in extras:
+        operation["requestBody"] = extras["requestBody"]
+    if "content" in extras:  # an answer that is not JSON (a file's bytes)
+        operation["responses"]["200"]["content"] = extras["content"]
+    if extras.get("redirect"):
+        operation["responses"]["307"] = {"description": "Temporary redirect to a presigned URL (a large result)",
+                                         "headers": {"Location": {"schema": {"type": "string"}}}}
     return operation
+
+
+def _spec_extras() -> dict[str, dict[str, Any]]:
+    """Bodies and query parameters of routes that take no JSON body (a form upload, list queries)."""
+    from shared.openai.batch_schemas import SPEC_EXTRAS
+
+    return SPEC_EXTRAS
 
 
 def _links(response: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ repaired here, for positive cases only: negative cases go out as generated.
 - completion: `toolChoice.functionName` names one of `tools`.
 - /v1/chat/completions: `tool_choice` names only the request's tools. On a native model: the parameters only pass-through models take are at their
   defaults, the refused ones absent (messages' audio and function_call too), temperature at most 1.
+- /v1/files: `expires_after[anchor]` and `expires_after[seconds]` come together.
 - textEmbedding (and /v1/embeddings' `dimensions`): `dim` is at most the model's output size (the emulator's model has 256).
 """
 
@@ -25,6 +26,13 @@ EMULATOR_DIM = 256
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     meta = getattr(case, "meta", None)
+    if (meta is not None and meta.generation.mode.is_positive and case.operation.path == "/v1/files"
+            and isinstance(case.body, dict)):
+        anchor, seconds = "expires_after[anchor]", "expires_after[seconds]"
+        if (anchor in case.body) != (seconds in case.body):  # the two come together
+            case.body.setdefault(anchor, "created_at")
+            case.body.setdefault(seconds, 3600)
+        return case
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
     path, body = case.operation.path, case.body

@@ -11,8 +11,9 @@ from shared.errors import ApiError
 
 @dataclass
 class Reply:
-    """What an operation returns: a JSON body, NDJSON lines for a buffered stream, or (`sse`) the events
-    of a buffered text/event-stream: each item a JSON value, or a str sent as it is (`[DONE]`)."""
+    """What an operation returns: a JSON body, NDJSON lines for a buffered stream, (`sse`) the events of a
+    buffered text/event-stream (each item a JSON value, or a str sent as it is: `[DONE]`), or bytes (sent
+    as they are)."""
 
     body: Any
     status: int = 200
@@ -26,6 +27,12 @@ def dumps(body: Any) -> str:
 
 
 def http(reply: Reply, ids: dict[str, str]) -> dict[str, Any]:
+    if isinstance(reply.body, bytes):  # bytes as they are (a file's content), base64 in the envelope
+        import base64
+
+        headers = {"Content-Type": "application/octet-stream", **ids, **reply.headers}
+        return {"statusCode": reply.status, "headers": headers, "body": base64.b64encode(reply.body).decode("ascii"),
+                "isBase64Encoded": True}
     if reply.sse:
         # a str item with newlines (an upstream event of several data lines) stays one event
         text = "".join("data: " + (item.replace("\n", "\ndata: ") if isinstance(item, str) else dumps(item)) + "\n\n"

@@ -44,6 +44,7 @@ FM = "/foundationModels/v1"
 OPENAI = "/v1"
 MODEL_MODULES = {"native": "shared.native.models", "openai": "shared.openai.models"}
 SCHEMA_MODULES = {"native": "shared.native.schemas", "openai": "shared.openai.schemas"}
+OA_SCHEMAS = "shared.openai.batch_schemas"
 
 
 def dialect_of(path: str) -> str:
@@ -99,6 +100,29 @@ ROUTES: tuple[Route, ...] = (
     # them first, or a caller typing slashes, still lands here.
     Route("GET", f"{OPENAI}/models/{{model+}}", "completion", "retrieveModel", None, "OpenAIModel",
           "One model of the list, by full URI (percent-encoded) or short name", dialect="openai"),
+    # OpenAI Files and Batch API: served by the operations function, which already reads and cancels jobs
+    # and holds the store and bucket grants; a batch is a job (same record), and files are what its
+    # results are made of. A function of their own would duplicate that wiring for no gain, and uploads
+    # are rare enough that its cold start (python-multipart, imported on the upload route only) is not felt.
+    Route("POST", f"{OPENAI}/files", "operations", "createFile", None, f"{OA_SCHEMAS}:FileObject",
+          "Upload a file (multipart/form-data: file, purpose), e.g. a batch's JSON Lines input", dialect="openai"),
+    Route("GET", f"{OPENAI}/files", "operations", "listFiles", None, f"{OA_SCHEMAS}:FileList",
+          "The caller's files, newest first (limit, after, order, purpose)", dialect="openai"),
+    Route("GET", f"{OPENAI}/files/{{file_id}}", "operations", "retrieveFile", None, f"{OA_SCHEMAS}:FileObject",
+          "A file's object", dialect="openai"),
+    Route("DELETE", f"{OPENAI}/files/{{file_id}}", "operations", "deleteFile", None, f"{OA_SCHEMAS}:FileDeleted",
+          "Delete a file", dialect="openai"),
+    Route("GET", f"{OPENAI}/files/{{file_id}}/content", "operations", "downloadFile", None,
+          f"{OA_SCHEMAS}:FileContent", "A file's bytes (large ones: a 307 to a presigned URL)", dialect="openai"),
+    Route("POST", f"{OPENAI}/batches", "operations", "createBatch", "shared.openai.batches:BatchCreateRequest",
+          f"{OA_SCHEMAS}:Batch", "Start a batch from an uploaded JSON Lines file (chat completions or embeddings)",
+          dialect="openai"),
+    Route("GET", f"{OPENAI}/batches", "operations", "listBatches", None, f"{OA_SCHEMAS}:BatchList",
+          "The caller's batches, newest first (limit, after)", dialect="openai"),
+    Route("GET", f"{OPENAI}/batches/{{batch_id}}", "operations", "retrieveBatch", None, f"{OA_SCHEMAS}:Batch",
+          "A batch: status, request counts, output and error files", dialect="openai"),
+    Route("POST", f"{OPENAI}/batches/{{batch_id}}/cancel", "operations", "cancelBatch", None, f"{OA_SCHEMAS}:Batch",
+          "Cancel a batch: nothing new starts, what finished is kept", dialect="openai"),
     # Any other /v1 path: a 404 in OpenAI's shape from a function, not the gateway's own 404 body.
     *(Route(method, f"{OPENAI}/{{path+}}", "completion", f"notFound{method.title()}", None, "OpenAIErrorResponse",
             "Not a /v1 route here: 404 in OpenAI's error shape", dialect="openai")

@@ -37,6 +37,7 @@ class Invocation:
     log_fields: dict[str, Any] = field(default_factory=dict)
     path_params: dict[str, str] = field(default_factory=dict)
     caller: str = "anonymous"  # who asked, from the API Gateway authorizer's context when there is one
+    request: events.HttpRequest | None = None  # the HTTP request itself: query, headers, a body that is not JSON
 
     @property
     def client(self) -> FoundationModelsClient:
@@ -115,7 +116,8 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         body = request.json(config.max_body_bytes) if route.request else None
         parsed = _validate(route, body) if route.request else None
         invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
-                                path_params=params, caller=_caller(request.authorizer, config.auth_mode))
+                                path_params=params, caller=_caller(request.authorizer, config.auth_mode),
+                                request=request)
         reply = resolve_operation(operations[route.operation])(parsed, invocation)
         status = reply.status
         _summary(route_name, status, started, invocation.log_fields)

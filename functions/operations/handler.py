@@ -3,7 +3,8 @@
 What to do is decided from the real method and URL (`operations.by_url`), never from the gateway's
 integration context, so a mis-tagged route cannot turn a read into a cancel: `GET /operations/X`
 reads; `POST /operations/X:cancel` (or `%3A`) and upstream's `GET /operations/X:cancel` cancel; a
-plain `POST /operations/X` is 405.
+plain `POST /operations/X` is 405. It also serves the OpenAI Files and Batch API (/v1/files,
+/v1/batches), whose batches are jobs like any other (`by_url` leaves those paths to the route table).
 """
 
 from typing import Any
@@ -11,7 +12,15 @@ from typing import Any
 from shared import errors, runtime
 from shared.jobs import operations
 
-OPERATIONS = {"get": operations.get, "cancel": operations.cancel}
+OPERATIONS = {
+    "get": operations.get, "cancel": operations.cancel,
+    # OpenAI Files and Batch API (imported on first use)
+    "createFile": "shared.openai.files:create", "listFiles": "shared.openai.files:list_files",
+    "retrieveFile": "shared.openai.files:retrieve", "deleteFile": "shared.openai.files:delete",
+    "downloadFile": "shared.openai.files:content",
+    "createBatch": "shared.openai.batches:create", "listBatches": "shared.openai.batches:list_batches",
+    "retrieveBatch": "shared.openai.batches:retrieve", "cancelBatch": "shared.openai.batches:cancel",
+}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

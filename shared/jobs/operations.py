@@ -69,7 +69,8 @@ def cancel(_: None, inv: Invocation) -> Reply:
             inv.client.cancel_operation(item["upstream_id"], inv.call)
         cancelled = {"code": 1, "message": "cancelled by the caller", "details": []}
         # a batch stays in the poller's index until its upstream operations are cancelled too
-        store.finish(op_id, None, 0, cancelled, deactivate=item.get("kind") != "batch")
+        # (and a job with another front door, until the poller has given that door what finished)
+        store.finish(op_id, None, 0, cancelled, deactivate=item.get("kind") != "batch" and not item.get("door"))
         inv.log_fields["cancelled"] = True
     inv.log_fields["operation_id"] = op_id
     return Reply(view(store.item(op_id) or item, store, inv.settings, owner=access.owns(item, inv)))

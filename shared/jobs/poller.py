@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from shared import errors, logs
+from shared.jobs import doors
 from shared.jobs.store import item_id, job_store, task_id
 from shared.jobs.submit import send_tasks
 from shared.native import services
@@ -47,6 +48,7 @@ def poll(inv: Invocation, worker: str) -> dict[str, Any]:
             summary["leased-elsewhere"] += 1
             continue
         try:
+            operation = _expire_if_late(operation, store, summary)
             kind = operation.get("kind")
             if kind == "batch":
                 _poll_batch(operation, store, inv, summary)
@@ -104,7 +106,7 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
             raise
         upstream = answer.body if isinstance(answer.body, dict) else {}
         if cancelled and not upstream.get("done"):
-            upstream = {"done": True, "error": {"code": 1, "message": "cancelled by the caller", "details": []}}
+            upstream = {"done": True, "error": _stop_reason(operation)}
         if upstream.get("done"):
             failed = "error" in upstream
             outcome = upstream["error"] if failed else upstream.get("response", {})
@@ -117,6 +119,8 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
             summary["items-pending"] += 1
     if cancelled:
         if all(records.get(i, {}).get("state", "done") == "done" for i in range(total)):
+            if (hook := doors.door(operation)) is not None:  # what finished is kept, through its door too
+                hook.settle(operation, store, inv, records)
             store.deactivate(op_id)
         return
     _requeue_if_stuck(operation, store, inv, summary)
@@ -129,7 +133,7 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         store.set_fields(op_id, counts)
     fresh = {**operation, **counts, **{k: v for k, v in (store.item(op_id) or {}).items() if k in ("state", "tasks_done")}}
     if fresh.get("state") != "done" and len(settled) >= total and int(fresh.get("tasks_done", 0)) >= int(operation.get("tasks_total", 0)):
-        _finish_batch(fresh, records, store, summary)
+        _finish_batch(fresh, records, store, inv, summary)
 
 
 def _before_margin(inv: Invocation) -> Any:
@@ -139,7 +143,7 @@ def _before_margin(inv: Invocation) -> Any:
     return Call(deadline=inv.call.deadline - POLL_MARGIN_S, client_request_id=inv.call.client_request_id)
 
 
-def _finish_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]], store: Any,
+def _finish_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]], store: Any, inv: Invocation,
                   summary: collections.Counter[str]) -> None:
     op_id, total = operation["id"], int(operation.get("items_total", 0))
     lines = []
@@ -151,6 +155,8 @@ def _finish_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]],
     data = ("\n".join(lines) + "\n").encode()
     key = f"results/{op_id}/results.jsonl"
     store.put_object(key, data)
+    if (hook := doors.door(operation)) is not None:  # its door's results exist before the job reads as done
+        hook.settle(operation, store, inv, records)
     if store.finish(op_id, key, len(data), None):
         summary["batches-finished"] += 1
         log.info("batch finished", extra={"operation_id": op_id, "requests": total,
@@ -186,10 +192,45 @@ def _poll_native(operation: dict[str, Any], store: Any, inv: Invocation, summary
 
 
 def _sweep_job(operation: dict[str, Any], store: Any, inv: Invocation, summary: collections.Counter[str]) -> None:
+    hook = doors.door(operation)
     if operation.get("state") == "done":
+        if hook is not None:  # cancelled, expired or failed: its door still gets what finished
+            hook.settle(operation, store, inv, None)
         store.deactivate(operation["id"])
         return
+    if hook is not None and hook.advance(operation, store, inv):  # every task done: the door assembles the result
+        key, size = hook.settle(operation, store, inv, None)
+        if store.finish(operation["id"], key, size, None):
+            summary["batches-finished"] += 1
+        return
     _requeue_if_stuck(operation, store, inv, summary)
+
+
+# -- a job with a deadline (`deadline_at`, e.g. an OpenAI batch's completion window) ------------------
+
+EXPIRED = {"code": 4, "message": "the job did not finish within its completion window", "details": []}
+CANCELLED = {"code": 1, "message": "cancelled by the caller", "details": []}
+
+
+def _expire_if_late(operation: dict[str, Any], store: Any, summary: collections.Counter[str]) -> dict[str, Any]:
+    """End a job still running past its `deadline_at` (DEADLINE_EXCEEDED); its unfinished work is then
+    stopped as a cancelled job's is. Batches stay in the index until that is done."""
+    deadline = float(operation.get("deadline_at", 0) or 0)
+    if not deadline or operation.get("state") == "done" or time.time() < deadline:
+        return operation
+    if store.finish(operation["id"], None, 0, EXPIRED, deactivate=False):
+        summary["expired"] += 1
+        log.warning("job expired", extra={"operation_id": operation["id"]})
+    return store.item(operation["id"]) or operation
+
+
+def _stop_reason(operation: dict[str, Any]) -> dict[str, Any]:
+    """What an unfinished request of a stopped batch records: the job's own error (cancelled or expired)."""
+    try:
+        error = json.loads(operation.get("error") or "null")
+    except ValueError:
+        error = None
+    return error if isinstance(error, dict) and error.get("code") in (1, 4) else CANCELLED
 
 
 def _requeue_if_stuck(operation: dict[str, Any], store: Any, inv: Invocation, summary: collections.Counter[str]) -> None:

@@ -188,11 +188,11 @@ class JobStore:
         return _plain(found) if found else None
 
     # -- objects --
-    def put_object(self, key: str, data: bytes) -> None:
+    def put_object(self, key: str, data: bytes, content_type: str = "application/json") -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         except (ClientError, BotoCoreError) as err:
             raise StoreError(f"results bucket: {type(err).__name__}") from None
 
@@ -424,6 +424,93 @@ class JobStore:
                 raise StoreError(f"operation {op_id}: task {number} has no result yet")
             keys.append(task["result_key"])
         return keys
+
+    # -- plain records and string sets, for surfaces that keep their own objects here (OpenAI files) --
+    def put_record(self, key: str, fields: dict[str, Any], unless_set: str | None = "id") -> bool:
+        """Write a record's string, number and boolean fields in one UpdateItem, only if field `unless_set`
+        is absent (by default: only if no record has the key yet); False then. None fields are left out."""
+        kept = {name: value for name, value in fields.items() if value is not None and name != "id"}
+        names = {f"#f{i}": name for i, name in enumerate(kept)}
+        values = {f":v{i}": _typed(value) for i, value in enumerate(kept.values())}
+        expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(kept)))
+        condition = None
+        if unless_set:
+            names["#unless"] = unless_set
+            condition = "attribute_not_exists(#unless)"
+        return self._update(key, expression, values, condition, names=names)
+
+    def records(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The records that exist among `keys` (key -> record), 100 keys per consistent BatchGetItem."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {self.table: {"Keys": [{"id": _s(k)} for k in unique[start:start + 100]],
+                                                    "ConsistentRead": True}}
+            while request:
+                try:
+                    answer = self.db.batch_get_item(RequestItems=request)
+                except ClientError as err:
+                    if err.response["Error"]["Code"] == "ResourceNotFoundException":
+                        return {}
+                    raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+                except BotoCoreError as err:
+                    raise StoreError(f"job store: {type(err).__name__}") from None
+                for raw in answer.get("Responses", {}).get(self.table, []):
+                    record = _plain(raw)
+                    found[record["id"]] = record
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def delete_record(self, key: str) -> bool:
+        """Delete a record; False when there was none."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._write("delete_item", TableName=self.table, Key={"id": _s(key)},
+                        ConditionExpression="attribute_exists(id)")
+            return True
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("ConditionalCheckFailedException", "ResourceNotFoundException"):
+                return False
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+        except BotoCoreError as err:
+            raise StoreError(f"job store: {type(err).__name__}") from None
+
+    def set_add(self, key: str, field: str, values: list[str], expires_at: float) -> None:
+        """Add strings to a record's string set (ADD is atomic: concurrent adds all land), creating it with a TTL."""
+        self._update(key, "ADD #set :values SET expires_at = if_not_exists(expires_at, :expires)",
+                     {":values": {"SS": values}, ":expires": _n(int(expires_at))}, names={"#set": field})
+
+    def set_remove(self, key: str, field: str, values: list[str]) -> None:
+        self._update(key, "DELETE #set :values", {":values": {"SS": values}}, "attribute_exists(id)",
+                     names={"#set": field})
+
+    def add_once(self, key: str, numbers: dict[str, int], marks: str, mark: str) -> bool:
+        """Add to number fields and put `mark` in the string set `marks`, unless `mark` is there already:
+        a count that two pollers (or one retried) can never make twice."""
+        names = {"#marks": marks, **{f"#n{i}": name for i, name in enumerate(numbers)}}
+        values = {":mark": {"SS": [mark]}, ":one": _s(mark), **{f":n{i}": _n(v) for i, v in enumerate(numbers.values())}}
+        adds = ", ".join([*(f"#n{i} :n{i}" for i in range(len(numbers))), "#marks :mark"])
+        return self._update(key, f"ADD {adds}", values, "attribute_exists(id) AND (attribute_not_exists(#marks) OR "
+                            "NOT contains(#marks, :one))", names=names)
+
+    def delete_object(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as err:
+            raise StoreError(f"results bucket: {type(err).__name__}") from None
+
+
+def _typed(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, float)):
+        return _n(value)
+    return _s(str(value))
 
 
 def task_id(op_id: str, number: int) -> str:

@@ -32,15 +32,20 @@ def _queue(settings: Settings) -> Any:
 
 
 def submit_tasks(kind: str, payloads: list[dict[str, Any]], inv: Invocation, queue_kind: str | None = None,
-                 numbers: dict[str, float] | None = None) -> Reply:
-    """Record a queued operation with one stored payload per task, then send one message per task."""
+                 numbers: dict[str, float] | None = None, *, op_id: str | None = None,
+                 extra: dict[str, str] | None = None, description: str | None = None) -> Reply:
+    """Record a queued operation with one stored payload per task, then send one message per task.
+
+    Another front door (the OpenAI Batch API) passes its own `op_id` (so it can index it first), `extra`
+    string fields for its own view (e.g. `door`), and a `description`; the job itself is the same."""
     settings = inv.settings
     queue_kind = queue_kind or kind
     settings.queue_url(queue_kind)  # fail before storing anything when the queue is not configured
     store = job_store(settings)
-    op_id = new_operation_id()
+    op_id = op_id or new_operation_id()
     encoded = [json.dumps(payload, ensure_ascii=False).encode() for payload in payloads]
-    item = store.create(op_id, kind, DESCRIPTIONS[kind], inv.caller, encoded, numbers=numbers)
+    item = store.create(op_id, kind, description or DESCRIPTIONS[kind], inv.caller, encoded, extra=extra,
+                        numbers=numbers)
     try:
         send_tasks(settings, queue_kind, op_id, list(range(len(payloads))))
     except errors.ApiError as err:

@@ -26,7 +26,7 @@ def view(item: dict[str, Any], store: Any = None, settings: Settings | None = No
          owner: bool = False) -> dict[str, Any]:
     """The Operation JSON. A result is loaded only when `store` and `settings` are given; a presigned
     result URL is minted only when `owner` (the caller created the job), never for anyone else."""
-    if item.get("kind") in ("batch", "batch-native"):
+    if item.get("kind") in ("batch", "batch-native") or item.get("door"):  # another door's job reads as a batch
         return batch_view(item, store, settings, owner=owner)
     return operation_view(item, store, settings, owner=owner)
 

@@ -101,7 +101,7 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
             result = execute(kind, payload, inv)
     except errors.ApiError as err:
         if 400 <= err.status < 500 and err.status != 429:
-            store.finish(op_id, None, 0, err.to_status())
+            store.finish(op_id, None, 0, err.to_status(), deactivate=not operation.get("door"))
             log.info("operation failed permanently", extra={"operation_id": op_id, "error": err.message})
             return "failed"
         store.release(op_id, number, worker, f"{err.code}: {err.message}")
@@ -130,6 +130,8 @@ def execute(kind: str, payload: dict[str, Any], inv: Invocation) -> dict[str, An
         services.pacer("classification", inv.settings.classification_rps).acquire(inv.call)
         answer = client.few_shot_classification(payload, inv.call)
         return {"@type": RESPONSE_TYPES[kind], **answer.body}
+    if kind == "embedding" and "requests" in payload:
+        return {"requests": embed_requests(payload["modelUri"], payload["requests"], inv)}
     if kind == "embedding":
         model_uri, dim = payload["modelUri"], payload.get("dim")
         results = services.fan_out(lambda text: services.embed_one(model_uri, text, dim, inv), payload["texts"],
@@ -140,11 +142,38 @@ def execute(kind: str, payload: dict[str, Any], inv: Invocation) -> dict[str, An
     raise errors.BadRequestError(f"unknown job kind {kind!r}")
 
 
+def embed_requests(model_uri: str, requests: list[dict[str, Any]], inv: Invocation) -> list[dict[str, Any]]:
+    """Independent embedding requests in one task (the OpenAI batch door: one per input line), their texts
+    fanned out together; a request upstream refuses (4xx) fails only itself, as {"error": status}."""
+    flat = [(number, text, request.get("dim")) for number, request in enumerate(requests) for text in request["texts"]]
+
+    def one(entry: tuple[int, str, int | None]) -> dict[str, Any]:
+        try:
+            return services.embed_one(model_uri, entry[1], entry[2], inv)
+        except errors.ApiError as err:
+            if 400 <= err.status < 500 and err.status != 429:
+                return {"error": err.to_status()}
+            raise
+
+    results = services.fan_out(one, flat, inv.settings.max_concurrency) if flat else []
+    grouped: list[list[dict[str, Any]]] = [[] for _ in requests]
+    for (number, _, _), result in zip(flat, results, strict=True):
+        grouped[number].append(result)
+    answers = []
+    for parts in grouped:
+        failed = next((p["error"] for p in parts if "error" in p), None)
+        answers.append({"error": failed} if failed is not None else {
+            "embeddings": [p["embedding"] for p in parts],
+            "numTokens": str(sum(int(p.get("numTokens", 0) or 0) for p in parts)),
+            "modelVersion": parts[0].get("modelVersion", "") if parts else ""})
+    return answers
+
+
 def finalize(op_id: str, store: Any, settings: Settings) -> None:
     """When every task is done, write the operation's response and mark it done (once)."""
     operation = store.item(op_id)
-    if operation is None or operation.get("state") == "done" or operation.get("kind") == "batch":
-        return  # a batch is finished by the poller once every request has settled
+    if operation is None or operation.get("state") == "done" or operation.get("kind") == "batch" or operation.get("door"):
+        return  # a batch (or a job with another front door) is finished by the poller once every request has settled
     total = int(operation.get("tasks_total", 1))
     if int(operation.get("tasks_done", 0)) < total:
         return
@@ -190,7 +219,7 @@ def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, 
                                                      f"last error: {last}", inv, worker)
     error = {"code": 14, "message": f"gave up on task {number} after {deliveries} deliveries (dead-letter queue); "
                                     f"last error: {last}", "details": []}
-    store.finish(op_id, None, 0, error)
+    store.finish(op_id, None, 0, error, deactivate=not operation.get("door"))  # the poller settles its door first
     log.warning("operation failed: its message reached the dead-letter queue", extra={"operation_id": op_id})
     return "dead-failed"
 

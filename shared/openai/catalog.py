@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from shared import config as config_module
 from shared import errors, routes
 from shared.native.services import resolve_model
 from shared.responses import Reply
@@ -56,11 +55,9 @@ def model_ids(config: Settings) -> list[str]:
 
 
 def passthrough_models(config: Settings) -> tuple[str, ...]:
-    """The models /v1/chat/completions passes through to upstream's OpenAI mode: the defaults beside the
-    setting (shared/config.py) and FM_OPENAI_PASSTHROUGH_MODELS. Both arrive with the chat route; until
-    then there are none to list."""
-    defaults = tuple(getattr(config_module, "OPENAI_PASSTHROUGH_MODELS", ()))
-    return defaults + tuple(getattr(config, "openai_passthrough_models", ()))
+    """The models /v1/chat/completions passes through to upstream's OpenAI mode (Settings.passthrough_models:
+    the defaults and FM_OPENAI_PASSTHROUGH_MODELS), in a stable order."""
+    return tuple(sorted(config.passthrough_models))
 
 
 def list_models(_: None, inv: Invocation) -> Reply:

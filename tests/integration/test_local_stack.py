@@ -75,6 +75,20 @@ def test_local_stack_serves_the_printed_curl(tmp_path: Path) -> None:
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         assert [line["customId"] for line in lines] == [f"c{i}" for i in range(30)] + ["30"]
         assert all("response" in line for line in lines)
+        # an OpenAI batch file through the same CLI: /v1/files, /v1/batches, output and error lines in input order
+        source = tmp_path / "openai.jsonl"
+        source.write_text("".join(json.dumps({"custom_id": f"o{i}", "method": "POST", "url": "/v1/chat/completions",
+                                              "body": {"model": "yandexgpt-lite", "messages": [
+                                                  {"role": "user", "content": f"q {i}" + (" EMULATOR_FAIL" if i == 3 else "")}]}})
+                                  + "\n" for i in range(12)))
+        cli = subprocess.run([sys.executable, "-m", "local.batch_cli", str(source), "--format", "openai", "--url",
+                              f"http://127.0.0.1:{port}", "--out", str(out), "--interval", "0.3", "--timeout", "60"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+        assert cli.returncode == 0, cli.stderr
+        assert "[##############################] 12/12 (1 failed) COMPLETED" in cli.stderr, cli.stderr
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [line["custom_id"] for line in lines] == [f"o{i}" for i in range(12)]
+        assert [line["response"]["status_code"] for line in lines] == [200] * 3 + [400] + [200] * 8
     finally:
         process.terminate()
         process.wait(timeout=10)
