@@ -91,9 +91,9 @@ def test_read_timeout_on_completion_is_not_retried(stack_env: Emulator, monkeypa
 
 
 def test_read_timeout_on_embedding_is_retried(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FM_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("FM_TIMEOUT_S", "1.0")  # generous for the retried call, even on a busy machine
     reset_caches()
-    stack_env.fault(path="/foundationModels/v1/textEmbedding", kind="delay", delayMs=800, count=1)
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", kind="delay", delayMs=3000, count=1)
     status, _, _ = invoke("embedding", "http-v01-embedding")
     assert status == 200
     assert len(stack_env.calls("/textEmbedding")) == 2
@@ -151,10 +151,10 @@ def test_embedding_fan_out_is_paced_to_the_quota(stack_env: Emulator, monkeypatc
     assert result["statusCode"] == 200
     times = sorted(c["t"] for c in stack_env.calls("/textEmbedding"))
     assert len(times) == 30
-    for start in range(len(times) - 20):  # no 1-second window holds more than 20 calls (+1 for clock edges)
-        window = [t for t in times if times[start] <= t < times[start] + 1.0]
-        assert len(window) <= 21
-    assert times[-1] - times[0] >= 1.3  # 30 calls at 20/s need ~1.45 s
+    # 30 calls at 20/s from 8 threads need 29 intervals of 50 ms: the threads share one pacer. (A busy
+    # machine only stretches this; the slot spacing itself is checked exactly, on the test clock, in
+    # tests/unit/test_promises_client.py::test_the_pacer_spaces_calls_and_refuses_a_slot_past_the_deadline.)
+    assert times[-1] - times[0] >= 29 * 0.05 - 0.02
 
 
 def test_embedding_fan_out_concurrency_is_bounded(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:

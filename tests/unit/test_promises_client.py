@@ -48,15 +48,18 @@ def broken() -> requests.exceptions.ConnectionError:
 class ScriptedSession:
     """Answers (or raises) in order; the last answer repeats. Records every request."""
 
-    def __init__(self, *answers: requests.Response | BaseException) -> None:
+    def __init__(self, *answers: requests.Response | BaseException, latency: tuple[ManualClock, float] | None = None) -> None:
         self.answers = list(answers)
         self.calls: list[dict[str, Any]] = []
+        self.latency = latency  # (clock, seconds): each request takes this long on the test clock
 
     def request(self, method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None,
                 timeout: tuple[float, float] | None = None) -> requests.Response:
         self.calls.append({"method": method, "url": url, "data": data, "headers": dict(headers or {}),
                            "timeout": timeout})
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if self.latency:
+            self.latency[0].advance(self.latency[1])
         if isinstance(answer, BaseException):
             raise answer
         return answer
@@ -128,9 +131,11 @@ def test_a_generating_call_is_never_sent_again_after_a_read_timeout(clock: Manua
 def test_a_generating_call_is_never_sent_again_after_the_connection_broke(clock: ManualClock, name: str,
                                                                          args: tuple[Any, ...], method: str, url: str) -> None:
     session = ScriptedSession(broken(), OK)
-    with pytest.raises(errors.UpstreamError, match="broke after the request was sent; not retried") as info:
+    with pytest.raises(errors.UpstreamError) as info:
         invoke(make(session), name, args)
     assert type(info.value) is errors.UpstreamError and info.value.status == 502
+    assert info.value.message == ("connection to upstream broke after the request was sent; not retried, because "
+                                  "the call is not idempotent")
     assert len(session.calls) == 1 and clock.sleeps == []
 
 
@@ -230,7 +235,7 @@ def test_a_wait_that_would_reach_the_deadline_is_not_started(clock: ManualClock,
 
 def test_no_call_goes_out_once_the_deadline_has_passed(clock: ManualClock) -> None:
     session = ScriptedSession(OK)
-    with pytest.raises(errors.UpstreamTimeoutError, match="deadline passed before upstream answered"):
+    with pytest.raises(errors.UpstreamTimeoutError, match="^the invocation's deadline passed before upstream answered$"):
         make(session).completion(COMPLETION_BODY, call(0.0))
     assert session.calls == []
 
@@ -270,7 +275,7 @@ def test_the_pacer_spaces_calls_and_refuses_a_slot_past_the_deadline(clock: Manu
     for _ in range(3):
         pacer.acquire(deadline)
     assert clock.sleeps == [0.25, 0.25]  # the first goes at once
-    with pytest.raises(errors.RateLimitedError, match="no call slot before the deadline"):
+    with pytest.raises(errors.RateLimitedError, match="^local quota pacing: no call slot before the deadline$"):
         pacer.acquire(deadline)  # the next slot (0.75 s) is past the deadline (0.5 s)
     clock.advance(10)
     pacer.acquire(call(0.0))  # a slot exactly at the deadline is still taken
@@ -401,6 +406,10 @@ def test_both_error_shapes_and_plain_text_are_read() -> None:
     assert plain.message == "no such model" and plain.upstream_grpc_code is None
     empty = client.parse_error(response(500, {"error": {"grpcCode": "x"}}))
     assert empty.message == "upstream answered HTTP 500" and empty.upstream_grpc_code is None
+    both = client.parse_error(response(400, {"error": {"grpcCode": 3, "message": "inner"}, "message": "outer", "code": 9}))
+    assert (both.message, both.upstream_grpc_code) == ("inner", 3)  # the gateway shape wins when both are there
+    blank = client.parse_error(response(429, {"code": 8, "message": ""}))
+    assert blank.message == "upstream answered HTTP 429" and blank.upstream_grpc_code == 8
     nothing = client.parse_error(response(503, ""))
     assert nothing.message == "upstream answered HTTP 503" and nothing.retry_after is None
 
@@ -443,6 +452,14 @@ def test_only_failures_before_sending_count_as_never_sent() -> None:
             raise requests.exceptions.ConnectionError("wrapped") from inner
     except requests.exceptions.ConnectionError as chained:
         assert client._never_sent(chained)
+    try:  # raised while handling the refusal, without `from`: only __context__ links them
+        try:
+            raise NewConnectionError(None, "refused")
+        except NewConnectionError:
+            raise requests.exceptions.ConnectionError("while handling")  # noqa: B904 (implicit chaining is the point)
+    except requests.exceptions.ConnectionError as implicit:
+        assert implicit.__cause__ is None and isinstance(implicit.__context__, NewConnectionError)
+        assert client._never_sent(implicit)
     looped_a, looped_b = requests.exceptions.ConnectionError("a"), OSError("b")
     looped_a.__cause__, looped_b.__cause__ = looped_b, looped_a
     assert not client._never_sent(looped_a)  # a cycle ends the walk
@@ -461,15 +478,16 @@ def test_retries_and_calls_are_logged(clock: ManualClock, monkeypatch: pytest.Mo
     stream = io.StringIO()
     logs.configure(level="DEBUG", stream=stream)
     try:
-        session = ScriptedSession(response(503, {"code": 14, "message": "busy " * 100}), OK)
-        make(session, retry_base_s=1.0).completion(COMPLETION_BODY, call())
+        session = ScriptedSession(response(503, {"code": 14, "message": "busy " * 100}), OK, latency=(clock, 0.12344))
+        make(session, retry_base_s=0.123456).completion(COMPLETION_BODY, call())
     finally:
         logs.configure(level="INFO", stream=__import__("sys").stdout)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     calls = [line for line in lines if line["msg"] == "upstream call"]
     assert [(c["status"], c["attempt"], c["method"], c["url"]) for c in calls] == [
         (503, 1, "POST", f"{BASE}/foundationModels/v1/completion"), (200, 2, "POST", f"{BASE}/foundationModels/v1/completion")]
-    assert calls[1]["upstream_request_id"] == "up-ok" and calls[0]["latency_ms"] == 0.0
+    assert calls[1]["upstream_request_id"] == "up-ok" and calls[0]["upstream_request_id"] is None
+    assert [c["latency_ms"] for c in calls] == [123.4, 123.4]  # each request took 0.12344 s on the clock
     (retry,) = [line for line in lines if line["msg"] == "retrying upstream call"]
-    assert retry["attempt"] == 1 and retry["delay_s"] == 1.5 and retry["url"].endswith("/completion")
+    assert retry["attempt"] == 1 and retry["delay_s"] == 0.185 and retry["url"].endswith("/completion")  # 0.185184 s
     assert retry["reason"] == ("busy " * 100)[:200] and retry["level"] == "INFO"

@@ -1,0 +1,176 @@
+"""`make mutate`: mutation testing with mutmut, one module at a time, each against the tests that concern it.
+
+    python -m tests.mutation                       # every module in MODULES that exists
+    python -m tests.mutation shared/client.py      # only these
+    MUTATE_JOBS=2 python -m tests.mutation ...     # forked test workers per module (default 1)
+
+For each module a scratch copy of the repository is made under .mutmut/<module>/ with a pyproject.toml
+that tells mutmut to mutate only that module and to run only its tests; mutmut then tests each mutant
+in a forked child, running just the selected tests that execute the mutated function. The table at the
+end (also written to .mutmut/scores.md) is what the README's "Mutation testing" section shows: mutants,
+killed (a timeout counts as killed), the survivors argued equivalent in EQUIVALENT below, and the score
+killed / (mutants - equivalent). Every other survivor is printed with its diff: kill it with a test, or
+argue it here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutmut"
+COPIED = ("shared", "tests", "local", "functions", "events", "deploy")  # what the selected tests import or read
+
+# module -> the tests that concern it (mutmut further narrows each mutant to the tests that run its function)
+MODULES: dict[str, list[str]] = {
+    "shared/client.py": ["tests/unit/test_promises_client.py", "tests/unit/test_client_and_logs.py",
+                         "tests/integration/test_promises_upstream.py", "tests/integration/test_upstream_failures.py"],
+    "shared/auth.py": ["tests/unit/test_auth.py", "tests/unit/test_promises_auth.py",
+                       "tests/integration/test_credentials.py"],
+    "shared/logs.py": ["tests/unit/test_promises_logs.py", "tests/unit/test_client_and_logs.py"],
+    "shared/jobs/queue.py": ["tests/unit/test_promises_queue.py", "tests/integration/test_queue_protocol.py"],
+    "shared/jobs/store.py": ["tests/integration/test_job_store.py", "tests/integration/test_promises_jobs.py",
+                             "tests/integration/test_async.py"],
+    "shared/jobs/operations.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py",
+                                  "tests/integration/test_batches.py"],
+    "shared/jobs/worker.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py"],
+    "shared/jobs/poller.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
+    "shared/jobs/batches.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
+    # the OpenAI translation: every module under shared/openai/, against every OpenAI test
+    "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
+}
+
+# Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
+# (original text, mutated text, why): a survivor matches when its diff turns the one into the other.
+EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
+    "shared/client.py": [
+        ("idempotent=False", "idempotent=None", "only `not idempotent` is read, and None is as falsy as False"),
+        ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
+        ("reauthenticated = False", "reauthenticated = None", "only `not reauthenticated` is read"),
+        ('"x-request-id"', '"X-REQUEST-ID"', "requests' response headers are a case-insensitive dict"),
+        ('getattr(current, "args", ())', 'getattr(current, "args", None)',
+         "every exception has .args, so the default is never used"),
+        ('getattr(current, "args", ())', 'getattr(current, "args", )', "the same: the default is never used"),
+        ("body = None", 'body = ""', "either way the body is not a dict and the plain-text branch is taken"),
+        ("self._next = 0.0", "self._next = 1.0",
+         "the first slot is max(now, _next); monotonic() counts from boot, so now is past both 0 and 1 s"),
+    ],
+    "shared/auth.py": [],
+    "shared/logs.py": [],
+    "shared/jobs/queue.py": [],
+}
+
+STATUS_KILLED = {"killed", "timeout", "caught by type check"}
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+
+
+def expand(patterns: list[str]) -> list[str]:
+    found: list[str] = []
+    for pattern in patterns:
+        found += sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)) if "*" in pattern else (
+            [pattern] if (ROOT / pattern).exists() else [])
+    return found
+
+
+def prepare(module: str, tests: list[str], jobs: int) -> Path:
+    """A scratch copy of the repository whose pyproject.toml points mutmut at this module and its tests."""
+    work = WORK / re.sub(r"[^A-Za-z0-9]+", "-", module).strip("-")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in COPIED:
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", ".mutmut"))
+    pytest_options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    lines = ["[tool.pytest.ini_options]"]
+    lines += [f"{key} = {_toml(value)}" for key, value in pytest_options.items()]
+    lines += ["", "[tool.mutmut]", 'source_paths = ["shared"]', f"only_mutate = {_toml([module])}",
+              f"also_copy = {_toml([n for n in COPIED if n != 'shared'])}",
+              f"pytest_add_cli_args_test_selection = {_toml(tests)}",
+              'pytest_add_cli_args = ["-p", "no:cacheprovider"]']
+    (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return work
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    removed = " ".join(line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---"))
+    added = " ".join(line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
+    return removed, added
+
+
+def measure(module: str, test_patterns: list[str], jobs: int) -> dict[str, object]:
+    tests = expand(test_patterns)
+    work = prepare(module, tests, jobs)
+    mutmut = [sys.executable, "-m", "mutmut"]
+    print(f"== {module}: mutating against {len(tests)} test files", flush=True)
+    if subprocess.run(mutmut + ["run", "--max-children", str(jobs)], cwd=work).returncode != 0:
+        raise SystemExit(f"mutmut run failed for {module} (its output is above; the scratch copy is {work})")
+    statuses: dict[str, str] = {}
+    for line in run(mutmut + ["results", "--all", "true"], work).stdout.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            statuses[name] = status
+    equivalent_rules = [(a.strip(), b.strip(), why) for a, b, why in EQUIVALENT.get(module, [])]
+    survivors: list[tuple[str, str, str]] = []
+    equivalent: list[tuple[str, str]] = []
+    for name, status in sorted(statuses.items()):
+        if status in STATUS_KILLED:
+            continue
+        diff = run(mutmut + ["show", name], work).stdout
+        removed, added = changed_lines(diff)
+        why = next((w for a, b, w in equivalent_rules
+                    if a in removed and added in (removed.replace(a, b), removed.replace(a, b, 1))), None)
+        if why is not None:
+            equivalent.append((name, why))
+        else:
+            survivors.append((name, status, diff))
+    total = len(statuses)
+    killed = sum(1 for s in statuses.values() if s in STATUS_KILLED)
+    considered = total - len(equivalent)
+    score = 100.0 * killed / considered if considered else 100.0
+    for name, status, diff in survivors:
+        print(f"-- {status}: {name}\n{diff}\n")
+    print(f"   {module}: {total} mutants, {killed} killed, {len(equivalent)} equivalent, "
+          f"{len(survivors)} survived, score {score:.1f}%", flush=True)
+    return {"module": module, "total": total, "killed": killed, "equivalent": len(equivalent),
+            "survived": len(survivors), "score": score}
+
+
+def main(argv: list[str]) -> int:
+    import os
+
+    jobs = int(os.environ.get("MUTATE_JOBS", "1"))
+    targets: list[tuple[str, list[str]]] = []
+    for wanted in argv or list(MODULES):
+        patterns = MODULES.get(wanted) or next((t for m, t in MODULES.items() if "*" in m and Path(wanted).match(m)), [])
+        paths = [p for p in expand([wanted]) if not p.endswith("__init__.py")]
+        if not paths:
+            print(f"== {wanted}: not in this tree yet, skipped")
+        targets += [(path, patterns) for path in paths]
+    rows = [measure(module, patterns, jobs) for module, patterns in targets]
+    table = ["| module | mutants | killed | equivalent | score |", "|---|---|---|---|---|"]
+    table += [f"| `{r['module']}` | {r['total']} | {r['killed']} | {r['equivalent']} | {r['score']:.1f}% |" for r in rows]
+    WORK.mkdir(exist_ok=True)
+    (WORK / "scores.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    return 0 if all(float(r["score"]) >= 90.0 for r in rows) else 1  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
