@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,12 +64,13 @@ def test_private_keys_are_redacted_even_when_cut_off(lines: Any) -> None:
 
 
 def test_registered_secrets_of_no_known_shape_are_redacted_from_six_characters() -> None:
-    logs.register_secret("q7w8e9")
-    logs.register_secret("q7w8e")  # too short to tell from ordinary text: not registered
+    six, five = uuid.uuid4().hex[:6], uuid.uuid4().hex[:5]  # values no earlier test can have registered
+    logs.register_secret(six)
+    logs.register_secret(five)  # too short to tell from ordinary text: not registered
     logs.register_secret(None)
     logs.register_secret("")
-    assert logs.redact("a q7w8e9 b") == "a [REDACTED] b"
-    assert logs.redact("a q7w8e b") == "a q7w8e b"
+    assert logs.redact(f"a {six} b") == "a [REDACTED] b"
+    assert logs.redact(f"a {five} b") == f"a {five} b"
     assert logs.redact("nothing secret here") == "nothing secret here"
 
 
@@ -104,6 +106,24 @@ def test_bound_fields_are_on_every_line_until_unbound(lines: Any) -> None:
 def test_text_is_written_as_is_not_escaped(lines: Any) -> None:
     logs.get_logger("t").info("привет")
     assert '"msg": "привет"' in lines.text()
+
+
+def test_the_first_configure_sets_info_and_a_new_stream_replaces_the_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = logging.getLogger(logs.LOGGER_NAME)
+    monkeypatch.setattr(logs, "_configured", False)  # as in a fresh instance
+    logger.setLevel(logging.NOTSET)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        logs.configure(stream=first)
+        assert logger.level == logging.INFO
+        logs.get_logger("t").info("to the first")
+        logs.configure(stream=second)  # a stream alone: the handler moves, the level stays
+        logs.get_logger("t").info("to the second")
+        assert logger.level == logging.INFO and len(logger.handlers) == 1
+        assert [json.loads(x)["msg"] for x in first.getvalue().splitlines()] == ["to the first"]
+        assert [json.loads(x)["msg"] for x in second.getvalue().splitlines()] == ["to the second"]
+    finally:
+        logs.configure(level="INFO", stream=sys.stdout)
 
 
 def test_configure_installs_one_handler_and_keeps_lines_to_itself() -> None:
