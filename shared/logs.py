@@ -55,7 +55,7 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     """Remove anything that looks like a credential, and every registered secret, from text."""
-    for secret in tuple(_secrets):
+    for secret in sorted(_secrets, key=len, reverse=True):  # longest first: a secret that starts another leaves no tail
         if secret in text:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:
