@@ -131,7 +131,7 @@ class NoCredentials(Credentials):
     """FM_NO_AUTH: send no Authorization header (a Cloud AI Hybrid server on a private network)."""
 
     def __init__(self) -> None:
-        super().__init__("FM_NO_AUTH", token="")
+        super().__init__("FM_NO_AUTH")
 
     @property
     def state(self) -> str:
@@ -261,17 +261,12 @@ def load_private_key(pem: str, source: str) -> Any:
 
 
 def parse_rfc3339(value: Any) -> float | None:
-    """'2025-01-01T12:00:00.123456789Z' -> epoch seconds (extra fractional digits dropped)."""
+    """'2025-01-01T12:00:00.123456789Z' -> epoch seconds. Python 3.11's fromisoformat reads the `Z` and
+    drops fractional digits past the microsecond, so IAM's nanosecond timestamps need no rewriting."""
     if not isinstance(value, str):
         return None
-    text = value.strip().replace("Z", "+00:00")
-    if "." in text:
-        head, rest = text.split(".", 1)
-        digits = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{tz}"
     try:
-        return datetime.fromisoformat(text).timestamp()
+        return datetime.fromisoformat(value.strip()).timestamp()
     except ValueError:
         return None
 

@@ -48,9 +48,15 @@ MODULES: dict[str, list[str]] = {
 _FIRST_WORD = ("the word is only compared with api-key and bearer: a header match is exactly two words, so every "
                "variant finds the same first one, and for the other patterns none can yield either word")
 
+_LAST = "every way through the loop sets `last` before the error that reads it"
+_FRESH = "the state is read again under the lock, which returns for a fresh token: same outcome, one lock taken"
+_NO_CLOCK = "an API key or a user's IAM token never expires (expiry None) and cannot refresh: its clock is never read"
+_ASCII = "a key file is ASCII (JSON around a PEM block), which every locale encoding reads alike"
+
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
-# (original text, mutated text, why): a survivor matches when its diff turns the one into the other.
-EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
+# (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
+# other (in that function only, when one is named).
+EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/client.py": [
         ("idempotent=False", "idempotent=None", "only `not idempotent` is read, and None is as falsy as False"),
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
@@ -63,7 +69,28 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("self._next = 0.0", "self._next = 1.0",
          "the first slot is max(now, _next); monotonic() counts from boot, so now is past both 0 and 1 s"),
     ],
-    "shared/auth.py": [],
+    "shared/auth.py": [
+        ('last = ""', "last = None", _LAST), ('last = ""', 'last = "XXXX"', _LAST),
+        ("if context is not None else None", "if (context is not None) or True else None",
+         "getattr(None, 'token', None) is None as well"),
+        ("if value is not None else None", "if (value is not None) or True else None",
+         "float(None) raises TypeError, which is caught and gives None as well"),
+        ('if body.get("expiresAt") else None', 'if (body.get("expiresAt")) or True else None',
+         "parse_rfc3339(None) is None as well"),
+        ("creds = _cached", "creds = None",
+         "the cache is read again under the lock and gives the same credentials; only the lock is taken"),
+        ("session.trust_env = False", "session.trust_env = None", "requests only tests trust_env for truth"),
+        ('if self.state == "fresh"', 'if self.state == "XXfreshXX"', _FRESH),
+        ('if self.state == "fresh"', 'if self.state == "FRESH"', _FRESH),
+        ("settings.api_key, clock=clock)", "settings.api_key, clock=None)", _NO_CLOCK),
+        ("settings.api_key, clock=clock)", "settings.api_key, )", _NO_CLOCK),
+        ("settings.iam_token, clock=clock)", "settings.iam_token, clock=None)", _NO_CLOCK),
+        ("settings.iam_token, clock=clock)", "settings.iam_token, )", _NO_CLOCK),
+        ('encoding="utf-8"', "encoding=None", _ASCII), ('encoding="utf-8"', 'encoding="UTF-8"', _ASCII),
+        ('pem.find("-----BEGIN")', 'pem.rfind("-----BEGIN")', "a key holds one BEGIN line, so both find the same"),
+        ("logs.register_secret(token)", "logs.register_secret(None)",
+         "a signed JWT always has the eyJ….….… shape, which the JWT pattern removes whole anyway", "signed_jwt"),
+    ],
     "shared/logs.py": [
         ("split(None, 1)[0]", "split(None, )[0]", _FIRST_WORD),
         ("split(None, 1)[0]", "rsplit(None, 1)[0]", _FIRST_WORD),
@@ -141,7 +168,8 @@ def measure(module: str, test_patterns: list[str], jobs: int) -> dict[str, objec
         name, _, status = line.strip().rpartition(": ")
         if name:
             statuses[name] = status
-    equivalent_rules = [(a.strip(), b.strip(), why) for a, b, why in EQUIVALENT.get(module, [])]
+    equivalent_rules = [(rule[0].strip(), rule[1].strip(), rule[2], rule[3] if len(rule) > 3 else "")
+                        for rule in EQUIVALENT.get(module, [])]
     survivors: list[tuple[str, str, str]] = []
     equivalent: list[tuple[str, str]] = []
     for name, status in sorted(statuses.items()):
@@ -149,8 +177,9 @@ def measure(module: str, test_patterns: list[str], jobs: int) -> dict[str, objec
             continue
         diff = run(mutmut + ["show", name], work).stdout
         removed, added = changed_lines(diff)
-        why = next((w for a, b, w in equivalent_rules
-                    if a in removed and added in (removed.replace(a, b), removed.replace(a, b, 1))), None)
+        why = next((w for a, b, w, function in equivalent_rules
+                    if a in removed and added in (removed.replace(a, b), removed.replace(a, b, 1))
+                    and (not function or f"{function}__mutmut_" in name)), None)
         if why is not None:
             equivalent.append((name, why))
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import uuid
 from typing import Any
 
 import jwt
@@ -89,6 +90,14 @@ def test_a_token_without_a_source_of_new_ones_is_used_as_it_is(clock: ManualCloc
     with pytest.raises(CredentialsError, match="^env YC_API_KEY has no token$"):
         empty.header()
     assert auth.Credentials("s").refresh(Http(Answer(500, {}))) is None  # the base kind has no source
+
+
+def test_every_token_of_no_known_shape_is_registered_for_redaction(clock: ManualClock) -> None:
+    given = "opaque-" + uuid.uuid4().hex  # no Api-Key/Bearer/t1./eyJ/AQVN shape: only registration redacts it
+    auth.ApiKey("env YC_API_KEY", given)
+    fetched = "opaque-" + uuid.uuid4().hex
+    metadata(clock).refresh(Http(Answer(200, {"access_token": fetched, "expires_in": 60})))
+    assert logs.redact(f"{given} {fetched}") == "[REDACTED] [REDACTED]"
 
 
 def test_no_auth_sends_nothing_and_never_refreshes() -> None:
@@ -208,7 +217,16 @@ def test_the_jwt_has_the_documented_header_and_claims(clock: ManualClock) -> Non
     assert logs.redact(f"jwt={token}") == "jwt=[REDACTED]"
 
 
-def test_the_exchange_posts_the_jwt_and_keeps_the_earlier_of_its_expiry_and_an_hour(clock: ManualClock) -> None:
+@pytest.fixture
+def lines() -> Any:
+    stream = io.StringIO()
+    logs.configure(level="INFO", stream=stream)
+    yield stream
+    logs.configure(level="INFO", stream=sys.stdout)
+
+
+def test_the_exchange_posts_the_jwt_and_keeps_the_earlier_of_its_expiry_and_an_hour(clock: ManualClock,
+                                                                                     lines: io.StringIO) -> None:
     creds = auth.ServiceAccountKey.from_json(authorized_key_json(), "env YC_SA_KEY_JSON", IAM, clock.now)
     soon = auth.parse_rfc3339("2030-01-01T00:00:00Z")
     clock.advance(soon - clock.now() - 1800)  # the token the exchange returns lives 30 more minutes
@@ -218,6 +236,9 @@ def test_the_exchange_posts_the_jwt_and_keeps_the_earlier_of_its_expiry_and_an_h
     assert (request["method"], request["url"], request["timeout"]) == ("POST", IAM, (3.05, 10))
     assert set(request["json"]) == {"jwt"} and request["json"]["jwt"].count(".") == 2
     assert creds.token == "t1.exchanged-00000000" and creds.expiry == soon  # 30 min < an hour
+    (line,) = [line for line in map(json.loads, lines.getvalue().splitlines())
+               if line["msg"] == "exchanged service-account key for an IAM token"]
+    assert line["source"] == "env YC_SA_KEY_JSON" and line["level"] == "INFO"
     no_expiry = Http(Answer(200, {"iamToken": "t1.exchanged-11111111"}))
     creds.refresh(no_expiry)
     assert creds.expiry == clock.now() + 3600  # no expiresAt: an hour
@@ -241,8 +262,10 @@ def test_key_files_in_every_documented_shape_are_read(clock: ManualClock) -> Non
     assert (parsed.key_id, parsed.service_account_id) == ("kid-rest", "sa-rest")
     odd = {**key, "key": "not an object"}  # a `key` that is not an object is ignored
     assert auth.ServiceAccountKey.from_json(json.dumps(odd), "s", IAM).key_id == key["id"]
-    body = key["private_key"].split("-----")[2].strip()[:40]
-    assert logs.redact(f"x {key['private_key']} y").count(body) == 0
+    assert logs.redact(f"x {key['private_key']} y") == "x [REDACTED] y"  # the whole value, prefix line and all
+    with pytest.raises(CredentialsError) as info:
+        auth.ServiceAccountKey.from_json(json.dumps({**key, "private_key": "no pem"}), "file YC_SA_KEY_FILE", IAM)
+    assert info.value.message == "file YC_SA_KEY_FILE: private_key has no PEM block"
 
 
 @pytest.mark.parametrize("data,missing", [
@@ -324,15 +347,30 @@ def test_the_chain_order_and_the_source_each_kind_reports(tmp_path: Any) -> None
         (settings(sa_key_file=str(key_file)), context, auth.ServiceAccountKey, "file YC_SA_KEY_FILE"),
         (settings(), context, auth.ContextToken, "function context.token"),
     ]
+    def fixed() -> float:  # a clock of the caller's, not the shared one: every kind must keep it
+        return 1_000_000.0
+
     for config, ctx, kind, source in cases:
-        found = auth.find_credentials(config, ctx)
+        found = auth.find_credentials(config, ctx, clock=fixed)
         assert type(found) is kind and found.source == source
+        if kind is not auth.NoCredentials:
+            assert found.clock is fixed
+    assert auth.find_credentials(cases[1][0]).token == "AQVNkey-0123456789abcdef"
+    assert auth.find_credentials(cases[2][0]).token == "t1.iam-0000000000"
+    for config in (cases[3][0], cases[4][0]):
+        found = auth.find_credentials(config, clock=fixed)
+        assert found.iam_endpoint == config.iam_endpoint and found.key_id == "ajekeyid0000test"
+        found.refresh(Http(Answer(200, {"iamToken": "t1.exchanged-22222222"})))
+        assert found.expiry == 1_000_000.0 + 3600  # the exchange reads the caller's clock
+    context_token = auth.find_credentials(settings(), context, clock=fixed)
+    assert context_token.expiry == 1_000_000.0 + 600
 
 
 def test_the_metadata_service_is_the_last_resort(clock: ManualClock) -> None:
     http = Http(Answer(200, {"access_token": "t1.meta-token-00000000", "expires_in": 60}))
-    found = auth.find_credentials(Settings(metadata_addr="10.0.0.1:80"), None, http)
+    found = auth.find_credentials(Settings(metadata_addr="10.0.0.1:80"), None, http, clock=lambda: 5.0)
     assert isinstance(found, auth.MetadataToken) and found.token == "t1.meta-token-00000000"
+    assert found.expiry == 65.0  # expires_in on the caller's clock
     assert http.calls[0]["url"] == f"http://10.0.0.1:80{auth.METADATA_PATH}" and http.calls[0]["timeout"] == (1.0, 2.0)
     quiet = Http(Answer(200, {"access_token": "t1.meta-token-00000000", "expires_in": 60}))
     auth.find_credentials(Settings(), None, quiet)  # not configured: probe the default address briefly
@@ -370,14 +408,21 @@ def test_the_instance_chooses_once_logs_the_source_once_and_forgets_on_reset() -
         assert isinstance(other, auth.IamToken)
     finally:
         logs.configure(level="INFO", stream=sys.stdout)
-    chosen = [json.loads(x) for x in stream.getvalue().splitlines() if "credentials chosen" in x]
+    chosen = [line for line in map(json.loads, stream.getvalue().splitlines()) if line["msg"] == "credentials chosen"]
     assert [(c["source"], c["level"]) for c in chosen] == [("env YC_API_KEY", "INFO"), ("env YC_IAM_TOKEN", "INFO")]
     assert "AQVNkey" not in stream.getvalue()
+
+
+def test_the_instance_chain_asks_the_metadata_service_through_the_given_http() -> None:
+    http = Http(Answer(200, {"access_token": "t1.meta-token-00000000", "expires_in": 60}))
+    found = auth.default_credentials(Settings(metadata_addr="10.0.0.1:80"), None, http)
+    assert isinstance(found, auth.MetadataToken) and len(http.calls) == 1
 
 
 def test_numbers_and_context_tokens_are_read_defensively() -> None:
     assert auth._number("12.5") == 12.5 and auth._number(None) is None and auth._number("x") is None
     assert auth._number([1]) is None and auth._number(0) == 0.0
     assert auth._context_token(None) is None and auth._context_token(Context(None)) is None
+    assert auth._context_token(object()) is None  # a context object without a token attribute
     assert auth._context_token(Context({"access_token": 5})) is None
     assert auth._context_token(Context({"access_token": "t"})) == {"access_token": "t"}
