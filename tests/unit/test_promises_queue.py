@@ -94,6 +94,7 @@ def test_batches_go_ten_at_a_time_with_unique_ids() -> None:
     last = session.posts[2]["form"]
     assert last["SendMessageBatchRequestEntry.1.Id"] == "m21" and last["SendMessageBatchRequestEntry.1.MessageBody"] == "body-20"
     assert last["SendMessageBatchRequestEntry.3.Id"] == "m23" and last["SendMessageBatchRequestEntry.3.MessageBody"] == "body-22"
+    assert all(p["url"] == QUEUE and p["form"]["QueueUrl"] == QUEUE for p in session.posts)
     ids = [v for p in session.posts for k, v in p["form"].items() if k.endswith(".Id")]
     assert len(set(ids)) == 23 and session.posts[0]["form"]["SendMessageBatchRequestEntry.10.Id"] == "m10"
 
@@ -134,10 +135,21 @@ def test_receive_asks_for_everything_and_reads_each_message() -> None:
 
 def test_a_message_with_missing_fields_reads_as_empty_strings() -> None:
     queues, _ = client(xml(f"<ReceiveMessageResponse {NS}><ReceiveMessageResult><Message>"
-                           "<Attribute><Value>v</Value></Attribute></Message></ReceiveMessageResult></ReceiveMessageResponse>"))
+                           "<Attribute><Value>v</Value></Attribute><Attribute><Name>n</Name></Attribute>"
+                           "</Message></ReceiveMessageResult></ReceiveMessageResponse>"))
     (message,) = queues.receive(QUEUE)
     assert (message.message_id, message.receipt_handle, message.body) == ("", "", "")
-    assert message.attributes == {"": "v"}
+    assert message.attributes == {"": "v", "n": ""}
+
+
+def test_answers_without_a_namespace_are_read_too() -> None:
+    queues, _ = client(xml("<ReceiveMessageResponse><ReceiveMessageResult><Message><MessageId>id-9</MessageId>"
+                           "<Body>plain</Body></Message></ReceiveMessageResult></ReceiveMessageResponse>"),
+                       xml("<GetQueueAttributesResponse><GetQueueAttributesResult><Attribute><Name>A</Name></Attribute>"
+                           "<Attribute><Value>1</Value></Attribute></GetQueueAttributesResult></GetQueueAttributesResponse>"))
+    (message,) = queues.receive(QUEUE)
+    assert (message.message_id, message.body) == ("id-9", "plain")
+    assert queues.attributes(QUEUE) == {"A": "", "": "1"}
 
 
 def test_delete_visibility_create_and_attributes_send_their_parameters() -> None:
@@ -202,12 +214,34 @@ def test_the_instance_keeps_one_client_per_endpoint_and_region() -> None:
     queue.reset_queue_client()
     first = queue.queue_client(ENDPOINT + "/", "ru-central1", "a", "s-123456")
     assert queue.queue_client(ENDPOINT, "ru-central1", "a", "s-123456") is first  # the same, trailing slash or not
+    assert queue.queue_client(ENDPOINT + "/", "ru-central1", "a", "s-123456") is first
+    assert first._access_key == "a" and first._secret_key == "s-123456"  # it signs with what it was given
     other_region = queue.queue_client(ENDPOINT, "kz1", "a", "s-123456")
     assert other_region is not first and other_region.region == "kz1"
     other_endpoint = queue.queue_client("http://other.test", "kz1", "a", "s-123456")
     assert other_endpoint is not other_region and other_endpoint.endpoint == "http://other.test"
     queue.reset_queue_client()
     assert queue.queue_client(ENDPOINT, "ru-central1", "a", "s-123456") is not first
+    prefixed = queue.queue_client("http://ymq.test/prefiX/", "r", "a", "s-123456")
+    assert queue.queue_client("http://ymq.test/prefiX/", "r", "a", "s-123456") is prefixed
+    assert queue.QueueClient("http://ymq.test/prefiX/", "r", None, None).endpoint == "http://ymq.test/prefiX"
     default = queue.QueueClient(ENDPOINT, "ru-central1", None, None)
     assert isinstance(default.session, requests.Session) and default.timeout == (3.05, 25.0)
     queue.reset_queue_client()
+
+
+def test_the_signature_covers_the_method_url_and_body_that_are_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: datetime.datetime(2026, 1, 2, 3, 4, 5))
+    queues, _ = client(SENT)
+    url, headers, body = queues.build("SendMessage", QUEUE, {"MessageBody": "x"})
+    expected = AWSRequest(method="POST", url=QUEUE, data=body,
+                          headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    botocore.auth.SigV4Auth(Credentials("AKID", "queue-secret-value-1234"), "sqs", "ru-central1").add_auth(expected)
+    assert url == QUEUE and headers["X-Amz-Date"] == "20260102T030405Z"
+    assert headers["Authorization"] == expected.headers["Authorization"]  # SigV4 of exactly these bytes
