@@ -9,9 +9,10 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov
 TF := terraform -chdir=terraform
 FN ?= completion
 EVENT ?= events/http-v01-completion.json
+MUTATE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration test-terraform invoke bench fuzz lint fmt clean package openapi validate plan deploy jobs-table destroy api-key
+.PHONY: help venv run test test-unit test-integration test-terraform mutate invoke bench fuzz lint fmt clean package openapi validate plan deploy jobs-table destroy api-key
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -43,6 +44,9 @@ test-unit: $(STAMP) ## Unit tests only (no sockets)
 
 test-integration: $(STAMP) ## Integration tests (real HTTP on loopback)
 	$(PY) -m pytest tests/integration
+
+mutate: $(STAMP) ## Mutation testing (mutmut), one module at a time against its own tests; slow, not in `make test`. MUTATE=shared/client.py for one
+	nice -n 15 $(PY) -m tests.mutation $(MUTATE)
 
 invoke: $(STAMP) ## Invoke a handler with an event file: make invoke FN=completion EVENT=events/...json
 	$(PY) -m local.invoke $(FN) $(EVENT)
@@ -85,5 +89,5 @@ fmt: $(STAMP) ## ruff format + autofix
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 clean: ## Remove the virtualenvs and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) .bench-venv .pytest_cache .ruff_cache dist
+	rm -rf $(VENV) $(CHECKOV_VENV) .bench-venv .pytest_cache .ruff_cache .mutmut dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

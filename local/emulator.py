@@ -501,6 +501,8 @@ class Handler(BaseHTTPRequestHandler):
             task = "cbt" + uuid.uuid4().hex[:17]
             outcome = {"response": {"taskId": task, "taskStatus": "COMPLETED",
                                     "resultDatasetId": "fds" + hashlib.sha256(task.encode()).hexdigest()[:17]}}
+            if "EMULATOR_FAIL" in str(body["sourceDatasetId"]):  # a batch task that fails upstream
+                outcome = {"error": {"code": 3, "message": "emulated failure of this batch task", "details": []}}
             return self._new_operation("Batch Completion", outcome, task)
         if name == "tokenize":
             _require(body, "modelUri", "text")
@@ -604,6 +606,8 @@ class Handler(BaseHTTPRequestHandler):
             status = "COMPLETED" if done else ("IN_PROGRESS" if completed else "PENDING")
             if op.get("cancelled"):
                 status = "CANCELED"
+            elif done and "error" in op["outcome"]:
+                status = "FAILED"
             body["metadata"] = {"taskId": op["task"], "taskStatus": status, "completedBatches": str(completed),
                                 "totalBatches": "10"}
         if done:

@@ -2,6 +2,7 @@
 
     shared/                      the core: no module here imports a surface package
         config, errors, logs, ids    settings from the environment, the error tree, JSON logs, ids
+        clock                        the one clock (wall, monotonic, sleep) that tests can move
         auth, client                 the credential chain; the Foundation Models HTTP client (retries, pacing)
         events, responses            platform envelopes in; HTTP answers out (native or OpenAI error shape)
         routes, runtime              the route table; the one wrapper every handler goes through

@@ -10,20 +10,20 @@ A provider that is not configured yields None; one that is configured but broken
 CredentialsError (it is never skipped silently). The winner is cached at module level and refreshed
 lazily before expiry under a lock, so threads in a fan-out refresh once. Tokens never appear in
 repr(), errors or logs. Network access goes through an injected `http` callable and time through
-`clock`, so unit tests open no sockets.
+`clock` (by default shared.clock's wall time), so unit tests open no sockets and move time at will.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared import logs
+from shared.clock import now as current_time
 from shared.config import DEFAULT_METADATA_ADDR, Settings
 from shared.errors import CredentialsError
 
@@ -58,7 +58,7 @@ class Credentials:
     sends_folder = False  # only a user's IAM token may carry x-folder-id (reference §4)
 
     def __init__(self, source: str, token: str | None = None, expiry: float | None = None,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = current_time) -> None:
         self.source = source
         self._token = token
         self.expiry = expiry  # epoch seconds; None = never expires (or unknown)
@@ -131,7 +131,7 @@ class NoCredentials(Credentials):
     """FM_NO_AUTH: send no Authorization header (a Cloud AI Hybrid server on a private network)."""
 
     def __init__(self) -> None:
-        super().__init__("FM_NO_AUTH", token="")
+        super().__init__("FM_NO_AUTH")
 
     @property
     def state(self) -> str:
@@ -154,7 +154,7 @@ class ServiceAccountKey(Credentials):
     refreshable = True
 
     def __init__(self, source: str, key_id: str, service_account_id: str, private_key: Any,
-                 iam_endpoint: str, clock: Clock = time.time) -> None:
+                 iam_endpoint: str, clock: Clock = current_time) -> None:
         super().__init__(source, clock=clock)
         self.key_id = key_id
         self.service_account_id = service_account_id
@@ -162,7 +162,7 @@ class ServiceAccountKey(Credentials):
         self.iam_endpoint = iam_endpoint
 
     @classmethod
-    def from_json(cls, text: str, source: str, iam_endpoint: str, clock: Clock = time.time) -> ServiceAccountKey:
+    def from_json(cls, text: str, source: str, iam_endpoint: str, clock: Clock = current_time) -> ServiceAccountKey:
         try:
             data = json.loads(text)
         except ValueError:
@@ -208,7 +208,7 @@ class ContextToken(Credentials):
 
     refreshable = True
 
-    def __init__(self, context: Any, clock: Clock = time.time) -> None:
+    def __init__(self, context: Any, clock: Clock = current_time) -> None:
         super().__init__("function context.token", clock=clock)
         self.context = context
         self.refresh(None)
@@ -232,7 +232,7 @@ class MetadataToken(Credentials):
 
     refreshable = True
 
-    def __init__(self, addr: str, timeout: tuple[float, float] = (1.0, 2.0), clock: Clock = time.time) -> None:
+    def __init__(self, addr: str, timeout: tuple[float, float] = (1.0, 2.0), clock: Clock = current_time) -> None:
         super().__init__(f"metadata service {addr}", clock=clock)
         self.url = f"http://{addr}{METADATA_PATH}"
         self.timeout = timeout
@@ -261,17 +261,12 @@ def load_private_key(pem: str, source: str) -> Any:
 
 
 def parse_rfc3339(value: Any) -> float | None:
-    """'2025-01-01T12:00:00.123456789Z' -> epoch seconds (extra fractional digits dropped)."""
+    """'2025-01-01T12:00:00.123456789Z' -> epoch seconds. Python 3.11's fromisoformat reads the `Z` and
+    drops fractional digits past the microsecond, so IAM's nanosecond timestamps need no rewriting."""
     if not isinstance(value, str):
         return None
-    text = value.strip().replace("Z", "+00:00")
-    if "." in text:
-        head, rest = text.split(".", 1)
-        digits = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{tz}"
     try:
-        return datetime.fromisoformat(text).timestamp()
+        return datetime.fromisoformat(value.strip()).timestamp()
     except ValueError:
         return None
 
@@ -320,7 +315,7 @@ _cached: Credentials | None = None
 
 
 def find_credentials(settings: Settings, context: Any = None, http: Http | None = None,
-                     clock: Clock = time.time) -> Credentials:
+                     clock: Clock = current_time) -> Credentials:
     """Walk the chain once and return the first configured provider (not cached)."""
     if settings.no_auth:
         return NoCredentials()

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.config import Settings
 from shared.ids import uuid4 as new_id
 
@@ -33,7 +32,7 @@ SAFETY_MARGIN_S = 0.5  # leave this much of the invocation for shaping the answe
 
 @dataclass
 class Call:
-    """Per-invocation call settings: the deadline (time.monotonic) and our correlation id."""
+    """Per-invocation call settings: the deadline (on clock.monotonic) and our correlation id."""
 
     deadline: float
     client_request_id: str = field(default_factory=new_id)
@@ -47,11 +46,11 @@ class Call:
                 remaining = float(getter()) / 1000.0
             except (TypeError, ValueError):
                 pass
-        deadline = time.monotonic() + max(remaining - SAFETY_MARGIN_S, 0.0)
+        deadline = clock.monotonic() + max(remaining - SAFETY_MARGIN_S, 0.0)
         return cls(deadline=deadline, client_request_id=client_request_id or new_id())
 
     def remaining(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline - clock.monotonic()
 
 
 @dataclass(frozen=True)
@@ -86,13 +85,13 @@ class Pacer:
 
     def acquire(self, call: Call) -> None:
         with self._lock:
-            now = time.monotonic()
+            now = clock.monotonic()
             slot = max(now, self._next)
             if slot > call.deadline:
                 raise errors.RateLimitedError("local quota pacing: no call slot before the deadline")
             self._next = slot + self.interval
         if slot > now:
-            time.sleep(slot - now)
+            clock.sleep(slot - now)
 
 
 @dataclass
@@ -178,7 +177,7 @@ class FoundationModelsClient:
             if headers:
                 sent.update(headers)
             timeout = (min(self.settings.connect_timeout_s, remaining), min(self.settings.timeout_s, remaining))
-            started = time.monotonic()
+            started = clock.monotonic()
             try:
                 response = self.session.request(method, url, data=data, headers=sent, timeout=timeout)
             except requests.exceptions.ConnectTimeout:
@@ -201,7 +200,7 @@ class FoundationModelsClient:
             except requests.exceptions.RequestException as err:
                 raise errors.UpstreamError(f"request to upstream failed: {type(err).__name__}") from None
             else:
-                elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+                elapsed_ms = round((clock.monotonic() - started) * 1000, 1)
                 upstream_id = response.headers.get("x-request-id")
                 log.debug("upstream call", extra={"method": method, "url": url, "status": response.status_code,
                                                   "latency_ms": elapsed_ms, "attempt": attempt,
@@ -221,11 +220,11 @@ class FoundationModelsClient:
             if attempt >= self.retry.max_attempts:
                 raise failure
             delay = self.retry.delay(attempt, failure.retry_after)
-            if time.monotonic() + delay >= call.deadline:
+            if clock.monotonic() + delay >= call.deadline:
                 raise failure
             log.info("retrying upstream call", extra={"url": url, "attempt": attempt, "delay_s": round(delay, 3),
                                                       "reason": failure.message[:200]})
-            time.sleep(delay)
+            clock.sleep(delay)
 
     def _headers(self, call: Call, has_body: bool) -> dict[str, str]:
         headers = self.credentials.header()
@@ -340,6 +339,6 @@ def _retry_after(value: str | None) -> float | None:
         from email.utils import parsedate_to_datetime
 
         try:
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+            return max(parsedate_to_datetime(value).timestamp() - clock.now(), 0.0)
         except (TypeError, ValueError):
             return None

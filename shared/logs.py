@@ -32,7 +32,10 @@ _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("fm_lo
 
 REDACTED = "[REDACTED]"
 _PATTERNS = [
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+    # a key cut off before its END line: its base64 body, with raw or JSON-escaped line breaks, and no further
+    # (matching to the end of the text would swallow the rest of the JSON line and break it)
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:\\[rn]|[A-Za-z0-9+/=\s])*"),
     re.compile(r"(?i)\b(Api-Key|Bearer)\s+[^\s\"',]+"),
     re.compile(r"\bt1\.[A-Za-z0-9_\-.]{10,}"),  # IAM token shape: t1.<...>.<86 chars>
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),  # JWT
@@ -52,7 +55,7 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     """Remove anything that looks like a credential, and every registered secret, from text."""
-    for secret in tuple(_secrets):
+    for secret in sorted(_secrets, key=len, reverse=True):  # longest first: a secret that starts another leaves no tail
         if secret in text:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:

@@ -92,7 +92,10 @@ def test_tokenize_and_tokenize_completion(api: Api) -> None:
     assert [t["text"] for t in tokens] == ["Hello", ",", "world"]
     assert all(isinstance(t["id"], str) for t in tokens)
     response = api.post(f"{FM}/tokenizeCompletion", HYBRID_BODY)
-    assert response.status_code == 200 and response.json()["tokens"]
+    assert response.status_code == 200
+    texts = [t["text"] for t in response.json()["tokens"]]
+    assert texts[:2] == ["Найди", "ошибки"] and texts[-1] == "комнате"  # system then user text, in order
+    assert response.json()["modelVersion"]
 
 
 def _cos(a: list[float], b: list[float]) -> float:
@@ -152,7 +155,10 @@ def test_zero_shot_classification_without_samples(api: Api) -> None:
 def test_tuned_classifier_by_model_uri(api: Api) -> None:
     response = api.post(f"{FM}/textClassification", {"modelUri": f"cls://{FOLDER}/yandexgpt-lite/latest@tuned1", "text": "great"})
     assert response.status_code == 200
-    assert response.json()["predictions"]
+    predictions = response.json()["predictions"]
+    assert {p["label"] for p in predictions} == {"negative", "neutral", "positive"}  # the tuned model's labels
+    assert math.isclose(sum(p["confidence"] for p in predictions), 1.0, rel_tol=1e-3)
+    assert response.json()["inputTokens"] == "1"
 
 
 def test_upstream_400_is_reported_with_its_message(api: Api) -> None:
@@ -166,5 +172,7 @@ def test_upstream_400_is_reported_with_its_message(api: Api) -> None:
 def test_unknown_path_and_wrong_method(api: Api) -> None:
     response = api.post(f"{FM}/doesNotExist", {})
     assert response.status_code == 404
+    assert response.json()["error"]["grpcCode"] == 5
     response = api.http.get(api.url + f"{FM}/completion", timeout=5)
     assert response.status_code == 405
+    assert "GET" in response.json()["error"]["message"]

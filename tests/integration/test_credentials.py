@@ -113,3 +113,20 @@ def test_nothing_configured_names_what_to_set(stack_env: Emulator, monkeypatch: 
     message = json.loads(result["body"])["error"]["message"]
     for name in ("YC_API_KEY", "YC_IAM_TOKEN", "YC_SA_KEY_JSON", "context.token", "metadata"):
         assert name in message
+
+
+def test_the_metadata_service_is_reached_directly_even_with_a_proxy_configured(stack_env: Emulator,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a proxy address where nothing listens: using it would fail
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    creds = auth.MetadataToken(stack_env.url.removeprefix("http://"))
+    with monkeypatch.context() as env:  # only around the fetch: the test's own HTTP must not use the proxy
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            env.setenv(name, dead)
+        for name in ("NO_PROXY", "no_proxy"):
+            env.delenv(name, raising=False)
+        creds.ensure_fresh()  # the default http: proxies from the environment are ignored
+    assert creds.token and len(stack_env.calls("/default/token")) == 1

@@ -26,12 +26,48 @@ def _function_for(event_name: str) -> str:
     return next(fn for key, fn in FUNCTION_OF.items() if key in event_name)
 
 
+def _answer_is_what_the_route_promises(name: str, body: str) -> None:
+    """The body has the shape of the event's route, not merely a 200."""
+    if "stream" in name:
+        chunks = [json.loads(line) for line in body.splitlines()]
+        assert chunks[-1]["result"]["alternatives"][0]["status"] == "ALTERNATIVE_STATUS_FINAL"
+        return
+    answer = json.loads(body)
+    if "chat-completions" in name:
+        assert answer["object"] == "chat.completion" and answer["choices"][0]["finish_reason"] == "stop"
+        assert answer["choices"][0]["message"]["content"].startswith("[emulated ")
+        assert answer["usage"]["total_tokens"] > 0
+    elif "openai-embeddings" in name:
+        import base64
+
+        vector = answer["data"][0]["embedding"]  # base64 float32, the openai client's default
+        assert answer["object"] == "list" and len(base64.b64decode(vector)) == 256 * 4
+        assert answer["usage"]["prompt_tokens"] > 0
+    elif "tokenize" in name:
+        assert answer["tokens"] and all(t["text"] and t["id"].isdigit() for t in answer["tokens"])
+    elif "completion" in name:
+        assert answer["result"]["alternatives"][0]["message"]["text"].startswith("[emulated ")
+        assert int(answer["result"]["usage"]["totalTokens"]) > 0
+    elif "embedding-texts" in name:
+        assert len(answer["embeddings"]) >= 2 and all(len(v) == 256 for v in answer["embeddings"])
+    elif "embedding" in name:
+        assert len(answer["embedding"]) == 256 and int(answer["numTokens"]) > 0
+    elif "classification" in name:
+        assert abs(sum(p["confidence"] for p in answer["predictions"]) - 1.0) < 1e-3
+    else:
+        raise AssertionError(f"no expectation for {name}")
+
+
 @pytest.mark.parametrize("name", event_names("http-"))
 def test_every_sample_event_succeeds(stack_env: Emulator, name: str) -> None:
     result = load(_function_for(name))(load_event(name), FakeContext())
     assert result["statusCode"] == 200, result["body"]
     assert result["headers"]["x-request-id"] == "req-test"
     assert result["isBase64Encoded"] is False
+    _answer_is_what_the_route_promises(name, result["body"])
+
+
+JWT_LIKE = "eyJhbGciOiJQUzI1NiJ9.eyJpc3MiOiJjYWxsZXIifQ.c2lnbmF0dXJlLW9mLWNhbGxlcg"
 
 
 def test_log_lines_are_json_with_ids_usage_and_no_secrets(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch,
@@ -40,8 +76,12 @@ def test_log_lines_are_json_with_ids_usage_and_no_secrets(stack_env: Emulator, m
     stack_env.post("/_emulator/keys", {"id": key["id"], "public_key": key["public_key"],
                                        "service_account_id": key["service_account_id"]})
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    monkeypatch.setenv("LOG_PAYLOADS", "true")
+    monkeypatch.setenv("LOG_PAYLOADS", "true")  # prompts and completions are logged: secrets in them must not be
     monkeypatch.setenv("YC_IAM_ENDPOINT", f"{stack_env.url}/iam/v1/tokens")
+    event = load_event("http-v01-completion")
+    body = json.loads(event["body"])
+    body["messages"][-1]["text"] = f"remember {API_KEY} and {JWT_LIKE}"  # a caller pastes credentials into a prompt
+    event["body"] = json.dumps(body)
     responses = []
     # API key, then an authorized key (JWT exchange), then a failing key, each through a full request
     for env in ({"YC_API_KEY": API_KEY}, {"YC_SA_KEY_JSON": json.dumps(key)}, {"YC_SA_KEY_JSON": json.dumps({**key, "id": "x"})}):
@@ -51,22 +91,27 @@ def test_log_lines_are_json_with_ids_usage_and_no_secrets(stack_env: Emulator, m
             monkeypatch.setenv(name, value)
         reset_caches()
         stack_env.fault(path="/foundationModels/v1/completion", status=429, retryAfter=0, count=1)
-        responses.append(load("completion")(load_event("http-v01-completion"), FakeContext()))
+        responses.append(load("completion")(event, FakeContext()))
     assert [r["statusCode"] for r in responses] == [200, 200, 500]
     text = log_output.getvalue()
     lines = [json.loads(line) for line in text.splitlines()]
-    assert any(line["msg"] == "retrying upstream call" for line in lines)
+    assert [line["attempt"] for line in lines if line["msg"] == "retrying upstream call"] == [1, 1]
     summary = [line for line in lines if line["msg"] == "request handled"]
     assert len(summary) == 2
     assert all(line["request_id"] == "req-test" and line["function"] == "completion" for line in summary)
     assert all(line["total_tokens"] > 0 and line["model"].startswith("gpt://") and line["latency_ms"] > 0
-               for line in summary)
+               and line["attempts"] == 2 for line in summary)
     assert {line["level"] for line in lines} <= {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
-    everything = text + json.dumps(responses)
+    payloads = [line for line in lines if line["msg"] == "completion payload"]
+    assert len(payloads) == 2  # the secrets did reach the logger, through the prompt and the echoed answer
+    assert all(line["messages"][-1]["text"] == "remember [REDACTED] and [REDACTED]" for line in payloads)
+    assert all("[REDACTED]" in line["result"]["alternatives"][0]["message"]["text"] for line in payloads)
     private_body = key["private_key"].split("-----")[2].strip()[:40]
     assert len(private_body) == 40
-    for secret in (API_KEY, private_body, "t1.emulated.", "eyJ"):
-        assert secret not in everything, secret
+    for secret in (API_KEY, JWT_LIKE, private_body, "t1.emulated.", "eyJ"):
+        assert secret not in text, secret
+    for secret in (private_body, "t1.emulated."):  # the caller's own prompt comes back to it; our secrets never
+        assert secret not in json.dumps(responses), secret
 
 
 def test_handler_import_is_lean() -> None:

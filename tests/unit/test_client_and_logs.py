@@ -75,10 +75,13 @@ def test_short_name_without_folder_and_allow_list() -> None:
     with pytest.raises(errors.BadRequestError, match="YC_FOLDER_ID"):
         resolve_model("yandexgpt", "gpt", Settings())
     config = Settings(folder_id="f", allowed_models=("yandexgpt-lite", "gpt://f/llama/rc"))
-    assert resolve_model("yandexgpt-lite/rc", "gpt", config)
-    assert resolve_model("llama/rc", "gpt", config)
+    assert resolve_model("yandexgpt-lite/rc", "gpt", config) == "gpt://f/yandexgpt-lite/rc"  # any version of a name
+    assert resolve_model("yandexgpt-lite", "gpt", config) == "gpt://f/yandexgpt-lite/latest"
+    assert resolve_model("llama/rc", "gpt", config) == "gpt://f/llama/rc"  # the exact URI listed
+    with pytest.raises(errors.ForbiddenError, match="modelUri: model 'llama' is not allowed here"):
+        resolve_model("llama", "gpt", config)  # llama/latest is not the listed llama/rc
     with pytest.raises(errors.ForbiddenError):
-        resolve_model("llama", "gpt", config)
+        resolve_model("gpt://other/yandexgpt/latest", "gpt", config)
 
 
 SECRETS = ["Api-Key AQVN1234567890abcdefghijklmnop", "Bearer t1.9euelZqXyMnNy5KblpqRm5yOj5aPyu3rnpWak8",

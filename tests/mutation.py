@@ -1,0 +1,235 @@
+"""`make mutate`: mutation testing with mutmut, one module at a time, each against the tests that concern it.
+
+    python -m tests.mutation                       # every module in MODULES that exists
+    python -m tests.mutation shared/client.py      # only these
+    MUTATE_JOBS=2 python -m tests.mutation ...     # forked test workers per module (default 1)
+
+For each module a scratch copy of the repository is made under .mutmut/<module>/ with a pyproject.toml
+that tells mutmut to mutate only that module and to run only its tests; mutmut then tests each mutant
+in a forked child, running just the selected tests that execute the mutated function. The table at the
+end (also written to .mutmut/scores.md) is what the README's "Mutation testing" section shows: mutants,
+killed (a timeout counts as killed), the survivors argued equivalent in EQUIVALENT below, and the score
+killed / (mutants - equivalent). Every other survivor is printed with its diff: kill it with a test, or
+argue it here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutmut"
+COPIED = ("shared", "tests", "local", "functions", "events", "deploy")  # what the selected tests import or read
+
+# module -> the tests that concern it (mutmut further narrows each mutant to the tests that run its function)
+MODULES: dict[str, list[str]] = {
+    "shared/client.py": ["tests/unit/test_promises_client.py", "tests/unit/test_client_and_logs.py",
+                         "tests/integration/test_promises_upstream.py", "tests/integration/test_upstream_failures.py"],
+    "shared/auth.py": ["tests/unit/test_auth.py", "tests/unit/test_promises_auth.py",
+                       "tests/integration/test_credentials.py"],
+    "shared/logs.py": ["tests/unit/test_promises_logs.py", "tests/unit/test_client_and_logs.py"],
+    "shared/jobs/queue.py": ["tests/unit/test_promises_queue.py", "tests/integration/test_queue_protocol.py"],
+    "shared/jobs/store.py": ["tests/integration/test_job_store.py", "tests/integration/test_promises_jobs.py",
+                             "tests/integration/test_async.py"],
+    "shared/jobs/operations.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py",
+                                  "tests/integration/test_batches.py"],
+    "shared/jobs/worker.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py"],
+    "shared/jobs/poller.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
+    "shared/jobs/batches.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
+    # the OpenAI translation: every module under shared/openai/, against every OpenAI test
+    "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
+}
+
+_FIRST_WORD = ("the word is only compared with api-key and bearer: a header match is exactly two words, so every "
+               "variant finds the same first one, and for the other patterns none can yield either word")
+
+_LAST = "every way through the loop sets `last` before the error that reads it"
+_FRESH = "the state is read again under the lock, which returns for a fresh token: same outcome, one lock taken"
+_NO_CLOCK = "an API key or a user's IAM token never expires (expiry None) and cannot refresh: its clock is never read"
+_ASCII = "a key file is ASCII (JSON around a PEM block), which every locale encoding reads alike"
+
+_CLARK = "ElementTree names a tag {namespace}local: at most one '}', so every split finds the same last part"
+
+# Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
+# (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
+# other (in that function only, when one is named).
+EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
+    "shared/client.py": [
+        ("idempotent=False", "idempotent=None", "only `not idempotent` is read, and None is as falsy as False"),
+        ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
+        ("reauthenticated = False", "reauthenticated = None", "only `not reauthenticated` is read"),
+        ('"x-request-id"', '"X-REQUEST-ID"', "requests' response headers are a case-insensitive dict"),
+        ('getattr(current, "args", ())', 'getattr(current, "args", None)',
+         "every exception has .args, so the default is never used"),
+        ('getattr(current, "args", ())', 'getattr(current, "args", )', "the same: the default is never used"),
+        ("body = None", 'body = ""', "either way the body is not a dict and the plain-text branch is taken"),
+        ("self._next = 0.0", "self._next = 1.0",
+         "the first slot is max(now, _next); monotonic() counts from boot, so now is past both 0 and 1 s"),
+    ],
+    "shared/auth.py": [
+        ('last = ""', "last = None", _LAST), ('last = ""', 'last = "XXXX"', _LAST),
+        ("if context is not None else None", "if (context is not None) or True else None",
+         "getattr(None, 'token', None) is None as well"),
+        ("if value is not None else None", "if (value is not None) or True else None",
+         "float(None) raises TypeError, which is caught and gives None as well"),
+        ('if body.get("expiresAt") else None', 'if (body.get("expiresAt")) or True else None',
+         "parse_rfc3339(None) is None as well"),
+        ("creds = _cached", "creds = None",
+         "the cache is read again under the lock and gives the same credentials; only the lock is taken"),
+        ("session.trust_env = False", "session.trust_env = None", "requests only tests trust_env for truth"),
+        ('if self.state == "fresh"', 'if self.state == "XXfreshXX"', _FRESH),
+        ('if self.state == "fresh"', 'if self.state == "FRESH"', _FRESH),
+        ("settings.api_key, clock=clock)", "settings.api_key, clock=None)", _NO_CLOCK),
+        ("settings.api_key, clock=clock)", "settings.api_key, )", _NO_CLOCK),
+        ("settings.iam_token, clock=clock)", "settings.iam_token, clock=None)", _NO_CLOCK),
+        ("settings.iam_token, clock=clock)", "settings.iam_token, )", _NO_CLOCK),
+        ('encoding="utf-8"', "encoding=None", _ASCII), ('encoding="utf-8"', 'encoding="UTF-8"', _ASCII),
+        ('pem.find("-----BEGIN")', 'pem.rfind("-----BEGIN")', "a key holds one BEGIN line, so both find the same"),
+        ("logs.register_secret(token)", "logs.register_secret(None)",
+         "a signed JWT always has the eyJ….….… shape, which the JWT pattern removes whole anyway", "signed_jwt"),
+    ],
+    "shared/logs.py": [
+        ("split(None, 1)[0]", "split(None, )[0]", _FIRST_WORD),
+        ("split(None, 1)[0]", "rsplit(None, 1)[0]", _FIRST_WORD),
+        ("split(None, 1)[0]", "split(None, 2)[0]", _FIRST_WORD),
+        ("json_ensure_ascii=False", "json_ensure_ascii=None", "passed on to json.dumps, which only tests it for truth"),
+        ('"{message}{name}"', '"XX{message}{name}XX"',
+         "python-json-logger takes only the {field} names from the format; text around them never reaches the line"),
+        ('(level or "INFO")', '(level or "XXINFOXX")', "an unknown name falls back to logging.INFO: the same level"),
+        ('(level or "INFO")', '(level or "info")', "upper() makes it INFO again"),
+    ],
+    "shared/jobs/queue.py": [
+        ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),
+        ('tag.rsplit("}", 1)[-1]', 'tag.split("}", 1)[-1]', _CLARK),
+        ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", 2)[-1]', _CLARK),
+        ('method="POST"', 'method="post"', "botocore upper-cases the method it signs, and the request goes out "
+                                           "through session.post whatever the AWSRequest says"),
+    ],
+}
+
+STATUS_KILLED = {"killed", "timeout", "caught by type check"}
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+
+
+def expand(patterns: list[str]) -> list[str]:
+    found: list[str] = []
+    for pattern in patterns:
+        found += sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)) if "*" in pattern else (
+            [pattern] if (ROOT / pattern).exists() else [])
+    return found
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    """A scratch copy of the repository whose pyproject.toml points mutmut at this module and its tests."""
+    work = WORK / re.sub(r"[^A-Za-z0-9]+", "-", module).strip("-")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in COPIED:
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", ".mutmut"))
+    pytest_options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    lines = ["[tool.pytest.ini_options]"]
+    lines += [f"{key} = {_toml(value)}" for key, value in pytest_options.items()]
+    lines += ["", "[tool.mutmut]", 'source_paths = ["shared"]', f"only_mutate = {_toml([module])}",
+              f"also_copy = {_toml([n for n in COPIED if n != 'shared'])}",
+              f"pytest_add_cli_args_test_selection = {_toml(tests)}",
+              'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
+              # each mutant's tests run in a process forked from a clean server, not from the process that
+              # already ran the whole selection (whose leftovers, such as registered secrets, hide mutants)
+              'process_isolation = "forkserver"']
+    (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return work
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    removed = " ".join(line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---"))
+    added = " ".join(line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
+    return removed, added
+
+
+def measure(module: str, test_patterns: list[str], jobs: int) -> dict[str, object]:
+    tests = expand(test_patterns)
+    work = prepare(module, tests)
+    mutmut = [sys.executable, "-m", "mutmut"]
+    print(f"== {module}: mutating against {len(tests)} test files", flush=True)
+    if subprocess.run(mutmut + ["run", "--max-children", str(jobs)], cwd=work).returncode != 0:
+        raise SystemExit(f"mutmut run failed for {module} (its output is above; the scratch copy is {work})")
+    statuses: dict[str, str] = {}
+    for line in run(mutmut + ["results", "--all", "true"], work).stdout.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            statuses[name] = status
+    equivalent_rules = [(rule[0].strip(), rule[1].strip(), rule[2], rule[3] if len(rule) > 3 else "")
+                        for rule in EQUIVALENT.get(module, [])]
+    survivors: list[tuple[str, str, str]] = []
+    equivalent: list[tuple[str, str]] = []
+    used: set[int] = set()
+    for name, status in sorted(statuses.items()):
+        if status in STATUS_KILLED:
+            continue
+        diff = run(mutmut + ["show", name], work).stdout
+        removed, added = changed_lines(diff)
+        rule = next((n for n, (a, b, _, function) in enumerate(equivalent_rules)
+                     if a in removed and added in (removed.replace(a, b), removed.replace(a, b, 1))
+                     and (not function or f"{function}__mutmut_" in name)), None)
+        if rule is not None:
+            equivalent.append((name, equivalent_rules[rule][2]))
+            used.add(rule)
+        else:
+            survivors.append((name, status, diff))
+    total = len(statuses)
+    killed = sum(1 for s in statuses.values() if s in STATUS_KILLED)
+    considered = total - len(equivalent)
+    score = 100.0 * killed / considered if considered else 100.0
+    for name, status, diff in survivors:
+        print(f"-- {status}: {name}\n{diff}\n")
+    for name, why in equivalent:
+        print(f"   equivalent: {name}: {why}")
+    for n, (a, b, _, _) in enumerate(equivalent_rules):
+        if n not in used:  # keep the list honest: an argument that no survivor needs any more goes
+            print(f"   unused equivalence rule (nothing survives as {a!r} -> {b!r}): drop it from EQUIVALENT")
+    print(f"   {module}: {total} mutants, {killed} killed, {len(equivalent)} equivalent, "
+          f"{len(survivors)} survived, score {score:.1f}%", flush=True)
+    return {"module": module, "total": total, "killed": killed, "equivalent": len(equivalent),
+            "survived": len(survivors), "score": score}
+
+
+def main(argv: list[str]) -> int:
+    import os
+
+    jobs = int(os.environ.get("MUTATE_JOBS", "1"))
+    targets: list[tuple[str, list[str]]] = []
+    for wanted in argv or list(MODULES):
+        patterns = MODULES.get(wanted) or next((t for m, t in MODULES.items() if "*" in m and Path(wanted).match(m)), [])
+        paths = [p for p in expand([wanted]) if not p.endswith("__init__.py")]
+        if not paths:
+            print(f"== {wanted}: not in this tree yet, skipped")
+        targets += [(path, patterns) for path in paths]
+    rows = [measure(module, patterns, jobs) for module, patterns in targets]
+    table = ["| module | mutants | killed | equivalent | score |", "|---|---|---|---|---|"]
+    table += [f"| `{r['module']}` | {r['total']} | {r['killed']} | {r['equivalent']} | {r['score']:.1f}% |" for r in rows]
+    WORK.mkdir(exist_ok=True)
+    (WORK / "scores.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    return 0 if all(float(r["score"]) >= 90.0 for r in rows) else 1  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
