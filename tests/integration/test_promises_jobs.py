@@ -196,14 +196,15 @@ def test_a_failed_native_batch_is_recorded_as_failed(api_v01: Api, jobs: Jobs, f
 def test_the_poller_stops_before_its_deadline_on_the_clock(api_v01: Api, jobs: Jobs, fast: Emulator,
                                                            monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> None:
     """Replaces test_batches.py::test_the_poller_never_runs_past_its_deadline (a wall-clock bound). At 10
-    polls a second, a 2.5 s invocation (less 0.5 s for the answer and 1 s of poller margin) has slots for
-    exactly 11 polls: time moves only by the pacer's waits, so the count is exact, not a race."""
+    polls a second, a 2.55 s invocation (less 0.5 s for the answer and 1 s of poller margin: 1.05 s) has
+    slots for exactly 11 polls, at 0, 0.1, ... 1.0 s: time moves only by the pacer's waits, so the count is
+    exact, not a race (and no slot falls on the deadline, where float rounding would decide)."""
     monkeypatch.setenv("FM_OPERATION_GET_RPS", "10")
     reset_caches()
     operation = api_v01.post(f"{FM}/completionBatch", batch_body(30)).json()
     jobs.drain()
     started = clock.monotonic()
-    summary = load("batch_poller")(timer_event(), FakeContext(2500, request_id="deadline-poller"))
+    summary = load("batch_poller")(timer_event(), FakeContext(2550, request_id="deadline-poller"))
     assert summary == {"items-finished": 11, "deadline": 1}
     assert clock.monotonic() - started == pytest.approx(1.0)  # the last slot, 1 s before the deadline
     assert len([c for c in fast.calls() if c["path"].startswith("/operations/")]) == 11
