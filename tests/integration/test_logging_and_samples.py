@@ -33,7 +33,12 @@ def _answer_is_what_the_route_promises(name: str, body: str) -> None:
         assert chunks[-1]["result"]["alternatives"][0]["status"] == "ALTERNATIVE_STATUS_FINAL"
         return
     answer = json.loads(body)
-    if "tokenize" in name:
+    if "chat-completions" in name:  # the OpenAI dialect
+        assert answer["object"] == "chat.completion"
+        assert answer["choices"][0]["message"]["content"].startswith("[emulated ")
+    elif "openai-embeddings" in name:
+        assert answer["object"] == "list" and answer["data"] and all(d["embedding"] for d in answer["data"])
+    elif "tokenize" in name:
         assert answer["tokens"] and all(t["text"] and t["id"].isdigit() for t in answer["tokens"])
     elif "completion" in name:
         assert answer["result"]["alternatives"][0]["message"]["text"].startswith("[emulated ")
