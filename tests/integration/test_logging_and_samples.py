@@ -33,11 +33,16 @@ def _answer_is_what_the_route_promises(name: str, body: str) -> None:
         assert chunks[-1]["result"]["alternatives"][0]["status"] == "ALTERNATIVE_STATUS_FINAL"
         return
     answer = json.loads(body)
-    if "chat-completions" in name:  # the OpenAI dialect
-        assert answer["object"] == "chat.completion"
+    if "chat-completions" in name:
+        assert answer["object"] == "chat.completion" and answer["choices"][0]["finish_reason"] == "stop"
         assert answer["choices"][0]["message"]["content"].startswith("[emulated ")
+        assert answer["usage"]["total_tokens"] > 0
     elif "openai-embeddings" in name:
-        assert answer["object"] == "list" and answer["data"] and all(d["embedding"] for d in answer["data"])
+        import base64
+
+        vector = answer["data"][0]["embedding"]  # base64 float32, the openai client's default
+        assert answer["object"] == "list" and len(base64.b64decode(vector)) == 256 * 4
+        assert answer["usage"]["prompt_tokens"] > 0
     elif "tokenize" in name:
         assert answer["tokens"] and all(t["text"] and t["id"].isdigit() for t in answer["tokens"])
     elif "completion" in name:
