@@ -50,7 +50,6 @@ _FIRST_WORD = ("the word is only compared with api-key and bearer: a header matc
 
 _LAST = "every way through the loop sets `last` before the error that reads it"
 _FRESH = "the state is read again under the lock, which returns for a fresh token: same outcome, one lock taken"
-_NO_CLOCK = "an API key or a user's IAM token never expires (expiry None) and cannot refresh: its clock is never read"
 _ASCII = "a key file is ASCII (JSON around a PEM block), which every locale encoding reads alike"
 
 _CLARK = "ElementTree names a tag {namespace}local: at most one '}', so every split finds the same last part"
@@ -84,10 +83,6 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("session.trust_env = False", "session.trust_env = None", "requests only tests trust_env for truth"),
         ('if self.state == "fresh"', 'if self.state == "XXfreshXX"', _FRESH),
         ('if self.state == "fresh"', 'if self.state == "FRESH"', _FRESH),
-        ("settings.api_key, clock=clock)", "settings.api_key, clock=None)", _NO_CLOCK),
-        ("settings.api_key, clock=clock)", "settings.api_key, )", _NO_CLOCK),
-        ("settings.iam_token, clock=clock)", "settings.iam_token, clock=None)", _NO_CLOCK),
-        ("settings.iam_token, clock=clock)", "settings.iam_token, )", _NO_CLOCK),
         ('encoding="utf-8"', "encoding=None", _ASCII), ('encoding="utf-8"', 'encoding="UTF-8"', _ASCII),
         ('pem.find("-----BEGIN")', 'pem.rfind("-----BEGIN")', "a key holds one BEGIN line, so both find the same"),
         ("logs.register_secret(token)", "logs.register_secret(None)",

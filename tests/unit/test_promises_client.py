@@ -299,7 +299,7 @@ def test_the_retry_policy_follows_the_settings(monkeypatch: pytest.MonkeyPatch) 
 def test_every_call_goes_to_its_path_with_its_body(clock: ManualClock, name: str, args: tuple[Any, ...], method: str,
                                                    url: str) -> None:
     session = ScriptedSession(OK)
-    invoke(make(session), name, args)
+    assert invoke(make(session), name, args).body == {"result": {"alternatives": []}}  # one JSON document, not lines
     sent = session.calls[0]
     assert (sent["method"], sent["url"]) == (method, url)
     if method == "POST":
