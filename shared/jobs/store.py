@@ -441,27 +441,7 @@ class JobStore:
 
     def records(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """The records that exist among `keys` (key -> record), 100 keys per consistent BatchGetItem."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {self.table: {"Keys": [{"id": _s(k)} for k in unique[start:start + 100]],
-                                                    "ConsistentRead": True}}
-            while request:
-                try:
-                    answer = self.db.batch_get_item(RequestItems=request)
-                except ClientError as err:
-                    if err.response["Error"]["Code"] == "ResourceNotFoundException":
-                        return {}
-                    raise StoreError(f"job store: {err.response['Error']['Code']}") from None
-                except BotoCoreError as err:
-                    raise StoreError(f"job store: {type(err).__name__}") from None
-                for raw in answer.get("Responses", {}).get(self.table, []):
-                    record = _plain(raw)
-                    found[record["id"]] = record
-                request = answer.get("UnprocessedKeys") or {}
-        return found
+        return self._batch_get(list(dict.fromkeys(keys)))
 
     def delete_record(self, key: str) -> bool:
         """Delete a record; False when there was none."""
