@@ -231,7 +231,7 @@ def jobs(moto_server: str, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch)
 # Modules that still call the time module themselves instead of shared.clock (the job store, the poller
 # and the batch worker's hourly window); until they move to shared.clock the `clock` fixture swaps their
 # `time` for the test's clock. An entry whose module no longer imports `time` is skipped.
-NOT_YET_ON_SHARED_CLOCK = ("shared.jobs.store", "shared.jobs.poller", "shared.jobs.batches")
+NOT_YET_ON_SHARED_CLOCK = ("shared.jobs.batches",)
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import collections
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.jobs import doors
 from shared.jobs.store import item_id, job_store, task_id
 from shared.jobs.submit import send_tasks
@@ -72,7 +71,7 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
     op_id, total = operation["id"], int(operation.get("items_total", 0))
     records = store.items(op_id, list(range(total)))  # read once a round and kept current below
     cancelled = operation.get("state") == "done"
-    now = time.time()
+    now = clock.now()
 
     def settle(index: int, record: dict[str, Any], outcome: dict[str, Any], failed: bool) -> bool:
         if store.item_finished(op_id, index, record["custom_id"], outcome, failed):
@@ -114,7 +113,7 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
                 summary["items-finished"] += 1
         else:
             polls = int(record.get("polls", 0)) + 1
-            store.set_fields(item_id(op_id, index), {"polls": polls, "next_poll_at": time.time() + min(
+            store.set_fields(item_id(op_id, index), {"polls": polls, "next_poll_at": clock.now() + min(
                 MAX_POLL_INTERVAL_S, FIRST_POLL_S * 1.5 ** polls)})
             summary["items-pending"] += 1
     if cancelled:
@@ -216,7 +215,7 @@ def _expire_if_late(operation: dict[str, Any], store: Any, summary: collections.
     """End a job still running past its `deadline_at` (DEADLINE_EXCEEDED); its unfinished work is then
     stopped as a cancelled job's is. Batches stay in the index until that is done."""
     deadline = float(operation.get("deadline_at", 0) or 0)
-    if not deadline or operation.get("state") == "done" or time.time() < deadline:
+    if not deadline or operation.get("state") == "done" or clock.now() < deadline:
         return operation
     if store.finish(operation["id"], None, 0, EXPIRED, deactivate=False):
         summary["expired"] += 1
@@ -235,7 +234,7 @@ def _stop_reason(operation: dict[str, Any]) -> dict[str, Any]:
 
 def _requeue_if_stuck(operation: dict[str, Any], store: Any, inv: Invocation, summary: collections.Counter[str]) -> None:
     """Send again the messages of tasks that sat queued (message lost) or whose worker died, past a threshold."""
-    now = time.time()
+    now = clock.now()
     threshold = inv.settings.stuck_after_s
     if now - float(operation.get("modified_at", now)) < threshold or now - float(operation.get("requeued_at", 0)) < threshold:
         return

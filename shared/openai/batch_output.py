@@ -18,10 +18,9 @@ written only once, and `oa_settled` is set last, so a poller killed half-way is 
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.jobs.store import item_id, payload_key, task_id
 from shared.openai import batch_lines, batch_store
 
@@ -62,7 +61,7 @@ def settle(operation: dict[str, Any], store: JobStore, inv: Invocation,
     fresh = store.item(op_id) or operation
     if fresh.get("oa_settled"):
         return (fresh.get("oa_native_key", ""), int(fresh.get("oa_native_size", 0))) if fresh.get("kind") != "batch" else None
-    store.put_record(op_id, {"oa_finalizing_at": int(time.time())}, unless_set="oa_finalizing_at")
+    store.put_record(op_id, {"oa_finalizing_at": int(clock.now())}, unless_set="oa_finalizing_at")
     door = batch_store.loads(fresh.get("oa"), {})
     error = batch_store.loads(fresh.get("error"))
     stop = error.get("code") if isinstance(error, dict) and fresh.get("state") == "done" else None
@@ -96,7 +95,7 @@ def settle(operation: dict[str, Any], store: JobStore, inv: Invocation,
         native = (key, len(data))
         fields.update(oa_native_key=key, oa_native_size=len(data), items_done=sum(1 for o in outcomes if o["ran"]),
                       items_failed=fields["oa_failed"])
-    fields["oa_settled_at"] = int(time.time())
+    fields["oa_settled_at"] = int(clock.now())
     store.set_fields(op_id, fields)
     store.set_fields(op_id, {"oa_settled": 1})  # last: the view says completed/cancelled/expired only now
     log.info("openai batch settled", extra={"operation_id": op_id, "succeeded": len(ok), "errors": len(bad)})
@@ -112,7 +111,7 @@ def _chat_outcomes(operation: dict[str, Any], store: JobStore, records: dict[int
         records = store.items(op_id, list(range(total)))
     missing = [i for i in range(total) if i not in records]
     custom_ids = _chat_custom_ids(operation, store) if missing else {}
-    created = int(time.time())
+    created = int(clock.now())
     outcomes = []
     for index in range(total):
         record = records.get(index) or {}

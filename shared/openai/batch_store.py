@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from shared import clock
 
 if TYPE_CHECKING:
     from shared.jobs.store import JobStore
@@ -36,7 +37,7 @@ MAX_PAGE = 1000  # objects per page, whatever `limit` asks (a client pages on wi
 
 
 def _hex_now() -> tuple[int, str]:
-    ms = int(time.time() * 1000)
+    ms = int(clock.now() * 1000)
     return ms, f"{ms:012x}"
 
 
@@ -83,7 +84,7 @@ def _entry(object_id: str, purpose: str | None) -> str:
 
 
 def add_to_list(store: JobStore, kind: str, owner: str, object_id: str, purpose: str | None = None) -> None:
-    ms = created_ms(object_id) or int(time.time() * 1000)
+    ms = created_ms(object_id) or int(clock.now() * 1000)
     store.set_add(list_key(kind, owner, _hour(ms)), "ids", [_entry(object_id, purpose)],
                   ms / 1000 + store.ttl_s + 7200)
 
@@ -98,7 +99,7 @@ def page(store: JobStore, kind: str, owner: str, limit: int, after: str | None =
          newest_first: bool = True) -> tuple[list[dict[str, Any]], bool]:
     """One page of a caller's objects of `kind` (their records, newest first unless told otherwise), after
     the object `after`, and whether more follow."""
-    now = time.time()
+    now = clock.now()
     limit = min(limit, MAX_PAGE)
     start_ms = now * 1000
     end_ms = (now - store.ttl_s) * 1000 - 3_600_000
@@ -146,7 +147,7 @@ def _record_key(kind: str, object_id: str) -> str:
 
 def expired(record: dict[str, Any], now: float | None = None) -> bool:
     """Past its `expires_at` (the store's TTL sweep deletes such records eventually, not at once)."""
-    return float(record.get("expires_at", 0) or 0) < (now or time.time())
+    return float(record.get("expires_at", 0) or 0) < (now or clock.now())
 
 
 # -- file records ---------------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def save_file(store: JobStore, owner: str, filename: str, purpose: str, data: by
     """Store a file's bytes, its record and its list entry; with a given `file_id` (a batch's output, chosen
     once), a second call finds the record made and changes nothing. Returns the record."""
     file_id = file_id or new_file_id()
-    created = (created_ms(file_id) or time.time() * 1000) / 1000
+    created = (created_ms(file_id) or clock.now() * 1000) / 1000
     ttl = store.ttl_s if expires_in_s is None else min(float(expires_in_s), store.ttl_s)
     record = {"id": file_id, "kind": "file", "created_by": owner, "created_at": int(created),
               "bytes": len(data), "filename": filename, "purpose": purpose, "content_type": content_type,

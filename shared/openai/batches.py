@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.jobs.access import visible
 from shared.jobs.batches import CHUNK_ITEMS
 from shared.jobs.store import job_store
@@ -102,7 +101,7 @@ def create(request: BatchCreateRequest, inv: Invocation) -> Reply:
         inv.log_fields["invalid_lines"] = len(problems)
     else:
         numbers = {"items_total": len(lines), "items_done": 0, "items_failed": 0,
-                   "deadline_at": time.time() + WINDOW_S}
+                   "deadline_at": clock.now() + WINDOW_S}
         if request.endpoint == batch_lines.CHAT:
             chunks = [{"items": lines[i:i + CHUNK_ITEMS]} for i in range(0, len(lines), CHUNK_ITEMS)]
             submit_tasks("batch", chunks, inv, queue_kind="completion", numbers={**numbers, "chunk_items": CHUNK_ITEMS},

@@ -20,12 +20,11 @@ The parameter table (the README's "OpenAI-compatible API" section shows the same
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.ids import uuid4 as new_id
 from shared.native import services
 from shared.native.models import NonEmptyStr, StrictBool, StrictStr, model_uri_pattern
@@ -350,7 +349,7 @@ def create(request: ChatCompletionRequest, inv: Invocation) -> Reply:
     body = native_body(request, model_uri)
     answer = inv.client.completion(body, inv.call)
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
-    head = {"id": f"chatcmpl-{new_id()}", "created": int(time.time()), "model": model_uri}
+    head = {"id": f"chatcmpl-{new_id()}", "created": int(clock.now()), "model": model_uri}
     if request.stream:
         events, last = chat_response.chunk_events(answer.body, head, request.include_usage)
         _log_usage(inv, chat_response.usage(last))
