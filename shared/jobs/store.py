@@ -32,12 +32,11 @@ import json
 import random
 import re
 import threading
-import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.config import Settings
 
 log = logs.get_logger("jobs")
@@ -136,7 +135,7 @@ class JobStore:
                     if attempt >= CONFLICT_ATTEMPTS:
                         log.warning("job store: write conflict persisted", extra={"attempts": attempt})
                         raise StoreError(f"job store: {_code(err)} after {attempt} attempts") from None
-                    time.sleep(random.uniform(0, min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2 ** (attempt - 1))))
+                    clock.sleep(random.uniform(0, min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2 ** (attempt - 1))))
                     attempt += 1
                 elif _code(err) == "ResourceNotFoundException" and not created:
                     self.create_table()
@@ -215,7 +214,7 @@ class JobStore:
 
         for number, payload in enumerate(payloads):
             self.put_object(payload_key(op_id, number), payload)
-        now = time.time()
+        now = clock.now()
         item = {"id": _s(op_id), "kind": _s(kind), "state": _s(QUEUED), "tasks_total": _n(len(payloads)),
                 "tasks_done": _n(0), "created_at": _n(now), "modified_at": _n(now), "created_by": _s(created_by),
                 "description": _s(description), "expires_at": _n(int(now + self.ttl_s))}
@@ -268,7 +267,7 @@ class JobStore:
 
     def lease(self, key: str, field: str, holder: str, seconds: float) -> bool:
         """Take a named lease on an item (e.g. the poller's on a batch) unless someone else holds a live one."""
-        now = time.time()
+        now = clock.now()
         return self._update(key, f"SET {field}_until = :until, {field}_holder = :holder",
                             {":until": _n(now + seconds), ":now": _n(now), ":holder": _s(holder)},
                             f"attribute_exists(id) AND (attribute_not_exists({field}_until) OR {field}_until < :now "
@@ -282,7 +281,7 @@ class JobStore:
     def item_started(self, op_id: str, index: int, upstream_id: str, custom_id: str) -> bool:
         from botocore.exceptions import ClientError
 
-        now = time.time()
+        now = clock.now()
         try:
             self._write("put_item", TableName=self.table, ConditionExpression="attribute_not_exists(id)", Item={
                 "id": _s(item_id(op_id, index)), "state": _s(RUNNING), "upstream_id": _s(upstream_id),
@@ -300,7 +299,7 @@ class JobStore:
         exactly one poller records an item. The batch's counts are derived from these records."""
         from botocore.exceptions import ClientError
 
-        now = time.time()
+        now = clock.now()
         record = {"id": _s(item_id(op_id, index)), "state": _s(DONE), "custom_id": _s(custom_id),
                   "outcome": _s(json.dumps(outcome, ensure_ascii=False)), "failed": {"BOOL": failed},
                   "expires_at": _n(int(now + self.ttl_s))}
@@ -347,7 +346,7 @@ class JobStore:
 
     def claim(self, op_id: str, number: int, worker: str, lease_s: float) -> Claim:
         """queued/absent -> running, or take over a running task whose lease expired."""
-        now = time.time()
+        now = clock.now()
         won = self._update(
             task_id(op_id, number),
             "SET #state = :running, worker = :worker, lease_until = :until, expires_at = :expires ADD attempts :one",
@@ -367,7 +366,7 @@ class JobStore:
 
         key = f"results/{op_id}/task-{number}.{worker}.json"
         self.put_object(key, result)
-        now = time.time()
+        now = clock.now()
         try:
             self._write("transact_write_items", TransactItems=[
                 {"Update": {"TableName": self.table, "Key": {"id": _s(task_id(op_id, number))},
@@ -392,7 +391,7 @@ class JobStore:
 
     def release(self, op_id: str, number: int, worker: str, reason: str) -> None:
         """A transient failure: give the task back (running -> queued) and remember why, for the DLQ report."""
-        now = time.time()
+        now = clock.now()
         self._update(task_id(op_id, number), "SET #state = :queued, last_error = :reason, lease_until = :now",
                      {":queued": _s(QUEUED), ":running": _s(RUNNING), ":worker": _s(worker),
                       ":reason": _s(reason[:1000]), ":now": _n(now)}, "#state = :running AND worker = :worker")
@@ -402,7 +401,7 @@ class JobStore:
     def finish(self, op_id: str, result_key: str | None, result_size: int, error: dict[str, Any] | None,
                deactivate: bool = True) -> bool:
         """queued/running -> done with exactly one of a result or an error; False if it was already done."""
-        now = time.time()
+        now = clock.now()
         values: dict[str, Any] = {":done": _s(DONE), ":now": _n(now)}
         if error is not None:
             expression = "SET #state = :done, modified_at = :now, #error = :error"
