@@ -42,11 +42,11 @@ from shared.config import Settings
 log = logs.get_logger("jobs")
 
 QUEUED, RUNNING, DONE = "queued", "running", "done"
-TRANSITIONS = {  # the only moves the store makes; each is enforced by a ConditionExpression below
-    ("task", None, RUNNING), ("task", QUEUED, RUNNING), ("task", RUNNING, RUNNING), ("task", RUNNING, DONE),
-    ("task", RUNNING, QUEUED),
-    ("operation", QUEUED, RUNNING), ("operation", QUEUED, DONE), ("operation", RUNNING, DONE),
-}
+# The only moves the store makes, each enforced by a ConditionExpression below (and checked by
+# tests/integration/test_promises_jobs.py::test_the_store_makes_no_move_outside_its_state_machine):
+#   task:      (none) -> running, queued -> running, running -> running (a lease taken over), running -> done,
+#              running -> queued (given back)
+#   operation: queued -> running, queued -> done, running -> done
 
 
 # A write conflict is retried up to CONFLICT_ATTEMPTS times in all, sleeping a random time in

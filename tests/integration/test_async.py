@@ -50,15 +50,6 @@ def test_classification_async(api: Api, jobs: Jobs) -> None:
     assert result["predictions"][0]["label"] == "alarm"
 
 
-def test_embedding_async_small(api: Api, jobs: Jobs) -> None:
-    texts = ["alpha", "beta", "gamma"]
-    operation = api.post(f"{FM}/textEmbeddingAsync", {"modelUri": "text-search-doc", "texts": texts}).json()
-    jobs.drain()
-    result = poll(api, operation["id"])["response"]
-    single = api.post(f"{FM}/textEmbedding", {"modelUri": "text-search-doc", "text": "gamma"}).json()["embedding"]
-    assert len(result["embeddings"]) == 3 and result["embeddings"][2] == single
-
-
 def test_async_validation_errors_name_the_field(api: Api, jobs: Jobs) -> None:
     response = api.post(f"{FM}/completionAsync", {**COMPLETION, "completionOptions": {"stream": True}})
     assert response.status_code == 400
@@ -113,13 +104,6 @@ def test_poison_message_ends_in_the_dlq_and_the_operation_fails(api: Api, jobs: 
     assert finished["done"] is True
     assert "dead-letter queue" in finished["error"]["message"] and "overloaded" in finished["error"]["message"]
     assert jobs.triggers["completion-dlq"].invocations == 1
-
-
-def test_unreadable_message_goes_to_the_dlq_and_is_logged(api: Api, jobs: Jobs) -> None:
-    jobs.queues.send(jobs.resources.queues["embedding"], "garbage that is not a job")
-    jobs.drain()
-    assert jobs.triggers["embedding"].failures == 3  # maxReceiveCount deliveries, then the DLQ
-    assert jobs.triggers["embedding-dlq"].invocations == 1
 
 
 @pytest.mark.slow

@@ -84,11 +84,6 @@ def test_an_operation_finishes_once_with_exactly_one_outcome(jobs: Jobs) -> None
     assert item["state"] == "done" and (("error" in item) != ("result_key" in item))
 
 
-def test_transitions_table_names_every_move() -> None:
-    assert ("operation", "done", "running") not in jobs_module.TRANSITIONS
-    assert ("task", "done", "running") not in jobs_module.TRANSITIONS
-
-
 # -- the index of unsettled operations, spread over shard items (issue 10 "Also") --
 def test_the_active_index_is_spread_over_shards_and_reads_back_whole(jobs: Jobs) -> None:
     store = _store()
