@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shared import logs
 from shared.clock import now as current_time
 from shared.config import DEFAULT_METADATA_ADDR, Settings
-from shared.errors import CredentialsError
+from shared.errors import CredentialsError, CredentialsUnavailableError
 
 if TYPE_CHECKING:
     import requests
@@ -37,6 +37,7 @@ REFRESH_MARGIN_S = 300.0  # refresh when less than this much lifetime is left
 EXCHANGED_TOKEN_MAX_AGE_S = 3600.0  # the docs advise renewing exchanged IAM tokens hourly
 JWT_LIFETIME_S = 3600  # exp - iat must be <= 3600 (reference §7.2)
 METADATA_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+TRY_AGAIN_S = 1.0  # Retry-After when the token service is down or busy (the call itself made two tries)
 
 log = logs.get_logger("auth")
 
@@ -303,9 +304,9 @@ def _call(http: Http, method: str, url: str, source: str, **kwargs: Any) -> dict
                 return body
             raise CredentialsError(f"{source}: answer is not a JSON object")
         last = f"HTTP {response.status_code}"
-        if response.status_code < 500 and response.status_code != 429:
-            break
-    raise CredentialsError(f"{source}: token request to {url} failed ({last})")
+        if response.status_code < 500 and response.status_code != 429:  # the credentials themselves are refused
+            raise CredentialsError(f"{source}: token request to {url} failed ({last})")
+    raise CredentialsUnavailableError(f"{source}: token request to {url} failed ({last})", retry_after=TRY_AGAIN_S)
 
 
 # -- the chain ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
     │   ├── UpstreamUnavailableError  503 UNAVAILABLE   retryable
     │   └── UpstreamTimeoutError      504 DEADLINE_EXCEEDED
     ├── CredentialsError           500 UNAUTHENTICATED  (configured credentials that do not work)
+    │   └── CredentialsUnavailableError  503 UNAVAILABLE  retryable (the token service is down or busy)
     └── ConfigError                500 FAILED_PRECONDITION (a bad environment variable)
 
 Errors raised from an upstream answer carry what upstream said (status, gRPC code, message,
@@ -131,6 +132,13 @@ class UpstreamTimeoutError(UpstreamError):
 
 class CredentialsError(ApiError):
     status, code, grpc_code = 500, "UNAUTHENTICATED", 16
+
+
+class CredentialsUnavailableError(CredentialsError):
+    """The token service did not answer, or answered 429/5xx, on every try: the credentials may be fine and
+    a retry in a moment may work, so the caller sees a 503 with Retry-After rather than a 500."""
+
+    status, code, grpc_code, retryable = 503, "UNAVAILABLE", 14, True
 
 
 class ConfigError(ApiError):

@@ -315,8 +315,10 @@ def test_iam_exchange_outage_fails_the_call_and_the_job_waits_it_out(api_v01: Ap
     emulator = Emulator(os.environ["FM_BASE_URL"])
     _use_sa_key(monkeypatch, emulator)
     emulator.fault(path="/iam/v1/tokens", status=503, count=4)  # two exchanges of two tries each
-    status, body, _ = _invoke("completion", "http-v01-completion")
-    assert status == 500 and "YC_SA_KEY_JSON" in body["error"]["message"] and "HTTP 503" in body["error"]["message"]
+    status, body, headers = _invoke("completion", "http-v01-completion")
+    # an outage, not a broken key: a retryable 503 with Retry-After, naming the source and the exchange's answer
+    assert status == 503 and body["error"]["grpcCode"] == 14 and headers["Retry-After"] == "1", (status, body)
+    assert "YC_SA_KEY_JSON" in body["error"]["message"] and "HTTP 503" in body["error"]["message"]
     assert "PRIVATE KEY" not in json.dumps(body) and len(emulator.calls("/completion")) == 0
     op_id = api_v01.post(f"{FM}/completionAsync", COMPLETION).json()["id"]
     jobs.drain()  # the first delivery meets the outage and is given back; the next one exchanges the key

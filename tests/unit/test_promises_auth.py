@@ -15,7 +15,7 @@ import pytest
 
 from shared import auth, logs
 from shared.config import Settings
-from shared.errors import CredentialsError
+from shared.errors import CredentialsError, CredentialsUnavailableError
 from tests.clock import ManualClock
 from tests.keys import authorized_key, authorized_key_json
 
@@ -146,12 +146,19 @@ def test_a_token_request_is_tried_twice_on_connection_errors_5xx_and_429_only(cl
         with pytest.raises(CredentialsError) as info:
             metadata(clock).refresh(http)
         assert len(http.calls) == 1
+        assert type(info.value) is CredentialsError and info.value.status == 500  # refused: a retry will not help
         assert info.value.message == (f"metadata service 169.254.169.254: token request to http://169.254.169.254"
                                       f"{auth.METADATA_PATH} failed (HTTP {refused.status_code})")
     http = Http(OSError("down"))
-    with pytest.raises(CredentialsError, match=r"failed \(OSError\)$"):
+    with pytest.raises(CredentialsUnavailableError, match=r"failed \(OSError\)$") as outage:
         metadata(clock).refresh(http)
     assert len(http.calls) == 2
+    for busy in (Answer(500, {}), Answer(503, {}), Answer(429, {})):
+        with pytest.raises(CredentialsUnavailableError, match=rf"failed \(HTTP {busy.status_code}\)$") as outage:
+            metadata(clock).refresh(Http(busy, busy))
+    # down or busy on both tries: the caller gets a retryable 503 with Retry-After, not a 500
+    assert (outage.value.status, outage.value.grpc_code, outage.value.retryable) == (503, 14, True)
+    assert outage.value.retry_after == auth.TRY_AGAIN_S
 
 
 def test_a_refresh_that_fails_keeps_a_stale_token_logs_it_and_fails_an_expired_one(clock: ManualClock) -> None:
@@ -388,6 +395,12 @@ def test_when_nothing_answers_the_error_says_what_to_set() -> None:
     assert info.value.message.endswith(
         f"the metadata service (metadata service 10.0.0.1:80: token request to http://10.0.0.1:80{auth.METADATA_PATH} "
         "failed (HTTP 403)); set one of them")
+    # finding nothing is a configuration to fix (500), even when the metadata service was busy: once the
+    # chain has chosen a source, that source's outages are 503s (the refresh tests above)
+    for answers in ((Answer(403, {}),), (Answer(503, {}), Answer(503, {}))):
+        with pytest.raises(CredentialsError) as info:
+            auth.find_credentials(Settings(metadata_addr="10.0.0.1:80"), None, Http(*answers))
+        assert type(info.value) is CredentialsError and info.value.status == 500
 
 
 def test_an_unreadable_key_file_says_why(tmp_path: Any) -> None:
