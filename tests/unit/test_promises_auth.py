@@ -158,7 +158,7 @@ def test_a_token_request_is_tried_twice_on_connection_errors_5xx_and_429_only(cl
             metadata(clock).refresh(Http(busy, busy))
     # down or busy on both tries: the caller gets a retryable 503 with Retry-After, not a 500
     assert (outage.value.status, outage.value.grpc_code, outage.value.retryable) == (503, 14, True)
-    assert outage.value.retry_after == auth.TRY_AGAIN_S
+    assert outage.value.retry_after == auth.TRY_AGAIN_S == 1.0
 
 
 def test_a_refresh_that_fails_keeps_a_stale_token_logs_it_and_fails_an_expired_one(clock: ManualClock) -> None:
