@@ -39,7 +39,7 @@ def event_names(prefix: str = "") -> list[str]:
 
 
 def reset_caches() -> None:
-    from shared.jobs import queue, store
+    from shared.jobs import batches, queue, store
 
     config.reset_settings()
     auth.reset_credentials()
@@ -47,6 +47,7 @@ def reset_caches() -> None:
     services.reset_pacers()
     store.reset_job_store()
     queue.reset_queue_client()
+    batches.reset_windows()
 
 
 _ENV_PREFIXES = ("YC_", "FM_", "LOG_")
@@ -228,10 +229,10 @@ def jobs(moto_server: str, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch)
     return Jobs(resources)
 
 
-# Modules that still call the time module themselves instead of shared.clock (the job store, the poller
-# and the batch worker's hourly window); until they move to shared.clock the `clock` fixture swaps their
+# Modules that still call the time module themselves instead of shared.clock (the job store and the
+# poller); until they move to shared.clock the `clock` fixture swaps their
 # `time` for the test's clock. An entry whose module no longer imports `time` is skipped.
-NOT_YET_ON_SHARED_CLOCK = ("shared.jobs.store", "shared.jobs.poller", "shared.jobs.batches")
+NOT_YET_ON_SHARED_CLOCK = ("shared.jobs.store", "shared.jobs.poller")
 
 
 @pytest.fixture
