@@ -1,9 +1,11 @@
 """The one clock: wall time, monotonic time and waiting, read through this module so tests can move time.
 
-Everything that decides by time (the client's deadlines, backoff and pacing; credential expiry) calls
+Everything that decides by time (the client's deadlines, backoff and pacing; credential expiry; the job
+store's leases and conflict backoff; the poller's schedule; batch windows, expiry and stamps) calls
 `now()`, `monotonic()` and `sleep()` here instead of the `time` module. In production they are the
 `time` module's; a test installs a clock it controls with `use()` (tests/clock.py: a clock whose
 `sleep` returns at once and moves time on), so a 900 s deferral or an expired lease takes no real time.
+Only runtime's request latencies, which are measurements for the logs and decide nothing, read `time`.
 """
 
 from __future__ import annotations

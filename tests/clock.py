@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import types
-from typing import Any
 
 
 class ManualClock:
@@ -39,7 +37,3 @@ class ManualClock:
         """Move time on, as if the instance had sat idle this long."""
         with self._lock:
             self._offset += seconds
-
-    def as_time_module(self) -> Any:
-        """A stand-in for the `time` module, for modules that still call time.time() themselves."""
-        return types.SimpleNamespace(time=self.now, monotonic=self.monotonic, sleep=self.sleep)

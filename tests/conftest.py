@@ -39,7 +39,7 @@ def event_names(prefix: str = "") -> list[str]:
 
 
 def reset_caches() -> None:
-    from shared.jobs import queue, store
+    from shared.jobs import batches, queue, store
 
     config.reset_settings()
     auth.reset_credentials()
@@ -47,6 +47,7 @@ def reset_caches() -> None:
     services.reset_pacers()
     store.reset_job_store()
     queue.reset_queue_client()
+    batches.reset_windows()
 
 
 _ENV_PREFIXES = ("YC_", "FM_", "LOG_")
@@ -228,26 +229,13 @@ def jobs(moto_server: str, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch)
     return Jobs(resources)
 
 
-# Modules that still call the time module themselves instead of shared.clock (the job store, the poller
-# and the batch worker's hourly window); until they move to shared.clock the `clock` fixture swaps their
-# `time` for the test's clock. An entry whose module no longer imports `time` is skipped.
-NOT_YET_ON_SHARED_CLOCK = ("shared.jobs.batches",)
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[ManualClock]:
+def clock() -> Iterator[ManualClock]:
     """A clock the test moves (tests/clock.py): sleeps return at once and are recorded; advance() moves time."""
-    import importlib
-    import time
-
     from shared import clock as shared_clock
 
     manual = ManualClock()
     previous = shared_clock.use(manual)
-    for name in NOT_YET_ON_SHARED_CLOCK:
-        module = importlib.import_module(name)
-        if getattr(module, "time", None) is time:
-            monkeypatch.setattr(module, "time", manual.as_time_module())
     yield manual
     shared_clock.use(previous)
 

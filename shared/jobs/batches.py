@@ -14,10 +14,9 @@ from __future__ import annotations
 import collections
 import json
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.jobs.store import job_store, payload_key
 from shared.jobs.submit import new_operation_id, submit_tasks
 from shared.jobs.views import view
@@ -32,6 +31,7 @@ log = logs.get_logger("batches")
 
 
 CHUNK_ITEMS = 100  # requests per queue message
+START_CHECK_EVERY = 10  # look whether the operation ended (cancelled, failed) before every 10th start
 CHUNKED_KINDS = ("batch",)  # jobs whose tasks are chunks of requests, each request settled on its own
 
 
@@ -92,7 +92,7 @@ class HourlyWindow:
 
     def take(self) -> bool:
         with self.lock:
-            now = time.monotonic()
+            now = clock.monotonic()
             while self.events and self.events[0] <= now - 3600:
                 self.events.popleft()
             if len(self.events) >= self.limit:
@@ -111,40 +111,75 @@ def hourly(limit: int) -> HourlyWindow:
         return _windows.setdefault(limit, HourlyWindow(limit))
 
 
+def reset_windows() -> None:
+    """Forget every hourly window (tests; a new instance starts with none)."""
+    with _windows_lock:
+        _windows.clear()
+
+
 class QuotaDeferred(Exception):
     """The hourly start quota is used up: the chunk is sent again, delayed, instead of failing."""
 
 
 def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[str, Any]:
-    """Start an upstream async operation for each request of the chunk not started yet."""
+    """Start an upstream async operation for each request of the chunk not started yet.
+
+    Starts run on a small bounded pool (services.fan_out, FM_MAX_CONCURRENCY threads) within the
+    instance's pacer, so the upstream call and the record write of one request overlap the next ones'
+    pacing slots instead of delaying them. Each request is started and recorded by the thread that took
+    it; when one start gives the chunk back (429, 503, a transient error, the deadline, the hourly
+    quota) or sees the operation done, no further start begins, and the ones already past that point
+    (at most one per thread) finish and are recorded before the error reaches the worker (fan_out's
+    pool is shut down, waiting, before it raises).
+    """
     store = job_store(inv.settings)
     items = payload["items"]
     existing = store.items(op_id, [item["index"] for item in items])
-    started = refused = 0
-    for position, item in enumerate(items):
-        if item["index"] in existing:
-            continue  # started (or refused) by an earlier delivery: never twice
-        if position % 10 == 0:
-            operation = store.item(op_id) or {}
-            if operation.get("state") == "done":  # cancelled or failed meanwhile: start nothing more
-                return {"started": started, "refused": refused, "stopped": True}
-        if not hourly(inv.settings.async_start_per_hour).take():
-            raise QuotaDeferred(f"hourly start quota ({inv.settings.async_start_per_hour}) reached")
-        services.pacer("async-start", inv.settings.async_start_rps).acquire(inv.call)
+    todo = [item for item in items if item["index"] not in existing]  # started (or refused) before: never twice
+    window = hourly(inv.settings.async_start_per_hour)
+    pacer = services.pacer("async-start", inv.settings.async_start_rps)
+    lock = threading.Lock()
+    halt = threading.Event()  # set on the first error or on seeing the operation done: start nothing more
+    counts = {"started": 0, "refused": 0, "taken": 0}
+    stopped = threading.Event()
+
+    def start_one(item: dict[str, Any]) -> None:
+        if halt.is_set():
+            return
+        with lock:
+            check, counts["taken"] = counts["taken"] % START_CHECK_EVERY == 0, counts["taken"] + 1
         try:
-            answer = inv.client.completion_async(item["body"], inv.call)
-        except errors.ApiError as err:
-            if 400 <= err.status < 500 and err.status != 429:  # this request is bad; the others go on
-                store.item_finished(op_id, item["index"], item["customId"], err.to_status(), True, from_state=None)
-                refused += 1
-                continue
+            if check and (store.item(op_id) or {}).get("state") == "done":  # cancelled or failed meanwhile
+                stopped.set()
+                halt.set()
+                return
+            if not window.take():
+                raise QuotaDeferred(f"hourly start quota ({inv.settings.async_start_per_hour}) reached")
+            pacer.acquire(inv.call)  # past here the start goes on: it holds its hourly and per-second slots
+            try:
+                answer = inv.client.completion_async(item["body"], inv.call)
+            except errors.ApiError as err:
+                if 400 <= err.status < 500 and err.status != 429:  # this request is bad; the others go on
+                    store.item_finished(op_id, item["index"], item["customId"], err.to_status(), True,
+                                        from_state=None)
+                    with lock:
+                        counts["refused"] += 1
+                    return
+                raise
+            upstream_id = (answer.body or {}).get("id") if isinstance(answer.body, dict) else None
+            if not upstream_id:
+                raise errors.UpstreamError("upstream completionAsync answered without an operation id")
+            store.item_started(op_id, item["index"], str(upstream_id), item["customId"])
+            with lock:
+                counts["started"] += 1
+        except BaseException:
+            halt.set()
             raise
-        upstream_id = (answer.body or {}).get("id") if isinstance(answer.body, dict) else None
-        if not upstream_id:
-            raise errors.UpstreamError("upstream completionAsync answered without an operation id")
-        store.item_started(op_id, item["index"], str(upstream_id), item["customId"])
-        started += 1
-    return {"started": started, "refused": refused}
+
+    if todo:
+        services.fan_out(start_one, todo, inv.settings.max_concurrency)
+    result = {"started": counts["started"], "refused": counts["refused"]}
+    return {**result, "stopped": True} if stopped.is_set() else result
 
 
 # -- the dead-letter side: a chunk the queue gave up on --------------------------------------------

@@ -93,7 +93,9 @@ def test_two_thousand_requests_finish_with_every_result(api_v01: Api, jobs: Jobs
 
 
 def test_failing_items_are_recorded_per_line(api: Api, jobs: Jobs, fast: Emulator) -> None:
-    fast.fault(path="/foundationModels/v1/completionAsync", status=400, message="bad request 7", after=7, count=1)
+    # request 7 by its text, not as the 8th call: a chunk's starts run concurrently, in no fixed order
+    fast.fault(path="/foundationModels/v1/completionAsync", status=400, message="bad request 7",
+               bodyContains='question 7"', count=1)
     operation = api.post(f"{FM}/completionBatch", batch_body(30, fail_every=10)).json()
     finished, _ = run_to_end(api, jobs, operation["id"])
     lines = results(finished)
@@ -230,6 +232,7 @@ def test_a_poison_chunk_fails_only_its_own_requests(api_v01: Api, jobs: Jobs, fa
 
     monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)  # 40 requests -> four chunks
     monkeypatch.setenv("FM_MAX_RETRIES", "0")
+    monkeypatch.setenv("FM_MAX_CONCURRENCY", "1")  # a chunk's starts one at a time, in order (else 17-19 may start)
     reset_caches()
     # requests 13-16 make upstream answer 503 every time: chunk 1 (requests 10-19) never gets past 13
     fast.fault(path="/foundationModels/v1/completionAsync", status=503, count=-1, bodyContains="POISON",

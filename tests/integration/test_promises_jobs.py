@@ -7,12 +7,14 @@ embedding spread over several chunks with every position checked."""
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from typing import Any
 
@@ -93,6 +95,83 @@ def test_a_redelivered_chunk_never_starts_a_request_twice(api_v01: Api, jobs: Jo
     finished = run_to_end(api_v01, jobs, operation["id"])
     assert [line["customId"] for line in result_lines(finished)] == [f"req-{i}" for i in range(6)]
     assert all("response" in line for line in result_lines(finished))
+
+
+def started_texts(emulator: Emulator) -> list[str]:
+    """The request text of every completionAsync upstream received, in arrival order."""
+    return [c["body"]["messages"][0]["text"] for c in emulator.calls("/completionAsync")]
+
+
+def test_a_chunk_starts_its_requests_concurrently_and_no_more_at_once_than_allowed(
+        api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_MAX_CONCURRENCY", "3")
+    reset_caches()
+    fast.configure(latencyMs=300)  # each start is held 300 ms: one at a time, upstream never sees two at once
+    operation = api_v01.post(f"{FM}/completionBatch", batch_body(12)).json()
+    jobs.drain()
+    assert 2 <= fast.max_in_flight() <= 3  # concurrent, within FM_MAX_CONCURRENCY
+    assert sorted(started_texts(fast)) == sorted(f"question {i}" for i in range(12))  # each once
+    records = store().items(operation["id"], list(range(12)))
+    assert sorted(records) == list(range(12)) and len({r["upstream_id"] for r in records.values()}) == 12
+
+
+def test_concurrent_starts_record_what_succeeded_before_giving_a_chunk_back(
+        api_v01: Api, jobs: Jobs, fast: Emulator) -> None:
+    """One request refused (400), one start failing (503) while the others are in flight: the refusal is
+    that request's result, the 503 gives the chunk back only after every start that succeeded is recorded,
+    and the redelivery starts only what has no record: each request reaches upstream once (6: twice)."""
+    fast.configure(latencyMs=100)
+    fast.fault(path=f"{FM}/completionAsync", status=400, message="bad request 3", bodyContains='question 3"', count=1)
+    fast.fault(path=f"{FM}/completionAsync", status=503, bodyContains='question 6"', count=1)
+    operation = api_v01.post(f"{FM}/completionBatch", batch_body(12)).json()
+    trigger = jobs.triggers["completion"]
+    assert trigger.poll_once() == 1 and trigger.failures == 1  # the first delivery: given back
+    first = {int(text.split()[1]) for text in started_texts(fast)}
+    assert 6 in first
+    records = store().items(operation["id"], list(range(12)))
+    assert {i for i, r in records.items() if r.get("upstream_id")} == first - {3, 6}  # every success recorded
+    assert (3 in records) == (3 in first) and 6 not in records
+    jobs.drain()
+    calls = collections.Counter(int(text.split()[1]) for text in started_texts(fast))
+    assert calls == {**{i: 1 for i in range(12)}, 6: 2}
+    finished = run_to_end(api_v01, jobs, operation["id"])
+    lines = result_lines(finished)
+    assert [line["customId"] for line in lines] == [f"req-{i}" for i in range(12)]
+    assert [i for i, line in enumerate(lines) if "error" in line] == [3]
+    assert "bad request 3" in lines[3]["error"]["message"] and finished["response"]["failed"] == "1"
+
+
+def test_a_cancel_during_concurrent_starts_stops_the_chunk(
+        api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first start cancels the batch before it reaches upstream, and every other start waits until the
+    cancel is through: at most the 10 starts before the next look at the operation, plus one in flight per
+    other thread (8 threads), reach upstream, never the whole chunk of 100; each started one is recorded."""
+    from shared.client import FoundationModelsClient
+
+    operation = api_v01.post(f"{FM}/completionBatch", batch_body(100)).json()
+    original = FoundationModelsClient.completion_async
+    lock, cancelled, seen = threading.Lock(), threading.Event(), []
+
+    def cancelling(self: FoundationModelsClient, body: dict[str, Any], call: Any) -> Any:
+        with lock:
+            seen.append(body)
+            first = len(seen) == 1
+        if first:
+            answer = api_v01.post(f"/operations/{operation['id']}:cancel")
+            assert answer.status_code == 200, answer.text
+            cancelled.set()
+        assert cancelled.wait(30)
+        return original(self, body, call)
+
+    monkeypatch.setattr(FoundationModelsClient, "completion_async", cancelling)
+    jobs.drain()
+    assert jobs.triggers["completion"].failures == 0
+    started = len(fast.calls("/completionAsync"))
+    assert 1 <= started <= 10 + 7
+    records = store().items(operation["id"], list(range(100)))
+    assert len(records) == started and all(r.get("upstream_id") for r in records.values())
+    poller()
+    assert len([c for c in fast.calls() if c["path"].endswith(":cancel")]) == started  # each cancelled upstream
 
 
 def test_a_429_while_starting_a_chunk_gives_the_chunk_back(api_v01: Api, jobs: Jobs, fast: Emulator) -> None:
