@@ -213,3 +213,35 @@ def test_a_missing_wrong_or_ambiguous_key_is_refused(secured: str, stack_env: Em
     answer = requests.post(f"{secured}/foundationModels/v1/completion", json=BODY, headers=headers, timeout=10)
     assert answer.status_code == status, answer.text
     assert len(stack_env.calls("/completion")) == 0
+
+
+def _upload(caller: Caller, data: bytes) -> str:
+    answer = caller.http.post(caller.url + "/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"},
+                              timeout=30)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["id"])
+
+
+def test_a_large_files_presigned_link_goes_to_its_owner_only(secured: str, jobs: Jobs,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """/v1/files/{id}/content hands a large file over as a 307 to a presigned URL: a bearer link that escapes
+    every later check, so, as for operation results, only the owner gets one. The admin caller may read the
+    file's record (and its size), and gets a 403 saying why instead of a link; bob gets the 404 of an unknown id."""
+    monkeypatch.setenv("RESULT_INLINE_MAX_BYTES", "10")
+    reset_caches()
+    alice, bob, ops = callers(secured)
+    data = (json.dumps({"custom_id": "a", "secret": SECRET_PROMPT}) + "\n").encode()
+    file_id = _upload(alice, data)
+    signed = re.compile(r"X-Amz-Signature|" + re.escape(jobs.resources.bucket))
+
+    owners = alice.http.get(f"{alice.url}/v1/files/{file_id}/content", allow_redirects=False, timeout=30)
+    assert owners.status_code == 307 and requests.get(owners.headers["Location"], timeout=30).content == data
+
+    admins = ops.http.get(f"{ops.url}/v1/files/{file_id}/content", allow_redirects=False, timeout=30)
+    assert admins.status_code == 403, admins.text
+    assert "Location" not in admins.headers and not signed.search(admins.text) and "Volga" not in admins.text
+    assert admins.json()["error"]["type"] == "permission_error"
+    assert ops.get(f"/v1/files/{file_id}").json()["bytes"] == len(data)  # the record stays the admin's to read
+
+    theirs = bob.http.get(f"{bob.url}/v1/files/{file_id}/content", allow_redirects=False, timeout=30)
+    assert theirs.status_code == 404 and "Location" not in theirs.headers and not signed.search(theirs.text)
