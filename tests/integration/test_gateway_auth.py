@@ -245,3 +245,65 @@ def test_a_large_files_presigned_link_goes_to_its_owner_only(secured: str, jobs:
 
     theirs = bob.http.get(f"{bob.url}/v1/files/{file_id}/content", allow_redirects=False, timeout=30)
     assert theirs.status_code == 404 and "Location" not in theirs.headers and not signed.search(theirs.text)
+
+
+def _header_names(answer: requests.Response) -> list[str]:
+    """The answer's header names, less the per-request ones."""
+    return sorted(k.lower() for k in answer.headers if k.lower() not in ("date", "x-request-id", "x-client-request-id",
+                                                                          "content-length"))
+
+
+def test_every_v1_route_that_takes_an_id_answers_bob_as_for_an_unknown_id(secured: str, jobs: Jobs,
+                                                                            log_output: io.StringIO) -> None:
+    """Alice's input file, her batch, the batch's output file and the batch's job id under /operations: for bob
+    each answers exactly what an unknown id of the same form answers (status, headers, body), changes nothing,
+    lists nothing, and leaves one refusal line per attempt."""
+    alice, bob, _ = callers(secured)
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "yandexgpt-lite", "messages": [{"role": "user", "content": SECRET_PROMPT}]}}
+    file_id = _upload(alice, (json.dumps(line) + "\n").encode())
+    batch = alice.post("/v1/batches", {"input_file_id": file_id, "endpoint": "/v1/chat/completions",
+                                       "completion_window": "24h"}).json()
+    for _ in range(20):
+        jobs.drain()
+        _poller()
+        batch = alice.get(f"/v1/batches/{batch['id']}").json()
+        if batch["status"] == "completed":
+            break
+    output = batch["output_file_id"]
+    assert batch["status"] == "completed" and output, batch
+    job = batch["id"].removeprefix("batch_")
+    unknown_file, unknown_job = "file-" + "0" * 12 + uuid.uuid4().hex[:12], _unknown_id(job)
+
+    def attempts(caller: Caller, file: str, other_file: str, job_id: str) -> list[requests.Response]:
+        create = {"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        return [caller.get(f"/v1/files/{file}"), caller.get(f"/v1/files/{file}/content"),
+                caller.get(f"/v1/files/{other_file}/content"), caller.get(f"/v1/files/{file}/"),
+                caller.http.delete(f"{caller.url}/v1/files/{other_file}", timeout=30),
+                caller.post("/v1/batches", create), caller.get(f"/v1/batches/batch_{job_id}"),
+                caller.post(f"/v1/batches/batch_{job_id}/cancel"), caller.post(f"/v1/batches/batch_{job_id}/cancel/"),
+                caller.get(f"/operations/{job_id}"), caller.post(f"/operations/{job_id}%3Acancel")]
+
+    theirs = attempts(bob, file_id, output, job)
+    nobodys = attempts(bob, unknown_file, unknown_file, unknown_job)
+    for mine, unknown in zip(theirs, nobodys, strict=True):
+        assert mine.status_code == 404, (mine.request.url, mine.text)
+        assert "Location" not in mine.headers and "alice" not in mine.text and "Volga" not in mine.text
+        norm = mine.text.replace(file_id, "<id>").replace(output, "<id>").replace(job, "<id>")
+        unknown_norm = unknown.text.replace(unknown_file, "<id>").replace(unknown_job, "<id>")
+        strip = re.compile(r'"requestId":"[^"]*"')
+        assert strip.sub("", norm) == strip.sub("", unknown_norm), (mine.request.url, norm, unknown_norm)
+        assert mine.status_code == unknown.status_code and _header_names(mine) == _header_names(unknown)
+    for after in (file_id, output):
+        assert bob.get(f"/v1/files?after={after}").json()["data"] == []
+    assert bob.get(f"/v1/batches?after={batch['id']}").json()["data"] == []
+
+    again = alice.get(f"/v1/batches/{batch['id']}").json()  # nothing bob did changed anything
+    assert again["status"] == "completed" and again["output_file_id"] == output
+    assert alice.get(f"/v1/files/{file_id}").status_code == 200 and alice.get(f"/v1/files/{output}").status_code == 200
+    assert sorted(f["id"] for f in alice.get("/v1/files").json()["data"]) == sorted([file_id, output])
+
+    refusals = _refusals(log_output)
+    assert len(refusals) == len(theirs) and {r["caller"] for r in refusals} == {"bob"}
+    assert {r["id"] for r in refusals} == {file_id, output, batch["id"], job}
+    assert all("alice" not in json.dumps(r) and "Volga" not in json.dumps(r) for r in refusals)
