@@ -307,3 +307,22 @@ def test_every_v1_route_that_takes_an_id_answers_bob_as_for_an_unknown_id(secure
     assert len(refusals) == len(theirs) and {r["caller"] for r in refusals} == {"bob"}
     assert {r["id"] for r in refusals} == {file_id, output, batch["id"], job}
     assert all("alice" not in json.dumps(r) and "Volga" not in json.dumps(r) for r in refusals)
+
+
+def test_another_callers_native_job_through_the_batches_door_is_a_logged_404(secured: str, jobs: Jobs,
+                                                                              log_output: io.StringIO) -> None:
+    """/v1/batches/batch_<id> reads only OpenAI batches, so a native job's id is unknown there: for its owner
+    (no refusal line: their own work), and for bob, as every attempt on another caller's work, a logged one."""
+    alice, bob, _ = callers(secured)
+    op_id = alice.post(f"{FM}/completionAsync", BODY).json()["id"]
+    unknown = _unknown_id(op_id)
+    for caller in (alice, bob):
+        for path in (f"/v1/batches/batch_{op_id}", f"/v1/batches/batch_{op_id}/cancel"):
+            answer = caller.get(path) if path.endswith(op_id) else caller.post(path)
+            nobodys = caller.get(path.replace(op_id, unknown)) if path.endswith(op_id) else \
+                caller.post(path.replace(op_id, unknown))
+            assert answer.status_code == nobodys.status_code == 404, answer.text
+            assert answer.json() == json.loads(nobodys.text.replace(unknown, op_id))
+    assert alice.operation(op_id)["done"] is False  # bob's cancel through the other door changed nothing
+    refusals = _refusals(log_output)
+    assert [(r["caller"], r["id"]) for r in refusals] == [("bob", f"batch_{op_id}")] * 2
