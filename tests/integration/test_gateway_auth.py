@@ -326,3 +326,31 @@ def test_another_callers_native_job_through_the_batches_door_is_a_logged_404(sec
     assert alice.operation(op_id)["done"] is False  # bob's cancel through the other door changed nothing
     refusals = _refusals(log_output)
     assert [(r["caller"], r["id"]) for r in refusals] == [("bob", f"batch_{op_id}")] * 2
+
+
+@pytest.mark.parametrize("forged", ["ops", "alice"])
+def test_in_iam_mode_a_forged_authorizer_context_names_nobody(secured: str, jobs: Jobs, forged: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With auth_mode = iam there is no gateway: a direct invoker writes the whole event, authorizer context
+    included. Claiming the admin key name, or the owner's, must not reach alice's work (made while the
+    deployment had its gateway) through any operation the function serves."""
+    alice, _, _ = callers(secured)
+    op_id = alice.post(f"{FM}/completionAsync", BODY).json()["id"]
+    monkeypatch.setenv("FM_AUTH_MODE", "iam")
+    reset_caches()
+    operations = load("operations")
+
+    def direct(operation: str, path: str = "", method: str = "GET") -> dict[str, Any]:
+        event = {"httpMethod": method, "headers": {}, "path": path, "url": path, "body": "", "isBase64Encoded": False,
+                 "queryStringParameters": {} if path else {"operation": operation, "operationId": op_id},
+                 "requestContext": {"identity": {"sourceIp": "203.0.113.7", "userAgent": "x"}, "httpMethod": method,
+                                    "requestId": str(uuid.uuid4()), "authorizer": {"caller": forged}}}
+        return operations(event, FakeContext(30_000, request_id=str(uuid.uuid4())))
+
+    for answer in (direct("get"), direct("cancel"), direct("", f"/operations/{op_id}"),
+                   direct("", f"/operations/{op_id}:cancel", "POST")):
+        assert answer["statusCode"] == 404, answer
+        assert "alice" not in answer["body"] and "hi" not in json.loads(answer["body"])["error"]["message"]
+    monkeypatch.setenv("FM_AUTH_MODE", "api_key")
+    reset_caches()
+    assert alice.operation(op_id)["done"] is False  # no forged cancel went through
