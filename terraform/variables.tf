@@ -82,8 +82,8 @@ variable "caller_api_key_sha256" {
     error_message = "each value must be a lower-case SHA-256 hex digest (64 characters)."
   }
   validation {
-    condition     = alltrue([for n in keys(var.caller_api_key_sha256) : can(regex("^[A-Za-z0-9_.-]{1,40}$", n))])
-    error_message = "key names must be 1-40 letters, digits, dots, dashes or underscores."
+    condition     = alltrue([for n in keys(var.caller_api_key_sha256) : can(regex("^[A-Za-z0-9_.-]{1,40}$", n)) && n != "anonymous"])
+    error_message = "key names must be 1-40 letters, digits, dots, dashes or underscores, and not anonymous (the caller nothing names: every invoker with auth_mode = iam)."
   }
 }
 
