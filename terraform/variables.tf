@@ -87,6 +87,16 @@ variable "caller_api_key_sha256" {
   }
 }
 
+variable "admin_caller" {
+  description = "A caller key name (a key of caller_api_key_sha256) that may read and cancel everyone's operations, batches and files (FM_ADMIN_CALLER); empty: nobody."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.admin_caller == "" || (can(regex("^[A-Za-z0-9_.-]{1,40}$", var.admin_caller)) && var.admin_caller != "anonymous")
+    error_message = "admin_caller must be empty or a key name (1-40 letters, digits, dots, dashes or underscores), and not anonymous: that would make every IAM invoker the admin."
+  }
+}
+
 variable "iam_invokers" {
   description = "With auth_mode = iam: members allowed to invoke the functions (e.g. serviceAccount:<id>)."
   type        = list(string)
