@@ -254,10 +254,16 @@ def _header_names(answer: requests.Response) -> list[str]:
 
 
 def test_every_v1_route_that_takes_an_id_answers_bob_as_for_an_unknown_id(secured: str, jobs: Jobs,
+                                                                            stack_env: Emulator,
+                                                                            monkeypatch: pytest.MonkeyPatch,
                                                                             log_output: io.StringIO) -> None:
     """Alice's input file, her batch, the batch's output file and the batch's job id under /operations: for bob
     each answers exactly what an unknown id of the same form answers (status, headers, body), changes nothing,
     lists nothing, and leaves one refusal line per attempt."""
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")  # the batch finishes in a few poller rounds, never paced
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    reset_caches()
+    stack_env.configure(asyncDelayMs=0)
     alice, bob, _ = callers(secured)
     line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
             "body": {"model": "yandexgpt-lite", "messages": [{"role": "user", "content": SECRET_PROMPT}]}}
