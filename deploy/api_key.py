@@ -13,6 +13,10 @@ def main() -> int:
     if not re.match(r"^[A-Za-z0-9_.-]{1,40}$", name):
         print("the name must be 1-40 letters, digits, dots, dashes or underscores", file=sys.stderr)
         return 2
+    if name == "anonymous":  # the caller nothing names (auth_mode = iam, or no gateway): its work is shared
+        print("anonymous is the name of callers nothing names; a key by that name would share their work",
+              file=sys.stderr)
+        return 2
     key = "fmk_" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(key.encode()).hexdigest()
     print(f"API key for {name} (shown once; send it as X-Api-Key):\n  {key}\n")

@@ -25,6 +25,7 @@ locals {
     JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
     JOB_LEASE_S              = "660"
     FM_AUTH_MODE             = var.auth_mode
+    FM_ADMIN_CALLER          = var.admin_caller
   }
 
   # The function map: name -> entry point, sizing, environment, Lockbox secrets, service account.

@@ -82,8 +82,18 @@ variable "caller_api_key_sha256" {
     error_message = "each value must be a lower-case SHA-256 hex digest (64 characters)."
   }
   validation {
-    condition     = alltrue([for n in keys(var.caller_api_key_sha256) : can(regex("^[A-Za-z0-9_.-]{1,40}$", n))])
-    error_message = "key names must be 1-40 letters, digits, dots, dashes or underscores."
+    condition     = alltrue([for n in keys(var.caller_api_key_sha256) : can(regex("^[A-Za-z0-9_.-]{1,40}$", n)) && n != "anonymous"])
+    error_message = "key names must be 1-40 letters, digits, dots, dashes or underscores, and not anonymous (the caller nothing names: every invoker with auth_mode = iam)."
+  }
+}
+
+variable "admin_caller" {
+  description = "A caller key name (a key of caller_api_key_sha256) that may read and cancel everyone's operations, batches and files (FM_ADMIN_CALLER); empty: nobody."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.admin_caller == "" || (can(regex("^[A-Za-z0-9_.-]{1,40}$", var.admin_caller)) && var.admin_caller != "anonymous")
+    error_message = "admin_caller must be empty or a key name (1-40 letters, digits, dots, dashes or underscores), and not anonymous: that would make every IAM invoker the admin."
   }
 }
 

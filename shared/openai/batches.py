@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from shared import clock, errors, logs
-from shared.jobs.access import visible
+from shared.jobs.access import may_see, visible
 from shared.jobs.batches import CHUNK_ITEMS
 from shared.jobs.store import job_store
 from shared.jobs.submit import OPERATION_ID, submit_tasks
@@ -211,12 +211,13 @@ def embedding_tasks(lines: list[dict[str, Any]], model: str, chunk_texts: int) -
 # -- GET /v1/batches/{batch_id}, GET /v1/batches, POST /v1/batches/{batch_id}/cancel -----------------------------
 
 def owned_batch(batch: str, inv: Invocation) -> dict[str, Any]:
-    """The caller's OpenAI batch record, or 404 (unknown, expired, a native job, or another caller's)."""
+    """The caller's OpenAI batch record, or 404 (unknown, expired, a native job, or another caller's). Another
+    caller's native job is refused by `visible` too, so the attempt on their work is logged."""
     job_id = batch_store.job_of(batch)
     record = None
     if OPERATION_ID.match(job_id):
         record = job_store(inv.settings).item(job_id)
-        if record is not None and record.get("door") != "openai":
+        if record is not None and record.get("door") != "openai" and may_see(record, inv):
             record = None
     inv.log_fields.update(batch_id=batch, operation_id=job_id)
     return visible(record, inv, "batch", batch)

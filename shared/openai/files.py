@@ -12,7 +12,8 @@ and a multipart body is not text, so it reaches the function base64-encoded insi
 every 3; with room for the rest of the event, that leaves (2,500,000 - 8,192) x 3 / 4 = 1,868,856 bytes of
 multipart body. Past that the answer is a 413 that says so, before anything is stored. Content is
 returned inline up to RESULT_INLINE_MAX_BYTES, and above that as a 307 to a presigned URL of the bucket
-(the `openai` client follows it, dropping its Authorization header for the other host).
+(the `openai` client follows it, dropping its Authorization header for the other host); that link is
+minted for the file's owner only, so the admin caller gets a 403 there (as it gets a result's size, not its URL).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared import errors
-from shared.jobs.access import visible
+from shared.jobs.access import owns, visible
 from shared.jobs.store import job_store
 from shared.openai import batch_store
 from shared.responses import Reply
@@ -192,6 +193,9 @@ def content(_: None, inv: Invocation) -> Reply:
     store = job_store(inv.settings)
     key = record.get("object_key") or f"files/{record['id']}"
     if int(record.get("bytes", 0)) > inv.settings.result_inline_bytes:  # API Gateway caps answers at 2.5 MB
+        if not owns(record, inv):  # a presigned URL escapes every later check: the owner's only (access.owns)
+            raise errors.ForbiddenError(f"file {record['id']} is larger than {inv.settings.result_inline_bytes} "
+                                        "bytes: its content is handed only to its owner, as a presigned link")
         return Reply({}, status=307, headers={"Location": store.presign(key, inv.settings.presign_ttl_s)})
     return Reply(store.get_object(key), headers={"Content-Type": record.get("content_type") or
                                                  "application/octet-stream"})

@@ -213,3 +213,59 @@ def test_checkov_passes_with_no_failed_checks() -> None:
     passed = sum(len(r.get("results", {}).get("passed_checks", [])) for r in reports)
     assert not failed, "\n".join(f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in failed)
     assert passed > 0
+
+
+def _variable_block(name: str) -> str:
+    """One `variable` block of terraform/variables.tf, as written."""
+    text = (hcl.TERRAFORM / "variables.tf").read_text()
+    start = text.index(f'variable "{name}" {{')
+    depth, end = 0, start
+    for end in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0 and text[end] == "}":
+            break
+    return text[start:end + 1]
+
+
+def _plan_variable(name: str, value: Any, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """terraform itself evaluates one variable's validation (a module of only that block: offline)."""
+    terraform = shutil.which("terraform") or "/usr/local/bin/terraform"
+    if not Path(terraform).exists():
+        pytest.skip("terraform is not installed on this machine")
+    (tmp_path / "main.tf").write_text(_variable_block(name))
+    (tmp_path / "values.auto.tfvars.json").write_text(json.dumps({name: value}))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
+           "TF_CLI_CONFIG_FILE": "/dev/null"}
+    return subprocess.run([terraform, "plan", "-input=false", "-lock=false", "-no-color"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize(("names", "accepted"), [
+    (["alice", "ops", "bob.smith", "Anonymous"], True),
+    (["alice", "anonymous"], False),  # the caller nothing names: it would share the work of every IAM invoker
+    (["alice", "a b"], False),
+])
+def test_caller_key_names_are_checked_by_terraform(names: list[str], accepted: bool, tmp_path: Path) -> None:
+    planned = _plan_variable("caller_api_key_sha256",
+                             {name: hashlib.sha256(name.encode()).hexdigest() for name in names}, tmp_path)
+    assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
+    assert accepted or "key names must be" in planned.stderr
+
+
+@pytest.mark.parametrize(("admin", "accepted"), [("", True), ("ops", True), ("anonymous", False), ("a,b", False)])
+def test_the_admin_caller_is_a_key_name_terraform_checks(admin: str, accepted: bool, tmp_path: Path) -> None:
+    planned = _plan_variable("admin_caller", admin, tmp_path)
+    assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
+    assert accepted or "admin_caller must be" in planned.stderr
+
+
+def test_the_admin_caller_reaches_the_backends_as_fm_admin_caller() -> None:
+    assert hcl.locals_()["backend_env"]["FM_ADMIN_CALLER"] == "${var.admin_caller}"
+
+
+@pytest.mark.parametrize(("name", "status"), [("alice", 0), ("anonymous", 2), ("a b", 2)])
+def test_make_api_key_refuses_the_names_terraform_refuses(name: str, status: int) -> None:
+    made = subprocess.run([sys.executable, "-m", "deploy.api_key", name], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert made.returncode == status, made.stderr
+    assert (f"{name} = " in made.stdout) is (status == 0)
