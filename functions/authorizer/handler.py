@@ -19,12 +19,21 @@ from typing import Any
 SCHEMES = ("bearer", "api-key")  # Authorization: <scheme> <key>, scheme names case-insensitive (RFC 9110 §11.1)
 
 
+RESERVED = "anonymous"  # the name of every caller with no key (auth_mode iam, no authorizer): never a key's
+
+
 def _keys() -> list[tuple[str, bytes]]:
+    """The stored keys; an entry that is not `name:<64 hex digits>`, or is named "anonymous", lets nobody in
+    (Terraform and `make api-key` refuse both, so only a hand-written value can have one)."""
     keys = []
     for entry in os.environ.get("CALLER_KEY_SHA256", "").split(","):
         name, _, digest = entry.strip().rpartition(":")
-        if len(digest) == 64:
+        if len(digest) != 64 or name == RESERVED:
+            continue
+        try:
             keys.append((name or "caller", bytes.fromhex(digest)))
+        except ValueError:  # not hex
+            continue
     return keys
 
 

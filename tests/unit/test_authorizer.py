@@ -22,6 +22,18 @@ def test_known_key_is_authorized_with_its_name(monkeypatch: pytest.MonkeyPatch) 
     assert _call({"x-api-key": KEY})["isAuthorized"] is True  # header names are case-insensitive
 
 
+@pytest.mark.parametrize("stored", [
+    f"alice:{'g' * 64}", f"alice:{DIGEST[:-2]}", f"alice:{DIGEST}00", f"anonymous:{DIGEST}",
+    f"alice:{DIGEST[:32]} {DIGEST[32:]}",
+])
+def test_a_malformed_or_reserved_stored_key_lets_nobody_in_and_breaks_no_other(monkeypatch: pytest.MonkeyPatch,
+                                                                              stored: str) -> None:
+    other = "fmk_other-key-0123456789"
+    monkeypatch.setenv("CALLER_KEY_SHA256", f"{stored},bob:{hashlib.sha256(other.encode()).hexdigest()}")
+    assert _call({"X-Api-Key": KEY}) == {"isAuthorized": False}  # refused, not an exception (a 500)
+    assert _call({"X-Api-Key": other}) == {"isAuthorized": True, "context": {"caller": "bob"}}
+
+
 @pytest.mark.parametrize("headers", [{}, {"X-Api-Key": ""}, {"X-Api-Key": KEY + "x"}, {"Authorization": KEY}])
 def test_anything_else_is_refused(monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]) -> None:
     monkeypatch.setenv("CALLER_KEY_SHA256", f"alice:{DIGEST}")
