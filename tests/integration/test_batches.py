@@ -259,6 +259,42 @@ def test_a_poison_chunk_fails_only_its_own_requests(api_v01: Api, jobs: Jobs, fa
     assert len(fast.calls("/completionAsync")) == 33 + 3  # each good request started once; 13 tried per delivery
 
 
+def test_a_poison_chunk_fails_only_its_own_requests_with_concurrent_starts(api_v01: Api, jobs: Jobs, fast: Emulator,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same poison chunk with its starts running 4 at a time (the default path): which of the chunk's good
+    requests start before the poison stops it varies from run to run, so this checks what must hold every
+    time: each request has exactly one result line; every request upstream accepted succeeded and was
+    started once; every other request of the poison chunk failed with the dead letter's reason; and the
+    three other chunks finished whole."""
+    from shared.jobs import batches
+
+    monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)
+    monkeypatch.setenv("FM_MAX_RETRIES", "0")
+    monkeypatch.setenv("FM_MAX_CONCURRENCY", "4")
+    reset_caches()
+    fast.fault(path="/foundationModels/v1/completionAsync", status=503, count=-1, bodyContains="POISON",
+               message="overloaded")
+    body = batch_body(40)
+    for index in range(13, 17):
+        body["requests"][index]["messages"][0]["text"] += " POISON"
+    operation = api_v01.post(f"{FM}/completionBatch", body).json()
+    finished, _ = run_to_end(api_v01, jobs, operation["id"])
+    lines = results(finished)
+    assert [line["customId"] for line in lines] == [f"req-{i:05d}" for i in range(40)]  # each once, in order
+    texts = [call["body"]["messages"][0]["text"] for call in fast.calls("/completionAsync")]
+    accepted = [int(text.split()[1]) for text in texts if "POISON" not in text]
+    assert len(accepted) == len(set(accepted))  # no request upstream accepted was started twice
+    succeeded = {int(line["customId"][4:]) for line in lines if "response" in line}
+    assert succeeded == set(accepted)
+    failed = {int(line["customId"][4:]): line["error"] for line in lines if "error" in line}
+    assert set(range(13, 17)) <= set(failed) <= set(range(10, 20))  # only chunk 1, and all of its poison
+    assert set(failed).isdisjoint(succeeded) and len(failed) + len(succeeded) == 40
+    for error in failed.values():
+        assert error["code"] == 14 and "dead-letter queue" in error["message"] and "overloaded" in error["message"]
+    assert finished["response"]["failed"] == str(len(failed))
+    assert finished["response"]["succeeded"] == str(40 - len(failed))
+
+
 def test_a_chunk_with_an_unreadable_payload_fails_only_its_requests(api_v01: Api, jobs: Jobs, fast: Emulator,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     api = api_v01
