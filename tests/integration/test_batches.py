@@ -225,23 +225,29 @@ def test_poller_rides_out_operation_service_faults(api: Api, jobs: Jobs, fast: E
     assert all("response" in line for line in results(finished))
 
 
-def test_a_poison_chunk_fails_only_its_own_requests(api_v01: Api, jobs: Jobs, fast: Emulator,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    api = api_v01
+def _run_poison_batch(api: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch,
+                      concurrency: int) -> tuple[dict[str, Any], list[int]]:
+    """40 requests in four chunks of 10; requests 13-16 make upstream answer 503 every time, so chunk 1
+    (requests 10-19) never gets past them and its message ends in the dead-letter queue. Run to the end."""
     from shared.jobs import batches
 
-    monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)  # 40 requests -> four chunks
+    monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)
     monkeypatch.setenv("FM_MAX_RETRIES", "0")
-    monkeypatch.setenv("FM_MAX_CONCURRENCY", "1")  # a chunk's starts one at a time, in order (else 17-19 may start)
+    monkeypatch.setenv("FM_MAX_CONCURRENCY", str(concurrency))
     reset_caches()
-    # requests 13-16 make upstream answer 503 every time: chunk 1 (requests 10-19) never gets past 13
     fast.fault(path="/foundationModels/v1/completionAsync", status=503, count=-1, bodyContains="POISON",
                message="overloaded")
     body = batch_body(40)
     for index in range(13, 17):
         body["requests"][index]["messages"][0]["text"] += " POISON"
     operation = api.post(f"{FM}/completionBatch", body).json()
-    finished, progress = run_to_end(api, jobs, operation["id"])
+    return run_to_end(api, jobs, operation["id"])
+
+
+def test_a_poison_chunk_fails_only_its_own_requests(api_v01: Api, jobs: Jobs, fast: Emulator,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # a chunk's starts one at a time, in order: 10-12 start, then 13 stops the chunk (else 17-19 may start)
+    finished, progress = _run_poison_batch(api_v01, jobs, fast, monkeypatch, concurrency=1)
     assert progress == sorted(progress)
     assert jobs.triggers["completion-dlq"].invocations >= 1  # chunk 1's message went to the dead-letter queue
     lines = results(finished)
@@ -266,19 +272,7 @@ def test_a_poison_chunk_fails_only_its_own_requests_with_concurrent_starts(api_v
     time: each request has exactly one result line; every request upstream accepted succeeded and was
     started once; every other request of the poison chunk failed with the dead letter's reason; and the
     three other chunks finished whole."""
-    from shared.jobs import batches
-
-    monkeypatch.setattr(batches, "CHUNK_ITEMS", 10)
-    monkeypatch.setenv("FM_MAX_RETRIES", "0")
-    monkeypatch.setenv("FM_MAX_CONCURRENCY", "4")
-    reset_caches()
-    fast.fault(path="/foundationModels/v1/completionAsync", status=503, count=-1, bodyContains="POISON",
-               message="overloaded")
-    body = batch_body(40)
-    for index in range(13, 17):
-        body["requests"][index]["messages"][0]["text"] += " POISON"
-    operation = api_v01.post(f"{FM}/completionBatch", body).json()
-    finished, _ = run_to_end(api_v01, jobs, operation["id"])
+    finished, _ = _run_poison_batch(api_v01, jobs, fast, monkeypatch, concurrency=4)
     lines = results(finished)
     assert [line["customId"] for line in lines] == [f"req-{i:05d}" for i in range(40)]  # each once, in order
     texts = [call["body"]["messages"][0]["text"] for call in fast.calls("/completionAsync")]
