@@ -130,7 +130,8 @@ def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[st
     it; when one start gives the chunk back (429, 503, a transient error, the deadline, the hourly
     quota) or sees the operation done, no further start begins, and the ones already past that point
     (at most one per thread) finish and are recorded before the error reaches the worker (fan_out's
-    pool is shut down, waiting, before it raises).
+    pool is shut down, waiting, before it raises). The operation is looked at before every
+    START_CHECK_EVERY-th start, and no start begins during that look.
     """
     store = job_store(inv.settings)
     items = payload["items"]
@@ -139,20 +140,24 @@ def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[st
     window = hourly(inv.settings.async_start_per_hour)
     pacer = services.pacer("async-start", inv.settings.async_start_rps)
     lock = threading.Lock()
+    # Taking a turn, and every START_CHECK_EVERY-th turn's look at the operation, happen under `gate`: while
+    # one thread reads the operation no other start begins, so once it is seen done nothing more starts
+    # (only the turns taken before that look, already under way, finish).
+    gate = threading.Lock()
     halt = threading.Event()  # set on the first error or on seeing the operation done: start nothing more
     counts = {"started": 0, "refused": 0, "taken": 0}
     stopped = threading.Event()
 
     def start_one(item: dict[str, Any]) -> None:
-        if halt.is_set():
-            return
-        with lock:
-            check, counts["taken"] = counts["taken"] % START_CHECK_EVERY == 0, counts["taken"] + 1
         try:
-            if check and (store.item(op_id) or {}).get("state") == "done":  # cancelled or failed meanwhile
-                stopped.set()
-                halt.set()
-                return
+            with gate:
+                if halt.is_set():
+                    return
+                check, counts["taken"] = counts["taken"] % START_CHECK_EVERY == 0, counts["taken"] + 1
+                if check and (store.item(op_id) or {}).get("state") == "done":  # cancelled or failed meanwhile
+                    stopped.set()
+                    halt.set()
+                    return
             if not window.take():
                 raise QuotaDeferred(f"hourly start quota ({inv.settings.async_start_per_hour}) reached")
             pacer.acquire(inv.call)  # past here the start goes on: it holds its hourly and per-second slots
