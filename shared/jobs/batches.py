@@ -139,25 +139,23 @@ def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[st
     todo = [item for item in items if item["index"] not in existing]  # started (or refused) before: never twice
     window = hourly(inv.settings.async_start_per_hour)
     pacer = services.pacer("async-start", inv.settings.async_start_rps)
-    lock = threading.Lock()
     # Taking a turn, and every START_CHECK_EVERY-th turn's look at the operation, happen under `gate`: while
     # one thread reads the operation no other start begins, so once it is seen done nothing more starts
     # (only the turns taken before that look, already under way, finish).
     gate = threading.Lock()
+    turns = {"taken": 0}
     halt = threading.Event()  # set on the first error or on seeing the operation done: start nothing more
-    counts = {"started": 0, "refused": 0, "taken": 0}
-    stopped = threading.Event()
 
-    def start_one(item: dict[str, Any]) -> None:
+    def start_one(item: dict[str, Any]) -> str | None:
+        """"started", "refused" (upstream's 4xx, recorded as this request's error), or None (not started)."""
         try:
             with gate:
                 if halt.is_set():
-                    return
-                check, counts["taken"] = counts["taken"] % START_CHECK_EVERY == 0, counts["taken"] + 1
+                    return None
+                check, turns["taken"] = turns["taken"] % START_CHECK_EVERY == 0, turns["taken"] + 1
                 if check and (store.item(op_id) or {}).get("state") == "done":  # cancelled or failed meanwhile
-                    stopped.set()
                     halt.set()
-                    return
+                    return None
             if not window.take():
                 raise QuotaDeferred(f"hourly start quota ({inv.settings.async_start_per_hour}) reached")
             pacer.acquire(inv.call)  # past here the start goes on: it holds its hourly and per-second slots
@@ -167,24 +165,21 @@ def start_chunk(op_id: str, payload: dict[str, Any], inv: Invocation) -> dict[st
                 if 400 <= err.status < 500 and err.status != 429:  # this request is bad; the others go on
                     store.item_finished(op_id, item["index"], item["customId"], err.to_status(), True,
                                         from_state=None)
-                    with lock:
-                        counts["refused"] += 1
-                    return
+                    return "refused"
                 raise
             upstream_id = (answer.body or {}).get("id") if isinstance(answer.body, dict) else None
             if not upstream_id:
                 raise errors.UpstreamError("upstream completionAsync answered without an operation id")
             store.item_started(op_id, item["index"], str(upstream_id), item["customId"])
-            with lock:
-                counts["started"] += 1
+            return "started"
         except BaseException:
             halt.set()
             raise
 
-    if todo:
-        services.fan_out(start_one, todo, inv.settings.max_concurrency)
-    result = {"started": counts["started"], "refused": counts["refused"]}
-    return {**result, "stopped": True} if stopped.is_set() else result
+    # any error leaves fan_out as an exception, so a halt seen after it returns means the operation was done
+    outcomes = collections.Counter(services.fan_out(start_one, todo, inv.settings.max_concurrency) if todo else [])
+    result = {"started": outcomes["started"], "refused": outcomes["refused"]}
+    return {**result, "stopped": True} if halt.is_set() else result
 
 
 # -- the dead-letter side: a chunk the queue gave up on --------------------------------------------
