@@ -28,7 +28,7 @@ from shared import clock, errors, logs
 from shared.ids import uuid4 as new_id
 from shared.native import services
 from shared.native.models import NonEmptyStr, StrictBool, StrictStr, model_uri_pattern
-from shared.openai import chat_response
+from shared.openai import chat_response, translate
 from shared.openai.models import OpenAIBody
 from shared.responses import Reply
 
@@ -54,8 +54,7 @@ REFUSED: dict[str, str] = {
 IGNORED = ("user", "seed", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key",
            "prompt_cache_retention", "prompt_cache_options", "prediction", "stream_options.include_obfuscation")
 
-REASONING = {"none": "DISABLED"}  # every other effort: ENABLED_HIDDEN (the native side has on or off)
-TOOL_CHOICE_MODES = {"none": "NONE", "auto": "AUTO", "required": "REQUIRED"}
+TOOL_CHOICE_MODES = translate.TOOL_CHOICE_MODES
 
 StrictInt = Annotated[int, Field(strict=True)]
 Number = Annotated[float, Field(strict=True)]  # a JSON number (ints too), never a string or a boolean
@@ -421,33 +420,13 @@ def _log_usage(inv: Invocation, usage: Any) -> None:
 def native_body(request: ChatCompletionRequest, model_uri: str) -> dict[str, Any]:
     """The native completion body for a chat request; a 400 naming the parameter for what it cannot honour."""
     _refuse_unsupported(request)
-    options: dict[str, Any] = {}
-    if request.stream:
-        options["stream"] = True
-    if request.temperature is not None:
-        if request.temperature > 1:
-            raise errors.BadRequestError.field(
-                "temperature", "must be between 0 and 1 on this model (the native range; it is not rescaled)")
-        options["temperature"] = request.temperature
-    max_tokens = _max_tokens(request)
-    if max_tokens is not None:
-        options["maxTokens"] = str(max_tokens)
-    if request.reasoning_effort is not None:
-        options["reasoningOptions"] = {"mode": REASONING.get(request.reasoning_effort, "ENABLED_HIDDEN")}
-    body: dict[str, Any] = {"modelUri": model_uri}
-    if options:
-        body["completionOptions"] = options
-    body["messages"] = native_messages(request.messages)
+    options = translate.completion_options(stream=request.stream, temperature=request.temperature,
+                                           max_tokens=_max_tokens(request), reasoning_effort=request.reasoning_effort)
     fmt = request.response_format
-    if fmt is not None and fmt.type == "json_object":
-        body["jsonObject"] = True
-    elif fmt is not None and fmt.json_schema is not None:
-        if fmt.json_schema.schema_ is None:
-            body["jsonObject"] = True  # no schema: any JSON object
-        else:
-            body["jsonSchema"] = {"schema": fmt.json_schema.schema_}
-    body.update(_native_tools(request))
-    return body
+    schema = fmt.json_schema.schema_ if fmt is not None and fmt.json_schema is not None else None
+    return translate.body(model_uri, options, native_messages(request.messages),
+                          translate.response_format(fmt.type if fmt is not None else None, schema),
+                          _native_tools(request))
 
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
@@ -471,51 +450,28 @@ def _max_tokens(request: ChatCompletionRequest) -> int | None:
 
 
 def native_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """OpenAI messages -> native ones. Consecutive `tool` messages become one toolResultList, each result
-    named by the function of the earlier assistant tool call whose id it answers."""
-    names: dict[str, str] = {}  # tool_call_id -> function name, from the assistant messages so far
-    out: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] | None = None  # the toolResultList the current run of tool messages fills
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if message.role == "tool":
-            assert message.tool_call_id is not None  # the model's validator guarantees it
-            name = names.get(message.tool_call_id)
-            if name is None:
-                raise errors.BadRequestError.field(
-                    f"{where}.tool_call_id", f"{message.tool_call_id!r} matches no tool call of an earlier assistant "
-                                             "message")
-            result = {"functionResult": {"name": name, "content": _text(message.content, where)}}
-            if results is None:
-                results = []
-                # the official SDK sends tool results as role user (its FunctionResultMessageDict default)
-                out.append({"role": "user", "toolResultList": {"toolResults": results}})
-            results.append(result)
-            continue
-        results = None
-        for legacy in ("function_call", "audio"):
-            if getattr(message, legacy) is not None:
-                raise errors.BadRequestError.field(f"{where}.{legacy}", "is not supported on this model")
-        text = _text(message.content, where, assistant=message.role == "assistant")
-        if message.role == "assistant" and not text and message.refusal:
-            text = message.refusal
-        if message.role == "assistant" and message.tool_calls:
-            if text.strip():
-                out.append({"role": "assistant", "text": text})
-            calls = []
-            for number, call in enumerate(message.tool_calls):
-                if call.id in names:
-                    raise errors.BadRequestError.field(f"{where}.tool_calls[{number}].id",
-                                                       f"{call.id!r} repeats an earlier tool call id")
-                names[call.id] = call.function.name
-                arguments = _arguments(call.function.arguments, f"{where}.tool_calls[{number}].function.arguments")
-                calls.append({"functionCall": {"name": call.function.name, "arguments": arguments}})
-            out.append({"role": "assistant", "toolCallList": {"toolCalls": calls}})
-            continue
-        if not text.strip():
-            raise errors.BadRequestError.field(f"{where}.content", "must not be empty")
-        out.append({"role": "system" if message.role in ("system", "developer") else message.role, "text": text})
-    return out
+    """OpenAI messages -> native ones (translate.native_messages: consecutive `tool` messages become one
+    toolResultList, each result named by the function of the earlier assistant tool call whose id it answers)."""
+    return translate.native_messages([_turn(index, message) for index, message in enumerate(messages)])
+
+
+def _turn(index: int, message: ChatMessage) -> translate.Turn:
+    where = f"messages[{index}]"
+    if message.role == "tool":
+        assert message.tool_call_id is not None  # the model's validator guarantees it
+        return translate.Turn("tool", _text(message.content, where), where, call_id=message.tool_call_id,
+                              call_id_where=f"{where}.tool_call_id")
+    for legacy in ("function_call", "audio"):
+        if getattr(message, legacy) is not None:
+            raise errors.BadRequestError.field(f"{where}.{legacy}", "is not supported on this model")
+    text = _text(message.content, where, assistant=message.role == "assistant")
+    if message.role == "assistant" and not text and message.refusal:
+        text = message.refusal
+    calls = [translate.ToolCall(call.id, call.function.name, call.function.arguments,
+                                f"{where}.tool_calls[{number}].function.arguments", f"{where}.tool_calls[{number}].id")
+             for number, call in enumerate(message.tool_calls or [])] if message.role == "assistant" else []
+    role = "system" if message.role in ("system", "developer") else message.role
+    return translate.Turn(role, text, f"{where}.content", calls=calls)
 
 
 def _text(content: Any, where: str, assistant: bool = False) -> str:
@@ -536,45 +492,17 @@ def _text(content: Any, where: str, assistant: bool = False) -> str:
     return "".join(texts)
 
 
-def _arguments(text: str, where: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise errors.BadRequestError.field(where, "must be a JSON object, as text") from None
-    if not isinstance(value, dict):
-        raise errors.BadRequestError.field(where, "must be a JSON object, as text")
-    return value
-
-
 def _native_tools(request: ChatCompletionRequest) -> dict[str, Any]:
     """tools, tool_choice and parallel_tool_calls -> tools, toolChoice and parallelToolCalls."""
-    tools = request.tools or []
-    names = [tool.function.name for tool in tools]
-    out: dict[str, Any] = {}
+    functions = [tool.function.model_dump(exclude_none=True) for tool in request.tools or []]
     choice = request.tool_choice
-    if tools:
-        out["tools"] = [{"function": tool.function.model_dump(exclude_none=True)} for tool in tools]
+    neutral = None
     if isinstance(choice, str):
-        if choice == "required" and not tools:
-            raise errors.BadRequestError.field("tool_choice", "'required' needs tools")
-        if tools:
-            out["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice]}
+        neutral = translate.ToolChoice(mode=choice)
     elif isinstance(choice, dict) and choice["type"] == "function":
-        name = choice["function"]["name"]
-        if name not in names:
-            raise errors.BadRequestError.field("tool_choice.function.name", f"{name!r} is not one of tools")
-        out["toolChoice"] = {"functionName": name}
-    elif isinstance(choice, dict):  # allowed_tools: only the listed tools are offered
-        if not tools:
-            raise errors.BadRequestError.field("tool_choice", "allowed_tools needs tools")
-        allowed = [t["function"]["name"] for t in choice["allowed_tools"]["tools"]]
-        unknown = [name for name in allowed if name not in names]
-        if unknown:
-            raise errors.BadRequestError.field("tool_choice.allowed_tools.tools", f"{unknown[0]!r} is not one of tools")
-        out["tools"] = [tool for tool in out["tools"] if tool["function"]["name"] in allowed]
-        out["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice["allowed_tools"]["mode"]]}
-    if request.parallel_tool_calls is not None and tools:
-        out["parallelToolCalls"] = request.parallel_tool_calls
-    return out
+        neutral = translate.ToolChoice(function=choice["function"]["name"], where="tool_choice.function.name")
+    elif isinstance(choice, dict):
+        allowed = choice["allowed_tools"]
+        neutral = translate.ToolChoice(mode=allowed["mode"], allowed=[t["function"]["name"] for t in allowed["tools"]],
+                                       where="tool_choice.allowed_tools.tools")
+    return translate.native_tools(functions, neutral, request.parallel_tool_calls)
