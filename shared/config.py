@@ -65,6 +65,7 @@ ENV_NAMES: dict[str, str] = {
     "operation_get_rps": "FM_OPERATION_GET_RPS",
     "stuck_after_s": "JOBS_STUCK_AFTER_S",
     "admin_caller": "FM_ADMIN_CALLER",
+    "responses_ttl_days": "FM_RESPONSES_TTL_DAYS",
     "auth_mode": "FM_AUTH_MODE",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
@@ -121,6 +122,7 @@ class Settings(BaseModel):
     operation_get_rps: float = Field(50.0, gt=0, le=10_000)
     stuck_after_s: float = Field(300.0, ge=0)  # the poller re-enqueues tasks untouched this long
     admin_caller: str | None = None  # an authorizer key name that may see everyone's work
+    responses_ttl_days: float = Field(30.0, gt=0, le=365)  # stored /v1/responses (OpenAI keeps them 30 days)
     auth_mode: Literal["api_key", "iam"] = "api_key"  # iam: no gateway, so no authorizer context is trusted
     log_level: str = "INFO"
     log_payloads: bool = False

@@ -45,6 +45,8 @@ OPENAI = "/v1"
 MODEL_MODULES = {"native": "shared.native.models", "openai": "shared.openai.models"}
 SCHEMA_MODULES = {"native": "shared.native.schemas", "openai": "shared.openai.schemas"}
 OA_SCHEMAS = "shared.openai.batch_schemas"
+RESPONSES = "shared.openai.responses_api"
+RESPONSE_SCHEMAS = "shared.openai.response_schemas"
 
 
 def dialect_of(path: str) -> str:
@@ -100,6 +102,27 @@ ROUTES: tuple[Route, ...] = (
     # them first, or a caller typing slashes, still lands here.
     Route("GET", f"{OPENAI}/models/{{model+}}", "completion", "retrieveModel", None, "OpenAIModel",
           "One model of the list, by full URI (percent-encoded) or short name", dialect="openai"),
+    # OpenAI Responses API: the completion function serves every route, so a conversation's turns, its
+    # retrieval and its background runs warm one instance; the store and queue grants it has for
+    # completionAsync are all these need. /input_tokens comes before {response_id}: the concrete path wins.
+    Route("POST", f"{OPENAI}/responses", "completion", "createResponse", f"{RESPONSES}:ResponseCreateRequest",
+          f"{RESPONSE_SCHEMAS}:Response", "A response (stored for 30 days unless store is false; background: true "
+          "runs it on the async engine; stream: true returns the whole typed event stream in one body)",
+          dialect="openai"),
+    Route("POST", f"{OPENAI}/responses/input_tokens", "completion", "countResponseInputTokens",
+          f"{RESPONSES}:InputTokensRequest", f"{RESPONSE_SCHEMAS}:ResponseInputTokens",
+          "How many input tokens a response request would use (the native tokenizeCompletion)", dialect="openai"),
+    Route("GET", f"{OPENAI}/responses/{{response_id}}", "completion", "retrieveResponse", None,
+          f"{RESPONSE_SCHEMAS}:Response", "A stored response (a background one: its current status)",
+          dialect="openai"),
+    Route("DELETE", f"{OPENAI}/responses/{{response_id}}", "completion", "deleteResponse", None,
+          f"{RESPONSE_SCHEMAS}:ResponseDeleted", "Delete a stored response (a background one still running is "
+          "cancelled)", dialect="openai"),
+    Route("POST", f"{OPENAI}/responses/{{response_id}}/cancel", "completion", "cancelResponse", None,
+          f"{RESPONSE_SCHEMAS}:Response", "Cancel a background response", dialect="openai"),
+    Route("GET", f"{OPENAI}/responses/{{response_id}}/input_items", "completion", "listResponseInputItems", None,
+          f"{RESPONSE_SCHEMAS}:ResponseItemList", "A stored response's input items (after, limit, order)",
+          dialect="openai"),
     # OpenAI Files and Batch API: served by the operations function, which already reads and cancels jobs
     # and holds the store and bucket grants; a batch is a job (same record), and files are what its
     # results are made of. A function of their own would duplicate that wiring for no gain, and uploads

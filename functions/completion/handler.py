@@ -1,6 +1,6 @@
 """Completion function: completion (buffered stream too), tokenize, tokenizeCompletion, completionAsync,
-completionBatch, OpenAI's POST /v1/chat/completions, and the completion queue's trigger (async workers and
-batch starters)."""
+completionBatch, OpenAI's POST /v1/chat/completions and /v1/responses (all its routes), and the completion
+queue's trigger (async workers, batch starters and background responses)."""
 
 from typing import Any
 
@@ -14,6 +14,12 @@ OPERATIONS = {
     "completionAsync": "shared.jobs.operations:submit_completion",  # imported on first use
     "completionBatch": "shared.jobs.batches:submit",
     "createChatCompletion": "shared.openai.chat:create",  # the OpenAI translation, only when /v1 is called
+    "createResponse": "shared.openai.responses_api:create",
+    "countResponseInputTokens": "shared.openai.responses_api:input_tokens",
+    "retrieveResponse": "shared.openai.responses_api:retrieve",
+    "deleteResponse": "shared.openai.responses_api:delete",
+    "cancelResponse": "shared.openai.responses_api:cancel",
+    "listResponseInputItems": "shared.openai.responses_api:input_items",
     # /v1/models and the 404 for any other /v1 path (shared/routes.py says why this function serves them)
     "listModels": "shared.openai.catalog:list_models",
     "retrieveModel": "shared.openai.catalog:retrieve_model",

@@ -341,7 +341,7 @@ class ChatCompletionRequest(OpenAIBody):
 
 def create(request: ChatCompletionRequest, inv: Invocation) -> Reply:
     """POST /v1/chat/completions: the native completion (or, for pass-through models, upstream's OpenAI mode)."""
-    model_uri = _resolve(request.model, inv)
+    model_uri = resolve_model(request.model, inv)
     folder, name = model_uri.split("://", 1)[1].split("/")[:2]
     if name in inv.settings.passthrough_models:
         return _pass_through(request, model_uri, folder, inv)
@@ -363,7 +363,7 @@ def create(request: ChatCompletionRequest, inv: Invocation) -> Reply:
     return Reply(completion)
 
 
-def _resolve(model: str, inv: Invocation) -> str:
+def resolve_model(model: str, inv: Invocation) -> str:
     """The model's full URI, as the native routes resolve it; errors name `model`, the OpenAI field."""
     try:
         uri = services.resolve_model(model, "gpt", inv.settings)
