@@ -148,21 +148,30 @@ def _operation(route: routes.Route) -> dict[str, Any]:
 def _spec_extras() -> dict[str, dict[str, Any]]:
     """Bodies and query parameters of routes that take no JSON body (a form upload, list queries)."""
     from shared.openai.batch_schemas import SPEC_EXTRAS
+    from shared.openai.response_schemas import SPEC_EXTRAS as RESPONSES
 
-    return SPEC_EXTRAS
+    return {**SPEC_EXTRAS, **RESPONSES}
+
+
+# Answers that name an object other routes take by id: (the id's path parameter, its value in the answer)
+LINKED = {"Operation": ("/operations/{operationId}", "operationId"),
+          "Response": ("/v1/responses/{response_id}", "response_id")}
 
 
 def _links(response: str) -> dict[str, Any]:
-    """An Operation answer links to reading and cancelling it (OpenAPI links; schemathesis follows them)."""
-    if response != "Operation":
+    """An answer links to the routes that take its id (OpenAPI links; schemathesis follows them): an Operation
+    to reading and cancelling it, a Response to reading, deleting, cancelling it and listing its input items."""
+    if response not in LINKED:
         return {}
+    prefix, name = LINKED[response]
     links = {}
     for route in routes.ROUTES:
-        if route.path == "/operations/{operationId}":
-            cancel = route.method == "POST"
-            links["CancelOperation" if cancel else "GetOperation"] = {
+        if route.path == prefix or route.path.startswith(prefix + "/"):
+            cancel = route.path == "/operations/{operationId}" and route.method == "POST"
+            suffix = "Operation" if response == "Operation" else ""  # GetOperation, CancelOperation; RetrieveResponse...
+            links[f"{route.operation[:1].upper()}{route.operation[1:]}{suffix}"] = {
                 "operationId": route.operation,
-                "parameters": {"operationId": "{$response.body#/id}:cancel" if cancel else "$response.body#/id"}}
+                "parameters": {name: "{$response.body#/id}:cancel" if cancel else "$response.body#/id"}}
     return {"links": links}
 
 

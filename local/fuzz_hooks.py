@@ -10,6 +10,8 @@ repaired here, for positive cases only: negative cases go out as generated.
 - completion: `toolChoice.functionName` names one of `tools`.
 - /v1/chat/completions: `tool_choice` names only the request's tools. On a native model: the parameters only pass-through models take are at their
   defaults, the refused ones absent (messages' audio and function_call too), temperature at most 1.
+- /v1/responses (and input_tokens): as for chat, plus no stored ids (previous_response_id, item_reference), tool
+  outputs that answer an earlier call, background only with store and without stream.
 - /v1/files: `expires_after[anchor]` and `expires_after[seconds]` come together.
 - textEmbedding (and /v1/embeddings' `dimensions`): `dim` is at most the model's output size (the emulator's model has 256).
 """
@@ -72,6 +74,8 @@ def map_case(context: Any, case: Any) -> Any:
         if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
             body.pop("max_tokens")
         _native_messages(body.get("messages") or [])
+    elif path in ("/v1/responses", "/v1/responses/input_tokens"):
+        _responses_body(body)
     elif path == "/v1/embeddings" and body.get("dimensions") is not None:
         if _int(body["dimensions"]) > EMULATOR_DIM:
             body["dimensions"] = EMULATOR_DIM
@@ -143,3 +147,87 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def _responses_body(body: dict[str, Any]) -> None:
+    """A Responses request within what the native translation takes: parameters at their no-op values, no
+    references to stored items or responses (a fresh case has none), text-only messages that are not blank, tool
+    results that answer an earlier call, and a tool choice that names an offered function."""
+    from shared.openai.responses_api import DEFAULT_ONLY, REFUSED
+
+    for name, default in DEFAULT_ONLY.items():
+        if body.get(name) is not None:
+            body[name] = default
+    for name in (*REFUSED, "previous_response_id"):
+        body.pop(name, None)
+    if isinstance(body.get("temperature"), (int, float)) and body["temperature"] > 1:
+        body["temperature"] = 1
+    if body.get("background"):
+        body["store"] = True
+        body.pop("stream", None)
+    text = body.get("text")
+    if isinstance(text, dict):
+        if text.get("verbosity") is not None:
+            text["verbosity"] = "medium"
+        fmt = text.get("format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and not fmt.get("name"):
+            fmt["name"] = "answer"
+    if isinstance(body.get("metadata"), dict):
+        body["metadata"] = {str(k)[:64]: v[:512] if isinstance(v, str) else v
+                            for k, v in list(body["metadata"].items())[:16]}
+    body["input"] = _responses_input(body.get("input"))
+    functions = []
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("name"), str):
+            functions.append(tool["name"])
+        elif isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            functions += [f"{tool.get('name')}__{t.get('name')}" for t in tool["tools"] if isinstance(t, dict)
+                          and t.get("type") == "function"]
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("none", "auto"):
+        return
+    plain = [name for name in functions if "__" not in name]
+    if choice == "required" and not functions or isinstance(choice, dict) and not plain:
+        body["tool_choice"] = "auto"
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        choice["name"] = plain[0]
+    elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        choice["tools"] = [{"type": "function", "name": name} for name in plain]
+    elif isinstance(choice, dict):
+        body["tool_choice"] = "auto"
+
+
+def _responses_input(items: Any) -> Any:
+    if isinstance(items, str):
+        return items if items.strip() else "ok"
+    calls: list[str] = []
+    out: list[Any] = []
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type") or ("message" if "role" in item else "item_reference")
+        if kind == "item_reference":
+            continue
+        if kind == "message":
+            content = item.get("content")
+            if isinstance(content, list):
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict)
+                                  and p.get("type") in ("input_text", "output_text", "text"))
+            item["content"] = content if isinstance(content, str) and content.strip() else "ok"
+        elif kind == "function_call":
+            item["call_id"] = f"call_{index}"
+            item["arguments"] = "{}"
+            item.pop("namespace", None)
+            calls.append(item["call_id"])
+        elif kind == "function_call_output":
+            if not calls:
+                continue
+            item["call_id"] = calls[0]
+            if not isinstance(item.get("output"), str):
+                item["output"] = "ok"
+        out.append(item)
+    if not any(isinstance(i, dict) and i.get("type", "message") == "message" and i.get("role") != "system"
+               and i.get("role") != "developer" or isinstance(i, dict) and i.get("type") in
+               ("function_call", "function_call_output") for i in out):
+        out.append({"role": "user", "content": "ok"})
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from shared.openai.batch_schemas import _LIMIT_100, _query
 from shared.openai.schemas import OpenAIResponse
 
 
@@ -106,3 +107,11 @@ class ResponseItemList(OpenAIResponse):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+SPEC_EXTRAS: dict[str, dict[str, Any]] = {
+    "listResponseInputItems": {"parameters": [
+        _query("limit", _LIMIT_100, "1-100 (default 20)"),
+        _query("after", {"type": "string"}, "an input item id of this response: the page starts after it"),
+        _query("order", {"type": "string", "enum": ["asc", "desc"]}, "by position in the input (default desc)")]},
+}

@@ -61,41 +61,41 @@ NAME_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 
 # -- the request, as the wire has it -----------------------------------------------------------------------
 
-class _Open(OpenAIBody):
+class _ResponseOpen(OpenAIBody):
     model_config = ConfigDict(extra="allow", defer_build=True)
 
 
-class TextPart(OpenAIBody):
+class ResponseTextPart(OpenAIBody):
     type: Literal["input_text", "output_text", "text"]
     text: StrictStr
     annotations: list[Any] | None = None
     logprobs: list[Any] | None = None
 
 
-class RefusalPart(OpenAIBody):
+class ResponseRefusalPart(OpenAIBody):
     type: Literal["refusal"]
     refusal: StrictStr
 
 
-class MediaPart(_Open):
+class ResponseMediaPart(_ResponseOpen):
     """input_image / input_file: a 400 on this model, named by where it is."""
 
     type: Literal["input_image", "input_file"]
 
 
-Part = TextPart | RefusalPart | MediaPart
+ResponsePart = ResponseTextPart | ResponseRefusalPart | ResponseMediaPart
 
 
-class MessageItem(OpenAIBody):
+class ResponseMessageItem(OpenAIBody):
     type: Literal["message"] | None = None
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[Part]
+    content: str | list[ResponsePart]
     id: StrictStr | None = None
     status: StrictStr | None = None
     phase: StrictStr | None = None
 
 
-class FunctionCallItem(OpenAIBody):
+class ResponseFunctionCallItem(OpenAIBody):
     type: Literal["function_call"]
     call_id: NonEmptyStr
     name: NonEmptyStr
@@ -105,29 +105,29 @@ class FunctionCallItem(OpenAIBody):
     namespace: StrictStr | None = None
 
 
-class FunctionCallOutputItem(OpenAIBody):
+class ResponseFunctionCallOutputItem(OpenAIBody):
     type: Literal["function_call_output"]
     call_id: NonEmptyStr
-    output: str | list[Part]
+    output: str | list[ResponsePart]
     id: StrictStr | None = None
     status: StrictStr | None = None
 
 
-class ReasoningItem(_Open):
+class ResponseReasoningItem(_ResponseOpen):
     """Dropped: native reasoning is hidden, so there is nothing to give back to the model. Codex sends no id."""
 
     type: Literal["reasoning"]
 
 
-class ItemReference(OpenAIBody):
+class ResponseItemReference(OpenAIBody):
     type: Literal["item_reference"] | None = None
     id: NonEmptyStr
 
 
-ITEMS: dict[str, type[OpenAIBody]] = {"message": MessageItem, "function_call": FunctionCallItem,
-                                      "function_call_output": FunctionCallOutputItem, "reasoning": ReasoningItem,
-                                      "item_reference": ItemReference}
-InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | ItemReference
+ITEMS: dict[str, type[OpenAIBody]] = {"message": ResponseMessageItem, "function_call": ResponseFunctionCallItem,
+                                      "function_call_output": ResponseFunctionCallOutputItem, "reasoning": ResponseReasoningItem,
+                                      "item_reference": ResponseItemReference}
+ResponseInputItem = ResponseMessageItem | ResponseFunctionCallItem | ResponseFunctionCallOutputItem | ResponseReasoningItem | ResponseItemReference
 
 
 def _sub(model: type[OpenAIBody], value: Any, where: str) -> OpenAIBody:
@@ -155,14 +155,14 @@ def _items(value: Any) -> Any:
         kind = item.get("type")
         if kind is None:
             kind = "message" if "role" in item else "item_reference" if "id" in item else None
-        if kind not in ITEMS:
+        if not isinstance(kind, str) or kind not in ITEMS:
             raise ValueError(f"@[{index}].type: must be one of {', '.join(ITEMS)} (hosted tool items are not "
                              "available on this model)")
         items.append(_sub(ITEMS[kind], item, f"[{index}]"))
     return items
 
 
-class FunctionTool(OpenAIBody):
+class ResponseFunctionTool(OpenAIBody):
     type: Literal["function"]
     name: StrictStr = Field(json_schema_extra={"pattern": NAME_PATTERN})
     description: StrictStr | None = None
@@ -181,18 +181,18 @@ class FunctionTool(OpenAIBody):
         return value
 
 
-class NamespaceFunction(FunctionTool):
+class ResponseNamespaceFunction(ResponseFunctionTool):
     model_config = ConfigDict(extra="allow", defer_build=True)  # `async` and whatever a namespace adds
 
 
-class NamespaceTool(_Open):
+class ResponseNamespaceTool(_ResponseOpen):
     type: Literal["namespace"]
     name: StrictStr = Field(json_schema_extra={"pattern": "^[A-Za-z0-9-]{1,30}$"})
     description: StrictStr | None = None
     tools: list[dict[str, Any]]
 
 
-class HostedTool(_Open):
+class ResponseHostedTool(_ResponseOpen):
     type: Literal[HOSTED]  # type: ignore[valid-type]
 
 
@@ -204,18 +204,18 @@ def _tools(value: Any) -> Any:
     tools = []
     for index, tool in enumerate(value):
         kind = tool.get("type") if isinstance(tool, dict) else None
-        model = {"function": FunctionTool, "namespace": NamespaceTool}.get(kind, HostedTool)  # type: ignore[arg-type]
-        if kind not in ("function", "namespace", *HOSTED):
+        if not isinstance(kind, str) or kind not in ("function", "namespace", *HOSTED):
             raise ValueError(f"@[{index}].type: must be function, namespace or a hosted tool type "
                              f"({', '.join(HOSTED)})")
+        model = {"function": ResponseFunctionTool, "namespace": ResponseNamespaceTool}.get(kind, ResponseHostedTool)
         checked = _sub(model, tool, f"[{index}]")
-        if isinstance(checked, NamespaceTool):
+        if isinstance(checked, ResponseNamespaceTool):
             if not 1 <= len(checked.name) <= 30 or NAMESPACE_SEPARATOR in checked.name or not all(
                     c.isascii() and (c.isalnum() or c == "-") for c in checked.name):
                 raise ValueError(f"@[{index}].name: must be 1-30 letters, digits or dashes")
             for number, inner in enumerate(checked.tools):
                 if isinstance(inner, dict) and inner.get("type") == "function":
-                    _sub(NamespaceFunction, inner, f"[{index}].tools[{number}]")
+                    _sub(ResponseNamespaceFunction, inner, f"[{index}].tools[{number}]")
         tools.append(checked)
     return tools
 
@@ -223,18 +223,18 @@ def _tools(value: Any) -> Any:
 NAMESPACE_SEPARATOR = response_object.NAMESPACE_SEPARATOR
 
 
-class NamedFunction(OpenAIBody):
+class ResponseNamedFunction(OpenAIBody):
     type: Literal["function"]
     name: NonEmptyStr
 
 
-class AllowedTools(_Open):
+class ResponseAllowedTools(_ResponseOpen):
     type: Literal["allowed_tools"]
     mode: Literal["auto", "required"]
     tools: list[dict[str, Any]]
 
 
-class HostedChoice(_Open):
+class ResponseHostedChoice(_ResponseOpen):
     type: StrictStr
 
 
@@ -244,9 +244,9 @@ def _tool_choice(value: Any) -> Any:
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ValueError("must be 'none', 'auto', 'required' or a tool choice object")
     if value["type"] == "function":
-        return _sub(NamedFunction, value, "").model_dump()
+        return _sub(ResponseNamedFunction, value, "").model_dump()
     if value["type"] == "allowed_tools":
-        checked = _sub(AllowedTools, value, "")
+        checked = _sub(ResponseAllowedTools, value, "")
         for index, tool in enumerate(checked.tools):
             if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
                 raise ValueError(f"@tools[{index}]: must be a tool object with a type")
@@ -254,7 +254,7 @@ def _tool_choice(value: Any) -> Any:
     return value  # a hosted or other tool kind: refused in translation, since it is never offered
 
 
-class TextFormat(OpenAIBody):
+class ResponseTextFormat(OpenAIBody):
     type: Literal["text", "json_object", "json_schema"]
     name: StrictStr | None = Field(None, json_schema_extra={"pattern": NAME_PATTERN})
     schema_: dict[str, Any] | None = Field(None, alias="schema")
@@ -262,12 +262,12 @@ class TextFormat(OpenAIBody):
     description: StrictStr | None = None
 
 
-class TextConfig(OpenAIBody):
-    format: TextFormat | None = None
+class ResponseTextConfig(OpenAIBody):
+    format: ResponseTextFormat | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class ReasoningConfig(OpenAIBody):
+class ResponseReasoningConfig(OpenAIBody):
     effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
@@ -275,7 +275,7 @@ class ReasoningConfig(OpenAIBody):
     mode: Literal["standard", "pro"] | None = None
 
 
-class StreamOptions(OpenAIBody):
+class ResponseStreamOptions(OpenAIBody):
     include_obfuscation: StrictBool | None = None
 
 
@@ -300,7 +300,7 @@ class ResponseCreateRequest(OpenAIBody):
     store: StrictBool | None = None
     background: StrictBool | None = None
     stream: StrictBool | None = None
-    stream_options: StreamOptions | None = None
+    stream_options: ResponseStreamOptions | None = None
     tools: Any = None  # validated by _tools
     tool_choice: Any = None  # validated by _tool_choice
     parallel_tool_calls: StrictBool | None = None
@@ -309,8 +309,8 @@ class ResponseCreateRequest(OpenAIBody):
     temperature: Number | None = Field(None, ge=0, le=2)
     top_p: Number | None = Field(None, ge=0, le=1)
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
-    text: TextConfig | None = None
-    reasoning: ReasoningConfig | None = None
+    text: ResponseTextConfig | None = None
+    reasoning: ResponseReasoningConfig | None = None
     truncation: Literal["auto", "disabled"] | None = None
     metadata: dict[str, StrictStr] | None = None
     include: list[StrictStr] | None = None
@@ -322,23 +322,23 @@ class ResponseCreateRequest(OpenAIBody):
     service_tier: StrictStr | None = None
     client_metadata: dict[str, Any] | None = None  # Codex sends it
     background_options: dict[str, Any] | None = None
-    conversation: Any = Field(None, json_schema_extra={"type": "string"})
+    conversation: StrictStr | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
     moderation: dict[str, Any] | None = None
     context_management: list[Any] | None = None
 
-    @field_validator("input", mode="plain", json_schema_input_type=str | list[InputItem] | None)
+    @field_validator("input", mode="plain", json_schema_input_type=str | list[ResponseInputItem] | None)
     @classmethod
     def _check_input(cls, value: Any) -> Any:
         return None if value is None else _items(value)
 
-    @field_validator("tools", mode="plain", json_schema_input_type=list[FunctionTool | NamespaceTool | HostedTool] | None)
+    @field_validator("tools", mode="plain", json_schema_input_type=list[ResponseFunctionTool | ResponseNamespaceTool | ResponseHostedTool] | None)
     @classmethod
     def _check_tools(cls, value: Any) -> Any:
         return _tools(value)
 
     @field_validator("tool_choice", mode="plain", json_schema_input_type=(
-        Literal["none", "auto", "required"] | NamedFunction | AllowedTools | HostedChoice | None))
+        Literal["none", "auto", "required"] | ResponseNamedFunction | ResponseAllowedTools | ResponseHostedChoice | None))
     @classmethod
     def _check_tool_choice(cls, value: Any) -> Any:
         return _tool_choice(value)
@@ -464,20 +464,20 @@ def _input_items(value: Any, inv: Invocation | None, response_id: str, first: in
     if value is None:
         return []
     if isinstance(value, str):
-        value = [MessageItem(role="user", content=value)]
+        value = [ResponseMessageItem(role="user", content=value)]
     documents: dict[str, dict[str, Any]] = {}  # the responses references named, each read once
     out: list[dict[str, Any]] = []
     for index, item in enumerate(value):
         where = f"input[{index}]"
-        if isinstance(item, ReasoningItem):
+        if isinstance(item, ResponseReasoningItem):
             continue
-        if isinstance(item, ItemReference):
+        if isinstance(item, ResponseItemReference):
             found = _referenced(item.id, inv, documents)
             out.append({**found, "_where": where})
             continue
         data = item.model_dump(exclude_none=True)
         data["type"] = data.get("type") or "message"
-        if isinstance(item, MessageItem) and isinstance(item.content, str):
+        if isinstance(item, ResponseMessageItem) and isinstance(item.content, str):
             part = "output_text" if item.role == "assistant" else "input_text"
             data["content"] = [{"type": part, "text": item.content}]
         data.setdefault("id", response_object.item_id(data["type"], response_id, first + len(out)))
@@ -576,11 +576,11 @@ def _offered(tools: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any
     functions: list[dict[str, Any]] = []
     offered: list[dict[str, Any]] = []
     for tool in tools:
-        if isinstance(tool, FunctionTool):
+        if isinstance(tool, ResponseFunctionTool):
             functions.append(_definition(tool.name, tool.description, tool.parameters))
             offered.append({"type": "function", "name": tool.name, "description": tool.description,
                             "parameters": tool.parameters, "strict": tool.strict})
-        elif isinstance(tool, NamespaceTool):
+        elif isinstance(tool, ResponseNamespaceTool):
             inner = [t for t in tool.tools if isinstance(t, dict) and t.get("type") == "function"]
             for function in inner:
                 functions.append(_definition(f"{tool.name}{NAMESPACE_SEPARATOR}{function['name']}",
