@@ -4,6 +4,7 @@ use_responses_api), against the emulator and moto's store; what went upstream is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -352,3 +353,57 @@ def test_bad_requests_are_400s_naming_the_parameter(client: OpenAI, emulator: Em
         client.responses.create(model=MODEL, **known, extra_body=extra or None)
     assert caught.value.param == param and caught.value.type == "invalid_request_error"
     assert upstream(emulator) == []
+
+
+# -- two callers ---------------------------------------------------------------------------------------------
+
+KEYS = {"alice": "fmk_alice-responses-key-0123456789abcd", "bob": "fmk_bob-responses-key-0123456789abcdef"}
+SECRET = "alice's private question about the Volga"
+
+
+@pytest.fixture
+def callers(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, OpenAI]]:
+    import hashlib
+
+    from local import gateway
+    from tests.conftest import reset_caches
+
+    monkeypatch.setenv("CALLER_KEY_SHA256", ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}"
+                                                     for name, key in KEYS.items()))
+    reset_caches()
+    server = gateway.start(authorize=True)
+    yield {name: OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0) for name, key in KEYS.items()}
+    server.shutdown()
+
+
+def test_another_callers_ids_are_unknown_on_every_route(callers: dict[str, OpenAI], emulator: Emulator,
+                                                        log_output: Any) -> None:
+    alice, bob = callers["alice"], callers["bob"]
+    mine = alice.responses.create(model=MODEL, input=SECRET, tools=[WEATHER])
+    background = alice.responses.create(model=MODEL, input=SECRET, background=True)
+    unknown = "resp_" + "0" * 32
+
+    def refused(call: Any, response_id: str) -> tuple[int, Any]:
+        with pytest.raises(openai.APIStatusError) as caught:
+            call(response_id)
+        body = json.loads(caught.value.response.text.replace(response_id, "<id>"))
+        return caught.value.status_code, body
+
+    routes = [bob.responses.retrieve, bob.responses.delete, bob.responses.cancel,
+              lambda rid: bob.responses.input_items.list(rid),
+              lambda rid: bob.responses.create(model=MODEL, input="more", previous_response_id=rid),
+              lambda rid: bob.responses.input_tokens.count(model=MODEL, input="more", previous_response_id=rid)]
+    for route in routes:
+        for target in (mine.id, background.id):
+            assert refused(route, target) == refused(route, unknown)
+    item = {"type": "item_reference", "id": mine.output[0].id}
+    with pytest.raises(openai.BadRequestError) as caught:
+        bob.responses.create(model=MODEL, input=[item])
+    assert caught.value.param == "input"
+    assert all(SECRET not in json.dumps(call["body"]) for call in emulator.calls(COMPLETION)[1:])
+    assert alice.responses.retrieve(mine.id).output_text == mine.output_text  # nothing of alice's changed
+    assert alice.responses.retrieve(background.id).status == "queued"  # bob's cancel did not reach it
+    attempts = [json.loads(line) for line in log_output.getvalue().splitlines()
+                if "another caller's work" in line]
+    assert len(attempts) >= 2 * len(routes) and {a["caller"] for a in attempts} == {"bob"}
+    assert SECRET not in log_output.getvalue()
