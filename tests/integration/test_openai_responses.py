@@ -28,7 +28,13 @@ CALCULATOR = {"type": "function", "name": "calculator", "description": "Evaluate
 
 
 @pytest.fixture
-def client(api: Api, jobs: Jobs) -> OpenAI:
+def client(api_v01: Api, jobs: Jobs) -> OpenAI:
+    return OpenAI(base_url=api_v01.url + "/v1", api_key="local", max_retries=0)
+
+
+@pytest.fixture
+def any_client(api: Api, jobs: Jobs) -> OpenAI:
+    """For the tests that run in both payload formats."""
     return OpenAI(base_url=api.url + "/v1", api_key="local", max_retries=0)
 
 
@@ -42,7 +48,9 @@ def user(text: str) -> dict[str, str]:
 
 # -- create --------------------------------------------------------------------------------------------------
 
-def test_a_string_input_is_a_stored_response_and_one_user_message_upstream(client: OpenAI, emulator: Emulator) -> None:
+def test_a_string_input_is_a_stored_response_and_one_user_message_upstream(any_client: OpenAI,
+                                                                           emulator: Emulator) -> None:
+    client = any_client
     raw = client.responses.with_raw_response.create(model=MODEL, input="Name three rivers in Russia.",
                                                     instructions="Be terse.", max_output_tokens=500, temperature=0.5,
                                                     metadata={"ticket": "42"})
@@ -235,9 +243,9 @@ def test_input_items_page_in_both_orders(client: OpenAI) -> None:
     assert len({i.id for i in everything}) == 5
 
 
-def test_delete_makes_the_id_gone_for_every_route(client: OpenAI, api: Api) -> None:
+def test_delete_makes_the_id_gone_for_every_route(client: OpenAI, api_v01: Api) -> None:
     response = client.responses.create(model=MODEL, input="hello")
-    deleted = api.http.delete(f"{api.url}/v1/responses/{response.id}", timeout=30)
+    deleted = api_v01.http.delete(f"{api_v01.url}/v1/responses/{response.id}", timeout=30)
     assert deleted.status_code == 200 and deleted.json() == {"id": response.id, "object": "response", "deleted": True}
     for call in (lambda: client.responses.retrieve(response.id), lambda: client.responses.delete(response.id),
                  lambda: client.responses.input_items.list(response.id), lambda: client.responses.cancel(response.id)):
@@ -250,7 +258,8 @@ def test_delete_makes_the_id_gone_for_every_route(client: OpenAI, api: Api) -> N
 
 # -- streaming -----------------------------------------------------------------------------------------------
 
-def test_stream_helper_reads_typed_events_in_order(client: OpenAI) -> None:
+def test_stream_helper_reads_typed_events_in_order(any_client: OpenAI) -> None:
+    client = any_client
     whole = client.responses.create(model=MODEL, input="Name three rivers in Russia.", store=False).output_text
     with client.responses.stream(model=MODEL, input="Name three rivers in Russia.") as stream:
         events = list(stream)
@@ -276,9 +285,9 @@ def test_a_streamed_tool_call_has_its_argument_events(client: OpenAI) -> None:
     assert final.output[0].type == "function_call" and json.loads(final.output[0].arguments) == {"city": "Paris"}
 
 
-def test_a_stream_failing_midway_ends_in_error_then_failed(client: OpenAI, api: Api, emulator: Emulator) -> None:
+def test_a_stream_failing_midway_ends_in_error_then_failed(api_v01: Api, jobs: Jobs, emulator: Emulator) -> None:
     emulator.fault(path=COMPLETION, kind="midstream", message="the model went away")
-    response = api.post("/v1/responses", {"model": MODEL, "input": "hello", "stream": True})
+    response = api_v01.post("/v1/responses", {"model": MODEL, "input": "hello", "stream": True})
     events = [json.loads(block[6:]) for block in response.text.split("\n\n") if block]
     assert response.status_code == 200 and [e["type"] for e in events][-2:] == ["error", "response.failed"]
     assert events[-2]["error"]["message"] == events[-2]["message"] == "the model went away"
@@ -287,7 +296,9 @@ def test_a_stream_failing_midway_ends_in_error_then_failed(client: OpenAI, api: 
 
 # -- background ----------------------------------------------------------------------------------------------
 
-def test_background_runs_on_the_async_engine_to_completion(client: OpenAI, jobs: Jobs, emulator: Emulator) -> None:
+def test_background_runs_on_the_async_engine_to_completion(any_client: OpenAI, jobs: Jobs,
+                                                          emulator: Emulator) -> None:
+    client = any_client
     queued = client.responses.create(model=MODEL, input="Name three rivers in Russia.", background=True)
     assert queued.status == "queued" and queued.background is True and queued.output == []
     assert emulator.calls(COMPLETION) == []  # nothing upstream until a worker takes the task
@@ -407,3 +418,28 @@ def test_another_callers_ids_are_unknown_on_every_route(callers: dict[str, OpenA
                 if "another caller's work" in line]
     assert len(attempts) >= 2 * len(routes) and {a["caller"] for a in attempts} == {"bob"}
     assert SECRET not in log_output.getvalue()
+
+
+def test_continuing_a_long_conversation_costs_the_same_few_store_round_trips(client: OpenAI, emulator: Emulator) -> None:
+    """Each turn reads one record and one document (which holds the whole conversation), whatever the chain's
+    length, and writes one document and one record: counted on the wire (botocore's requests)."""
+    from shared.config import settings
+    from shared.jobs.store import job_store
+
+    store = job_store(settings())
+    sent: list[str] = []
+
+    def count(event_name: str, **_: Any) -> None:
+        sent.append(event_name.split(".", 2)[2])  # before-send.<service>.<Operation>
+
+    store.db.meta.events.register("before-send", count)
+    store.s3.meta.events.register("before-send", count)
+    per_turn = {}
+    previous = None
+    for turn in range(1, 51):
+        sent.clear()
+        previous = client.responses.create(model=MODEL, input=f"question {turn}", previous_response_id=previous).id
+        per_turn[turn] = sorted(sent)
+    assert per_turn[1] == ["PutObject", "UpdateItem"]
+    assert per_turn[2] == per_turn[10] == per_turn[50] == ["BatchGetItem", "GetObject", "PutObject", "UpdateItem"]
+    assert len(upstream(emulator)[-1]["messages"]) == 99  # all 49 earlier turns (question, answer) and this one
