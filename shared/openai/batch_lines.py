@@ -15,7 +15,7 @@ from shared import errors
 if TYPE_CHECKING:
     from shared.config import Settings
 
-CHAT, EMBEDDINGS = "/v1/chat/completions", "/v1/embeddings"
+CHAT, EMBEDDINGS, RESPONSES = "/v1/chat/completions", "/v1/embeddings", "/v1/responses"
 
 
 def chat_request(body: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], str]:
@@ -40,6 +40,38 @@ def chat_answer(result: dict[str, Any], model: str, answer_id: str, created: int
     from shared.openai import chat_response
 
     return chat_response.chat_completion(result, {"id": answer_id, "created": created, "model": model})
+
+
+def responses_request(body: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A Responses line's body -> (the native completion body, the model, the Response skeleton its answer fills);
+    a BadRequestError as the sync route's, and for what a batch line cannot do (stream, background, continuing
+    a stored conversation). A batch's responses are its output file's lines: they are not stored (store: false)."""
+    from shared.openai import response_store, responses_api
+    from shared.openai.models import validate
+
+    request = validate(responses_api.ResponseCreateRequest, body)
+    for name in ("stream", "background"):
+        if getattr(request, name):
+            raise errors.BadRequestError.field(name, "is not available in a batch (its answers are files)")
+    if request.previous_response_id is not None:
+        raise errors.BadRequestError.field("previous_response_id", "is not available in a batch: send the "
+                                                                   "conversation's items as input")
+    model_uri = _resolve(request.model, "gpt", settings)
+    name = model_uri.split("://", 1)[1].split("/")[1]
+    if name in _passthrough(settings):
+        raise errors.BadRequestError.field("model", f"{name} is served only through upstream's OpenAI mode, "
+                                                    "which has no batch; send its requests to /v1/responses")
+    response_id = response_store.new_response_id()
+    plan = responses_api.plan_request(request, model_uri, None, response_id, stream=False)
+    skeleton = {**responses_api.skeleton(request, model_uri, response_id, plan.offered), "store": False}
+    return plan.body, model_uri, {"skeleton": skeleton, "first": len(plan.input_items)}
+
+
+def responses_answer(result: dict[str, Any], line: dict[str, Any], created: int) -> dict[str, Any]:
+    """A native completion result -> the Response the sync route returns for the line's request."""
+    from shared.openai import response_object
+
+    return response_object.finished(line["skeleton"], result, int(line["first"]), created)
 
 
 def embeddings_request(body: dict[str, Any], settings: Settings) -> dict[str, Any]:

@@ -110,7 +110,9 @@ def _chat_outcomes(operation: dict[str, Any], store: JobStore, records: dict[int
     if records is None:
         records = store.items(op_id, list(range(total)))
     missing = [i for i in range(total) if i not in records]
-    custom_ids = _chat_custom_ids(operation, store) if missing else {}
+    responses = door.get("endpoint") == batch_lines.RESPONSES
+    requests = _chat_requests(operation, store) if missing or responses else {}
+    custom_ids = {index: str(item["customId"]) for index, item in requests.items()}
     created = int(clock.now())
     outcomes = []
     for index in range(total):
@@ -122,7 +124,10 @@ def _chat_outcomes(operation: dict[str, Any], store: JobStore, records: dict[int
             continue
         outcome = json.loads(record.get("outcome") or "{}")
         if not record.get("failed"):
-            body = batch_lines.chat_answer(outcome, door.get("model", ""), f"chatcmpl-{op_id}-{index}", created)
+            if responses:
+                body = batch_lines.responses_answer(outcome, requests[index]["response"], created)
+            else:
+                body = batch_lines.chat_answer(outcome, door.get("model", ""), f"chatcmpl-{op_id}-{index}", created)
             outcomes.append(_success(op_id, index, custom_id, request_id, body, {"customId": custom_id,
                                                                                    "response": outcome}))
         elif stop is not None and outcome.get("code") in (1, stop):  # stopped by the cancel, expiry or failure
@@ -132,13 +137,14 @@ def _chat_outcomes(operation: dict[str, Any], store: JobStore, records: dict[int
     return outcomes
 
 
-def _chat_custom_ids(operation: dict[str, Any], store: JobStore) -> dict[int, str]:
-    """custom ids of requests that never got a record (a batch stopped before they started), from the chunks."""
-    found: dict[int, str] = {}
+def _chat_requests(operation: dict[str, Any], store: JobStore) -> dict[int, dict[str, Any]]:
+    """The requests as their chunks hold them (custom ids of requests that never got a record, because a batch
+    stopped before they started; a Responses line's answer skeleton), by index."""
+    found: dict[int, dict[str, Any]] = {}
     for number in range(int(operation.get("tasks_total", 0))):
         try:
             for item in json.loads(store.get_object(payload_key(operation["id"], number)))["items"]:
-                found[int(item["index"])] = str(item["customId"])
+                found[int(item["index"])] = item
         except (errors.ApiError, ValueError, KeyError, TypeError):
             continue
     return found
@@ -206,9 +212,14 @@ def _usage(bodies: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Token usage summed over the answers, in the Batch object's shape."""
     if not bodies:
         return None
-    prompt = sum(int((b.get("usage") or {}).get("prompt_tokens", 0) or 0) for b in bodies)
-    output = sum(int((b.get("usage") or {}).get("completion_tokens", 0) or 0) for b in bodies)
-    reasoning = sum(int(((b.get("usage") or {}).get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
+    def total(body: dict[str, Any], chat: str, responses: str) -> int:  # a chat answer's usage name, or a Response's
+        usage = body.get("usage") or {}
+        return int(usage.get(chat, usage.get(responses, 0)) or 0)
+
+    prompt = sum(total(b, "prompt_tokens", "input_tokens") for b in bodies)
+    output = sum(total(b, "completion_tokens", "output_tokens") for b in bodies)
+    reasoning = sum(int(((b.get("usage") or {}).get("completion_tokens_details")
+                         or (b.get("usage") or {}).get("output_tokens_details") or {}).get("reasoning_tokens", 0)
                         or 0) for b in bodies)
     return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output,
             "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": prompt + output}

@@ -46,7 +46,8 @@ MAX_REQUESTS = 10_000  # as the native inline batch
 MAX_EMBEDDING_INPUTS = 50_000  # OpenAI's own cap for an embeddings batch
 MAX_REPORTED_ERRORS = 1000
 MAX_LIST_LIMIT = 100
-DESCRIPTIONS = {batch_lines.CHAT: "OpenAI Batch (chat completions)", batch_lines.EMBEDDINGS: "OpenAI Batch (embeddings)"}
+DESCRIPTIONS = {batch_lines.CHAT: "OpenAI Batch (chat completions)", batch_lines.EMBEDDINGS: "OpenAI Batch (embeddings)",
+                batch_lines.RESPONSES: "OpenAI Batch (responses)"}
 
 
 class OutputExpiresAfter(OpenAIBody):
@@ -56,7 +57,7 @@ class OutputExpiresAfter(OpenAIBody):
 
 class BatchCreateRequest(OpenAIBody):
     input_file_id: NonEmptyStr
-    endpoint: Literal["/v1/chat/completions", "/v1/embeddings"]
+    endpoint: Literal["/v1/chat/completions", "/v1/embeddings", "/v1/responses"]
     completion_window: Literal["24h"]
     metadata: dict[str, str] | None = None
     output_expires_after: OutputExpiresAfter | None = None
@@ -102,7 +103,7 @@ def create(request: BatchCreateRequest, inv: Invocation) -> Reply:
     else:
         numbers = {"items_total": len(lines), "items_done": 0, "items_failed": 0,
                    "deadline_at": clock.now() + WINDOW_S}
-        if request.endpoint == batch_lines.CHAT:
+        if request.endpoint in (batch_lines.CHAT, batch_lines.RESPONSES):
             chunks = [{"items": lines[i:i + CHUNK_ITEMS]} for i in range(0, len(lines), CHUNK_ITEMS)]
             submit_tasks("batch", chunks, inv, queue_kind="completion", numbers={**numbers, "chunk_items": CHUNK_ITEMS},
                          op_id=job_id, extra=extra, description=DESCRIPTIONS[request.endpoint])
@@ -158,6 +159,9 @@ def read_lines(data: bytes, endpoint: str, inv: Invocation) -> tuple[list[dict[s
             if endpoint == batch_lines.CHAT:
                 native, line_model = batch_lines.chat_request(body, inv.settings)
                 request: dict[str, Any] = {"index": len(lines), "customId": custom_id, "body": native}
+            elif endpoint == batch_lines.RESPONSES:  # the answer's skeleton rides with the request (the chunk)
+                native, line_model, answer = batch_lines.responses_request(body, inv.settings)
+                request = {"index": len(lines), "customId": custom_id, "body": native, "response": answer}
             else:
                 parsed = batch_lines.embeddings_request(body, inv.settings)
                 line_model = parsed["model"]

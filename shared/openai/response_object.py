@@ -80,7 +80,7 @@ def _text_and_calls(alternative: dict[str, Any]) -> tuple[str, list[dict[str, An
 def usage(result: dict[str, Any]) -> dict[str, Any]:
     """Native usage -> the Responses usage object (every field, as strict clients require)."""
     chat = chat_response.usage(result)
-    return {"input_tokens": chat["prompt_tokens"], "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": chat["prompt_tokens"], "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": chat["completion_tokens"],
             "output_tokens_details": {"reasoning_tokens": chat["completion_tokens_details"]["reasoning_tokens"]},
             "total_tokens": chat["total_tokens"]}

@@ -373,16 +373,16 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
     response_id = response_store.new_response_id()
     inv.log_fields["response_id"] = response_id
     plan = plan_request(request, model_uri, inv, response_id)
-    skeleton = _skeleton(request, model_uri, response_id, plan.offered)
+    head = skeleton(request, model_uri, response_id, plan.offered)
     store = _store(inv) if store_it else None
     if request.background:
-        return _background(plan, skeleton, store, inv)  # type: ignore[arg-type]
+        return _background(plan, head, store, inv)  # type: ignore[arg-type]
     answer = inv.client.completion(plan.body, inv.call)
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
     first = len(plan.input_items)
     now = int(clock.now())
     if request.stream:
-        events, last = response_object.stream_events(answer.body, skeleton, first, now)
+        events, last = response_object.stream_events(answer.body, head, first, now)
         final = events[-1]["response"]
         if last is not None:
             _log_usage(inv, final["usage"])
@@ -392,7 +392,7 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
     result = answer.body.get("result") if isinstance(answer.body, dict) else None
     if not isinstance(result, dict):
         raise errors.UpstreamError("upstream completion answer has no result object", upstream_request_id=answer.request_id)
-    response = response_object.finished(skeleton, result, first, now)
+    response = response_object.finished(head, result, first, now)
     _log_usage(inv, response["usage"])
     if store is not None:
         _save(store, inv, response, plan)
@@ -621,7 +621,7 @@ def _choice(choice: Any, offered: list[dict[str, Any]]) -> translate.ToolChoice 
 
 # -- the rest of the answer ------------------------------------------------------------------------------
 
-def _skeleton(request: ResponseCreateRequest, model_uri: str, response_id: str,
+def skeleton(request: ResponseCreateRequest, model_uri: str, response_id: str,
               offered: list[dict[str, Any]]) -> dict[str, Any]:
     """The Response with the request's settings echoed (defaults applied), before any answer."""
     fmt = request.text.format if request.text is not None and request.text.format is not None else None

@@ -345,7 +345,7 @@ def test_unknown_and_malformed_batches(client: openai.OpenAI, api_v01: Api, jobs
     with pytest.raises(openai.NotFoundError):
         client.batches.create(input_file_id="file-000000000000aaaaaaaaaaaa", endpoint="/v1/chat/completions",
                               completion_window="24h")
-    bad = api_v01.post("/v1/batches", {"input_file_id": "file-x", "endpoint": "/v1/responses",
+    bad = api_v01.post("/v1/batches", {"input_file_id": "file-x", "endpoint": "/v1/completions",
                                        "completion_window": "24h"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "endpoint"
     native = api_v01.post(f"{FM}/completionBatch", {"modelUri": "yandexgpt-lite",

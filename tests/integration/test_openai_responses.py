@@ -13,6 +13,7 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from tests.conftest import FOLDER, Api, Emulator, Jobs
+from tests.integration.test_openai_batches import fast  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,9 @@ def test_a_string_input_is_a_stored_response_and_one_user_message_upstream(any_c
     assert usage.input_tokens_details.cached_tokens == 0 and usage.output_tokens_details.reasoning_tokens == 0
     assert raw.headers["x-request-id"]
     body = json.loads(raw.http_response.text)
+    from openai.types.responses import Response
+
+    assert Response.model_validate(body).model_dump() == response.model_dump()  # every field the type requires
     for field in ("completed_at", "incomplete_details", "previous_response_id", "conversation", "reasoning",
                   "parallel_tool_calls", "tool_choice", "top_p", "truncation", "text", "user"):
         assert field in body, field  # strict clients fail on a missing field, so every one is sent
@@ -443,3 +447,37 @@ def test_continuing_a_long_conversation_costs_the_same_few_store_round_trips(cli
     assert per_turn[1] == ["PutObject", "UpdateItem"]
     assert per_turn[2] == per_turn[10] == per_turn[50] == ["BatchGetItem", "GetObject", "PutObject", "UpdateItem"]
     assert len(upstream(emulator)[-1]["messages"]) == 99  # all 49 earlier turns (question, answer) and this one
+
+
+# -- batches -------------------------------------------------------------------------------------------------
+
+@pytest.mark.usefixtures("fast")  # quotas high and async operations done at once (test_openai_batches.py)
+def test_a_batch_of_responses_lines_answers_as_the_sync_route(client: OpenAI, jobs: Jobs, emulator: Emulator) -> None:
+    from openai.types.responses import Response
+
+    from tests.integration.test_openai_batches import lines_of, run_to_end, start
+
+    lines = [{"custom_id": f"r-{i}", "method": "POST", "url": "/v1/responses",
+              "body": {"model": MODEL, "input": f"question {i}", "instructions": "Be terse.", "metadata": {"n": str(i)}}}
+             for i in range(12)]
+    lines.append({"custom_id": "tool", "method": "POST", "url": "/v1/responses",
+                  "body": {"model": MODEL, "input": "What is the weather in Paris?", "tools": [WEATHER]}})
+    bad = {"custom_id": "bad", "method": "POST", "url": "/v1/responses",
+           "body": {"model": MODEL, "input": "x", "previous_response_id": "resp_1"}}
+    refused = start(client, [*lines, bad], endpoint="/v1/responses")
+    assert refused.status == "failed" and refused.errors.data[0].param == "body.previous_response_id"
+    batch = start(client, lines, endpoint="/v1/responses")
+    finished = run_to_end(client, jobs, batch.id)
+    assert finished.status == "completed" and finished.request_counts.completed == 13
+    answers = {line["custom_id"]: Response.model_validate(line["response"]["body"])
+               for line in lines_of(client, finished.output_file_id)}
+    for i in range(12):
+        answer = answers[f"r-{i}"]
+        assert answer.status == "completed" and answer.output_text.endswith(f"question {i}")
+        assert answer.instructions == "Be terse." and answer.metadata == {"n": str(i)} and answer.store is False
+    assert answers["tool"].output[0].type == "function_call" and answers["tool"].output[0].name == "get_weather"
+    total = sum(a.usage.input_tokens + a.usage.output_tokens for a in answers.values())
+    assert finished.usage.total_tokens == total and finished.usage.input_tokens == sum(
+        a.usage.input_tokens for a in answers.values())
+    bodies = [call["body"] for call in emulator.calls("/completionAsync")]
+    assert len(bodies) == 13 and all(b["messages"][0] == {"role": "system", "text": "Be terse."} for b in bodies[:12])
