@@ -6,7 +6,7 @@ Schema; `toolChoice` NONE / AUTO / REQUIRED / functionName and `parallelToolCall
 results are answered), `jsonObject` and `jsonSchema` (the answer is JSON that fits the schema) and
 `reasoningOptions` (reasoning tokens in the usage). `POST /v1/chat/completions` is upstream's
 OpenAI-compatible mode, for the models served only there (JSON or an SSE stream, `OpenAI-Project`
-recorded). Embeddings are real vectors (feature-hashed word
+recorded), and `/v1/responses` (create, retrieve, delete, cancel, input_items) its own Responses API. Embeddings are real vectors (feature-hashed word
 and character-trigram features, 256 dims, L2-normalised), so similar texts are close; few-shot
 classification scores each label by the similarity of the text to the label and its samples.
 
@@ -313,6 +313,93 @@ def openai_chat(body: dict[str, Any], project: str | None) -> Any:
     return _Sse(events)
 
 
+OPENAI_RESPONSES = "/v1/responses"
+
+
+def openai_responses(method: str, rest: str, body: Any, project: str | None, query: str, state: State) -> Any:
+    """Upstream's own Responses API (the AI Studio endpoint, for models served only in its OpenAI mode and for
+    hosted tools): create (JSON or an SSE stream of typed events), retrieve, delete, cancel and input_items over
+    responses kept per folder, `previous_response_id` chaining, hosted tools echoed. Answers say they are
+    emulated."""
+    if method == "POST" and rest == "":
+        return _create_response(body if isinstance(body, dict) else {}, project, state)
+    response_id, _, action = rest.lstrip("/").partition("/")
+    with state.lock:
+        stored = state.responses.get(response_id)
+    if stored is None or stored["project"] != project:
+        raise ApiFailure(404, 5, f"Response with id '{response_id}' not found.")
+    if method == "GET" and action == "":
+        return stored["response"]
+    if method == "DELETE" and action == "":
+        with state.lock:
+            state.responses.pop(response_id, None)
+        return {"id": response_id, "object": "response", "deleted": True}
+    if method == "POST" and action == "cancel":
+        raise _bad("Cannot cancel a synchronous response.")
+    if method == "GET" and action == "input_items":
+        items = stored["input"]
+        return {"object": "list", "data": items[::-1] if "order=asc" not in query else items,
+                "first_id": items[0]["id"] if items else None, "last_id": items[-1]["id"] if items else None,
+                "has_more": False}
+    raise ApiFailure(404, 5, f"no such method {OPENAI_RESPONSES}/{rest}")
+
+
+def _create_response(body: dict[str, Any], project: str | None, state: State) -> Any:
+    match = re.match(r"^gpt://([^/]+)/([^/@]+)", str(body.get("model")))
+    if not match:
+        raise _bad(f"model must be a gpt://<folder>/<model> URI, not {body.get('model')!r}")
+    folder, name = match.groups()
+    if project is not None and project != folder:
+        raise ApiFailure(403, 7, f"OpenAI-Project {project!r} is not the model's folder")
+    given = body.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+    previous = body.get("previous_response_id")
+    history: list[Any] = []
+    if previous is not None:
+        with state.lock:
+            earlier = state.responses.get(previous)
+        if earlier is None or earlier["project"] != project:
+            raise ApiFailure(400, 3, f"Previous response with id '{previous}' not found.")
+        history = earlier["context"]
+    said = next((str(i.get("content")) for i in reversed(items) if isinstance(i, dict) and i.get("role") == "user"), "")
+    response_id = "resp_up" + uuid.uuid4().hex
+    text = (f"[emulated {name} via the Responses API] Reply #{len(history) // 2 + 1} to: "
+            f"{' '.join(said.split())[:120]}")
+    message = {"id": "msg_up" + uuid.uuid4().hex, "type": "message", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    words = len(text.split())
+    response = {"id": response_id, "object": "response", "created_at": int(time.time()), "status": "completed",
+                "model": body["model"], "output": [message], "tools": body.get("tools") or [],
+                "previous_response_id": previous, "error": None, "incomplete_details": None,
+                "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": words,
+                          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 5 + words}}
+    inputs = [{"id": f"msg_in{n}", "type": "message", **i} for n, i in enumerate(items) if isinstance(i, dict)]
+    if body.get("store", True):
+        with state.lock:
+            state.responses[response_id] = {"project": project, "response": response, "input": inputs,
+                                            "context": [*history, *inputs, message]}
+    if not body.get("stream"):
+        return response
+    running = {**response, "status": "in_progress", "output": [], "usage": None}
+    added = {**message, "status": "in_progress", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": running}, {"type": "response.in_progress", "response": running},
+        {"type": "response.output_item.added", "output_index": 0, "item": added},
+        {"type": "response.content_part.added", "item_id": message["id"], "output_index": 0, "content_index": 0,
+         "part": part}]
+    for index, word in enumerate(text.split(" ")):
+        events.append({"type": "response.output_text.delta", "item_id": message["id"], "output_index": 0,
+                       "content_index": 0, "delta": word if index == 0 else " " + word, "logprobs": []})
+    events += [{"type": "response.output_text.done", "item_id": message["id"], "output_index": 0, "content_index": 0,
+                "text": text, "logprobs": []},
+               {"type": "response.content_part.done", "item_id": message["id"], "output_index": 0,
+                "content_index": 0, "part": message["content"][0]},
+               {"type": "response.output_item.done", "output_index": 0, "item": message},
+               {"type": "response.completed", "response": response}]
+    return _Sse([{**event, "sequence_number": n} for n, event in enumerate(events)])
+
+
 def token_ids(text: str) -> list[dict[str, Any]]:
     out = []
     for token in tokens_of(text):
@@ -339,6 +426,7 @@ class State:
             self.issued: dict[str, float] = {}
             self.public_keys: dict[str, dict[str, str]] = {}  # key id -> {public_key, service_account_id}
             self.operations: dict[str, dict[str, Any]] = {}  # upstream async operations and batch tasks
+            self.responses: dict[str, dict[str, Any]] = {}  # upstream's own Responses API, per folder
             self.async_delay_ms = 1000.0  # how long an async operation takes to finish
             self.in_flight = 0
             self.max_in_flight = 0  # the most Foundation Models calls being served at once
@@ -397,6 +485,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         state = self.server.state
@@ -477,6 +568,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == OPENAI_CHAT and method == "POST":
             self._authenticate()
             return openai_chat(_json(raw), self.headers.get("OpenAI-Project"))
+        if path == OPENAI_RESPONSES or path.startswith(OPENAI_RESPONSES + "/"):
+            self._authenticate()
+            return openai_responses(method, path[len(OPENAI_RESPONSES):], _json(raw) if raw else None,
+                                    self.headers.get("OpenAI-Project"), self.path.partition("?")[2], state)
         if not path.startswith(FM):
             raise ApiFailure(404, 5, f"no such method {path}")
         if method != "POST":

@@ -147,6 +147,14 @@ class FoundationModelsClient:
         return self.request("POST", f"{self.settings.base_url}/v1/chat/completions", body, call, idempotent=False,
                             sse=bool(body.get("stream")), headers=headers)
 
+    def responses(self, method: str, path: str, body: dict[str, Any] | None, call: Call, project: str | None,
+                  stream: bool = False) -> Answer:
+        """Upstream's own Responses API (Settings.responses_endpoint) at `path` ("" to create, "/<id>",
+        "/<id>/cancel", "/<id>/input_items?..."): the JSON answer, or with `stream` the events' data payloads."""
+        headers = {"OpenAI-Project": project} if project else None
+        return self.request(method, f"{self.settings.responses_endpoint}/responses{path}", body, call,
+                            idempotent=method in ("GET", "DELETE"), sse=stream, headers=headers)
+
     def get_operation(self, operation_id: str, call: Call) -> Answer:
         return self.request("GET", f"{self.settings.operation_url}/operations/{operation_id}", None, call,
                             idempotent=True)

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.errors import ConfigError
 
 DEFAULT_METADATA_ADDR = "169.254.169.254"
+PUBLIC_BASE_URL = "https://llm.api.cloud.yandex.net"
+PUBLIC_RESPONSES_URL = "https://rest-assistant.api.cloud.yandex.net/v1"  # AI Studio's Responses API
 # Models upstream serves only in its OpenAI-compatible mode (no native completion): /v1/chat/completions
 # passes them through to {FM_BASE_URL}/v1/chat/completions. FM_OPENAI_PASSTHROUGH_MODELS adds to the list.
 OPENAI_PASSTHROUGH_MODELS = ("qwen3-235b-a22b-fp8", "gpt-oss-120b", "gpt-oss-20b", "gemma-3-27b-it")
@@ -66,6 +68,7 @@ ENV_NAMES: dict[str, str] = {
     "stuck_after_s": "JOBS_STUCK_AFTER_S",
     "admin_caller": "FM_ADMIN_CALLER",
     "responses_ttl_days": "FM_RESPONSES_TTL_DAYS",
+    "responses_url": "FM_RESPONSES_URL",
     "auth_mode": "FM_AUTH_MODE",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
@@ -84,7 +87,7 @@ class Settings(BaseModel):
     sa_key_file: str | None = None
     metadata_addr: str | None = None  # unset: probe DEFAULT_METADATA_ADDR quietly
     iam_endpoint: str = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
-    base_url: str = "https://llm.api.cloud.yandex.net"
+    base_url: str = PUBLIC_BASE_URL
     operation_url: str = "https://operation.api.cloud.yandex.net"
     data_logging: bool = False
     no_auth: bool = False  # a Cloud AI Hybrid install on a private network may take no Authorization
@@ -123,6 +126,7 @@ class Settings(BaseModel):
     stuck_after_s: float = Field(300.0, ge=0)  # the poller re-enqueues tasks untouched this long
     admin_caller: str | None = None  # an authorizer key name that may see everyone's work
     responses_ttl_days: float = Field(30.0, gt=0, le=365)  # stored /v1/responses (OpenAI keeps them 30 days)
+    responses_url: str | None = None  # upstream's own Responses API; "off": none (see responses_endpoint)
     auth_mode: Literal["api_key", "iam"] = "api_key"  # iam: no gateway, so no authorizer context is trusted
     log_level: str = "INFO"
     log_payloads: bool = False
@@ -142,6 +146,13 @@ class Settings(BaseModel):
             raise ValueError("must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")
         return level
 
+    @field_validator("responses_url")
+    @classmethod
+    def _responses_url(cls, value: str | None) -> str | None:
+        if value is not None and value != "off" and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, or be off")
+        return value
+
     @field_validator("base_url", "operation_url", "iam_endpoint", "ymq_endpoint", "s3_endpoint")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -153,6 +164,17 @@ class Settings(BaseModel):
     def passthrough_models(self) -> frozenset[str]:
         """Model names /v1/chat/completions sends to upstream's OpenAI-compatible mode as they are."""
         return frozenset(OPENAI_PASSTHROUGH_MODELS + self.openai_passthrough_models)
+
+    @property
+    def responses_endpoint(self) -> str | None:
+        """Upstream's own Responses API, for what only it can do (pass-through models, hosted tools):
+        FM_RESPONSES_URL, or AI Studio's when FM_BASE_URL is the public cloud's; None when there is none (a
+        Hybrid install, the emulator unless a test sets it, or FM_RESPONSES_URL=off)."""
+        if self.responses_url == "off":
+            return None
+        if self.responses_url:
+            return self.responses_url.rstrip("/")
+        return PUBLIC_RESPONSES_URL if self.base_url == PUBLIC_BASE_URL else None
 
     def queue_url(self, kind: str) -> str:
         """The queue a job kind is sent to; a ConfigError naming the variable when it is not set."""

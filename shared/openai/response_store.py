@@ -41,8 +41,10 @@ def new_response_id() -> str:
 
 
 def well_formed(response_id: str) -> bool:
+    """Ours, or upstream's (passed-through responses): resp_ and up to 120 letters, digits, _ or -."""
     rest = response_id.removeprefix(PREFIX)
-    return response_id.startswith(PREFIX) and 1 <= len(rest) <= 64 and all(c.isalnum() for c in rest)
+    return (response_id.startswith(PREFIX) and 1 <= len(rest) <= 120
+            and all(c.isascii() and (c.isalnum() or c in "_-") for c in rest))
 
 
 def object_key(response_id: str) -> str:

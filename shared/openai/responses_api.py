@@ -29,7 +29,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from shared import clock, errors, logs
 from shared.native.models import NonEmptyStr, StrictBool, StrictStr, model_uri_pattern, validate
-from shared.openai import response_object, response_store, translate
+from shared.openai import response_object, response_store, responses_upstream, translate
 from shared.openai.chat import resolve_model
 from shared.openai.models import OpenAIBody
 from shared.responses import Reply
@@ -370,6 +370,12 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
             "stream", "is not available with background here (a function answers in one body): create it, then poll "
                       "GET /v1/responses/{id}")
     model_uri = resolve_model(request.model, inv)
+    name = model_uri.split("://", 1)[1].split("/")[1]
+    if inv.settings.responses_endpoint and responses_upstream.needed(request, name, inv.settings.passthrough_models):
+        return responses_upstream.create(request, model_uri, inv)
+    if name in inv.settings.passthrough_models:
+        raise errors.BadRequestError.field("model", f"{name} is served only through upstream's Responses API, "
+                                                    "which this deployment does not reach (FM_RESPONSES_URL)")
     response_id = response_store.new_response_id()
     inv.log_fields["response_id"] = response_id
     plan = plan_request(request, model_uri, inv, response_id)
@@ -497,7 +503,8 @@ def _referenced(item: str, inv: Invocation | None, documents: dict[str, dict[str
     if owner not in documents:
         store = _store(inv)
         found = response_store.record(store, owner, inv)
-        documents[owner] = response_store.document(store, found) if found is not None else {}
+        ours = found is not None and not found.get("upstream")
+        documents[owner] = response_store.document(store, found) if ours else {}
     for stored in documents[owner].get("context", []):
         if stored.get("id") == item:
             return dict(stored)
@@ -514,6 +521,10 @@ def _chain(previous: str, inv: Invocation | None) -> list[dict[str, Any]]:
     found = response_store.record(store, previous, inv)
     if found is None:
         raise missing
+    if found.get("upstream"):
+        raise errors.BadRequestError.field("previous_response_id", "continues a conversation upstream's Responses "
+                                                                   "API answered (a pass-through model or a hosted "
+                                                                   "tool); continue it with the same model and tools")
     document = response_store.document(store, found)
     if found.get("status") in response_store.PENDING:
         document = settle(store, found, document, inv)
@@ -700,15 +711,41 @@ def settle(store: JobStore, found: dict[str, Any], document: dict[str, Any], inv
 
 # -- GET / DELETE / cancel / input_items / input_tokens ---------------------------------------------------
 
+class _Upstream(Exception):
+    """The caller's response was made by upstream's Responses API: the route is forwarded there."""
+
+    def __init__(self, found: dict[str, Any]) -> None:
+        self.found = found
+
+
 def _current(inv: Invocation) -> tuple[JobStore, dict[str, Any], dict[str, Any]]:
     store = _store(inv)
     found = response_store.owned(inv.path_params.get("response_id", ""), inv, store)
+    if found.get("upstream"):
+        raise _Upstream(found)
     document = response_store.document(store, found)
     if found.get("status") in response_store.PENDING:
         document = settle(store, found, document, inv)
     return store, found, document
 
 
+def _forwarded(method: str, action: str) -> Any:
+    """The route's operation, forwarded to upstream's Responses API for a response that upstream made."""
+
+    def wrap(operation: Any) -> Any:
+        def run(body: None, inv: Invocation) -> Reply:
+            try:
+                return operation(body, inv)
+            except _Upstream as upstream:
+                return responses_upstream.forward(method, upstream.found, action, inv)
+
+        run.__doc__ = operation.__doc__
+        return run
+
+    return wrap
+
+
+@_forwarded("GET", "")
 def retrieve(_: None, inv: Invocation) -> Reply:
     query = inv.request.query if inv.request is not None else {}
     if query.get("stream") in ("true", "1", "True"):
@@ -716,6 +753,7 @@ def retrieve(_: None, inv: Invocation) -> Reply:
     return Reply(_current(inv)[2]["response"])
 
 
+@_forwarded("DELETE", "")
 def delete(_: None, inv: Invocation) -> Reply:
     store, found, document = _current(inv)
     if document["response"]["status"] in response_store.PENDING and found.get("job"):
@@ -724,6 +762,7 @@ def delete(_: None, inv: Invocation) -> Reply:
     return Reply({"id": found["id"], "object": "response", "deleted": True})
 
 
+@_forwarded("POST", "/cancel")
 def cancel(_: None, inv: Invocation) -> Reply:
     """Stop a background response (queued or in progress): cancelled, and stays so. A finished one is returned
     as it is; a response that was not created in background cannot be cancelled (OpenAI's answer)."""
@@ -741,6 +780,7 @@ def _cancel_job(store: JobStore, op_id: str) -> None:
     store.finish(op_id, None, 0, {"code": 1, "message": "cancelled by the caller", "details": []})
 
 
+@_forwarded("GET", "/input_items")
 def input_items(_: None, inv: Invocation) -> Reply:
     from shared.openai.files import list_body, query_limit
 

@@ -483,3 +483,66 @@ def test_a_batch_of_responses_lines_answers_as_the_sync_route(client: OpenAI, jo
     terse = [b for b in bodies if b["messages"][0] == {"role": "system", "text": "Be terse."}]  # started concurrently
     assert len(bodies) == 13 and len(terse) == 12 and [b["tools"] for b in bodies if b not in terse] == [
         [{"function": {k: WEATHER[k] for k in ("name", "description", "parameters")}}]]
+
+
+# -- pass-through to upstream's own Responses API ----------------------------------------------------------------
+
+RESPONSES_PATH = "/v1/responses"
+FILE_SEARCH = {"type": "file_search", "vector_store_ids": ["vs_1"]}
+
+
+@pytest.fixture
+def upstream_responses(jobs: Jobs, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    from tests.conftest import reset_caches
+
+    monkeypatch.setenv("FM_RESPONSES_URL", emulator.url + "/v1")
+    reset_caches()
+    return emulator
+
+
+def test_pass_through_models_and_hosted_tools_go_to_upstreams_responses_api(client: OpenAI,
+                                                                             upstream_responses: Emulator) -> None:
+    emulator = upstream_responses
+    first = client.responses.create(model="gpt-oss-120b", input="Hello there", instructions="Be brief.")
+    assert "via the Responses API" in first.output_text
+    second = client.responses.create(model="gpt-oss-120b", input="And again", previous_response_id=first.id)
+    assert "Reply #2" in second.output_text
+    hosted = client.responses.create(model=MODEL, input="Search my files", tools=[FILE_SEARCH])
+    assert [t.type for t in hosted.tools] == ["file_search"]
+    sent = emulator.calls(RESPONSES_PATH)
+    assert [c["body"]["model"] for c in sent] == [f"gpt://{FOLDER}/gpt-oss-120b/latest"] * 2 + [URI]
+    assert all(c["project"] == FOLDER and c["auth"] == "Api-Key" for c in sent)
+    assert sent[0]["body"]["instructions"] == "Be brief." and sent[1]["body"]["previous_response_id"] == first.id
+    assert emulator.calls(COMPLETION) == []
+    assert client.responses.retrieve(first.id).output_text == first.output_text  # forwarded, after the owner check
+    assert [i.type for i in client.responses.input_items.list(first.id)] == ["message"]
+    with client.responses.stream(model="gpt-oss-120b", input="Stream it") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text and client.responses.retrieve(final.id).id == final.id
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+
+
+def test_the_two_kinds_of_conversation_never_continue_each_other(client: OpenAI, upstream_responses: Emulator) -> None:
+    translated = client.responses.create(model=MODEL, input="Hello")
+    passed = client.responses.create(model="gpt-oss-120b", input="Hello")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-oss-120b", input="more", previous_response_id=translated.id)
+    assert caught.value.param == "previous_response_id" and "translated" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=MODEL, input="more", previous_response_id=passed.id)
+    assert caught.value.param == "previous_response_id" and "upstream" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-oss-120b", input=[{"type": "item_reference", "id": "msg_x"}])
+    assert caught.value.param == "input[0]"
+
+
+def test_without_an_upstream_responses_api_hosted_tools_are_not_offered(client: OpenAI, emulator: Emulator) -> None:
+    answer = client.responses.create(model=MODEL, input="Search my files", tools=[FILE_SEARCH, WEATHER])
+    assert [t.type for t in answer.tools] == ["function"] and answer.status == "completed"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-oss-120b", input="Hello")
+    assert caught.value.param == "model" and "FM_RESPONSES_URL" in caught.value.message
+    assert emulator.calls(RESPONSES_PATH) == []
