@@ -372,7 +372,9 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
     model_uri = resolve_model(request.model, inv)
     name = model_uri.split("://", 1)[1].split("/")[1]
     if inv.settings.responses_endpoint and responses_upstream.needed(request, name, inv.settings.passthrough_models):
-        return responses_upstream.create(request, model_uri, inv)
+        references = [i for i, item in enumerate(request.input if isinstance(request.input, list) else [])
+                      if isinstance(item, ResponseItemReference)]
+        return responses_upstream.create(request, model_uri, inv, references)
     if name in inv.settings.passthrough_models:
         raise errors.BadRequestError.field("model", f"{name} is served only through upstream's Responses API, "
                                                     "which this deployment does not reach (FM_RESPONSES_URL)")

@@ -20,8 +20,9 @@ from shared.openai import response_store
 from shared.responses import Reply
 
 if TYPE_CHECKING:
-    from shared.openai.responses_api import ResponseCreateRequest
     from shared.runtime import Invocation
+
+ResponseCreateRequest = Any  # responses_api's request model (imported from there, never the other way)
 
 FORCING = ("file_search", "mcp", "code_interpreter", "image_generation")  # a tool only upstream runs
 WEB_SEARCH = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11")
@@ -37,7 +38,12 @@ def needed(request: ResponseCreateRequest, model_name: str, passthrough_models: 
     return bool(kinds & set(FORCING)) or forced in WEB_SEARCH or forced in FORCING
 
 
-def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation) -> Reply:
+def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation, references: list[int]) -> Reply:
+    """Pass the request through; `references`: the input positions of item_reference items (refused)."""
+    if references:
+        raise errors.BadRequestError.field(f"input[{references[0]}]", "item_reference is not available for a model "
+                                                                      "or tool served by upstream's Responses API: "
+                                                                      "send the item itself")
     if not inv.settings.responses_endpoint:
         name = model_uri.split("://", 1)[1].split("/")[1]
         raise errors.BadRequestError.field(
@@ -65,11 +71,6 @@ def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation) -> R
                 "previous_response_id", "continues a conversation this gateway translated for a native model; "
                                         "upstream's Responses API (needed for this model or tool) cannot see it: "
                                         "send its items as input instead")
-    for index, item in enumerate(request.input if isinstance(request.input, list) else []):
-        if type(item).__name__ == "ResponseItemReference":
-            raise errors.BadRequestError.field(f"input[{index}]", "item_reference is not available for a model or "
-                                                                  "tool served by upstream's Responses API: send the "
-                                                                  "item itself")
     body = request.model_dump(by_alias=True, exclude_unset=True, mode="json")
     body["model"] = model_uri
     inv.log_fields["passthrough"] = True
