@@ -34,10 +34,12 @@ def response_of(item: str) -> str | None:
     return "resp_" + middle
 
 
-def output_items(result: dict[str, Any], response_id: str, first: int) -> list[dict[str, Any]]:
-    """A native result -> the response's output items (a message, or one function_call per tool call)."""
+def output_items(result: dict[str, Any], response_id: str, first: int,
+                 namespaces: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """A native result -> the response's output items (a message, or one function_call per tool call);
+    `namespaces`: the offered <namespace>__<name> functions, so their calls come back with `namespace`."""
     alternative = chat_response._alternative(result)
-    text, calls = _text_and_calls(alternative)
+    text, calls = _text_and_calls(alternative, namespaces or {})
     items: list[dict[str, Any]] = []
     if text or not calls:
         items.append(message_item(item_id("message", response_id, first), text))
@@ -60,7 +62,14 @@ def message_item(item: str, text: str, status: str = "completed") -> dict[str, A
 NAMESPACE_SEPARATOR = "__"  # a namespaced function reaches the model as <namespace>__<name>
 
 
-def _text_and_calls(alternative: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def namespaced(tools: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """The native names of the functions offered inside namespace groups (as echoed in `tools`)."""
+    return {f"{tool['name']}{NAMESPACE_SEPARATOR}{inner['name']}": (tool["name"], inner["name"])
+            for tool in tools if tool.get("type") == "namespace" for inner in tool.get("tools") or []}
+
+
+def _text_and_calls(alternative: dict[str, Any],
+                    namespaces: dict[str, tuple[str, str]]) -> tuple[str, list[dict[str, Any]]]:
     message = alternative.get("message") if isinstance(alternative.get("message"), dict) else {}
     text = message.get("text") if isinstance(message.get("text"), str) else ""
     call_list = message.get("toolCallList")
@@ -70,8 +79,8 @@ def _text_and_calls(alternative: dict[str, Any]) -> tuple[str, list[dict[str, An
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise errors.UpstreamError("upstream tool call has no functionCall name")
         arguments = function.get("arguments")
-        namespace, _, name = function["name"].rpartition(NAMESPACE_SEPARATOR)
-        calls.append({"name": name, "namespace": namespace or None,
+        namespace, name = namespaces.get(function["name"], (None, function["name"]))
+        calls.append({"name": name, "namespace": namespace,
                       "arguments": json.dumps(arguments if arguments is not None else {}, ensure_ascii=False,
                                               separators=(",", ":"))})
     return text, calls
@@ -98,7 +107,8 @@ def finished(skeleton: dict[str, Any], result: dict[str, Any], first: int, compl
     """The skeleton (settings echoed, status queued / in_progress) with a native result's answer."""
     state, incomplete = status(result)
     return {**skeleton, "status": state, "incomplete_details": incomplete, "error": None,
-            "output": output_items(result, skeleton["id"], first), "usage": usage(result),
+            "output": output_items(result, skeleton["id"], first, namespaced(skeleton.get("tools") or [])),
+            "usage": usage(result),
             "completed_at": completed_at if state == "completed" else None}
 
 
@@ -143,7 +153,7 @@ def stream_events(chunks: Any, skeleton: dict[str, Any], first: int, completed_a
             emit("response.created", response=running)
             emit("response.in_progress", response=running)
         last = result
-        text, calls = _text_and_calls(chat_response._alternative(result))
+        text, _ = _text_and_calls(chat_response._alternative(result), {})
         if text and not sent:
             _open_message(emit, text_id)
         if len(text) > len(sent) and text.startswith(sent):

@@ -57,6 +57,7 @@ HOSTED = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_sear
 Number = Annotated[float, Field(strict=True)]
 StrictInt = Annotated[int, Field(strict=True)]
 NAME_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+NAMESPACE_PATTERN = "^[A-Za-z0-9-]*(_[A-Za-z0-9-]+)*_?$"  # 1-64; no "__": that joins a namespace to its functions
 
 
 # -- the request, as the wire has it -----------------------------------------------------------------------
@@ -187,7 +188,7 @@ class ResponseNamespaceFunction(ResponseFunctionTool):
 
 class ResponseNamespaceTool(_ResponseOpen):
     type: Literal["namespace"]
-    name: StrictStr = Field(json_schema_extra={"pattern": "^[A-Za-z0-9-]{1,30}$"})
+    name: StrictStr = Field(min_length=1, max_length=64, json_schema_extra={"pattern": NAMESPACE_PATTERN})
     description: StrictStr | None = None
     tools: list[dict[str, Any]]
 
@@ -210,9 +211,9 @@ def _tools(value: Any) -> Any:
         model = {"function": ResponseFunctionTool, "namespace": ResponseNamespaceTool}.get(kind, ResponseHostedTool)
         checked = _sub(model, tool, f"[{index}]")
         if isinstance(checked, ResponseNamespaceTool):
-            if not 1 <= len(checked.name) <= 30 or NAMESPACE_SEPARATOR in checked.name or not all(
-                    c.isascii() and (c.isalnum() or c == "-") for c in checked.name):
-                raise ValueError(f"@[{index}].name: must be 1-30 letters, digits or dashes")
+            if not 1 <= len(checked.name) <= 64 or NAMESPACE_SEPARATOR in checked.name or not all(
+                    c.isascii() and (c.isalnum() or c in "_-") for c in checked.name):
+                raise ValueError(f"@[{index}].name: must be 1-64 letters, digits, dashes or single underscores")
             for number, inner in enumerate(checked.tools):
                 if isinstance(inner, dict) and inner.get("type") == "function":
                     _sub(ResponseNamespaceFunction, inner, f"[{index}].tools[{number}]")
