@@ -8,6 +8,7 @@ let go are clock readings the test chose, not measurements, and the outcome is t
 from __future__ import annotations
 
 import threading
+
 import pytest
 
 from shared import clock as shared_clock
