@@ -229,3 +229,23 @@ def test_an_embeddings_batch_past_its_window_expires_and_keeps_what_finished(
     job = store_module.JobStore(Settings.from_env()).item(batch.id.removeprefix("batch_"))
     assert job is not None and json.loads(job["error"])["code"] == 4
 
+
+
+def test_every_record_an_openai_batch_writes_carries_expires_at(client: openai.OpenAI, jobs: Jobs,
+                                                                fast: Emulator, clock: ManualClock) -> None:
+    """The store's TTL deletes records by `expires_at`; one without it stays for ever. Files, the caller's
+    list records, the jobs, their tasks and items, the output and error files: each has it, about
+    JOBS_TTL_DAYS from now. Only the index of unsettled jobs, which all share, has none (it must never go)."""
+    chat = run_to_end(client, jobs, start(client, [chat_line(0, "fine"), chat_line(1, "no EMULATOR_FAIL")]).id)
+    embeddings = run_to_end(client, jobs, start(client, [embedding_line(0)], endpoint="/v1/embeddings").id)
+    assert chat.status == embeddings.status == "completed" and chat.error_file_id
+    jobs_store = store_module.JobStore(Settings.from_env())
+    pages = jobs_store.db.get_paginator("scan").paginate(TableName=jobs_store.table, ConsistentRead=True)
+    records = [store_module._plain(raw) for page in pages for raw in page.get("Items", [])]
+    records = [r for r in records if r["id"] not in jobs_store.index_keys()]
+    kinds = {r["id"].split("#")[0] if r["id"].startswith("list#") else r["id"][:4] for r in records}
+    assert {"file", "list", "fmob"} <= kinds, kinds  # files, list records, jobs (and their tasks and items)
+    for record in records:
+        assert "expires_at" in record, record["id"]
+        # (an hour's list record is kept 2 h past the TTL of the objects it lists)
+        assert clock.now() < record["expires_at"] <= clock.now() + 3 * 86400 + 7200, record["id"]
