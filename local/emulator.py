@@ -585,10 +585,13 @@ class Handler(BaseHTTPRequestHandler):
             if (body.get("completionOptions") or {}).get("stream"):
                 raise _bad("stream is not available in async mode")
             result = self._completion(body)["result"]
-            failing = any("EMULATOR_FAIL" in str(m.get("text", "")) for m in body.get("messages", []))
-            outcome = ({"error": {"code": 3, "message": "emulated failure of this request", "details": []}} if failing
-                       else {"response": {"@type": "type.googleapis.com/yandex.cloud.ai.foundation_models.v1."
-                                                   "CompletionResponse", **result}})
+            texts = [str(m.get("text", "")) for m in body.get("messages", [])]
+            failing = any("EMULATOR_FAIL" in text for text in texts)
+            internal = any("EMULATOR_INTERNAL" in text for text in texts)  # the operation ends with INTERNAL (13)
+            outcome = ({"error": {"code": 13, "message": "emulated internal error", "details": []}} if internal
+                       else {"error": {"code": 3, "message": "emulated failure of this request", "details": []}}
+                       if failing else {"response": {"@type": "type.googleapis.com/yandex.cloud.ai.foundation_models.v1."
+                                                              "CompletionResponse", **result}})
             return self._new_operation("Async GPT Completion", outcome, None)
         if name == "completionBatch":
             _require(body, "modelUri", "sourceDatasetId")

@@ -11,8 +11,10 @@ become our exception types here and nowhere else.
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,22 +78,57 @@ class RetryPolicy:
 
 
 class Pacer:
-    """Spaces calls evenly to stay under a per-second quota, shared by all threads of the instance."""
+    """Spaces calls evenly to stay under a per-second quota, shared by all threads of the instance.
+
+    The promise is about the moments calls are let go (acquire() returning, the last moment this code
+    decides before the request is sent): in any one-second window at most ⌊rate⌋ + 1 of them, and on
+    average no more than the rate. Each call takes a slot (slots are 1/rate apart) and sleeps until it;
+    when it wakes it goes only if the last `window_s` seconds hold fewer than ⌊rate⌋ + 1 calls let go.
+    A thread that woke late (descheduled while it slept) and would make one too many does not go late:
+    it takes a new slot, after the window has room, and waits again.
+
+    `window_s` is one second plus `slack_s`, 0.9 × (⌊rate⌋ + 1 − rate) ÷ rate (45 ms at 20/s): short enough
+    that calls on their slots never wait for it, and it carries the promise from the moments calls are
+    let go to the moments their requests arrive, for every request that leaves within `slack_s` of
+    being let go.
+    """
 
     def __init__(self, rate_per_s: float) -> None:
         self.interval = 1.0 / rate_per_s
+        self.per_second = math.floor(rate_per_s) + 1  # at most this many let go in any one second
+        self.slack_s = 0.9 * (self.per_second - rate_per_s) / rate_per_s
+        self.window_s = 1.0 + self.slack_s
         self._next = 0.0
+        self._gone: deque[float] = deque(maxlen=self.per_second)  # when the last calls were let go
         self._lock = threading.Lock()
+
+    def _full(self, now: float) -> bool:
+        return len(self._gone) == self.per_second and self._gone[0] > now - self.window_s
+
+    def _reserve(self, now: float, call: Call) -> float:
+        slot = max(now, self._next)
+        if self._full(now):
+            slot = max(slot, self._gone[0] + self.window_s)
+        if slot > call.deadline:
+            raise errors.RateLimitedError("local quota pacing: no call slot before the deadline")
+        self._next = slot + self.interval
+        return slot
 
     def acquire(self, call: Call) -> None:
         with self._lock:
-            now = clock.monotonic()
-            slot = max(now, self._next)
-            if slot > call.deadline:
-                raise errors.RateLimitedError("local quota pacing: no call slot before the deadline")
-            self._next = slot + self.interval
-        if slot > now:
-            clock.sleep(slot - now)
+            slot = self._reserve(clock.monotonic(), call)
+        while True:
+            wait = slot - clock.monotonic()
+            if wait > 0:
+                clock.sleep(wait)
+            with self._lock:
+                now = clock.monotonic()
+                if now < slot:  # woke early: sleep the rest
+                    continue
+                if not self._full(now):
+                    self._gone.append(now)
+                    return
+                slot = self._reserve(now, call)  # missed its slot: a new one, instead of going late
 
 
 @dataclass
