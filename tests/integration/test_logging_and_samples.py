@@ -18,7 +18,7 @@ from tests.keys import authorized_key
 
 pytestmark = pytest.mark.integration
 
-FUNCTION_OF = {"completion": "completion", "tokenize": "completion", "embedding": "embedding",
+FUNCTION_OF = {"completion": "completion", "tokenize": "completion", "responses": "completion", "embedding": "embedding",
                "classification": "classification"}
 
 
@@ -33,7 +33,11 @@ def _answer_is_what_the_route_promises(name: str, body: str) -> None:
         assert chunks[-1]["result"]["alternatives"][0]["status"] == "ALTERNATIVE_STATUS_FINAL"
         return
     answer = json.loads(body)
-    if "chat-completions" in name:
+    if "responses" in name:
+        assert answer["object"] == "response" and answer["status"] == "completed" and answer["store"] is False
+        assert answer["output"][0]["content"][0]["text"].startswith("[emulated ")
+        assert answer["usage"]["total_tokens"] > 0
+    elif "chat-completions" in name:
         assert answer["object"] == "chat.completion" and answer["choices"][0]["finish_reason"] == "stop"
         assert answer["choices"][0]["message"]["content"].startswith("[emulated ")
         assert answer["usage"]["total_tokens"] > 0
