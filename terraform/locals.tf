@@ -23,6 +23,7 @@ locals {
     JOBS_TABLE               = local.jobs_table
     RESULTS_BUCKET           = yandex_storage_bucket.results.bucket
     JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
+    FM_RESPONSES_TTL_DAYS    = tostring(var.responses_ttl_days)
     JOB_LEASE_S              = "660"
     FM_AUTH_MODE             = var.auth_mode
     FM_ADMIN_CALLER          = var.admin_caller

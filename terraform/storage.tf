@@ -52,12 +52,25 @@ resource "yandex_storage_bucket" "results" {
     }
   }
 
-  lifecycle_rule {
-    id                                     = "expire-jobs"
-    enabled                                = true
-    abort_incomplete_multipart_upload_days = 1
-    expiration {
-      days = var.jobs_ttl_days
+  # Objects expire by prefix, with the records that name them: a job's payloads and results and the
+  # OpenAI files after jobs_ttl_days, stored /v1/responses after responses_ttl_days.
+  dynamic "lifecycle_rule" {
+    for_each = {
+      requests  = var.jobs_ttl_days
+      results   = var.jobs_ttl_days
+      files     = var.jobs_ttl_days
+      responses = var.responses_ttl_days
+    }
+    content {
+      id                                     = "expire-${lifecycle_rule.key}"
+      enabled                                = true
+      abort_incomplete_multipart_upload_days = 1
+      filter {
+        prefix = "${lifecycle_rule.key}/"
+      }
+      expiration {
+        days = lifecycle_rule.value
+      }
     }
   }
 }

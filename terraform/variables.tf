@@ -159,6 +159,16 @@ variable "jobs_ttl_days" {
   }
 }
 
+variable "responses_ttl_days" {
+  description = "Days stored /v1/responses are kept, for GET, previous_response_id and item_reference (FM_RESPONSES_TTL_DAYS; OpenAI keeps them 30)."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.responses_ttl_days >= 1 && var.responses_ttl_days <= 365
+    error_message = "responses_ttl_days must be between 1 and 365."
+  }
+}
+
 variable "force_destroy_bucket" {
   description = "Let `terraform destroy` delete the results bucket with objects still in it."
   type        = bool

@@ -691,8 +691,12 @@ def settle(store: JobStore, found: dict[str, Any], document: dict[str, Any], inv
     """A background response's document brought up to its job's state; stored once the job has ended."""
     response = document["response"]
     job = store.item(str(found.get("job") or "")) if found.get("job") else None
-    if job is None:
-        return document
+    if job is None:  # its run's records expired (JOBS_TTL_DAYS) before anyone read the answer
+        final = response_object.failed(response, "server_error", "the background run's result expired before the "
+                                                                 "response was read (JOBS_TTL_DAYS)")
+        settled = {**document, "response": final}
+        response_store.replace(store, found, settled)
+        return settled
     if job.get("state") != "done":
         state = "queued" if job.get("state") == "queued" else "in_progress"
         return {**document, "response": {**response, "status": state}}

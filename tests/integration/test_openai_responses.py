@@ -546,3 +546,16 @@ def test_without_an_upstream_responses_api_hosted_tools_are_not_offered(client: 
         client.responses.create(model="gpt-oss-120b", input="Hello")
     assert caught.value.param == "model" and "FM_RESPONSES_URL" in caught.value.message
     assert emulator.calls(RESPONSES_PATH) == []
+
+
+def test_a_background_response_whose_run_expired_unread_is_failed_with_the_reason(client: OpenAI) -> None:
+    from shared.config import settings
+    from shared.jobs.store import job_store
+
+    queued = client.responses.create(model=MODEL, input="hello", background=True)
+    store = job_store(settings())
+    record = store.records([queued.id])[queued.id]
+    assert store.delete_record(record["job"])  # the job store's TTL sweep took the run before anyone read it
+    failed = client.responses.retrieve(queued.id)
+    assert failed.status == "failed" and "expired" in failed.error.message and failed.error.code == "server_error"
+    assert client.responses.retrieve(queued.id).status == "failed"
