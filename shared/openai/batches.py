@@ -33,7 +33,7 @@ from shared.jobs.store import job_store
 from shared.jobs.submit import OPERATION_ID, submit_tasks
 from shared.native.models import NonEmptyStr
 from shared.openai import batch_lines, batch_store, files
-from shared.openai.models import OpenAIBody
+from shared.openai.models import OpenAIBody, check_metadata
 from shared.responses import Reply
 
 if TYPE_CHECKING:
@@ -62,16 +62,7 @@ class BatchCreateRequest(OpenAIBody):
     metadata: dict[str, str] | None = None
     output_expires_after: OutputExpiresAfter | None = None
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None:
-            if len(value) > 16:
-                raise ValueError("must have at most 16 keys")
-            for key, item in value.items():
-                if len(key) > 64 or len(item) > 512:
-                    raise ValueError(f"@{key}: keys are at most 64 characters, values at most 512")
-        return value
+    _metadata = field_validator("metadata")(classmethod(lambda cls, value: check_metadata(value)))
 
 
 # -- POST /v1/batches ---------------------------------------------------------------------------------------

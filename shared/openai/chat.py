@@ -29,7 +29,7 @@ from shared.ids import uuid4 as new_id
 from shared.native import services
 from shared.native.models import NonEmptyStr, StrictBool, StrictStr, model_uri_pattern
 from shared.openai import chat_response, translate
-from shared.openai.models import OpenAIBody
+from shared.openai.models import OpenAIBody, check_function_name, describe_rules, refuse_unsupported
 from shared.responses import Reply
 
 if TYPE_CHECKING:
@@ -160,12 +160,7 @@ class FunctionDefinition(OpenAIBody):
     parameters: dict[str, Any] | None = None  # a JSON Schema object
     strict: StrictBool | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not 1 <= len(value) <= 64 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
-            raise ValueError("must be 1-64 letters, digits, underscores or dashes")
-        return value
+    _name = field_validator("name")(classmethod(lambda cls, value: check_function_name(value)))
 
 
 class Tool(OpenAIBody):
@@ -264,21 +259,10 @@ def _stop(value: Any) -> Any:
     raise ValueError("must be a string or an array of up to 4 strings")
 
 
-def _per_model_rules(schema: dict[str, Any]) -> None:
-    """What depends on the model, which OpenAPI 3.0 cannot tie to a field's value: said in descriptions."""
-    props = schema.get("properties", {})
-    for name, default in DEFAULT_ONLY.items():
-        props.get(name, {})["description"] = (f"Native models accept only {json.dumps(default)} (changes nothing); "
-                                              "pass-through models take any value.")
-    for name, reason in REFUSED.items():
-        props.get(name, {})["description"] = f"Native models: a 400 when set ({reason}); pass-through models take it."
-    props.get("temperature", {})["description"] = "0-1 on native models (above 1 is a 400); 0-2 on pass-through models."
-
-
 class ChatCompletionRequest(OpenAIBody):
     """The body of POST /v1/chat/completions (openai 3.57.0's parameters; unknown ones are refused by name)."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema, _: _per_model_rules(schema))
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: describe_rules(schema, DEFAULT_ONLY, REFUSED))
 
     model: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("gpt")})
     messages: list[ChatMessage] = Field(min_length=1)
@@ -419,7 +403,7 @@ def _log_usage(inv: Invocation, usage: Any) -> None:
 
 def native_body(request: ChatCompletionRequest, model_uri: str) -> dict[str, Any]:
     """The native completion body for a chat request; a 400 naming the parameter for what it cannot honour."""
-    _refuse_unsupported(request)
+    refuse_unsupported(request, DEFAULT_ONLY, REFUSED, also_fine={"stop": ""})
     options = translate.completion_options(stream=request.stream, temperature=request.temperature,
                                            max_tokens=_max_tokens(request), reasoning_effort=request.reasoning_effort)
     fmt = request.response_format
@@ -427,19 +411,6 @@ def native_body(request: ChatCompletionRequest, model_uri: str) -> dict[str, Any
     return translate.body(model_uri, options, native_messages(request.messages),
                           translate.response_format(fmt.type if fmt is not None else None, schema),
                           _native_tools(request))
-
-
-def _refuse_unsupported(request: ChatCompletionRequest) -> None:
-    given = request.model_fields_set
-    for name, default in DEFAULT_ONLY.items():
-        value = getattr(request, name)
-        if name in given and value is not None and value != default and not (name == "stop" and value == ""):
-            raise errors.BadRequestError.field(
-                name, f"is not supported on this model (only {json.dumps(default)}, which changes nothing, "
-                      "is accepted)")
-    for name, reason in REFUSED.items():
-        if getattr(request, name) is not None:
-            raise errors.BadRequestError.field(name, reason)
 
 
 def _max_tokens(request: ChatCompletionRequest) -> int | None:

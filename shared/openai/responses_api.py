@@ -31,7 +31,7 @@ from shared import clock, errors, logs
 from shared.native.models import NonEmptyStr, StrictBool, StrictStr, model_uri_pattern, validate
 from shared.openai import response_object, response_store, responses_upstream, translate
 from shared.openai.chat import resolve_model
-from shared.openai.models import OpenAIBody
+from shared.openai.models import OpenAIBody, check_function_name, check_metadata, describe_rules, refuse_unsupported
 from shared.responses import Reply
 
 if TYPE_CHECKING:
@@ -174,12 +174,7 @@ class ResponseFunctionTool(OpenAIBody):
     output_schema: dict[str, Any] | None = None
     allowed_callers: list[StrictStr] | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not 1 <= len(value) <= 64 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
-            raise ValueError("must be 1-64 letters, digits, underscores or dashes")
-        return value
+    _name = field_validator("name")(classmethod(lambda cls, value: check_function_name(value)))
 
 
 class ResponseNamespaceFunction(ResponseFunctionTool):
@@ -280,19 +275,10 @@ class ResponseStreamOptions(OpenAIBody):
     include_obfuscation: StrictBool | None = None
 
 
-def _per_model_rules(schema: dict[str, Any]) -> None:
-    props = schema.get("properties", {})
-    for name, default in DEFAULT_ONLY.items():
-        props.get(name, {})["description"] = f"Only {json.dumps(default)} (changes nothing) is accepted."
-    for name, reason in REFUSED.items():
-        props.get(name, {})["description"] = f"A 400 when set ({reason})."
-    props.get("temperature", {})["description"] = "0-1 on native models (above 1 is a 400)."
-
-
 class ResponseCreateRequest(OpenAIBody):
     """The body of POST /v1/responses (openai 3.57.0's parameters; unknown ones are refused by name)."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema, _: _per_model_rules(schema))
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: describe_rules(schema, DEFAULT_ONLY, REFUSED))
 
     model: NonEmptyStr = Field(json_schema_extra={"pattern": model_uri_pattern("gpt")})
     input: Any = None  # a string or a list of input items (validated by _items)
@@ -344,16 +330,7 @@ class ResponseCreateRequest(OpenAIBody):
     def _check_tool_choice(cls, value: Any) -> Any:
         return _tool_choice(value)
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None:
-            if len(value) > 16:
-                raise ValueError("must have at most 16 keys")
-            for key, item in value.items():
-                if len(key) > 64 or len(item) > 512:
-                    raise ValueError(f"@{key}: keys are at most 64 characters, values at most 512")
-        return value
+    _metadata = field_validator("metadata")(classmethod(lambda cls, value: check_metadata(value)))
 
 
 class InputTokensRequest(ResponseCreateRequest):
@@ -448,15 +425,7 @@ def plan_request(request: ResponseCreateRequest, model_uri: str, inv: Invocation
 
 
 def _refuse_unsupported(request: ResponseCreateRequest) -> None:
-    given = request.model_fields_set
-    for name, default in DEFAULT_ONLY.items():
-        value = getattr(request, name)
-        if name in given and value is not None and value != default:
-            raise errors.BadRequestError.field(name, f"is not supported on this model (only {json.dumps(default)}, "
-                                                     "which changes nothing, is accepted)")
-    for name, reason in REFUSED.items():
-        if getattr(request, name) is not None:
-            raise errors.BadRequestError.field(name, reason)
+    refuse_unsupported(request, DEFAULT_ONLY, REFUSED)
     if request.text is not None and request.text.verbosity not in (None, "medium"):
         raise errors.BadRequestError.field("text.verbosity", 'is not supported on this model (only "medium", which '
                                                              "changes nothing, is accepted)")
