@@ -559,3 +559,27 @@ def test_a_background_response_whose_run_expired_unread_is_failed_with_the_reaso
     failed = client.responses.retrieve(queued.id)
     assert failed.status == "failed" and "expired" in failed.error.message and failed.error.code == "server_error"
     assert client.responses.retrieve(queued.id).status == "failed"
+
+
+def test_an_expired_response_is_unknown_everywhere_before_the_ttl_sweep(client: OpenAI, clock: Any) -> None:
+    response = client.responses.create(model=MODEL, input="hello")
+    clock.advance(30 * 86400 + 1)  # FM_RESPONSES_TTL_DAYS (30) has passed; the record is still in the store
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list(response.id)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=MODEL, input="more", previous_response_id=response.id)
+    assert caught.value.code == "previous_response_not_found"
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model=MODEL, input=[{"type": "item_reference", "id": response.output[0].id}])
+
+
+def test_a_background_run_upstream_refuses_is_failed_with_its_error(client: OpenAI, jobs: Jobs,
+                                                                    emulator: Emulator) -> None:
+    emulator.fault(path=COMPLETION, status=400, message="the prompt breaks a rule")
+    queued = client.responses.create(model=MODEL, input="hello", background=True)
+    jobs.drain()
+    failed = client.responses.retrieve(queued.id)
+    assert failed.status == "failed" and failed.output == [] and failed.usage is None
+    assert failed.error.code == "invalid_prompt" and "the prompt breaks a rule" in failed.error.message
