@@ -78,11 +78,14 @@ resource "yandex_ydb_database_iam_binding" "jobs" {
   members     = [local.runtime_member]
 }
 
-# Payloads and results: upload and read, no delete (objects expire by the lifecycle rule). Only the
-# authoritative binding exists for buckets; the bucket is the bundle's own.
+# Payloads, results and uploaded files: upload, read and delete (DELETE /v1/files/{id} removes the
+# bytes). storage.uploader "does not allow you to delete objects" (the docs' _roles/storage/uploader.md);
+# storage.editor is the narrowest built-in role that may, and it is granted on this bucket only (it
+# cannot manage ACLs or make the bucket public). Only the authoritative binding exists for buckets; the
+# bucket is the bundle's own.
 resource "yandex_storage_bucket_iam_binding" "results" {
   bucket  = yandex_storage_bucket.results.bucket
-  role    = "storage.uploader"
+  role    = "storage.editor"
   members = [local.runtime_member]
 }
 

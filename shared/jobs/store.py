@@ -64,6 +64,12 @@ class StoreError(errors.UpstreamUnavailableError):
     """The job store or bucket failed in a way a retry may fix."""
 
 
+class MissingObjectError(errors.NotFoundError):
+    """The bucket has no object under the key: no retry brings it back (a record that outlived its
+    object, e.g. an object the lifecycle rule expired), so it is a 404, never a retryable 503."""
+
+
+
 def _code(err: Exception) -> str:
     return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -200,7 +206,11 @@ class JobStore:
 
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as err:
+        except ClientError as err:
+            if _code(err) in ("NoSuchKey", "404", "NotFound"):
+                raise MissingObjectError(f"results bucket: no object {key}") from None
+            raise StoreError(f"results bucket: {type(err).__name__}") from None
+        except BotoCoreError as err:
             raise StoreError(f"results bucket: {type(err).__name__}") from None
 
     def presign(self, key: str, ttl_s: int) -> str:

@@ -20,7 +20,7 @@ ALLOWED_GRANTS = {
         (FOLDER, "ymq.writer"),  # send job messages: the provider has no per-queue IAM
         ("yandex_lockbox_secret.runtime_keys", "lockbox.payloadViewer"),  # its own static key only
         ("yandex_ydb_database_serverless.jobs", "ydb.editor"),
-        ("yandex_storage_bucket.results", "storage.uploader"),
+        ("yandex_storage_bucket.results", "storage.editor"),
         ("yandex_kms_symmetric_key.results", "kms.keys.encrypterDecrypter"),
     },
     "authorizer": {("yandex_lockbox_secret.caller_keys", "lockbox.payloadViewer")},  # the caller keys only
