@@ -133,34 +133,53 @@ def _error(err: urllib.error.HTTPError) -> tuple[str, str]:
     return code, message
 
 
+# What a database answers in the first moments after its create operation is done, before its Document
+# API endpoint serves it: it is not found (the docs document no code for this; these are what a missing
+# database path gives). Retried for `settle_s` only; any other 4xx is the caller's and fails at once.
+NOT_READY = {"ResourceNotFoundException", "HTTP404"}
+
+
 def ensure_table(api: DocumentApi, table: str, wait_s: float = 180.0, poll_s: float = 3.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+                 clock: Callable[[], float] = time.monotonic, settle_s: float = 120.0) -> dict[str, Any]:
     """Create `table` with the functions' key and TTL unless it exists; wait until it is ACTIVE.
 
-    Each poll is a schema operation (a database allows 30 a minute), so polls are `poll_s` apart."""
+    Each poll is a schema operation (a database allows 30 a minute), so polls are `poll_s` apart. While
+    a table is being created, DescribeTable answers ResourceNotFoundException (400), as the Document API
+    reference says (ydb/docapi/api-ref/actions/describeTable.md), so that answer is waited out too."""
     created = True
-    try:
-        api.call("CreateTable", {
-            "TableName": table,
-            "AttributeDefinitions": [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
-            "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
-            "BillingMode": "PAY_PER_REQUEST",
-        })
-    except DocumentApiError as err:
-        if err.code != "ResourceInUseException":  # anything but "it exists already"
-            raise
-        created = False
+    settle_deadline = clock() + settle_s
+    while True:
+        try:
+            api.call("CreateTable", {
+                "TableName": table,
+                "AttributeDefinitions": [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+                "BillingMode": "PAY_PER_REQUEST",
+            })
+            break
+        except DocumentApiError as err:
+            if err.code == "ResourceInUseException":  # it exists already (or is being created)
+                created = False
+                break
+            if err.code not in NOT_READY or clock() >= settle_deadline:
+                raise
+            sleep(poll_s)  # the new database is not serving yet
     deadline = clock() + wait_s
     while True:
-        description = api.call("DescribeTable", {"TableName": table}).get("Table", {})
+        try:
+            description = api.call("DescribeTable", {"TableName": table}).get("Table", {})
+        except DocumentApiError as err:
+            if err.code != "ResourceNotFoundException":
+                raise
+            description = {}  # still being created: the documented answer
         status = description.get("TableStatus", "")
         if status == "ACTIVE":
             break
         if status not in ("CREATING", "UPDATING", ""):
             raise TableError(f"table {table} is {status}, not ACTIVE")
         if clock() >= deadline:
-            raise TableError(f"table {table} is still {status or 'not described'} after {wait_s:.0f} s; run again later")
+            raise TableError(f"table {table} is still {status or 'being created'} after {wait_s:.0f} s; run again later")
         sleep(poll_s)
     key = [(k.get("AttributeName"), k.get("KeyType")) for k in description.get("KeySchema", [])]
     if key != [(KEY_ATTRIBUTE, "HASH")]:
@@ -228,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sign with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY instead of an IAM token")
     parser.add_argument("--region", default=os.environ.get("YC_REGION") or REGION)
     parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the table to be ACTIVE")
+    parser.add_argument("--settle", type=float, default=120.0,
+                        help="seconds a just-created database may answer 'not found' before CreateTable succeeds")
     args = parser.parse_args(argv)
     try:
         if not args.endpoint:
@@ -239,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             auth: Bearer | StaticKey = StaticKey(key_id, secret, args.region)
         else:
             auth = Bearer(iam_token())
-        summary = ensure_table(DocumentApi(args.endpoint, auth), args.table, wait_s=args.wait)
+        summary = ensure_table(DocumentApi(args.endpoint, auth), args.table, wait_s=args.wait,
+                               settle_s=args.settle)
     except TableError as err:
         print(f"jobs table: {err}", file=sys.stderr)
         return 1

@@ -523,7 +523,7 @@ def s3_config() -> Any:
                   request_checksum_calculation="when_required", response_checksum_validation="when_required")
 
 
-def create_jobs_table(db: Any, table: str) -> bool:
+def create_jobs_table(db: Any, table: str, poll_s: float = 3.0) -> bool:
     """Create the jobs document table (key `id`, TTL on `expires_at`) and wait until it is ACTIVE.
 
     Deployment does this once; the functions only after a write found the table missing. Two callers
@@ -540,8 +540,10 @@ def create_jobs_table(db: Any, table: str) -> bool:
             if _code(err) != "ResourceInUseException":  # being created, or made already, by someone else
                 raise
             created = False
-        # DescribeTable until ACTIVE, every 3 s: it is a schema operation, 30 a minute per database
-        db.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 3, "MaxAttempts": 40})
+        # DescribeTable until ACTIVE, every 3 s: it is a schema operation, 30 a minute per database. While
+        # the table is being created it answers ResourceNotFoundException, which this waiter retries.
+        db.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": poll_s,
+                                                                          "MaxAttempts": int(120 / poll_s)})
         if created:
             db.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
                                                                              "AttributeName": "expires_at"})
