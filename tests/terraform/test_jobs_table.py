@@ -167,7 +167,7 @@ def test_the_cli_uses_the_deploying_users_token_and_never_prints_it(docapi: DocA
     assert "jobs table jobs: created, ACTIVE, key id, TTL enabled now (expires_at)" in done.stdout
     refused = _run({"YC_TOKEN": TOKEN + "x", "DOCAPI_ENDPOINT": docapi.url})
     assert refused.returncode == 1 and "AccessDeniedException" in refused.stderr
-    nothing = _run({"PATH": "/nonexistent", "DOCAPI_ENDPOINT": docapi.url})
+    nothing = _run({"PATH": "/nonexistent", "DOCAPI_ENDPOINT": docapi.url, "YC_METADATA_ADDR": "127.0.0.1:9"})
     assert nothing.returncode == 1 and "YC_TOKEN" in nothing.stderr
     for result in (done, refused, nothing):
         assert TOKEN not in result.stdout + result.stderr
@@ -318,3 +318,112 @@ def test_the_local_stand_in_answers_describe_table_as_the_docs_say_while_creatin
         assert create_jobs_table(db, "by-a-function", poll_s=0.01) is True
     finally:
         server.shutdown()
+
+
+class _TokenService(ThreadingHTTPServer):
+    """A loopback IAM token service (POST {"jwt"} -> iamToken, the JWT checked with the key's public half)
+    and metadata service (GET with Metadata-Flavor: Google -> access_token)."""
+
+    def __init__(self, public_key: Any = None) -> None:
+        super().__init__(("127.0.0.1", 0), _TokenHandler)
+        self.public_key, self.seen = public_key, []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    server: _TokenService
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802
+        import jwt
+
+        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        claims = jwt.decode(sent["jwt"], self.server.public_key, algorithms=["PS256"],
+                            audience=f"http://{self.server.address}/iam/v1/tokens")
+        self.server.seen.append({"claims": claims, "kid": jwt.get_unverified_header(sent["jwt"])["kid"]})
+        self._send(200, {"iamToken": TOKEN})
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.headers.get("Metadata-Flavor") != "Google" or "service-accounts/default/token" not in self.path:
+            self._send(403, {})
+            return
+        self.server.seen.append({"metadata": self.path})
+        self._send(200, {"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def token_service() -> Iterator[tuple[_TokenService, dict[str, str]]]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    key = {"id": "ajekeyid", "service_account_id": "ajesaid", "created_at": "2026-01-01T00:00:00Z",
+           "key_algorithm": "RSA_2048", "public_key": "-",
+           "private_key": "PLEASE DO NOT REMOVE THIS LINE! Yandex.Cloud SA Key ID <ajekeyid>\n" + pem}
+    server = _TokenService(private.public_key())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, key
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_service_account_key_file_is_exchanged_first_as_the_provider_does(
+        token_service: tuple[_TokenService, dict[str, str]], docapi: DocApiStandIn, tmp_path: Path) -> None:
+    server, key = token_service
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(key))
+    endpoint = f"http://{server.address}/iam/v1/tokens"
+    # the key file wins over YC_TOKEN, as in the provider's Config.credentials
+    assert jobs_table.iam_token({"YC_SERVICE_ACCOUNT_KEY_FILE": str(path), "YC_TOKEN": "t1.other",
+                                 "YC_IAM_ENDPOINT": endpoint}) == TOKEN
+    assert jobs_table.iam_token({"YC_SERVICE_ACCOUNT_KEY_FILE": json.dumps(key), "YC_IAM_ENDPOINT": endpoint}) == TOKEN
+    assert [seen["kid"] for seen in server.seen] == ["ajekeyid", "ajekeyid"]
+    assert server.seen[0]["claims"]["iss"] == "ajesaid"
+    assert server.seen[0]["claims"]["exp"] - server.seen[0]["claims"]["iat"] == 3600
+    docapi.creating_polls = 0
+    done = _run({"YC_SERVICE_ACCOUNT_KEY_FILE": str(path), "YC_IAM_ENDPOINT": endpoint, "DOCAPI_ENDPOINT": docapi.url})
+    assert done.returncode == 0, done.stderr
+    assert "BEGIN PRIVATE KEY" not in done.stdout + done.stderr and TOKEN not in done.stdout + done.stderr
+    broken = _run({"YC_SERVICE_ACCOUNT_KEY_FILE": json.dumps({"id": "x"}), "DOCAPI_ENDPOINT": docapi.url})
+    assert broken.returncode == 1 and "missing service_account_id, private_key" in broken.stderr
+
+
+def test_the_pss_signature_verifies_with_the_public_key_for_both_pem_forms() -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    for form in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        pem = private.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption()).decode()
+        signature = jobs_table.pss_sign(jobs_table.rsa_private_numbers(pem), b"header.claims")
+        private.public_key().verify(signature, b"header.claims",
+                                    padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+        with pytest.raises(InvalidSignature):
+            private.public_key().verify(signature, b"header.other",
+                                        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+                                        hashes.SHA256())
+
+
+def test_the_metadata_service_is_the_last_resort(token_service: tuple[_TokenService, dict[str, str]],
+                                                 docapi: DocApiStandIn) -> None:
+    server, _ = token_service
+    assert jobs_table.iam_token({"PATH": "/nonexistent", "YC_METADATA_ADDR": server.address}) == TOKEN
+    assert server.seen == [{"metadata": jobs_table.METADATA_PATH}]
+    docapi.creating_polls = 0
+    done = _run({"PATH": "/nonexistent", "YC_METADATA_ADDR": server.address, "DOCAPI_ENDPOINT": docapi.url})
+    assert done.returncode == 0, done.stderr
