@@ -54,6 +54,8 @@ resource "yandex_resourcemanager_folder_iam_member" "this" {
   folder_id = var.folder_id
   role      = each.value.role
   member    = "serviceAccount:${local.service_accounts[each.value.account]}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The runtime reads only its own static key's secret (delivered through secrets {}).
@@ -61,6 +63,8 @@ resource "yandex_lockbox_secret_iam_member" "runtime_keys" {
   secret_id = yandex_lockbox_secret.runtime_keys.id
   role      = "lockbox.payloadViewer"
   member    = local.runtime_member
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The authorizer reads only the caller key hashes.
@@ -68,6 +72,8 @@ resource "yandex_lockbox_secret_iam_member" "caller_keys" {
   secret_id = yandex_lockbox_secret.caller_keys.id
   role      = "lockbox.payloadViewer"
   member    = "serviceAccount:${yandex_iam_service_account.authorizer.id}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The jobs document table. The provider has only the authoritative binding for databases; the bundle
@@ -76,6 +82,8 @@ resource "yandex_ydb_database_iam_binding" "jobs" {
   database_id = yandex_ydb_database_serverless.jobs.id
   role        = "ydb.editor"
   members     = [local.runtime_member]
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # Payloads, results and uploaded files: upload, read and delete (DELETE /v1/files/{id} removes the
@@ -94,6 +102,8 @@ resource "yandex_kms_symmetric_key_iam_member" "results" {
   symmetric_key_id = local.results_kms_key_id
   role             = "kms.keys.encrypterDecrypter"
   member           = local.runtime_member
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # Invoking is granted per function: the invoker account (gateway, triggers) on every function; with
@@ -104,6 +114,8 @@ resource "yandex_function_iam_member" "invoker" {
   function_id = each.value.id
   role        = "functions.functionInvoker"
   member      = "serviceAccount:${yandex_iam_service_account.invoker.id}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 resource "yandex_function_iam_member" "iam_callers" {
@@ -115,6 +127,8 @@ resource "yandex_function_iam_member" "iam_callers" {
   function_id = yandex_function.this[each.value.function].id
   role        = "functions.functionInvoker"
   member      = each.value.member
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The runtime account's static key (Message Queue, Document API and Object Storage speak AWS

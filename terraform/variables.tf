@@ -289,3 +289,13 @@ variable "queued_calls_per_instance" {
     error_message = "queued_calls_per_instance must be a whole number of at least 0."
   }
 }
+
+variable "iam_propagation_s" {
+  description = "Seconds each new grant waits before Terraform goes on (the provider's sleep_after, 'to compensate IAM operations delay'): the queues are created with a key minted right after ymq.admin is granted, function versions read Lockbox secrets right after the grant, triggers read queues and invoke functions right after theirs."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.iam_propagation_s >= 0 && var.iam_propagation_s <= 600 && floor(var.iam_propagation_s) == var.iam_propagation_s
+    error_message = "iam_propagation_s must be a whole number of seconds from 0 to 600."
+  }
+}
