@@ -64,7 +64,7 @@ variable "functions" {
 }
 
 variable "auth_mode" {
-  description = "api_key: an API Gateway with a function authorizer checking X-Api-Key. iam: no gateway; callers invoke the functions directly with IAM (see iam_invokers)."
+  description = "api_key: an API Gateway with a function authorizer checking the caller key in Authorization (Api-Key or Bearer). iam: no gateway; callers invoke the functions directly with IAM (see iam_invokers)."
   type        = string
   default     = "api_key"
   validation {
@@ -74,7 +74,7 @@ variable "auth_mode" {
 }
 
 variable "caller_api_key_sha256" {
-  description = "Caller keys for X-Api-Key, as name => SHA-256 hex of the key (`make api-key` makes one). Only hashes: never the keys."
+  description = "Caller keys (sent as Authorization: Api-Key or Bearer), as name => SHA-256 hex of the key (`make api-key` makes one). Only hashes: never the keys."
   type        = map(string)
   default     = {}
   validation {

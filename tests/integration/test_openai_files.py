@@ -135,9 +135,8 @@ def two_callers(stack_env: Emulator, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 
 
 def test_another_callers_files_and_batches_are_404_and_unlisted(two_callers: str, jobs: Jobs) -> None:
-    def as_(key: str) -> openai.OpenAI:  # the caller key as X-Api-Key, which the authorizer reads
-        return openai.OpenAI(base_url=f"{two_callers}/v1", api_key=key, max_retries=0,
-                             default_headers={"X-Api-Key": key})
+    def as_(key: str) -> openai.OpenAI:  # the caller key as Authorization: Bearer, which the authorizer reads
+        return openai.OpenAI(base_url=f"{two_callers}/v1", api_key=key, max_retries=0)
 
     alice, bob = as_(ALICE), as_(BOB)
     line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",

@@ -177,9 +177,9 @@ def test_gateway_spec_is_generated_from_the_route_table() -> None:
         integration = operation["x-yc-apigateway-integration"]
         assert integration["function_id"] == f'${{function_ids["{route.function}"]}}'
         assert integration["context"] == {"operation": route.operation}
-        assert operation["security"] == [{"callerKey": []}, {"callerKeyHeader": []}]  # never open by default
+        assert operation["security"] == [{"callerKey": []}]  # never open by default
     schemes = spec["components"]["securitySchemes"]
-    assert [schemes[name]["name"] for name in ("callerKey", "callerKeyHeader")] == ["Authorization", "X-Api-Key"]
+    assert [scheme["name"] for scheme in schemes.values()] == ["Authorization"]
     assert all(scheme["x-yc-apigateway-authorizer"]["type"] == "function" for scheme in schemes.values())
     placeholders = set(re.findall(r"\$\{([^}]*)\}", template.split("\n", 2)[2]))
     assert {p.split("[")[0] for p in placeholders} == {"function_ids", "invoker_service_account_id",
