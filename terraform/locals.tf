@@ -35,7 +35,9 @@ locals {
       entrypoint = "handler.handler"
       memory     = size.memory
       timeout    = size.timeout
-      env        = name == "authorizer" ? { LOG_LEVEL = var.log_level } : merge(local.backend_env, module.fleet.pacing_env[name])
+      # Empty values are left out: the service may drop them and every plan would show a diff; the
+      # functions read an unset variable as empty (FM_ALLOWED_MODELS, FM_ADMIN_CALLER by default).
+      env = { for key, value in(name == "authorizer" ? { LOG_LEVEL = var.log_level } : merge(local.backend_env, module.fleet.pacing_env[name])) : key => value if value != "" }
       secrets = name == "authorizer" ? {
         CALLER_KEY_SHA256 = { id = yandex_lockbox_secret.caller_keys.id, version_id = yandex_lockbox_secret_version.caller_keys.id, key = "sha256" }
         } : {

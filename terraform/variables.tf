@@ -50,6 +50,10 @@ variable "functions" {
     authorizer     = { memory = 128, timeout = 10, zone_instances = 2 }
   }
   validation {
+    condition     = length(setsubtract(["completion", "embedding", "classification", "operations", "batch_poller", "authorizer"], keys(var.functions))) == 0 && length(setsubtract(keys(var.functions), ["completion", "embedding", "classification", "operations", "batch_poller", "authorizer"])) == 0
+    error_message = "functions must size exactly completion, embedding, classification, operations, batch_poller and authorizer (an override replaces the whole map: repeat the ones you keep at their defaults)."
+  }
+  validation {
     condition     = alltrue([for f in values(var.functions) : f.memory >= 128 && f.memory <= 4096 && f.memory % 128 == 0])
     error_message = "memory must be a multiple of 128 between 128 and 4096 MB."
   }

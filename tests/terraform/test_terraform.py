@@ -269,3 +269,38 @@ def test_make_api_key_refuses_the_names_terraform_refuses(name: str, status: int
                           timeout=60)
     assert made.returncode == status, made.stderr
     assert (f"{name} = " in made.stdout) is (status == 0)
+
+
+# -- issue 18 item 13: plan noise and fragility ---------------------------------------------------------
+
+def test_the_provider_version_has_an_upper_bound() -> None:
+    provider = hcl.load_all()["versions.tf"]["terraform"][0]["required_providers"][0]["yandex"]
+    constraint = provider["version"].strip("\"")
+    assert re.fullmatch(r">= 0\.222\.0, < 1\.0\.0", constraint), constraint
+
+
+def test_no_empty_environment_value_reaches_a_function() -> None:
+    """The service may drop an empty value, and then every plan shows a diff: the function map leaves
+    empty values out, and the functions read an unset variable exactly as an empty one."""
+    from shared.config import Settings
+
+    env = hcl.locals_()["functions"]
+    assert 'if value != ""' in str(env)
+    for name in ("FM_ADMIN_CALLER", "FM_ALLOWED_MODELS"):  # empty by default (admin_caller, allowed_models)
+        assert Settings.from_env({name: ""}) == Settings.from_env({})
+
+
+@pytest.mark.parametrize(("drop", "add", "accepted"), [
+    ((), (), True),
+    (("batch_poller",), (), False),  # once an invalid index in triggers.tf at plan time
+    (("authorizer",), (), False),
+    ((), ("extra",), False),  # no handler, no package
+])
+def test_a_functions_override_must_size_every_function(drop: tuple[str, ...], add: tuple[str, ...], accepted: bool,
+                                                       tmp_path: Path) -> None:
+    functions = {name: {"memory": 256, "timeout": 60, "zone_instances": 1} for name in _function_names()
+                 if name not in drop}
+    functions.update({name: {"memory": 256} for name in add})
+    planned = _plan_variable("functions", functions, tmp_path)
+    assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
+    assert accepted or "functions must size exactly" in planned.stderr
