@@ -165,10 +165,12 @@ class Resources:
     arns: dict[str, str] = field(default_factory=dict)
     table: str = "jobs"
     bucket: str = "fm-results"
+    max_receive_count: int = 5
 
     def env(self) -> dict[str, str]:
         return {"YMQ_ENDPOINT": self.endpoint, "DOCAPI_ENDPOINT": self.endpoint, "S3_ENDPOINT": self.endpoint,
                 "JOBS_TABLE": self.table, "RESULTS_BUCKET": self.bucket, "YC_REGION": REGION,
+                "JOB_MAX_DELIVERIES": str(self.max_receive_count),
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                 **{f"{kind.upper()}_QUEUE_URL": self.queues[kind] for kind in JOB_KINDS}}
 
@@ -181,7 +183,7 @@ def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30)
 
     common = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": ACCESS_KEY,
               "aws_secret_access_key": SECRET_KEY}
-    resources = Resources(endpoint)
+    resources = Resources(endpoint, max_receive_count=max_receive_count)
     db = boto3.client("dynamodb", **common)
     if resources.table not in db.list_tables().get("TableNames", []):
         create_jobs_table(db, resources.table, poll_s=0.05)  # the stand-in counts describes, not seconds

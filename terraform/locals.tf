@@ -24,6 +24,7 @@ locals {
     RESULTS_BUCKET           = yandex_storage_bucket.results.bucket
     JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
     JOB_LEASE_S              = "660"
+    JOB_MAX_DELIVERIES       = tostring(var.max_receive_count) # the DLQ fails only a task started this often
     FM_AUTH_MODE             = var.auth_mode
     FM_ADMIN_CALLER          = var.admin_caller
   }
