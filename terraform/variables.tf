@@ -89,6 +89,14 @@ variable "caller_api_key_sha256" {
     condition     = alltrue([for n in keys(var.caller_api_key_sha256) : can(regex("^[A-Za-z0-9_.-]{1,40}$", n)) && n != "anonymous"])
     error_message = "key names must be 1-40 letters, digits, dots, dashes or underscores, and not anonymous (the caller nothing names: every invoker with auth_mode = iam)."
   }
+  validation {
+    # The authorizer reads the list from Lockbox as the environment variable CALLER_KEY_SHA256, and a
+    # function's environment, Lockbox secrets included, may hold 4 KB (names and values). What the
+    # authorizer's environment holds besides (LOG_LEVEL) leaves the list 3,900 bytes: 36 keys with
+    # 40-character names, 57 with two-character names.
+    condition     = length(join(",", [for name, digest in var.caller_api_key_sha256 : "${name}:${digest}"])) <= 3900
+    error_message = "the caller keys, written as name:sha256 joined by commas, must fit in 3,900 bytes (a function's environment, Lockbox secrets included, holds 4 KB): use shorter key names or fewer keys."
+  }
 }
 
 variable "admin_caller" {

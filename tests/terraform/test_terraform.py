@@ -304,3 +304,45 @@ def test_a_functions_override_must_size_every_function(drop: tuple[str, ...], ad
     planned = _plan_variable("functions", functions, tmp_path)
     assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
     assert accepted or "functions must size exactly" in planned.stderr
+
+
+# -- issue 18 item 9: the caller keys reach the authorizer through its 4 KB environment ------------------
+
+CALLER_KEYS_MAX = 3900
+
+
+def _named_keys(count: int, name_length: int) -> dict[str, str]:
+    """`count` keys whose names are all `name_length` characters (letters and digits)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    names = []
+    for i in range(count):
+        name, n = "", i
+        for _ in range(name_length):
+            name, n = alphabet[n % 36] + name, n // 36
+        names.append(name)
+    assert len(set(names)) == count
+    return {name: hashlib.sha256(name.encode()).hexdigest() for name in names}
+
+
+def test_the_largest_caller_key_list_fits_the_authorizers_environment() -> None:
+    """What Terraform lets through, in the authorizer's environment with its other variable at its
+    longest value, stays within the 4 KB (names and values, Lockbox secrets included) even if 4 KB means
+    4,000 bytes."""
+    levels = hcl.plain(hcl.variables()["log_level"]["validation"][0]["condition"])
+    longest_level = max(len(level) for level in re.findall(r'"([A-Z]+)"', levels))
+    total = len("LOG_LEVEL=") + longest_level + len("CALLER_KEY_SHA256=") + CALLER_KEYS_MAX
+    assert total <= 4000
+    assert f"<= {CALLER_KEYS_MAX}" in str(hcl.variables()["caller_api_key_sha256"]["validation"])
+
+
+@pytest.mark.parametrize(("count", "name_length", "accepted"), [
+    (36, 40, True), (37, 40, False), (57, 2, True), (58, 2, False),
+])
+def test_terraform_refuses_more_caller_keys_than_the_environment_holds(count: int, name_length: int,
+                                                                       accepted: bool, tmp_path: Path) -> None:
+    keys = _named_keys(count, name_length)
+    size = len(",".join(f"{name}:{digest}" for name, digest in keys.items()))
+    assert (size <= CALLER_KEYS_MAX) is accepted
+    planned = _plan_variable("caller_api_key_sha256", keys, tmp_path)
+    assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
+    assert accepted or "must fit in 3,900 bytes" in " ".join(planned.stderr.split())
