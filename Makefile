@@ -64,8 +64,8 @@ fuzz: $(STAMP) ## schemathesis against the local stack with the generated spec, 
 bench: $(STAMP) ## Cold-import and per-request overhead benchmarks (installs the SDK into .bench-venv)
 	$(PY) -m bench.run
 
-package: $(STAMP) ## Build one reproducible zip per function into dist/
-	$(PY) -m deploy.package
+package: ## Build one reproducible zip per function into dist/ (standard library only: any python3 >= 3.9, no .venv)
+	$(PYTHON) -m deploy.package
 
 openapi: $(STAMP) ## Regenerate terraform/openapi.yaml.tftpl from the route table and models
 	$(PY) -m deploy.openapi
@@ -86,8 +86,8 @@ jobs-table: ## (Re)create the deployed jobs document table and its TTL (idempote
 destroy: ## terraform destroy: remove everything the bundle created
 	$(TF) destroy
 
-api-key: $(STAMP) ## Make a caller API key: make api-key NAME=alice (prints the key and the tfvars line)
-	@$(PY) -m deploy.api_key $(or $(NAME),caller)
+api-key: ## Make a caller API key: make api-key NAME=alice (prints the key and the tfvars line; standard library only)
+	@$(PYTHON) -m deploy.api_key $(or $(NAME),caller)
 
 lint: $(STAMP) ## ruff check
 	$(PY) -m ruff check .

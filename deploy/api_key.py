@@ -19,7 +19,7 @@ def main() -> int:
         return 2
     key = "fmk_" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(key.encode()).hexdigest()
-    print(f"API key for {name} (shown once; send it as X-Api-Key):\n  {key}\n")
+    print(f"API key for {name} (shown once; send it as Authorization: Api-Key <key> or Bearer <key>):\n  {key}\n")
     print(f"Add to caller_api_key_sha256 in terraform/terraform.tfvars, then make deploy:\n  {name} = \"{digest}\"")
     return 0
 

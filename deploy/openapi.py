@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,19 +40,18 @@ UNSUPPORTED = ("prefixItems", "patternProperties", "propertyNames", "dependentRe
 AUTHORIZER = {"type": "function", "function_id": "${authorizer_function_id}", "tag": "$latest",
               "service_account_id": "${invoker_service_account_id}", "authorizer_result_ttl_in_seconds": 300}
 SECURITY_SCHEMES = {
-    # One scheme reads one header; the two are alternatives (OpenAPI: any one requirement suffices).
-    # The whole header value is the "API key" the gateway hands to the authorizer and caches under,
-    # so `Bearer <key>` (OpenAI clients) and `Api-Key <key>` both reach it; the authorizer strips the prefix.
+    # One requirement with one scheme, the form API Gateway's docs describe (api-gateway/concepts/
+    # extensions/function-authorizer.md): they show neither alternatives across security entries nor a
+    # second apiKey header, and answer 401 when "the authorization data defined by the scheme" is missing.
+    # The whole header value is the "API key" the gateway hands to the authorizer and caches under, so
+    # `Bearer <key>` (OpenAI clients) and `Api-Key <key>` (Yandex Cloud's style) both reach it; the
+    # authorizer strips the prefix, and refuses an X-Api-Key sent beside it that carries another key.
     "callerKey": {"type": "apiKey", "in": "header", "name": "Authorization",
                   "description": "A caller key as `Authorization: Bearer <key>` (what OpenAI clients send) or "
                                  "`Authorization: Api-Key <key>`.",
                   "x-yc-apigateway-authorizer": AUTHORIZER},
-    "callerKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
-                        "description": "A caller key as `X-Api-Key: <key>`. With both headers, they must carry "
-                                       "the same key.",
-                        "x-yc-apigateway-authorizer": AUTHORIZER},
 }
-SECURITY = [{"callerKey": []}, {"callerKeyHeader": []}]
+SECURITY = [{"callerKey": []}]
 
 
 def spec(version: str = "1.0.0") -> dict[str, Any]:
@@ -198,7 +198,14 @@ def _method_not_allowed(path: str, allowed: list[str]) -> dict[str, Any]:
 
     err = errors.MethodNotAllowedError(f"this method is not allowed on {path}; use {', '.join(allowed)}")
     body = err.to_openai_body() if routes.dialect_of(path) == "openai" else err.to_body()
-    return {"summary": "Any other method: 405", "operationId": f"methodNotAllowed{_camel(path)}",
+    operation: dict[str, Any] = {"summary": "Any other method: 405", "operationId": f"methodNotAllowed{_camel(path)}"}
+    # A templated path's parameters are declared, as the docs' example of this extension does
+    # (api-gateway/concepts/extensions/any-method.md); a strict validator refuses them undeclared.
+    names = [name.rstrip("+") for name in re.findall(r"\{([^}]+)\}", path)]
+    if names:
+        operation["parameters"] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                                   for name in names]
+    return {**operation,
             "responses": {"405": {"description": "Method Not Allowed"}},
             "x-yc-apigateway-integration": {
                 "type": "dummy", "http_code": 405,

@@ -20,7 +20,7 @@ ACCESS_KEY, SECRET_KEY = "local-access-key", "local-secret-key-000000"
 REGION = "ru-central1"
 
 
-def start_moto(port: int = 0, write_conflicts: bool = False) -> tuple[Any, str]:
+def start_moto(port: int = 0, write_conflicts: bool = False, creating_describes: int = 1) -> tuple[Any, str]:
     """Start moto server in this process, its Document API linearizable; (server, url).
 
     The cloud's Document API applies each conditional write and transaction atomically. moto's backend
@@ -29,6 +29,11 @@ def start_moto(port: int = 0, write_conflicts: bool = False) -> tuple[Any, str]:
     lock, which makes each one atomic and their order a total one, as the real service guarantees. The
     queue and bucket APIs are left concurrent (a long-polling ReceiveMessage must not stall the store).
     This is the only way the project starts moto (a test checks it), so nothing talks to an unserialised one.
+
+    A table moto creates is ACTIVE at once; the Document API's DescribeTable answers
+    ResourceNotFoundException (400) while a new table is still being created (the API reference,
+    ydb/docapi/api-ref/actions/describeTable.md). So the first `creating_describes` DescribeTable calls
+    after a CreateTable answer that, and whoever waits for a new table waits as in the cloud.
 
     `write_conflicts=True` adds the Document API's optimistic concurrency (see ConflictingWrites), for
     `make bench`; `server.app` is then that layer, which counts the conflicts it answered.
@@ -40,7 +45,7 @@ def start_moto(port: int = 0, write_conflicts: bool = False) -> tuple[Any, str]:
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app))
+    app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app), creating_describes)
     if write_conflicts:
         app = ConflictingWrites(app)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -52,15 +57,39 @@ def start_moto(port: int = 0, write_conflicts: bool = False) -> tuple[Any, str]:
 class SerializedDocumentApi:
     """WSGI middleware: DynamoDB-protocol requests (X-Amz-Target: DynamoDB_*) one at a time, whole."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, creating_describes: int = 0) -> None:
         self.app = app
         self.lock = threading.Lock()
+        self.creating_describes = creating_describes
+        self.creating: dict[str, int] = {}  # table -> DescribeTable calls still answered "not found"
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not target.startswith("DynamoDB"):
             return self.app(environ, start_response)
+        action, table = target.partition(".")[2], ""
+        if action in ("CreateTable", "DescribeTable"):
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(size)
+            environ["wsgi.input"] = io.BytesIO(body)
+            table = str(json.loads(body or b"{}").get("TableName", ""))
         with self.lock:
-            result = self.app(environ, start_response)
+            if action == "DescribeTable" and self.creating.get(table, 0) > 0:
+                self.creating[table] -= 1
+                answer = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+                                     "message": f"Requested resource not found: Table: {table} is being created"})
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                                   ("Content-Length", str(len(answer)))])
+                return [answer.encode()]
+            status: list[str] = []
+
+            def recording(code: str, headers: Any, *rest: Any) -> Any:
+                status.append(code)
+                return start_response(code, headers, *rest)
+
+            result = self.app(environ, recording)
+            if action == "CreateTable" and status and status[0].startswith("200"):
+                self.creating[table] = self.creating_describes
             try:
                 return [b"".join(result)]  # the whole answer is made while the backend is ours
             finally:
@@ -136,10 +165,12 @@ class Resources:
     arns: dict[str, str] = field(default_factory=dict)
     table: str = "jobs"
     bucket: str = "fm-results"
+    max_receive_count: int = 5
 
     def env(self) -> dict[str, str]:
         return {"YMQ_ENDPOINT": self.endpoint, "DOCAPI_ENDPOINT": self.endpoint, "S3_ENDPOINT": self.endpoint,
                 "JOBS_TABLE": self.table, "RESULTS_BUCKET": self.bucket, "YC_REGION": REGION,
+                "JOB_MAX_DELIVERIES": str(self.max_receive_count),
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                 **{f"{kind.upper()}_QUEUE_URL": self.queues[kind] for kind in JOB_KINDS}}
 
@@ -152,10 +183,10 @@ def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30)
 
     common = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": ACCESS_KEY,
               "aws_secret_access_key": SECRET_KEY}
-    resources = Resources(endpoint)
+    resources = Resources(endpoint, max_receive_count=max_receive_count)
     db = boto3.client("dynamodb", **common)
     if resources.table not in db.list_tables().get("TableNames", []):
-        create_jobs_table(db, resources.table)
+        create_jobs_table(db, resources.table, poll_s=0.05)  # the stand-in counts describes, not seconds
     s3 = boto3.client("s3", **common, config=s3_config())
     if resources.bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=resources.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model URI or short name, e.g. yandexgpt-lite (native format)")
     parser.add_argument("--format", choices=["native", "openai"], default="native",
                         help="native: our request lines and completionBatch; openai: an OpenAI Batch API file")
-    parser.add_argument("--api-key", help="caller key, sent as X-Api-Key")
+    parser.add_argument("--api-key", help="caller key, sent as Authorization: Api-Key <key>")
     parser.add_argument("--out", type=Path, help="results file (default: <input>.results.jsonl)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between progress checks")
     parser.add_argument("--timeout", type=float, default=86_400.0, help="give up waiting after this many seconds")
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.input.with_suffix(".results.jsonl")
     session = requests.Session()
     if args.api_key:
-        session.headers["X-Api-Key"] = args.api_key
+        session.headers["Authorization"] = f"Api-Key {args.api_key}"
     if args.format == "openai":
         return run_openai(session, args.url, args.input, out, args.interval, args.timeout)
     if not args.model:

@@ -5,8 +5,8 @@ format 0.1 by default (`url` real path, `path` template, `pathParams`), or 1.0 w
 JSON bodies arrive as text, anything else base64-encoded, as the platform does. A method the table
 lacks on a path it serves (TRACE, PATCH, OPTIONS, HEAD, ...) is a JSON 405 with `Allow`, in the path's
 dialect, as the spec's `x-yc-apigateway-any-method` answers it when deployed. With authorize=True the
-caller key is checked as the spec's security schemes say: `Authorization` (Bearer / Api-Key) or
-`X-Api-Key`, decided by the authorizer function.
+caller key is checked as the spec's one security scheme says: `Authorization` (Bearer / Api-Key),
+decided by the authorizer function.
 """
 
 from __future__ import annotations
@@ -118,10 +118,10 @@ class GatewayHandler(BaseHTTPRequestHandler):
 
     def _authorize(self, method: str, route: routes.Route, params: dict[str, str], headers: dict[str, str],
                    event: dict[str, Any]) -> int | None:
-        """The security schemes with their function authorizer, as the generated spec declares them (either
-        `Authorization` or `X-Api-Key`): neither header -> 401; isAuthorized false -> 403; otherwise the
-        authorizer's context reaches the backend."""
-        if not any(k.lower() in ("authorization", "x-api-key") and v.strip() for k, v in headers.items()):
+        """The security scheme with its function authorizer, as the generated spec declares it (an apiKey
+        in `Authorization`): no such header -> 401; isAuthorized false -> 403; otherwise the authorizer's
+        context reaches the backend."""
+        if not any(k.lower() == "authorization" and v.strip() for k, v in headers.items()):
             return 401
         request = {"resource": route.path, "path": urlsplit(self.path).path, "httpMethod": method, "headers": headers,
                    "queryStringParameters": event["queryStringParameters"], "pathParameters": params,

@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10, help="messages per trigger invocation (1-10)")
     parser.add_argument("--batch-cutoff", type=float, default=1.0, help="seconds a trigger waits to fill a batch")
     parser.add_argument("--require-api-key", action="store_true",
-                        help="check the caller key (Authorization: Bearer|Api-Key, or X-Api-Key) with the authorizer "
+                        help="check the caller key (Authorization: Bearer|Api-Key) with the authorizer "
                              "function (keys from CALLER_KEY_SHA256), as deployed")
     args = parser.parse_args()
 

@@ -1,7 +1,7 @@
 resource "yandex_function" "this" {
   for_each = local.functions
 
-  name               = "${var.name_prefix}-${each.key}"
+  name               = "${var.name_prefix}-${replace(each.key, "_", "-")}" # the API takes [a-z][-a-z0-9]{1,61}[a-z0-9]: no underscore
   description        = "yc-fm-functions: ${each.key}"
   runtime            = "python312"
   entrypoint         = each.value.entrypoint

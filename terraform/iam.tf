@@ -54,6 +54,8 @@ resource "yandex_resourcemanager_folder_iam_member" "this" {
   folder_id = var.folder_id
   role      = each.value.role
   member    = "serviceAccount:${local.service_accounts[each.value.account]}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The runtime reads only its own static key's secret (delivered through secrets {}).
@@ -61,6 +63,8 @@ resource "yandex_lockbox_secret_iam_member" "runtime_keys" {
   secret_id = yandex_lockbox_secret.runtime_keys.id
   role      = "lockbox.payloadViewer"
   member    = local.runtime_member
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The authorizer reads only the caller key hashes.
@@ -68,6 +72,8 @@ resource "yandex_lockbox_secret_iam_member" "caller_keys" {
   secret_id = yandex_lockbox_secret.caller_keys.id
   role      = "lockbox.payloadViewer"
   member    = "serviceAccount:${yandex_iam_service_account.authorizer.id}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The jobs document table. The provider has only the authoritative binding for databases; the bundle
@@ -76,13 +82,18 @@ resource "yandex_ydb_database_iam_binding" "jobs" {
   database_id = yandex_ydb_database_serverless.jobs.id
   role        = "ydb.editor"
   members     = [local.runtime_member]
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
-# Payloads and results: upload and read, no delete (objects expire by the lifecycle rule). Only the
-# authoritative binding exists for buckets; the bucket is the bundle's own.
+# Payloads, results and uploaded files: upload, read and delete (DELETE /v1/files/{id} removes the
+# bytes). storage.uploader "does not allow you to delete objects" (the docs' _roles/storage/uploader.md);
+# storage.editor is the narrowest built-in role that may, and it is granted on this bucket only (it
+# cannot manage ACLs or make the bucket public). Only the authoritative binding exists for buckets; the
+# bucket is the bundle's own.
 resource "yandex_storage_bucket_iam_binding" "results" {
   bucket  = yandex_storage_bucket.results.bucket
-  role    = "storage.uploader"
+  role    = "storage.editor"
   members = [local.runtime_member]
 }
 
@@ -91,6 +102,8 @@ resource "yandex_kms_symmetric_key_iam_member" "results" {
   symmetric_key_id = local.results_kms_key_id
   role             = "kms.keys.encrypterDecrypter"
   member           = local.runtime_member
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # Invoking is granted per function: the invoker account (gateway, triggers) on every function; with
@@ -101,6 +114,8 @@ resource "yandex_function_iam_member" "invoker" {
   function_id = each.value.id
   role        = "functions.functionInvoker"
   member      = "serviceAccount:${yandex_iam_service_account.invoker.id}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 resource "yandex_function_iam_member" "iam_callers" {
@@ -112,6 +127,8 @@ resource "yandex_function_iam_member" "iam_callers" {
   function_id = yandex_function.this[each.value.function].id
   role        = "functions.functionInvoker"
   member      = each.value.member
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
 
 # The runtime account's static key (Message Queue, Document API and Object Storage speak AWS

@@ -25,6 +25,7 @@ locals {
     JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
     FM_RESPONSES_TTL_DAYS    = tostring(var.responses_ttl_days)
     JOB_LEASE_S              = "660"
+    JOB_MAX_DELIVERIES       = tostring(var.max_receive_count) # the DLQ fails only a task started this often
     FM_AUTH_MODE             = var.auth_mode
     FM_ADMIN_CALLER          = var.admin_caller
   }
@@ -36,7 +37,9 @@ locals {
       entrypoint = "handler.handler"
       memory     = size.memory
       timeout    = size.timeout
-      env        = name == "authorizer" ? { LOG_LEVEL = var.log_level } : merge(local.backend_env, module.fleet.pacing_env[name])
+      # Empty values are left out: the service may drop them and every plan would show a diff; the
+      # functions read an unset variable as empty (FM_ALLOWED_MODELS, FM_ADMIN_CALLER by default).
+      env = { for key, value in(name == "authorizer" ? { LOG_LEVEL = var.log_level } : merge(local.backend_env, module.fleet.pacing_env[name])) : key => value if value != "" }
       secrets = name == "authorizer" ? {
         CALLER_KEY_SHA256 = { id = yandex_lockbox_secret.caller_keys.id, version_id = yandex_lockbox_secret_version.caller_keys.id, key = "sha256" }
         } : {

@@ -5,7 +5,8 @@ resource "yandex_ydb_database_serverless" "jobs" {
 
 # The jobs document table (key `id`, TTL on `expires_at`). The provider has no resource for Document
 # API tables, so this step creates it once at apply time through the Document API itself, with the
-# credentials of whoever runs Terraform (YC_TOKEN, or `yc iam create-token`). The functions then
+# credentials of whoever runs Terraform, found in the provider's order (YC_SERVICE_ACCOUNT_KEY_FILE,
+# YC_TOKEN; then YC_IAM_TOKEN, `yc iam create-token`, the VM's metadata service). The functions then
 # assume it exists and never call DescribeTable on a cold start. Runs again only if the database is
 # replaced or the table renamed; `make jobs-table` runs it by hand (it is idempotent).
 resource "terraform_data" "jobs_table" {

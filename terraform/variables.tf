@@ -50,6 +50,10 @@ variable "functions" {
     authorizer     = { memory = 128, timeout = 10, zone_instances = 2 }
   }
   validation {
+    condition     = length(setsubtract(["completion", "embedding", "classification", "operations", "batch_poller", "authorizer"], keys(var.functions))) == 0 && length(setsubtract(keys(var.functions), ["completion", "embedding", "classification", "operations", "batch_poller", "authorizer"])) == 0
+    error_message = "functions must size exactly completion, embedding, classification, operations, batch_poller and authorizer (an override replaces the whole map: repeat the ones you keep at their defaults)."
+  }
+  validation {
     condition     = alltrue([for f in values(var.functions) : f.memory >= 128 && f.memory <= 4096 && f.memory % 128 == 0])
     error_message = "memory must be a multiple of 128 between 128 and 4096 MB."
   }
@@ -64,7 +68,7 @@ variable "functions" {
 }
 
 variable "auth_mode" {
-  description = "api_key: an API Gateway with a function authorizer checking X-Api-Key. iam: no gateway; callers invoke the functions directly with IAM (see iam_invokers)."
+  description = "api_key: an API Gateway with a function authorizer checking the caller key in Authorization (Api-Key or Bearer). iam: no gateway; callers invoke the functions directly with IAM (see iam_invokers)."
   type        = string
   default     = "api_key"
   validation {
@@ -74,7 +78,7 @@ variable "auth_mode" {
 }
 
 variable "caller_api_key_sha256" {
-  description = "Caller keys for X-Api-Key, as name => SHA-256 hex of the key (`make api-key` makes one). Only hashes: never the keys."
+  description = "Caller keys (sent as Authorization: Api-Key or Bearer), as name => SHA-256 hex of the key (`make api-key` makes one). Only hashes: never the keys."
   type        = map(string)
   default     = {}
   validation {
@@ -84,6 +88,14 @@ variable "caller_api_key_sha256" {
   validation {
     condition     = alltrue([for n in keys(var.caller_api_key_sha256) : can(regex("^[A-Za-z0-9_.-]{1,40}$", n)) && n != "anonymous"])
     error_message = "key names must be 1-40 letters, digits, dots, dashes or underscores, and not anonymous (the caller nothing names: every invoker with auth_mode = iam)."
+  }
+  validation {
+    # The authorizer reads the list from Lockbox as the environment variable CALLER_KEY_SHA256, and a
+    # function's environment, Lockbox secrets included, may hold 4 KB (names and values). What the
+    # authorizer's environment holds besides (LOG_LEVEL) leaves the list 3,900 bytes: 36 keys with
+    # 40-character names, 57 with two-character names.
+    condition     = length(join(",", [for name, digest in var.caller_api_key_sha256 : "${name}:${digest}"])) <= 3900
+    error_message = "the caller keys, written as name:sha256 joined by commas, must fit in 3,900 bytes (a function's environment, Lockbox secrets included, holds 4 KB): use shorter key names or fewer keys."
   }
 }
 
@@ -297,5 +309,15 @@ variable "queued_calls_per_instance" {
   validation {
     condition     = var.queued_calls_per_instance >= 0 && floor(var.queued_calls_per_instance) == var.queued_calls_per_instance
     error_message = "queued_calls_per_instance must be a whole number of at least 0."
+  }
+}
+
+variable "iam_propagation_s" {
+  description = "Seconds each new grant waits before Terraform goes on (the provider's sleep_after, 'to compensate IAM operations delay'): the queues are created with a key minted right after ymq.admin is granted, function versions read Lockbox secrets right after the grant, triggers read queues and invoke functions right after theirs."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.iam_propagation_s >= 0 && var.iam_propagation_s <= 600 && floor(var.iam_propagation_s) == var.iam_propagation_s
+    error_message = "iam_propagation_s must be a whole number of seconds from 0 to 600."
   }
 }

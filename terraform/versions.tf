@@ -4,7 +4,7 @@ terraform {
   required_providers {
     yandex = {
       source  = "yandex-cloud/yandex"
-      version = ">= 0.222.0"
+      version = ">= 0.222.0, < 1.0.0" # 0.222 is what the schema checks were made against; 1.x may break them
     }
   }
 }

@@ -1,10 +1,11 @@
 """API Gateway function authorizer: lets a request through when it carries one of the caller keys.
 
 The key may come as `Authorization: Bearer <key>` (what every OpenAI client sends), `Authorization:
-Api-Key <key>` (Yandex Cloud's own style), or `X-Api-Key: <key>`. The spec declares both headers as
-alternative security schemes; API Gateway caches a verdict under the header of the scheme it checked,
-so when both headers are present they must carry the same key, or the request is refused: a verdict
-cached for one header can then never have been earned by the other.
+Api-Key <key>` (Yandex Cloud's own style), or `X-Api-Key: <key>`. The gateway spec's one security
+scheme is `Authorization` (the form API Gateway's docs describe), so behind the gateway a request
+without it is a 401 before this runs; API Gateway caches a verdict under that header's value, so an
+X-Api-Key sent beside it must carry the same key, or the request is refused: a cached verdict can
+then never have been earned by another key.
 
 Only SHA-256 hashes of the keys are stored (Lockbox, delivered as CALLER_KEY_SHA256 =
 "name:hex,name:hex"); a presented key is hashed and compared with every stored hash in constant time.

@@ -64,6 +64,12 @@ class StoreError(errors.UpstreamUnavailableError):
     """The job store or bucket failed in a way a retry may fix."""
 
 
+class MissingObjectError(errors.NotFoundError):
+    """The bucket has no object under the key: no retry brings it back (a record that outlived its
+    object, e.g. an object the lifecycle rule expired), so it is a 404, never a retryable 503."""
+
+
+
 def _code(err: Exception) -> str:
     return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -200,7 +206,11 @@ class JobStore:
 
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as err:
+        except ClientError as err:
+            if _code(err) in ("NoSuchKey", "404", "NotFound"):
+                raise MissingObjectError(f"results bucket: no object {key}") from None
+            raise StoreError(f"results bucket: {type(err).__name__}") from None
+        except BotoCoreError as err:
             raise StoreError(f"results bucket: {type(err).__name__}") from None
 
     def presign(self, key: str, ttl_s: int) -> str:
@@ -361,33 +371,51 @@ class JobStore:
         return Claim("done" if task.get("state") == DONE else "busy", int(task.get("attempts", 0)))
 
     def complete(self, op_id: str, number: int, worker: str, result: bytes) -> bool:
-        """Store the task's result and, in one transaction, mark it done and count it on the operation."""
+        """Store the task's result and, in one transaction, mark it done and count it on the operation.
+
+        A cancelled transaction is judged by the records, not by its reason list (the Document API
+        documents no CancellationReasons codes, and may send none): if the task is still this worker's
+        and the operation not done, both conditions held, so the cancellation was a conflict or a
+        transient refusal, and the transaction is tried again (as many times as a write conflict, then a
+        StoreError, so the message is redelivered); otherwise the result is not this worker's to count."""
         from botocore.exceptions import ClientError
 
         key = f"results/{op_id}/task-{number}.{worker}.json"
         self.put_object(key, result)
-        now = clock.now()
-        try:
-            self._write("transact_write_items", TransactItems=[
-                {"Update": {"TableName": self.table, "Key": {"id": _s(task_id(op_id, number))},
-                            "UpdateExpression": "SET #state = :done, result_key = :key, modified_at = :now",
-                            "ConditionExpression": "#state = :running AND worker = :worker",
-                            "ExpressionAttributeNames": {"#state": "state"},
-                            "ExpressionAttributeValues": {":done": _s(DONE), ":running": _s(RUNNING),
-                                                          ":worker": _s(worker), ":key": _s(key), ":now": _n(now)}}},
-                {"Update": {"TableName": self.table, "Key": {"id": _s(op_id)},
-                            "UpdateExpression": "SET modified_at = :now ADD tasks_done :one",
-                            "ConditionExpression": "#state <> :done",
-                            "ExpressionAttributeNames": {"#state": "state"},
-                            "ExpressionAttributeValues": {":one": _n(1), ":now": _n(now), ":done": _s(DONE)}}},
-            ])
-            return True
-        except ClientError as err:
-            if err.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            now = clock.now()
+            try:
+                self._write("transact_write_items", TransactItems=[
+                    {"Update": {"TableName": self.table, "Key": {"id": _s(task_id(op_id, number))},
+                                "UpdateExpression": "SET #state = :done, result_key = :key, modified_at = :now",
+                                "ConditionExpression": "#state = :running AND worker = :worker",
+                                "ExpressionAttributeNames": {"#state": "state"},
+                                "ExpressionAttributeValues": {":done": _s(DONE), ":running": _s(RUNNING),
+                                                              ":worker": _s(worker), ":key": _s(key),
+                                                              ":now": _n(now)}}},
+                    {"Update": {"TableName": self.table, "Key": {"id": _s(op_id)},
+                                "UpdateExpression": "SET modified_at = :now ADD tasks_done :one",
+                                "ConditionExpression": "#state <> :done",
+                                "ExpressionAttributeNames": {"#state": "state"},
+                                "ExpressionAttributeValues": {":one": _n(1), ":now": _n(now), ":done": _s(DONE)}}},
+                ])
+                return True
+            except ClientError as err:
+                if err.response["Error"]["Code"] not in ("TransactionCanceledException",
+                                                         "ConditionalCheckFailedException"):
+                    raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+            found = self.records([task_id(op_id, number), op_id])
+            task, operation = found.get(task_id(op_id, number)) or {}, found.get(op_id) or {}
+            if task.get("state") != RUNNING or task.get("worker") != worker or operation.get("state") in (DONE, None):
                 log.warning("task result discarded: another worker owns the task or the operation ended",
                             extra={"operation_id": op_id, "task": number})
                 return False
-            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+            log.info("completion cancelled while its conditions hold: trying again",
+                     extra={"operation_id": op_id, "task": number, "attempt": attempt})
+            if attempt < CONFLICT_ATTEMPTS:
+                clock.sleep(random.uniform(0, min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2 ** (attempt - 1))))
+        raise StoreError(f"job store: completion of task {number} cancelled {CONFLICT_ATTEMPTS} times while its "
+                         "conditions held")
 
     def release(self, op_id: str, number: int, worker: str, reason: str) -> None:
         """A transient failure: give the task back (running -> queued) and remember why, for the DLQ report."""
@@ -513,7 +541,7 @@ def s3_config() -> Any:
                   request_checksum_calculation="when_required", response_checksum_validation="when_required")
 
 
-def create_jobs_table(db: Any, table: str) -> bool:
+def create_jobs_table(db: Any, table: str, poll_s: float = 3.0) -> bool:
     """Create the jobs document table (key `id`, TTL on `expires_at`) and wait until it is ACTIVE.
 
     Deployment does this once; the functions only after a write found the table missing. Two callers
@@ -530,8 +558,10 @@ def create_jobs_table(db: Any, table: str) -> bool:
             if _code(err) != "ResourceInUseException":  # being created, or made already, by someone else
                 raise
             created = False
-        # DescribeTable until ACTIVE, every 3 s: it is a schema operation, 30 a minute per database
-        db.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 3, "MaxAttempts": 40})
+        # DescribeTable until ACTIVE, every 3 s: it is a schema operation, 30 a minute per database. While
+        # the table is being created it answers ResourceNotFoundException, which this waiter retries.
+        db.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": poll_s,
+                                                                          "MaxAttempts": int(120 / poll_s)})
         if created:
             db.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
                                                                              "AttributeName": "expires_at"})

@@ -6,7 +6,8 @@ failures (429, 503, 5xx, timeouts, store errors) give the task back and make the
 the trigger redelivers; permanent ones (4xx) end the operation with the error and consume the
 message. A message that keeps failing moves to the dead-letter queue, whose trigger ends the
 operation with the last recorded error; for a batch, only that chunk's requests fail (each with the
-reason) and the rest of the batch finishes.
+reason) and the rest of the batch finishes. The queue counts deliveries, not failures, so a task that
+was started fewer than JOB_MAX_DELIVERIES times gets one fresh copy from the dead-letter side first.
 """
 
 from __future__ import annotations
@@ -204,11 +205,14 @@ def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, 
     if operation is None or operation.get("state") == "done":
         return "dead-skipped"
     task = store.item(task_id(op_id, number))
-    if task is None and not json.loads(body).get("requeued"):
-        # never claimed: its deliveries went to batch-mates that crashed or ran out of time, not to it
+    starts = int((task or {}).get("attempts", 0) or 0)
+    if starts < inv.settings.job_max_deliveries and not json.loads(body).get("requeued"):
+        # Started fewer times than it was delivered: some deliveries were no failures of its own (a
+        # batch-mate that crashed, a deferral near the deadline, another worker's lease, the scaling
+        # policy's 429), so it gets one fresh copy, with a fresh delivery count, before it can fail.
         send_tasks(inv.settings, _queue_kind(operation), op_id, [number], extra={"requeued": 1})
-        log.warning("a task that was never tried reached the dead-letter queue; sent once more",
-                    extra={"operation_id": op_id, "task": number})
+        log.warning("a task tried fewer times than it was delivered reached the dead-letter queue; sent once more",
+                    extra={"operation_id": op_id, "task": number, "starts": starts})
         return "dead-requeued"
     task = task or {}
     attributes = (message.get("details") or {}).get("message", {}).get("attributes") or {}

@@ -27,12 +27,13 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared import clock
+from shared import clock, logs
 
 if TYPE_CHECKING:
     from shared.jobs.store import JobStore
 
 FILE_PREFIX, BATCH_PREFIX, BATCH_JOB_PREFIX = "file-", "batch_", "fmob"
+log = logs.get_logger("openai.batch_store")
 MAX_PAGE = 1000  # objects per page, whatever `limit` asks (a client pages on with `after`)
 
 
@@ -178,9 +179,19 @@ def save_file(store: JobStore, owner: str, filename: str, purpose: str, data: by
 
 
 def delete_file(store: JobStore, record: dict[str, Any]) -> None:
-    remove_from_list(store, "file", record.get("created_by", ""), record["id"], record.get("purpose"))
-    store.delete_object(record.get("object_key") or f"files/{record['id']}")
+    """Delete a file so that a failure leaves it fully present or fully gone. The record goes first: if
+    that fails nothing has changed and the caller may retry; once it is gone, every read answers 404 and
+    listings skip the id. The list entry and the bytes follow; if either fails then, the file is already
+    gone for every caller, the list entry leaves with its hour's record and the object with the bucket's
+    lifecycle rule (jobs_ttl_days), so the failure is logged, never answered as a 503."""
+    from shared.errors import ApiError
+
     store.delete_record(record["id"])
+    try:
+        remove_from_list(store, "file", record.get("created_by", ""), record["id"], record.get("purpose"))
+        store.delete_object(record.get("object_key") or f"files/{record['id']}")
+    except ApiError as err:
+        log.warning("deleted file left behind (it expires)", extra={"file_id": record["id"], "reason": err.message})
 
 
 def loads(text: Any, default: Any = None) -> Any:

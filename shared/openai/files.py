@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import errors
 from shared.jobs.access import owns, visible
-from shared.jobs.store import job_store
+from shared.jobs.store import MissingObjectError, job_store
 from shared.openai import batch_store
 from shared.responses import Reply
 
@@ -197,8 +197,11 @@ def content(_: None, inv: Invocation) -> Reply:
             raise errors.ForbiddenError(f"file {record['id']} is larger than {inv.settings.result_inline_bytes} "
                                         "bytes: its content is handed only to its owner, as a presigned link")
         return Reply({}, status=307, headers={"Location": store.presign(key, inv.settings.presign_ttl_s)})
-    return Reply(store.get_object(key), headers={"Content-Type": record.get("content_type") or
-                                                 "application/octet-stream"})
+    try:
+        data = store.get_object(key)
+    except MissingObjectError:  # the record outlived its bytes: the file is gone, and no retry brings it back
+        raise errors.NotFoundError(f"file {record['id']} not found (its content is no longer stored)") from None
+    return Reply(data, headers={"Content-Type": record.get("content_type") or "application/octet-stream"})
 
 
 def delete(_: None, inv: Invocation) -> Reply:

@@ -208,3 +208,59 @@ def test_conditional_writes_have_one_winner_while_the_cpus_are_busy(jobs: Jobs, 
     problems = race_trials(stores, TRIALS, "fmo00000000race5")  # 67 trials of each kind of race
     bad = Counter(p.split()[2] for p in problems if p.startswith("trial"))
     assert problems == [], f"{sum(bad.values())} bad trials of {TRIALS} {dict(bad)}: {problems[:4]} {problems[-1:]}"
+
+
+# -- issue 18 item 10: a cancelled transaction is judged by the store's state, not its reason list ------
+
+def _cancel_without_reasons(store: jobs_module.JobStore, monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
+    """The next `times` TransactWriteItems answer TransactionCanceledException with no CancellationReasons
+    (the Yandex page documents none), without being applied; later ones reach moto. Returns the call log."""
+    from botocore.exceptions import ClientError
+
+    real, calls = store.db.transact_write_items, []
+
+    def cancelled(**kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) <= times:
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}},
+                              "TransactWriteItems")
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.db, "transact_write_items", cancelled)
+    return calls
+
+
+def test_a_completion_cancelled_without_reasons_while_ours_is_tried_again(jobs: Jobs,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store()
+    store.create("fmo0000000noreas", "embedding", "d", "me", [b"{}"])
+    assert store.claim("fmo0000000noreas", 0, "w1", 60).outcome == "claimed"
+    calls = _cancel_without_reasons(store, monkeypatch, times=2)
+    assert store.complete("fmo0000000noreas", 0, "w1", b'{"ok": 1}') is True  # not dropped as "another worker's"
+    assert len(calls) == 3
+    assert store.item("fmo0000000noreas")["tasks_done"] == 1
+    assert store.item(jobs_module.task_id("fmo0000000noreas", 0))["state"] == "done"
+
+
+def test_a_completion_cancelled_without_reasons_for_another_worker_is_discarded_at_once(
+        jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store()
+    store.create("fmo0000000noreat", "embedding", "d", "me", [b"{}"])
+    assert store.claim("fmo0000000noreat", 0, "w1", 60).outcome == "claimed"
+    calls = _cancel_without_reasons(store, monkeypatch, times=100)
+    assert store.complete("fmo0000000noreat", 0, "w2", b"{}") is False  # the task is w1's: no retry
+    assert len(calls) == 1
+    assert store.item("fmo0000000noreat")["tasks_done"] == 0
+
+
+def test_a_completion_cancelled_without_reasons_every_time_ends_in_a_store_error(
+        jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store()
+    store.create("fmo0000000noreau", "embedding", "d", "me", [b"{}"])
+    assert store.claim("fmo0000000noreau", 0, "w1", 60).outcome == "claimed"
+    calls = _cancel_without_reasons(store, monkeypatch, times=100)
+    with pytest.raises(jobs_module.StoreError, match="cancelled"):  # retryable: the message comes back
+        store.complete("fmo0000000noreau", 0, "w1", b"{}")
+    assert len(calls) == jobs_module.CONFLICT_ATTEMPTS
+    task = store.item(jobs_module.task_id("fmo0000000noreau", 0))
+    assert task["state"] == "running" and task["worker"] == "w1"

@@ -135,9 +135,8 @@ def two_callers(stack_env: Emulator, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 
 
 def test_another_callers_files_and_batches_are_404_and_unlisted(two_callers: str, jobs: Jobs) -> None:
-    def as_(key: str) -> openai.OpenAI:  # the caller key as X-Api-Key, which the authorizer reads
-        return openai.OpenAI(base_url=f"{two_callers}/v1", api_key=key, max_retries=0,
-                             default_headers={"X-Api-Key": key})
+    def as_(key: str) -> openai.OpenAI:  # the caller key as Authorization: Bearer, which the authorizer reads
+        return openai.OpenAI(base_url=f"{two_callers}/v1", api_key=key, max_retries=0)
 
     alice, bob = as_(ALICE), as_(BOB)
     line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
@@ -156,3 +155,62 @@ def test_another_callers_files_and_batches_are_404_and_unlisted(two_callers: str
     assert [f.id for f in alice.files.list()] == [mine.id] and [b.id for b in alice.batches.list()] == [batch.id]
     assert alice.files.retrieve(mine.id).id == mine.id and alice.batches.retrieve(batch.id).status == "in_progress"
     assert requests.get(f"{two_callers}/v1/files", timeout=10).status_code == 401  # no key at all
+
+
+def _store() -> Any:
+    from shared.config import Settings
+    from shared.jobs.store import JobStore
+
+    return JobStore(Settings.from_env())
+
+
+def test_a_delete_the_bucket_refuses_still_removes_the_file(client: openai.OpenAI, jobs: Jobs,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The object delete fails (as with a role that may not delete): the file is gone all the same, not a
+    503 after it has left the list; its bytes stay until the bucket's lifecycle rule expires them."""
+    from shared.jobs import store as store_module
+
+    made = upload(client, b"line\n")
+
+    def refused(self: Any, key: str) -> None:
+        raise store_module.StoreError("results bucket: AccessDenied")
+
+    monkeypatch.setattr(store_module.JobStore, "delete_object", refused)
+    assert client.files.delete(made.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(made.id)
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(made.id)
+    assert made.id not in [f.id for f in client.files.list()]
+    assert _store().get_object(f"files/{made.id}") == b"line\n"  # left to the lifecycle rule
+
+
+def test_a_delete_that_fails_at_the_record_leaves_the_file_whole(client: openai.OpenAI, jobs: Jobs,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.jobs import store as store_module
+
+    made = upload(client, b"kept\n")
+
+    def failing(self: Any, key: str) -> bool:
+        raise store_module.StoreError("job store: InternalServerError")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module.JobStore, "delete_record", failing)
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.files.delete(made.id)
+        assert refused.value.status_code == 503
+    assert client.files.retrieve(made.id).id == made.id
+    assert client.files.content(made.id).content == b"kept\n"
+    assert made.id in [f.id for f in client.files.list()]
+    assert client.files.delete(made.id).deleted is True  # the retry completes it
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(made.id)
+
+
+def test_content_whose_object_is_gone_is_a_404_not_a_retryable_503(client: openai.OpenAI, jobs: Jobs) -> None:
+    made = upload(client, b"short-lived\n")
+    store = _store()
+    store.s3.delete_object(Bucket=store.bucket, Key=f"files/{made.id}")  # e.g. expired by the lifecycle rule
+    with pytest.raises(openai.NotFoundError) as gone:
+        client.files.content(made.id)
+    assert made.id in gone.value.message

@@ -1,6 +1,7 @@
 """The deploy-time jobs table step (deploy/jobs_table.py): it creates the table the functions need, over
 real sockets, against moto's DynamoDB (SigV4, as the functions sign) and a loopback stand-in that
-answers as the Document API does (Bearer IAM token, CREATING before ACTIVE, throttling); it is
+answers as the Document API does (Bearer IAM token, ResourceNotFoundException from DescribeTable while
+the table is being created, as the API reference says, a new database not found at first, throttling); it is
 idempotent, refuses a table with the wrong key, and never prints a credential."""
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ OAUTH = "y0_deploy-user-oauth-token-never-printed-0123456789"
 
 class DocApiStandIn(ThreadingHTTPServer):
     """Answers CreateTable / DescribeTable / DescribeTimeToLive / UpdateTimeToLive like the Document API:
-    a new table is CREATING for `creating_polls` describes, the first call of each kind may be throttled,
-    and a request without the expected Bearer token is refused."""
+    a new table is being created for `creating_polls` describes, which answer ResourceNotFoundException
+    (400) as describeTable.md says; the first `database_not_ready` calls find no database; the first call
+    of each kind may be throttled, and a request without the expected Bearer token is refused."""
 
-    def __init__(self, creating_polls: int = 2, throttle: set[str] | None = None, token: str = TOKEN) -> None:
+    def __init__(self, creating_polls: int = 2, throttle: set[str] | None = None, token: str = TOKEN,
+                 database_not_ready: int = 0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.creating_polls, self.throttle, self.token = creating_polls, set(throttle or ()), token
+        self.database_not_ready = database_not_ready
         self.tables: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
         self.lock = threading.Lock()
@@ -48,6 +52,10 @@ class DocApiStandIn(ThreadingHTTPServer):
             if action in self.throttle:
                 self.throttle.discard(action)
                 return 400, {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "slow down"}
+            if self.database_not_ready > 0:
+                self.database_not_ready -= 1
+                return 400, {"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+                             "message": "database not found"}
             name = body.get("TableName", "")
             table = self.tables.get(name)
             if action == "CreateTable":
@@ -59,9 +67,11 @@ class DocApiStandIn(ThreadingHTTPServer):
             if table is None:
                 return 400, {"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException", "message": name}
             if action == "DescribeTable":
-                status = "CREATING" if table["polls"] > 0 else "ACTIVE"
-                table["polls"] -= 1
-                return 200, {"Table": {"TableName": name, "TableStatus": status, "KeySchema": table["key"]}}
+                if table["polls"] > 0:
+                    table["polls"] -= 1
+                    return 400, {"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+                                 "message": f"table {name} is being created"}
+                return 200, {"Table": {"TableName": name, "TableStatus": "ACTIVE", "KeySchema": table["key"]}}
             if action == "DescribeTimeToLive":
                 ttl = table["ttl"]
                 return 200, {"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": ttl}
@@ -114,7 +124,7 @@ def test_creates_the_table_waits_for_active_and_enables_ttl(docapi: DocApiStandI
     assert summary == {"table": "jobs", "created": True, "ttl_enabled_now": True}
     assert docapi.tables["jobs"]["key"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert docapi.tables["jobs"]["ttl"] == "expires_at"
-    # two throttled calls retried, two CREATING polls waited out, each wait at least the poll interval
+    # two throttled calls retried, two polls while it is being created waited out, each wait at least the poll interval
     assert docapi.calls == ["CreateTable", "CreateTable", "DescribeTable", "DescribeTable", "DescribeTable",
                             "DescribeTable", "DescribeTimeToLive", "UpdateTimeToLive"]
     assert sleeps.count(3.0) == 2 and len(sleeps) == 4
@@ -132,7 +142,7 @@ def test_gives_up_when_the_table_never_becomes_active(docapi: DocApiStandIn) -> 
         now[0] += seconds
 
     api = jobs_table.DocumentApi(docapi.url, jobs_table.Bearer(TOKEN), sleep=sleep)
-    with pytest.raises(jobs_table.TableError, match="still CREATING after 30 s"):
+    with pytest.raises(jobs_table.TableError, match="still being created after 30 s"):
         jobs_table.ensure_table(api, "jobs", wait_s=30, poll_s=3, sleep=sleep, clock=lambda: now[0])
     assert docapi.calls.count("DescribeTable") <= 30 / 3 + 1  # never more schema calls than the interval allows
 
@@ -157,7 +167,7 @@ def test_the_cli_uses_the_deploying_users_token_and_never_prints_it(docapi: DocA
     assert "jobs table jobs: created, ACTIVE, key id, TTL enabled now (expires_at)" in done.stdout
     refused = _run({"YC_TOKEN": TOKEN + "x", "DOCAPI_ENDPOINT": docapi.url})
     assert refused.returncode == 1 and "AccessDeniedException" in refused.stderr
-    nothing = _run({"PATH": "/nonexistent", "DOCAPI_ENDPOINT": docapi.url})
+    nothing = _run({"PATH": "/nonexistent", "DOCAPI_ENDPOINT": docapi.url, "YC_METADATA_ADDR": "127.0.0.1:9"})
     assert nothing.returncode == 1 and "YC_TOKEN" in nothing.stderr
     for result in (done, refused, nothing):
         assert TOKEN not in result.stdout + result.stderr
@@ -252,3 +262,168 @@ def test_the_store_uses_the_same_key_and_ttl_attribute() -> None:
     assert hcl.TERRAFORM.joinpath("storage.tf").read_text().count("-m deploy.jobs_table") == 1
     assert any(str(entry.get("jobs_table", "")).strip('"') == jobs_table.DEFAULT_TABLE
                for entry in terraform["locals.tf"]["locals"])
+
+
+def test_a_new_database_not_serving_yet_is_waited_for_a_bounded_time(docapi: DocApiStandIn) -> None:
+    docapi.database_not_ready = 3
+    sleeps: list[float] = []
+    api = jobs_table.DocumentApi(docapi.url, jobs_table.Bearer(TOKEN), sleep=sleeps.append)
+    summary = jobs_table.ensure_table(api, "jobs", poll_s=3.0, sleep=sleeps.append)
+    assert summary["created"] is True and docapi.calls[:4] == ["CreateTable"] * 4
+    assert sleeps[:3] == [3.0, 3.0, 3.0]
+
+    docapi.database_not_ready = 10**6
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(jobs_table.DocumentApiError, match="ResourceNotFoundException"):
+        jobs_table.ensure_table(api, "other", poll_s=3.0, sleep=sleep, clock=lambda: now[0], settle_s=30)
+    assert 30 <= now[0] <= 33
+
+
+def test_any_other_refusal_of_create_table_fails_at_once(docapi: DocApiStandIn) -> None:
+    api = jobs_table.DocumentApi(docapi.url, jobs_table.Bearer(TOKEN + "x"), sleep=lambda s: None)
+    with pytest.raises(jobs_table.DocumentApiError, match="AccessDeniedException"):
+        jobs_table.ensure_table(api, "jobs", sleep=lambda s: pytest.fail("a wrong token is not waited for"))
+
+
+@pytest.mark.integration
+def test_the_local_stand_in_answers_describe_table_as_the_docs_say_while_creating() -> None:
+    """local/aws.py's moto: DescribeTable of a table being created is ResourceNotFoundException (400), as
+    in the cloud, and both the deploy step and the store's own waiter wait it out."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from local.aws import ACCESS_KEY, REGION, SECRET_KEY, start_moto
+    from shared.jobs.store import create_jobs_table
+
+    server, url = start_moto(creating_describes=2)
+    try:
+        db = boto3.client("dynamodb", endpoint_url=url, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                          aws_secret_access_key=SECRET_KEY)
+        db.create_table(TableName="probe", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+        for _ in range(2):
+            with pytest.raises(ClientError) as creating:
+                db.describe_table(TableName="probe")
+            assert creating.value.response["Error"]["Code"] == "ResourceNotFoundException"
+            assert creating.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert db.describe_table(TableName="probe")["Table"]["TableStatus"] == "ACTIVE"
+
+        api = jobs_table.DocumentApi(url, jobs_table.StaticKey(ACCESS_KEY, SECRET_KEY, REGION))
+        assert jobs_table.ensure_table(api, "deployed", poll_s=0.01)["created"] is True
+        assert create_jobs_table(db, "by-a-function", poll_s=0.01) is True
+    finally:
+        server.shutdown()
+
+
+class _TokenService(ThreadingHTTPServer):
+    """A loopback IAM token service (POST {"jwt"} -> iamToken, the JWT checked with the key's public half)
+    and metadata service (GET with Metadata-Flavor: Google -> access_token)."""
+
+    def __init__(self, public_key: Any = None) -> None:
+        super().__init__(("127.0.0.1", 0), _TokenHandler)
+        self.public_key, self.seen = public_key, []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    server: _TokenService
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802
+        import jwt
+
+        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        claims = jwt.decode(sent["jwt"], self.server.public_key, algorithms=["PS256"],
+                            audience=f"http://{self.server.address}/iam/v1/tokens")
+        self.server.seen.append({"claims": claims, "kid": jwt.get_unverified_header(sent["jwt"])["kid"]})
+        self._send(200, {"iamToken": TOKEN})
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.headers.get("Metadata-Flavor") != "Google" or "service-accounts/default/token" not in self.path:
+            self._send(403, {})
+            return
+        self.server.seen.append({"metadata": self.path})
+        self._send(200, {"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def token_service() -> Iterator[tuple[_TokenService, dict[str, str]]]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    key = {"id": "ajekeyid", "service_account_id": "ajesaid", "created_at": "2026-01-01T00:00:00Z",
+           "key_algorithm": "RSA_2048", "public_key": "-",
+           "private_key": "PLEASE DO NOT REMOVE THIS LINE! Yandex.Cloud SA Key ID <ajekeyid>\n" + pem}
+    server = _TokenService(private.public_key())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, key
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_service_account_key_file_is_exchanged_first_as_the_provider_does(
+        token_service: tuple[_TokenService, dict[str, str]], docapi: DocApiStandIn, tmp_path: Path) -> None:
+    server, key = token_service
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(key))
+    endpoint = f"http://{server.address}/iam/v1/tokens"
+    # the key file wins over YC_TOKEN, as in the provider's Config.credentials
+    assert jobs_table.iam_token({"YC_SERVICE_ACCOUNT_KEY_FILE": str(path), "YC_TOKEN": "t1.other",
+                                 "YC_IAM_ENDPOINT": endpoint}) == TOKEN
+    assert jobs_table.iam_token({"YC_SERVICE_ACCOUNT_KEY_FILE": json.dumps(key), "YC_IAM_ENDPOINT": endpoint}) == TOKEN
+    assert [seen["kid"] for seen in server.seen] == ["ajekeyid", "ajekeyid"]
+    assert server.seen[0]["claims"]["iss"] == "ajesaid"
+    assert server.seen[0]["claims"]["exp"] - server.seen[0]["claims"]["iat"] == 3600
+    docapi.creating_polls = 0
+    done = _run({"YC_SERVICE_ACCOUNT_KEY_FILE": str(path), "YC_IAM_ENDPOINT": endpoint, "DOCAPI_ENDPOINT": docapi.url})
+    assert done.returncode == 0, done.stderr
+    assert "BEGIN PRIVATE KEY" not in done.stdout + done.stderr and TOKEN not in done.stdout + done.stderr
+    broken = _run({"YC_SERVICE_ACCOUNT_KEY_FILE": json.dumps({"id": "x"}), "DOCAPI_ENDPOINT": docapi.url})
+    assert broken.returncode == 1 and "missing service_account_id, private_key" in broken.stderr
+
+
+def test_the_pss_signature_verifies_with_the_public_key_for_both_pem_forms() -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    for form in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        pem = private.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption()).decode()
+        signature = jobs_table.pss_sign(jobs_table.rsa_private_numbers(pem), b"header.claims")
+        private.public_key().verify(signature, b"header.claims",
+                                    padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+        with pytest.raises(InvalidSignature):
+            private.public_key().verify(signature, b"header.other",
+                                        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+                                        hashes.SHA256())
+
+
+def test_the_metadata_service_is_the_last_resort(token_service: tuple[_TokenService, dict[str, str]],
+                                                 docapi: DocApiStandIn) -> None:
+    server, _ = token_service
+    assert jobs_table.iam_token({"PATH": "/nonexistent", "YC_METADATA_ADDR": server.address}) == TOKEN
+    assert server.seen == [{"metadata": jobs_table.METADATA_PATH}]
+    docapi.creating_polls = 0
+    done = _run({"PATH": "/nonexistent", "YC_METADATA_ADDR": server.address, "DOCAPI_ENDPOINT": docapi.url})
+    assert done.returncode == 0, done.stderr

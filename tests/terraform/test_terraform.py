@@ -177,9 +177,9 @@ def test_gateway_spec_is_generated_from_the_route_table() -> None:
         integration = operation["x-yc-apigateway-integration"]
         assert integration["function_id"] == f'${{function_ids["{route.function}"]}}'
         assert integration["context"] == {"operation": route.operation}
-        assert operation["security"] == [{"callerKey": []}, {"callerKeyHeader": []}]  # never open by default
+        assert operation["security"] == [{"callerKey": []}]  # never open by default
     schemes = spec["components"]["securitySchemes"]
-    assert [schemes[name]["name"] for name in ("callerKey", "callerKeyHeader")] == ["Authorization", "X-Api-Key"]
+    assert [scheme["name"] for scheme in schemes.values()] == ["Authorization"]
     assert all(scheme["x-yc-apigateway-authorizer"]["type"] == "function" for scheme in schemes.values())
     placeholders = set(re.findall(r"\$\{([^}]*)\}", template.split("\n", 2)[2]))
     assert {p.split("[")[0] for p in placeholders} == {"function_ids", "invoker_service_account_id",
@@ -269,3 +269,80 @@ def test_make_api_key_refuses_the_names_terraform_refuses(name: str, status: int
                           timeout=60)
     assert made.returncode == status, made.stderr
     assert (f"{name} = " in made.stdout) is (status == 0)
+
+
+# -- issue 18 item 13: plan noise and fragility ---------------------------------------------------------
+
+def test_the_provider_version_has_an_upper_bound() -> None:
+    provider = hcl.load_all()["versions.tf"]["terraform"][0]["required_providers"][0]["yandex"]
+    constraint = provider["version"].strip("\"")
+    assert re.fullmatch(r">= 0\.222\.0, < 1\.0\.0", constraint), constraint
+
+
+def test_no_empty_environment_value_reaches_a_function() -> None:
+    """The service may drop an empty value, and then every plan shows a diff: the function map leaves
+    empty values out, and the functions read an unset variable exactly as an empty one."""
+    from shared.config import Settings
+
+    env = hcl.locals_()["functions"]
+    assert 'if value != ""' in str(env)
+    for name in ("FM_ADMIN_CALLER", "FM_ALLOWED_MODELS"):  # empty by default (admin_caller, allowed_models)
+        assert Settings.from_env({name: ""}) == Settings.from_env({})
+
+
+@pytest.mark.parametrize(("drop", "add", "accepted"), [
+    ((), (), True),
+    (("batch_poller",), (), False),  # once an invalid index in triggers.tf at plan time
+    (("authorizer",), (), False),
+    ((), ("extra",), False),  # no handler, no package
+])
+def test_a_functions_override_must_size_every_function(drop: tuple[str, ...], add: tuple[str, ...], accepted: bool,
+                                                       tmp_path: Path) -> None:
+    functions = {name: {"memory": 256, "timeout": 60, "zone_instances": 1} for name in _function_names()
+                 if name not in drop}
+    functions.update({name: {"memory": 256} for name in add})
+    planned = _plan_variable("functions", functions, tmp_path)
+    assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
+    assert accepted or "functions must size exactly" in planned.stderr
+
+
+# -- issue 18 item 9: the caller keys reach the authorizer through its 4 KB environment ------------------
+
+CALLER_KEYS_MAX = 3900
+
+
+def _named_keys(count: int, name_length: int) -> dict[str, str]:
+    """`count` keys whose names are all `name_length` characters (letters and digits)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    names = []
+    for i in range(count):
+        name, n = "", i
+        for _ in range(name_length):
+            name, n = alphabet[n % 36] + name, n // 36
+        names.append(name)
+    assert len(set(names)) == count
+    return {name: hashlib.sha256(name.encode()).hexdigest() for name in names}
+
+
+def test_the_largest_caller_key_list_fits_the_authorizers_environment() -> None:
+    """What Terraform lets through, in the authorizer's environment with its other variable at its
+    longest value, stays within the 4 KB (names and values, Lockbox secrets included) even if 4 KB means
+    4,000 bytes."""
+    levels = hcl.plain(hcl.variables()["log_level"]["validation"][0]["condition"])
+    longest_level = max(len(level) for level in re.findall(r'"([A-Z]+)"', levels))
+    total = len("LOG_LEVEL=") + longest_level + len("CALLER_KEY_SHA256=") + CALLER_KEYS_MAX
+    assert total <= 4000
+    assert f"<= {CALLER_KEYS_MAX}" in str(hcl.variables()["caller_api_key_sha256"]["validation"])
+
+
+@pytest.mark.parametrize(("count", "name_length", "accepted"), [
+    (36, 40, True), (37, 40, False), (57, 2, True), (58, 2, False),
+])
+def test_terraform_refuses_more_caller_keys_than_the_environment_holds(count: int, name_length: int,
+                                                                       accepted: bool, tmp_path: Path) -> None:
+    keys = _named_keys(count, name_length)
+    size = len(",".join(f"{name}:{digest}" for name, digest in keys.items()))
+    assert (size <= CALLER_KEYS_MAX) is accepted
+    planned = _plan_variable("caller_api_key_sha256", keys, tmp_path)
+    assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
+    assert accepted or "must fit in 3,900 bytes" in " ".join(planned.stderr.split())
