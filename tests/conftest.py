@@ -131,6 +131,16 @@ def gateways() -> Iterator[dict[str, gateway_module.GatewayServer]]:
         server.shutdown()
 
 
+@pytest.fixture(scope="session")
+def authorizing_gateway() -> Iterator[gateway_module.GatewayServer]:
+    """The local gateway with the authorizer in front (payload format 0.1), started once per run. It keeps no
+    state between requests: the authorizer reads CALLER_KEY_SHA256 and FM_ADMIN_CALLER from each test's
+    environment."""
+    server = gateway_module.start(authorize=True)
+    yield server
+    server.shutdown()
+
+
 @pytest.fixture(params=["0.1", "1.0"])
 def api(request: pytest.FixtureRequest, gateways: dict[str, gateway_module.GatewayServer], stack_env: Emulator) -> Api:
     """An HTTP client for the local gateway (both payload formats), backed by the emulator."""
