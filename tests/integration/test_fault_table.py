@@ -55,7 +55,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.failed = 0
         self.stalled = threading.Event()  # set when the first request is held
         self.release = threading.Event()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     @property
     def url(self) -> str:
