@@ -262,6 +262,7 @@ def test_async_job_rides_out_one_upstream_fault_by_redelivery(api_v01: Api, jobs
 
 # -- timeout past the deadline ---------------------------------------------------------------------------
 
+@pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_sync_upstream_slower_than_the_deadline_is_a_504_in_time(stack_env: Emulator, proxies: list[FaultProxy],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     hanging = _proxy(proxies, stack_env.url, stall_from=0)  # upstream accepts the call and never answers
@@ -275,6 +276,7 @@ def test_sync_upstream_slower_than_the_deadline_is_a_504_in_time(stack_env: Emul
     assert hanging.ordinal == 1
 
 
+@pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_worker_cut_off_at_its_deadline_gives_the_task_back(api_v01: Api, jobs: Jobs, proxies: list[FaultProxy],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.jobs import worker

@@ -207,6 +207,7 @@ def race_trials(stores: list[jobs_module.JobStore], trials: int, op_id: str, rac
     return problems
 
 
+@pytest.mark.xdist_group("wall-clock")  # its burners never run beside a wall-clock bound (tests/conftest.py)
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # about 16 s of CPU; over a minute when other jobs load the machine too
 def test_conditional_writes_have_one_winner_while_the_cpus_are_busy(jobs: Jobs, busy_cpus: None) -> None:
