@@ -6,8 +6,9 @@ that says loudly when the Terraform checks were skipped rather than run.
 process with its own session fixtures (emulator, gateways, moto server, all on ephemeral loopback ports, and
 moto's backends are per process), so tests only share what a worker runs one after another. The test that
 starts two CPU burners (test_job_store.py) and the few tests whose bound is on wall-clock time (arrivals per
-second, an answer within an invocation's deadline) are in one `xdist_group("wall-clock")`: one worker runs
-them one after another, so the burners never run beside such a bound (as in a serial run)."""
+second, an answer within an invocation's deadline, a batch finished within poller runs of 1.8 s, the bounded
+fuzz run within pytest-timeout's 120 s) are in one `xdist_group("wall-clock")`: one worker runs them one
+after another, so the burners never run beside such a bound (as in a serial run)."""
 
 from __future__ import annotations
 
