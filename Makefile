@@ -41,7 +41,7 @@ run: $(STAMP) ## Start the local stack (FM emulator, moto, queue triggers, polle
 
 test: $(STAMP) $(CHECKOV_STAMP) $(CODEX_STAMP) ## Lint, then run the whole test suite (Terraform checks, checkov, a bounded fuzz run, Codex CLI)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
 
 test-terraform: $(STAMP) $(CHECKOV_STAMP) ## Terraform checks only: fmt, schema, wiring, spec drift, packages, checkov
 	$(PY) -m pytest tests/terraform

@@ -1,6 +1,14 @@
 """Shared fixtures: event loading, a clean environment per test, a clock the tests move, and the loopback
 stack (FM emulator + local gateways in both payload formats) started once per run. Also a summary hook
-that says loudly when the Terraform checks were skipped rather than run."""
+that says loudly when the Terraform checks were skipped rather than run.
+
+`make test` runs the suite on pytest-xdist workers (`-n auto --dist loadgroup`): each worker is its own
+process with its own session fixtures (emulator, gateways, moto server, all on ephemeral loopback ports, and
+moto's backends are per process), so tests only share what a worker runs one after another. The test that
+starts two CPU burners (test_job_store.py) and the few tests whose bound is on wall-clock time (arrivals per
+second, an answer within an invocation's deadline, a batch finished within poller runs of 1.8 s, the bounded
+fuzz run within pytest-timeout's 120 s) are in one `xdist_group("wall-clock")`: one worker runs them one
+after another, so the burners never run beside such a bound (as in a serial run)."""
 
 from __future__ import annotations
 
@@ -131,6 +139,16 @@ def gateways() -> Iterator[dict[str, gateway_module.GatewayServer]]:
         server.shutdown()
 
 
+@pytest.fixture(scope="session")
+def authorizing_gateway() -> Iterator[gateway_module.GatewayServer]:
+    """The local gateway with the authorizer in front (payload format 0.1), started once per run. It keeps no
+    state between requests: the authorizer reads CALLER_KEY_SHA256 and FM_ADMIN_CALLER from each test's
+    environment."""
+    server = gateway_module.start(authorize=True)
+    yield server
+    server.shutdown()
+
+
 @pytest.fixture(params=["0.1", "1.0"])
 def api(request: pytest.FixtureRequest, gateways: dict[str, gateway_module.GatewayServer], stack_env: Emulator) -> Api:
     """An HTTP client for the local gateway (both payload formats), backed by the emulator."""
@@ -238,6 +256,22 @@ def clock() -> Iterator[ManualClock]:
     previous = shared_clock.use(manual)
     yield manual
     shared_clock.use(previous)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep an `xdist_group` on one worker. pytest-xdist 3.8 marks a grouped test by appending `@<group>` to
+    `item._nodeid`, which pytest 9.2 no longer reads (`Node.nodeid` is built from `item._id`), so
+    `--dist loadgroup` would scatter the group; this appends it where pytest reads it. Only in a worker of a
+    `--dist loadgroup` run (xdist sets `config.option.loadgroup` there), and never twice."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

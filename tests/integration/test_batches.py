@@ -143,6 +143,7 @@ def test_cancelled_batch_stops_and_cancels_upstream(api: Api, jobs: Jobs, fast: 
     assert api.http.get(f"{api.url}/operations/{operation['id']}:cancel", timeout=10).json()["done"] is True
 
 
+@pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_upstream_rates_are_never_exceeded(api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FM_ASYNC_START_RPS", "20")
     monkeypatch.setenv("FM_OPERATION_GET_RPS", "25")

@@ -55,7 +55,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.failed = 0
         self.stalled = threading.Event()  # set when the first request is held
         self.release = threading.Event()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -262,6 +262,7 @@ def test_async_job_rides_out_one_upstream_fault_by_redelivery(api_v01: Api, jobs
 
 # -- timeout past the deadline ---------------------------------------------------------------------------
 
+@pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_sync_upstream_slower_than_the_deadline_is_a_504_in_time(stack_env: Emulator, proxies: list[FaultProxy],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     hanging = _proxy(proxies, stack_env.url, stall_from=0)  # upstream accepts the call and never answers
@@ -275,6 +276,7 @@ def test_sync_upstream_slower_than_the_deadline_is_a_504_in_time(stack_env: Emul
     assert hanging.ordinal == 1
 
 
+@pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_worker_cut_off_at_its_deadline_gives_the_task_back(api_v01: Api, jobs: Jobs, proxies: list[FaultProxy],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.jobs import worker
@@ -330,8 +332,23 @@ def test_iam_exchange_outage_fails_the_call_and_the_job_waits_it_out(api_v01: Ap
 
 # -- store throttling -----------------------------------------------------------------------------------
 
+@pytest.fixture
+def boto_backoffs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """boto3's waits between its retries of a throttled call, recorded instead of slept (botocore sleeps in
+    botocore.endpoint, its only use of `time` there): the tries and the answers are the same, without 1-2 s
+    of random backoff for each throttled call."""
+    import types
+
+    import botocore.endpoint
+
+    waits: list[float] = []
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=waits.append))
+    return waits
+
+
 def test_store_throttling_is_a_503_never_a_lost_or_phantom_job(api_v01: Api, jobs: Jobs, proxies: list[FaultProxy],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               boto_backoffs: list[float]) -> None:
     store_proxy = _proxy(proxies, jobs.resources.endpoint)
     monkeypatch.setenv("DOCAPI_ENDPOINT", store_proxy.url)
     reset_caches()
@@ -354,11 +371,13 @@ def test_store_throttling_is_a_503_never_a_lost_or_phantom_job(api_v01: Api, job
     store_proxy.clear()
     assert _operation(api_v01, done_id)["done"] is True
     assert store_proxy.failed >= 2 + 8  # each throttled call was tried several times (boto3's retries) before giving up
+    assert boto_backoffs and all(wait > 0 for wait in boto_backoffs)  # boto3 did ask to back off between tries
 
 
 def test_store_throttling_in_a_worker_is_ridden_out_by_redelivery(api_v01: Api, jobs: Jobs,
                                                                   proxies: list[FaultProxy],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  boto_backoffs: list[float]) -> None:
     store_proxy = _proxy(proxies, jobs.resources.endpoint)
     monkeypatch.setenv("DOCAPI_ENDPOINT", store_proxy.url)
     reset_caches()

@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED = 20261125
 
 
+@pytest.mark.xdist_group("wall-clock")  # bounded by pytest-timeout's 120 s: never beside the CPU burners (tests/conftest.py)
 def test_schemathesis_finds_nothing_the_spec_does_not_say() -> None:
     with fuzz.local_stack() as url:
         result = fuzz.run(url, max_examples=5, seed=SEED)

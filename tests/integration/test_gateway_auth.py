@@ -11,7 +11,6 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,13 @@ FM = "/foundationModels/v1"
 
 
 @pytest.fixture
-def secured(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def secured(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch,
+            authorizing_gateway: gateway.GatewayServer) -> str:
     monkeypatch.setenv("CALLER_KEY_SHA256", ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}"
                                                      for name, key in KEYS.items()))
     monkeypatch.setenv("FM_ADMIN_CALLER", "ops")
     reset_caches()
-    server = gateway.start(authorize=True)
-    yield server.url
-    server.shutdown()
+    return authorizing_gateway.url
 
 
 BODY = {"modelUri": "yandexgpt-lite", "messages": [{"role": "user", "text": "hi"}]}

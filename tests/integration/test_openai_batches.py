@@ -120,6 +120,7 @@ def test_two_hundred_chat_requests_upload_create_poll_download(client: openai.Op
     assert native["metadata"]["failedRequests"] == "0" and native["response"]["succeeded"] == "200"
 
 
+@pytest.mark.xdist_group("wall-clock")  # 10 poller runs of 1.8 s each: never beside the CPU burners (tests/conftest.py)
 def test_the_two_doors_never_disagree_while_it_runs(client: openai.OpenAI, api_v01: Api, jobs: Jobs,
                                                     fast: Emulator) -> None:
     batch = start(client, [chat_line(i) for i in range(30)])

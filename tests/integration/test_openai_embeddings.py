@@ -117,6 +117,7 @@ def test_256_inputs_are_one_request_and_257_are_refused(api_v01: Api, emulator: 
     assert caught.value.param == "input" and "at most 256" in caught.value.message
 
 
+@pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_fan_out_is_bounded_and_paced_as_the_texts_extension(api_v01: Api, emulator: Emulator,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FM_MAX_CONCURRENCY", "3")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -125,13 +124,12 @@ def test_unknown_file_ids_are_404_in_openais_shape(api_v01: Api, jobs: Jobs) -> 
 
 
 @pytest.fixture
-def two_callers(stack_env: Emulator, jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def two_callers(stack_env: Emulator, jobs: Jobs, monkeypatch: pytest.MonkeyPatch,
+                authorizing_gateway: gateway.GatewayServer) -> str:
     hashes = ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}" for name, key in (("alice", ALICE),
                                                                                               ("bob", BOB)))
     monkeypatch.setenv("CALLER_KEY_SHA256", hashes)
-    server = gateway.start(authorize=True)
-    yield server.url
-    server.shutdown()
+    return authorizing_gateway.url
 
 
 def test_another_callers_files_and_batches_are_404_and_unlisted(two_callers: str, jobs: Jobs) -> None:

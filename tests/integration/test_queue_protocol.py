@@ -48,7 +48,7 @@ class _RecordingHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def recorder(moto_server: str) -> Iterator[Recorder]:
     server = Recorder(moto_server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield server
     server.shutdown()
 

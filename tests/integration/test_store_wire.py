@@ -108,7 +108,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 def proxy(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> Iterator[Proxy]:
     """The jobs stack with the functions' Document API and Object Storage endpoints behind the proxy."""
     server = Proxy(jobs.resources.endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     monkeypatch.setenv("DOCAPI_ENDPOINT", server.url)
     monkeypatch.setenv("S3_ENDPOINT", server.url)
     reset_caches()

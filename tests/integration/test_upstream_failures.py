@@ -90,6 +90,7 @@ def test_read_timeout_on_completion_is_not_retried(stack_env: Emulator, monkeypa
     assert len(stack_env.calls("/completion")) == 1
 
 
+@pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_read_timeout_on_embedding_is_retried(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FM_TIMEOUT_S", "1.0")  # generous for the retried call, even on a busy machine
     reset_caches()

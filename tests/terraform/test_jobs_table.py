@@ -109,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def docapi() -> Iterator[DocApiStandIn]:
     server = DocApiStandIn()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield server
     server.shutdown()
@@ -189,7 +189,7 @@ def test_an_oauth_token_is_exchanged_and_yc_is_the_fallback(docapi: DocApiStandI
             pass
 
     iam = ThreadingHTTPServer(("127.0.0.1", 0), Iam)
-    threading.Thread(target=iam.serve_forever, daemon=True).start()
+    threading.Thread(target=iam.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         endpoint = f"http://127.0.0.1:{iam.server_address[1]}/iam/v1/tokens"
         assert jobs_table.iam_token({"YC_TOKEN": OAUTH, "YC_IAM_ENDPOINT": endpoint}) == TOKEN
