@@ -100,8 +100,9 @@ def test_a_dead_letter_workers_lease_on_a_chunk_ends_with_its_invocation(
         api_v01: Api, jobs: Jobs, fast: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
     operation = api_v01.post(f"{FM}/completionBatch", batch_body(2)).json()
     op_id = operation["id"]
-    assert store().claim(op_id, 0, "crashed-worker", 1).outcome == "claimed"  # tried once, then gave up
-    store().release(op_id, 0, "crashed-worker", "UNAVAILABLE: 503")
+    for attempt in range(Settings.from_env().job_max_deliveries):  # tried as often as delivered: it fails now
+        assert store().claim(op_id, 0, f"crashed-worker-{attempt}", 1).outcome == "claimed"
+        store().release(op_id, 0, f"crashed-worker-{attempt}", "UNAVAILABLE: 503")
     seen: list[dict[str, Any]] = []
     real = batches.fail_chunk
 
