@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,13 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_local_stack_serves_the_printed_curl(tmp_path: Path) -> None:
-    port, emulator_port, moto_port = _free_port(), _free_port(), _free_port()
+    # port 0 everywhere: each server binds a free port itself, so no other process (an xdist worker) can take
+    # a port between a probe and the stack's bind; the gateway's is read from what the stack prints
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "FM_", "AWS_")) and k != "DOCAPI_ENDPOINT"}
     env["POLLER_INTERVAL_S"] = "0.5"
-    process = subprocess.Popen([sys.executable, "-m", "local.stack", "--port", str(port), "--emulator-port",
-                                str(emulator_port), "--moto-port", str(moto_port)],
+    process = subprocess.Popen([sys.executable, "-m", "local.stack", "--port", "0", "--emulator-port", "0",
+                                "--moto-port", "0"],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -39,6 +33,7 @@ def test_local_stack_serves_the_printed_curl(tmp_path: Path) -> None:
             line = process.stdout.readline()
             assert line, "the stack exited before printing its curl"
             lines.append(line)
+        port = int(next(line for line in lines if line.startswith("API on ")).split()[2].rsplit(":", 1)[1])
         curl = "".join(lines[-2:]).replace("\\\n", " ")
         body = shlex.split(curl)[-1]
         deadline = time.monotonic() + 10
