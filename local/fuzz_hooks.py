@@ -153,7 +153,7 @@ def _responses_body(body: dict[str, Any]) -> None:
     """A Responses request within what the native translation takes: parameters at their no-op values, no
     references to stored items or responses (a fresh case has none), text-only messages that are not blank, tool
     results that answer an earlier call, and a tool choice that names an offered function."""
-    from shared.openai.responses_api import DEFAULT_ONLY, REFUSED
+    from shared.openai.response_request import DEFAULT_ONLY, REFUSED
 
     for name, default in DEFAULT_ONLY.items():
         if body.get(name) is not None:

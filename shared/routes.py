@@ -45,7 +45,7 @@ OPENAI = "/v1"
 MODEL_MODULES = {"native": "shared.native.models", "openai": "shared.openai.models"}
 SCHEMA_MODULES = {"native": "shared.native.schemas", "openai": "shared.openai.schemas"}
 OA_SCHEMAS = "shared.openai.batch_schemas"
-RESPONSES = "shared.openai.responses_api"
+RESPONSES = "shared.openai.response_request"
 RESPONSE_SCHEMAS = "shared.openai.response_schemas"
 
 
