@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 CHECKOV_VENV := .checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov.txt | cut -c1-12)
-CODEX_VERSION := 0.169.0
-CODEX_STAMP := .codex-cli/.installed-$(CODEX_VERSION)
+# The agent clients /v1/responses is tested with that are npm packages (tests/integration/test_node_clients.py)
+NODE_CLIENTS := @openai/codex@0.169.0 ai@6.0.333 @ai-sdk/openai@3.0.141 zod@4.6.7
+NODE_STAMP := .node-clients/.installed-$(shell echo $(NODE_CLIENTS) | sha1sum | cut -c1-12)
 TF := terraform -chdir=terraform
 FN ?= completion
 EVENT ?= events/http-v01-completion.json
@@ -31,15 +32,15 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@rm -f $(CHECKOV_VENV)/.installed-* && touch $@
 
-$(CODEX_STAMP):
-	@command -v npm >/dev/null || { echo "npm is needed for the Codex CLI test (tests/integration/test_codex_cli.py)"; exit 1; }
-	@rm -rf .codex-cli && npm install --silent --no-audit --no-fund --prefix .codex-cli @openai/codex@$(CODEX_VERSION)
+$(NODE_STAMP):
+	@command -v npm >/dev/null || { echo "npm is needed for the Codex CLI and AI SDK tests (tests/integration/test_node_clients.py)"; exit 1; }
+	@rm -rf .node-clients && npm install --silent --no-audit --no-fund --prefix .node-clients $(NODE_CLIENTS)
 	@touch $@
 
 run: $(STAMP) ## Start the local stack (FM emulator, moto, queue triggers, poller, gateway) on 127.0.0.1:8080
 	$(PY) -m local.stack
 
-test: $(STAMP) $(CHECKOV_STAMP) $(CODEX_STAMP) ## Lint, then run the whole test suite (Terraform checks, checkov, a bounded fuzz run, Codex CLI)
+test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) ## Lint, then run the whole test suite (Terraform checks, checkov, a bounded fuzz run, Codex CLI and the AI SDK)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n auto --dist loadgroup
 
@@ -96,5 +97,5 @@ fmt: $(STAMP) ## ruff format + autofix
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 clean: ## Remove the virtualenvs and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) .codex-cli .bench-venv .pytest_cache .ruff_cache .mutmut dist
+	rm -rf $(VENV) $(CHECKOV_VENV) .node-clients .bench-venv .pytest_cache .ruff_cache .mutmut dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
