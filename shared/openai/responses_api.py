@@ -115,7 +115,7 @@ def plan_request(request: ResponseCreateRequest, model_uri: str, inv: Invocation
     context: list[dict[str, Any]] = []
     if request.previous_response_id is not None:
         context = _chain(request.previous_response_id, inv)
-    input_items = _input_items(request.input, inv, response_id, len(context))
+    input_items = _input_items(request.input, inv, response_id)
     turns: list[translate.Turn] = []
     if request.instructions is not None and request.instructions.strip():
         turns.append(translate.Turn("system", request.instructions, "instructions"))
@@ -149,7 +149,7 @@ def _refuse_unsupported(request: ResponseCreateRequest) -> None:
 
 # -- input items -> turns ----------------------------------------------------------------------------------
 
-def _input_items(value: Any, inv: Invocation | None, response_id: str, first: int) -> list[dict[str, Any]]:
+def _input_items(value: Any, inv: Invocation | None, response_id: str) -> list[dict[str, Any]]:
     """This turn's input as stored items: every item with an id and a status, references resolved, reasoning
     dropped. Each keeps `_where` (its place in the request) until it is stored."""
     if value is None:
@@ -171,7 +171,7 @@ def _input_items(value: Any, inv: Invocation | None, response_id: str, first: in
         if isinstance(item, ResponseMessageItem) and isinstance(item.content, str):
             part = "output_text" if item.role == "assistant" else "input_text"
             data["content"] = [{"type": part, "text": item.content}]
-        data.setdefault("id", response_object.item_id(data["type"], response_id, first + len(out)))
+        data.setdefault("id", response_object.item_id(data["type"], response_id, len(out)))
         data.setdefault("status", "completed")
         data["_where"] = where
         out.append(data)
@@ -391,7 +391,7 @@ def settle(store: JobStore, found: dict[str, Any], document: dict[str, Any], inv
                                            else "invalid_prompt", str(error.get("message", "")))
     else:
         result = json.loads(store.get_object(job["result_key"]))
-        final = response_object.finished(response, result, document["input_start"] + document["input_count"],
+        final = response_object.finished(response, result, document["input_count"],
                                           int(float(job.get("modified_at") or clock.now())))
     settled = {**document, "response": final, "context": [*document["context"], *final["output"]]}
     response_store.replace(store, found, settled)

@@ -583,3 +583,16 @@ def test_a_background_run_upstream_refuses_is_failed_with_its_error(client: Open
     failed = client.responses.retrieve(queued.id)
     assert failed.status == "failed" and failed.output == [] and failed.usage is None
     assert failed.error.code == "invalid_prompt" and "the prompt breaks a rule" in failed.error.message
+
+
+def test_item_ids_are_unique_within_a_continued_response_and_name_the_right_item(client: OpenAI,
+                                                                                  emulator: Emulator) -> None:
+    first = client.responses.create(model=MODEL, input="a")  # the chain holds 2 items: its question and answer
+    second = client.responses.create(model=MODEL, previous_response_id=first.id,
+                                     input=[{"role": "user", "content": "c"}, {"role": "user", "content": "d"}])
+    inputs = [item.id for item in client.responses.input_items.list(second.id, order="asc")]
+    ids = [*inputs, *(item.id for item in second.output)]
+    assert len(set(ids)) == len(ids) == 3
+    client.responses.create(model=MODEL, input=[{"type": "item_reference", "id": second.output[0].id},
+                                                {"role": "user", "content": "e"}])
+    assert upstream(emulator)[-1]["messages"][0] == {"role": "assistant", "text": second.output_text}
