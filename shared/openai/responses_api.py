@@ -387,8 +387,8 @@ def settle(store: JobStore, found: dict[str, Any], document: dict[str, Any], inv
         if error.get("code") == 1:
             final = response_object.failed(response, "", "", state="cancelled")
         else:
-            final = response_object.failed(response, "server_error" if error.get("code") in (13, 14, 2, 4)
-                                           else "invalid_prompt", str(error.get("message", "")))
+            code = {3: "invalid_prompt", 8: "rate_limit_exceeded"}.get(error.get("code"), "server_error")
+            final = response_object.failed(response, code, str(error.get("message", "")))
     else:
         result = json.loads(store.get_object(job["result_key"]))
         final = response_object.finished(response, result, document["input_count"],
