@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from shared import clock, errors, logs
-from shared.jobs import doors
+from shared.jobs import doors, usage
 from shared.jobs.store import item_id, job_store, task_id
 from shared.jobs.submit import send_tasks
 from shared.native import services
@@ -77,6 +77,8 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         if store.item_finished(op_id, index, record["custom_id"], outcome, failed):
             records[index] = {**record, "state": "done", "failed": failed,
                               "outcome": json.dumps(outcome, ensure_ascii=False)}
+            if not failed:  # recorded by this poller only (a conditional write): its usage enters the ledger once
+                usage.record_item(operation, index, outcome, inv)
             return True
         records.update(store.items(op_id, [index]))  # recorded already: take what the store holds
         return False

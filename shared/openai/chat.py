@@ -395,8 +395,10 @@ def _json(text: str) -> dict[str, Any]:
 
 def _log_usage(inv: Invocation, usage: Any) -> None:
     if isinstance(usage, dict):
+        details = usage.get("completion_tokens_details")
         inv.log_fields.update(input_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
-                              total_tokens=usage.get("total_tokens"))
+                              total_tokens=usage.get("total_tokens"),
+                              reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)
 
 
 # -- request translation: OpenAI -> native --

@@ -1,0 +1,280 @@
+"""The usage ledger (shared/jobs/usage.py) end to end over real HTTP: gateway -> handler -> emulator, with the
+job store in moto server. Every door records each upstream call once, with its mode, and the totals per caller
+x model x day equal the usage upstream reported; a redelivered task counts nothing, a worker killed after
+upstream answered loses nothing; concurrent records sum exactly; the log line carries no secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from local.functions import load
+from local.triggers import timer_event, ymq_event
+from shared.config import Settings
+from shared.jobs import usage
+from shared.jobs.store import JobStore
+from shared.jobs.submit import send_tasks
+from tests.conftest import FOLDER, Api, Emulator, FakeContext, Jobs, reset_caches
+from tests.integration.test_fault_table import FaultProxy, _child, _kill_when_stalled, _proxy, _wait_until, proxies
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["proxies"]  # the fixture, imported for this module's tests
+
+FM = "/foundationModels/v1"
+LITE = f"gpt://{FOLDER}/yandexgpt-lite/latest"
+EMB = f"emb://{FOLDER}/text-search-doc/latest"
+COMPLETION = {"modelUri": "yandexgpt-lite", "messages": [{"role": "user", "text": "Tell me about the Volga"}]}
+
+
+def _store() -> JobStore:
+    return JobStore(Settings.from_env())
+
+
+def ledger(caller: str = "anonymous") -> dict[str, dict[str, dict[str, int]]]:
+    """The caller's totals (model -> mode -> counters), summed over yesterday, today and tomorrow (UTC), so a
+    test that runs across midnight still sees every entry."""
+    now = datetime.now(UTC)
+    day_list = [(now + timedelta(days=d)).strftime("%Y%m%d") for d in (-1, 0, 1)]
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for per_day in usage.days(_store(), caller, day_list).values():
+        for model, modes in per_day.items():
+            for mode, counts in modes.items():
+                sums = out.setdefault(model, {}).setdefault(mode, dict.fromkeys(usage.COUNTERS, 0))
+                for name, value in counts.items():
+                    sums[name] += value
+    return out
+
+
+def marked(key: str) -> bool:
+    return _store().item(usage.mark_key(key)) is not None
+
+
+def poller() -> dict[str, Any]:
+    return load("batch_poller")(timer_event(), FakeContext(60_000, request_id=str(uuid.uuid4())))
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    reset_caches()
+    emulator = Emulator(os.environ["FM_BASE_URL"])
+    emulator.configure(asyncDelayMs=0)
+    return emulator
+
+
+# -- synchronous doors ---------------------------------------------------------------------------------------
+
+def test_every_sync_native_door_records_once_with_upstreams_usage(api_v01: Api, jobs: Jobs) -> None:
+    answers = [api_v01.post(f"{FM}/completion", COMPLETION),
+               api_v01.post(f"{FM}/completion", {**COMPLETION, "completionOptions": {"stream": True}}),
+               api_v01.post(f"{FM}/completion", {**COMPLETION, "completionOptions": {
+                   "reasoningOptions": {"mode": "ENABLED_HIDDEN"}}})]
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    usages = [answers[0].json()["result"]["usage"], json.loads(answers[1].text.splitlines()[-1])["result"]["usage"],
+              answers[2].json()["result"]["usage"]]
+    one = api_v01.post(f"{FM}/textEmbedding", {"modelUri": "text-search-doc", "text": "one text"})
+    many = api_v01.post(f"{FM}/textEmbedding", {"modelUri": "text-search-doc", "texts": ["a b", "c d e"]})
+    classified = api_v01.post(f"{FM}/fewShotTextClassification", {
+        "modelUri": "yandexgpt-lite", "taskDescription": "intent", "labels": ["alarm", "weather"], "text": "wake me"})
+    free = api_v01.post(f"{FM}/tokenize", {"modelUri": "yandexgpt-lite", "text": "not billed"})
+    assert {one.status_code, many.status_code, classified.status_code, free.status_code} == {200}
+
+    totals = ledger()
+    lite = totals[LITE]["sync"]
+    assert lite["requests"] == 3
+    assert lite["input_tokens"] == sum(int(u["inputTextTokens"]) for u in usages)
+    assert lite["output_tokens"] == sum(int(u["completionTokens"]) for u in usages)
+    assert lite["reasoning_tokens"] == int(usages[2]["completionTokensDetails"]["reasoningTokens"]) > 0
+    emb = totals[EMB]["sync"]
+    assert emb["requests"] == 2 and emb["input_tokens"] == int(one.json()["numTokens"]) + int(many.json()["numTokens"])
+    classifier = totals[f"cls://{FOLDER}/yandexgpt-lite/latest"]["sync"]
+    assert classifier["requests"] == 1 and classifier["units"] == 1
+    assert set(totals) == {LITE, EMB, f"cls://{FOLDER}/yandexgpt-lite/latest"}  # tokenize is free: not there
+    for answer in [*answers, one, many, classified]:  # one mark per request, keyed by our request id
+        assert marked(f"sync#{answer.headers['x-request-id']}")
+    assert not marked(f"sync#{free.headers['x-request-id']}")
+
+
+def test_every_sync_v1_door_records_once(api_v01: Api, jobs: Jobs) -> None:
+    client = openai.OpenAI(base_url=f"{api_v01.url}/v1", api_key="local", max_retries=0)
+    chat = client.chat.completions.create(model="yandexgpt-lite", messages=[{"role": "user", "content": "Hello"}])
+    streamed = list(client.chat.completions.create(model="yandexgpt-lite", stream=True,
+                                                   stream_options={"include_usage": True},
+                                                   messages=[{"role": "user", "content": "Hello there"}]))
+    passed = client.chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "Hi"}])
+    embedded = client.embeddings.create(model="text-search-doc", input=["first text", "second text"])
+    response = client.responses.create(model="yandexgpt-lite", input="Name a river")
+    with client.responses.stream(model="yandexgpt-lite", input="Name two rivers") as stream:
+        final = stream.get_final_response()
+
+    totals = ledger()
+    chats = [chat.usage, streamed[-1].usage]
+    lite = totals[LITE]["sync"]
+    assert lite["requests"] == 4
+    assert lite["input_tokens"] == sum(u.prompt_tokens for u in chats) + response.usage.input_tokens + \
+        final.usage.input_tokens
+    assert lite["output_tokens"] == sum(u.completion_tokens for u in chats) + response.usage.output_tokens + \
+        final.usage.output_tokens
+    oss = totals[f"gpt://{FOLDER}/gpt-oss-20b/latest"]["sync"]
+    assert (oss["requests"], oss["input_tokens"], oss["output_tokens"]) == (
+        1, passed.usage.prompt_tokens, passed.usage.completion_tokens)
+    emb = totals[EMB]["sync"]
+    assert (emb["requests"], emb["input_tokens"]) == (1, embedded.usage.prompt_tokens)
+
+
+# -- async jobs: the worker --------------------------------------------------------------------------------
+
+def test_async_job_is_recorded_once_even_when_its_message_is_redelivered(api_v01: Api, jobs: Jobs) -> None:
+    op_id = api_v01.post(f"{FM}/completionAsync", COMPLETION).json()["id"]
+    assert ledger() == {}  # a submission calls no model
+    jobs.drain()
+    result = api_v01.http.get(f"{api_v01.url}/operations/{op_id}", timeout=30).json()["response"]
+    send_tasks(Settings.from_env(), "completion", op_id, [0])  # the same task delivered again
+    jobs.drain()
+    lite = ledger()[LITE]
+    assert set(lite) == {"sync"}  # the worker calls upstream's synchronous completion: billed as sync
+    assert lite["sync"]["requests"] == 1
+    assert lite["sync"]["input_tokens"] == int(result["usage"]["inputTextTokens"])
+    assert marked(f"{op_id}#0#1")
+
+
+def test_a_worker_killed_after_upstream_answered_loses_nothing(api_v01: Api, jobs: Jobs, proxies: list[FaultProxy],
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker dies after upstream answered and the ledger recorded it, before the task completed: the
+    task is taken over, upstream is called (and billed) again, and the ledger holds exactly both calls."""
+    monkeypatch.setenv("JOB_LEASE_S", "3")
+    reset_caches()
+    emulator = Emulator(os.environ["FM_BASE_URL"])
+    op_id = api_v01.post(f"{FM}/completionAsync", COMPLETION).json()["id"]
+    queue = jobs.resources.queues["completion"]
+    messages = jobs.queues.receive(queue, 10, visibility_s=600)
+    # the worker's bucket requests: 0 reads the payload; 1 stores the result (after upstream and the ledger): held
+    bucket = _proxy(proxies, os.environ["S3_ENDPOINT"], stall_from=1)
+    child = _child(tmp_path, "completion", ymq_event(messages, jobs.resources.arns["completion"]), "dead-worker",
+                   {"S3_ENDPOINT": bucket.url})
+    _kill_when_stalled(child, bucket)
+    assert len(emulator.calls("/completion")) == 1 and marked(f"{op_id}#0#1")
+    assert ledger()[LITE]["sync"]["requests"] == 1  # the dead worker's call is counted
+    task = _store().item(f"{op_id}#0")
+    assert task["state"] == "running"
+    for message in messages:
+        jobs.queues.change_visibility(queue, message.receipt_handle, 0)
+    _wait_until(float(task["lease_until"]))
+    jobs.drain()
+    finished = api_v01.http.get(f"{api_v01.url}/operations/{op_id}", timeout=30).json()
+    assert finished["done"] is True
+    assert len(emulator.calls("/completion")) == 2 and marked(f"{op_id}#0#2")
+    send_tasks(Settings.from_env(), "completion", op_id, [0])  # and a redelivery of the finished task
+    jobs.drain()
+    lite = ledger()[LITE]["sync"]
+    assert lite["requests"] == 2  # both billed calls, each once (the emulator answers the same prompt alike)
+    assert lite["input_tokens"] == 2 * int(finished["response"]["usage"]["inputTextTokens"])
+
+
+# -- batches: the poller -------------------------------------------------------------------------------------
+
+def test_inline_batch_counts_each_finished_request_once_as_async(api_v01: Api, jobs: Jobs, fast: Emulator) -> None:
+    body = {"modelUri": "yandexgpt-lite", "requests": [
+        {"customId": f"r{i}", "messages": [{"role": "user", "text": "EMULATOR_FAIL" if i == 3 else f"question {i}"}]}
+        for i in range(5)]}
+    op_id = api_v01.post(f"{FM}/completionBatch", body).json()["id"]
+    for _ in range(10):
+        jobs.drain()
+        poller()
+        if api_v01.http.get(f"{api_v01.url}/operations/{op_id}", timeout=30).json()["done"]:
+            break
+    poller()
+    poller()  # more rounds change nothing
+    lite = ledger()[LITE]
+    assert set(lite) == {"async"}  # started with completionAsync: billed as async
+    assert lite["async"]["requests"] == 4  # the failed request has no usage
+    assert all(marked(f"{op_id}#i{i}") for i in (0, 1, 2, 4)) and not marked(f"{op_id}#i3")
+
+
+def test_openai_batches_count_chat_per_request_and_embeddings_per_task(api_v01: Api, jobs: Jobs,
+                                                                        fast: Emulator) -> None:
+    client = openai.OpenAI(base_url=f"{api_v01.url}/v1", api_key="local", max_retries=0)
+    chat_lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+                   "body": {"model": "yandexgpt-lite", "messages": [{"role": "user", "content": f"question {i}"}]}}
+                  for i in range(3)]
+    emb_lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+                  "body": {"model": "text-search-doc", "input": [f"text {i}", "more"]}} for i in range(2)]
+    batches = []
+    for lines, endpoint in ((chat_lines, "/v1/chat/completions"), (emb_lines, "/v1/embeddings")):
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        uploaded = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
+        batches.append(client.batches.create(input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h"))
+    for _ in range(20):
+        jobs.drain()
+        poller()
+        done = [client.batches.retrieve(b.id) for b in batches]
+        if all(b.status == "completed" for b in done):
+            break
+    poller()
+    chat_batch, emb_batch = done
+    totals = ledger()
+    assert totals[LITE]["async"]["requests"] == 3
+    assert totals[LITE]["async"]["input_tokens"] == chat_batch.usage.input_tokens
+    assert totals[EMB]["sync"]["requests"] == 4  # one upstream call per input text
+    assert totals[EMB]["sync"]["input_tokens"] == emb_batch.usage.input_tokens
+
+
+# -- /v1/responses in background: the worker ----------------------------------------------------------------
+
+def test_background_response_is_counted_by_the_worker_once(api_v01: Api, jobs: Jobs) -> None:
+    client = openai.OpenAI(base_url=f"{api_v01.url}/v1", api_key="local", max_retries=0)
+    job = client.responses.create(model="yandexgpt-lite", input="Write an essay", background=True)
+    assert ledger() == {}
+    jobs.drain()
+    done = client.responses.retrieve(job.id)
+    client.responses.retrieve(job.id)  # reading it again counts nothing
+    lite = ledger()[LITE]["sync"]
+    assert (lite["requests"], lite["input_tokens"], lite["output_tokens"]) == (
+        1, done.usage.input_tokens, done.usage.output_tokens)
+
+
+# -- the store itself: races and failures ---------------------------------------------------------------------
+
+CALLS = 10  # per thread; moto copies the whole table for each transaction, so more makes the test slow, not stronger
+
+
+def test_concurrent_records_sum_exactly_and_a_key_counts_once(jobs: Jobs) -> None:
+    """20 threads x 10 records of distinct calls, each also repeating another thread's key: the totals are exactly
+    the sum of the distinct calls, whatever the interleaving."""
+    settings = Settings.from_env()
+    counted: list[bool | None] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def worker(thread: int) -> None:
+        start.wait()
+        for call in range(CALLS):
+            other = (thread + 1) % 20  # the key another thread also records
+            results = [usage.record(usage.Entry("racer", LITE, "completion", "sync", "sync", f"race#{thread}#{call}",
+                                                input_tokens=thread * 100 + call, output_tokens=1), settings),
+                       usage.record(usage.Entry("racer", LITE, "completion", "sync", "sync", f"race#{other}#{call}",
+                                                input_tokens=other * 100 + call, output_tokens=1),
+                                    settings, patient=True)]
+            with lock:
+                counted.extend(results)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    totals = ledger("racer")[LITE]["sync"]
+    assert counted.count(True) == 20 * CALLS and counted.count(False) == 20 * CALLS and None not in counted
+    assert totals["requests"] == 20 * CALLS and totals["output_tokens"] == 20 * CALLS
+    assert totals["input_tokens"] == sum(t * 100 + c for t in range(20) for c in range(CALLS))
