@@ -181,7 +181,7 @@ class JobStore:
             import boto3
             from botocore.config import Config
 
-            self._one_shot = boto3.client("dynamodb", config=Config(retries={"max_attempts": 1, "mode": "standard"},
+            self._one_shot = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                                                     connect_timeout=2, read_timeout=5),
                                           **self._one_shot_args)
         return self._one_shot

@@ -278,3 +278,29 @@ def test_concurrent_records_sum_exactly_and_a_key_counts_once(jobs: Jobs) -> Non
     assert counted.count(True) == 20 * CALLS and counted.count(False) == 20 * CALLS and None not in counted
     assert totals["requests"] == 20 * CALLS and totals["output_tokens"] == 20 * CALLS
     assert totals["input_tokens"] == sum(t * 100 + c for t in range(20) for c in range(CALLS))
+
+
+def test_a_store_failure_costs_the_caller_one_round_trip_and_the_usage_line_has_no_secret(
+        api_v01: Api, jobs: Jobs, proxies: list[FaultProxy], log_output: io.StringIO,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    docapi = _proxy(proxies, os.environ["DOCAPI_ENDPOINT"])
+    docapi.fail("TransactWriteItems", 5, 500, json.dumps({"__type": "InternalServerError", "message": "boom"}).encode(),
+                "application/x-amz-json-1.0")
+    monkeypatch.setenv("DOCAPI_ENDPOINT", docapi.url)
+    reset_caches()
+    prompt = {**COMPLETION, "messages": [{"role": "user", "text": "my secret plans for the weekend"}]}
+    answer = api_v01.post(f"{FM}/completion", prompt)
+    assert answer.status_code == 200, answer.text  # the ledger failed; the caller did not
+    assert docapi.failed == 1  # one TransactWriteItems, not retried
+    docapi.clear()
+    assert api_v01.post(f"{FM}/completion", prompt).status_code == 200
+    entries = [json.loads(line) for line in log_output.getvalue().splitlines() if '"usage"' in line]
+    failed, counted = [e for e in entries if e["msg"].startswith("usage not added")], [
+        e for e in entries if e["msg"] == "usage"]
+    assert len(failed) == 1 and failed[0]["level"] == "WARN" and len(counted) == 1 and counted[0]["usage"]["counted"]
+    assert set(counted[0]["usage"]) == {"caller", "model", "route", "mode", "door", "key", "input_tokens",
+                                        "output_tokens", "reasoning_tokens", "requests", "units", "request_id", "time",
+                                        "day", "counted"}
+    text = "\n".join(json.dumps(e) for e in entries)
+    for secret in (os.environ["YC_API_KEY"], os.environ["AWS_SECRET_ACCESS_KEY"], "secret plans"):
+        assert secret not in text
