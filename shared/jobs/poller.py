@@ -74,11 +74,11 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
     now = clock.now()
 
     def settle(index: int, record: dict[str, Any], outcome: dict[str, Any], failed: bool) -> bool:
+        if not failed:  # into the usage ledger first, keyed by the item: a poller that dies before the item's write
+            usage.record_item(operation, index, outcome, inv)  # below leaves it to the next, which counts nothing
         if store.item_finished(op_id, index, record["custom_id"], outcome, failed):
             records[index] = {**record, "state": "done", "failed": failed,
                               "outcome": json.dumps(outcome, ensure_ascii=False)}
-            if not failed:  # recorded by this poller only (a conditional write): its usage enters the ledger once
-                usage.record_item(operation, index, outcome, inv)
             return True
         records.update(store.items(op_id, [index]))  # recorded already: take what the store holds
         return False

@@ -266,8 +266,10 @@ def _job_route(operation: dict[str, Any], kind: str) -> str:
 
 
 def record_item(operation: dict[str, Any], index: int, outcome: dict[str, Any], inv: Any) -> bool | None:
-    """A batch request upstream finished (completionAsync: billed as async), recorded by the poller only when its
-    conditional write recorded the item (so once, whichever poller), keyed <op>#i<index>."""
+    """A batch request upstream finished (completionAsync: billed as async), keyed <op>#i<index>. The poller records
+    it just before its conditional write of the item: one upstream operation is one billed call however often its
+    result is read, so the mark makes every later record of it (a second poller, or the next run after a poller
+    died between the two writes) count nothing, and no window loses it."""
     try:
         entry = Entry(caller=str(operation.get("created_by") or "anonymous"), model=str(operation.get("model") or
                       "unknown"), route="createBatch" if operation.get("door") else "completionBatch", mode="async",

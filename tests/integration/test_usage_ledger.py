@@ -113,6 +113,9 @@ def test_every_sync_v1_door_records_once(api_v01: Api, jobs: Jobs) -> None:
                                                    stream_options={"include_usage": True},
                                                    messages=[{"role": "user", "content": "Hello there"}]))
     passed = client.chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "Hi"}])
+    passed_stream = list(client.chat.completions.create(model="gpt-oss-20b", stream=True,  # no include_usage
+                                                        messages=[{"role": "user", "content": "Hi"}]))
+    assert all(chunk.usage is None and chunk.choices for chunk in passed_stream)  # upstream's usage chunk kept back
     embedded = client.embeddings.create(model="text-search-doc", input=["first text", "second text"])
     response = client.responses.create(model="yandexgpt-lite", input="Name a river")
     with client.responses.stream(model="yandexgpt-lite", input="Name two rivers") as stream:
@@ -128,7 +131,7 @@ def test_every_sync_v1_door_records_once(api_v01: Api, jobs: Jobs) -> None:
         final.usage.output_tokens
     oss = totals[f"gpt://{FOLDER}/gpt-oss-20b/latest"]["sync"]
     assert (oss["requests"], oss["input_tokens"], oss["output_tokens"]) == (
-        1, passed.usage.prompt_tokens, passed.usage.completion_tokens)
+        2, 2 * passed.usage.prompt_tokens, 2 * passed.usage.completion_tokens)  # the same prompt twice
     emb = totals[EMB]["sync"]
     assert (emb["requests"], emb["input_tokens"]) == (1, embedded.usage.prompt_tokens)
 
@@ -228,6 +231,27 @@ def test_openai_batches_count_chat_per_request_and_embeddings_per_task(api_v01: 
     assert totals[LITE]["async"]["input_tokens"] == chat_batch.usage.input_tokens
     assert totals[EMB]["sync"]["requests"] == 4  # one upstream call per input text
     assert totals[EMB]["sync"]["input_tokens"] == emb_batch.usage.input_tokens
+
+
+def test_a_poller_that_dies_between_the_ledger_and_the_items_write_loses_and_doubles_nothing(
+        api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"modelUri": "yandexgpt-lite", "requests": [{"messages": [{"role": "user", "text": "one question"}]}]}
+    op_id = api_v01.post(f"{FM}/completionBatch", body).json()["id"]
+    jobs.drain()
+
+    def dies(*args: Any, **kwargs: Any) -> bool:
+        raise SystemExit("the poller died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(JobStore, "item_finished", dies)
+        with pytest.raises(SystemExit):
+            poller()
+    assert ledger()[LITE]["async"]["requests"] == 1  # counted before the item was written
+    _store().set_fields(op_id, {"poll_until": 0})  # the dead poller's lease, as if it had run out
+    for _ in range(3):
+        poller()
+    assert api_v01.http.get(f"{api_v01.url}/operations/{op_id}", timeout=30).json()["done"] is True
+    assert ledger()[LITE]["async"]["requests"] == 1
 
 
 # -- /v1/responses in background: the worker ----------------------------------------------------------------
