@@ -25,6 +25,7 @@ usual write (conflicts retried within its bound).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -69,13 +70,12 @@ class Entry:
         return datetime.fromtimestamp(self.at, UTC).strftime("%Y%m%d")
 
 
-def record(entry: Entry, settings: Settings, patient: bool = False) -> bool | None:
+def record(entry: Entry, settings: Settings, patient: bool = False, message: str = "usage") -> bool | None:
     """Log the entry and add it to the day's totals once. True: counted now; False: that call key was counted
     before; None: not counted in the store (no store, or the store failed: logged). Never raises."""
-    line = {k: v for k, v in asdict(entry).items() if k != "at"}
-    line.update(time=datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds"), day=entry.day)
+    line = _line(entry)
     if not (settings.docapi_endpoint and settings.results_bucket):
-        log.info("usage", extra={"usage": line})
+        log.info(message, extra={"usage": line})
         return None
     started = time.monotonic()
     try:
@@ -86,8 +86,14 @@ def record(entry: Entry, settings: Settings, patient: bool = False) -> bool | No
         log.warning("usage not added to the totals (the log line is the record)",
                     extra={"usage": line, "error": f"{type(err).__name__}: {err}"[:300]})
         return None
-    log.info("usage", extra={"usage": {**line, "counted": counted}, "ledger_ms": round((time.monotonic() - started) * 1000, 2)})
+    log.info(message, extra={"usage": {**line, "counted": counted}, "ledger_ms": round((time.monotonic() - started) * 1000, 2)})
     return counted
+
+
+def _line(entry: Entry) -> dict[str, Any]:
+    line = {k: v for k, v in asdict(entry).items() if k != "at"}
+    line.update(time=datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds"), day=entry.day)
+    return line
 
 
 def add(store: JobStore, entry: Entry, settings: Settings, patient: bool) -> bool:
@@ -212,6 +218,8 @@ def _sync_entry(operation: str, inv: Any, request_id: str) -> Entry | None:
                   output_tokens=_int(fields.get("completion_tokens")),
                   reasoning_tokens=_int(fields.get("reasoning_tokens")),
                   request_id=str(fields.get("upstream_request_id") or request_id))
+    if operation in ("textEmbedding", "createEmbedding"):  # one upstream call per text
+        entry.requests = entry.units = max(1, _int(fields.get("texts")))
     if counts == "requests":
         from shared.prices import classifier_units, table
 
@@ -265,17 +273,44 @@ def _job_route(operation: dict[str, Any], kind: str) -> str:
     return JOB_ROUTES.get(kind, kind)
 
 
-def record_item(operation: dict[str, Any], index: int, outcome: dict[str, Any], inv: Any) -> bool | None:
-    """A batch request upstream finished (completionAsync: billed as async), keyed <op>#i<index>. The poller records
-    it just before its conditional write of the item: one upstream operation is one billed call however often its
-    result is read, so the mark makes every later record of it (a second poller, or the next run after a poller
-    died between the two writes) count nothing, and no window loses it."""
+def _item_entry(operation: dict[str, Any], key: str, usage: Any) -> Entry:
+    return Entry(caller=str(operation.get("created_by") or "anonymous"), model=str(operation.get("model") or "unknown"),
+                 route="createBatch" if operation.get("door") else "completionBatch", mode="async", door="batch",
+                 key=key, request_id=str(operation["id"]), **native_usage(usage))
+
+
+def log_item(operation: dict[str, Any], index: int, outcome: dict[str, Any]) -> None:
+    """A batch request upstream finished (completionAsync: billed as async): its `usage` log line, written by the
+    poller whose conditional write recorded the item (so once). Its totals enter the store with its batch's
+    (record_batch): one transaction per batch, not per request."""
     try:
-        entry = Entry(caller=str(operation.get("created_by") or "anonymous"), model=str(operation.get("model") or
-                      "unknown"), route="createBatch" if operation.get("door") else "completionBatch", mode="async",
-                      door="batch", key=f"{operation['id']}#i{index}", request_id=str(operation["id"]),
-                      **native_usage(outcome.get("usage")))
+        line = _line(_item_entry(operation, f"{operation['id']}#i{index}", outcome.get("usage")))
+    except Exception:
+        log.warning("usage entry could not be built", exc_info=True, extra={"operation_id": operation.get("id")})
+        return
+    log.info("usage", extra={"usage": {**line, "counted": "with its batch"}})
+
+
+def record_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]], inv: Any) -> bool | None:
+    """A batch's usage, summed from its item records (each holds upstream's result), into the totals once: key
+    <op>#batch, one transaction, on the day the batch ends. The poller calls it before it finishes the batch
+    (or, for a stopped one, drops it from its index), so a poller that dies between the two leaves it to the
+    next run, which counts nothing: no window loses a batch's usage. Logged as "usage batch totals", so a sum
+    of the "usage" lines counts each request once."""
+    try:
+        entry = _item_entry(operation, f"{operation['id']}#batch", None)
+        entry.requests = entry.units = 0
+        for item in records.values():
+            if item.get("state") != "done" or item.get("failed"):
+                continue
+            counts = native_usage(json.loads(item.get("outcome") or "{}").get("usage"))
+            for name, value in counts.items():
+                setattr(entry, name, getattr(entry, name) + value)
+            entry.requests += 1
+            entry.units += 1
     except Exception:
         log.warning("usage entry could not be built", exc_info=True, extra={"operation_id": operation.get("id")})
         return None
-    return record(entry, inv.settings, patient=True)
+    if not entry.requests:
+        return None
+    return record(entry, inv.settings, patient=True, message="usage batch totals")

@@ -97,7 +97,8 @@ def test_every_sync_native_door_records_once_with_upstreams_usage(api_v01: Api, 
     assert lite["output_tokens"] == sum(int(u["completionTokens"]) for u in usages)
     assert lite["reasoning_tokens"] == int(usages[2]["completionTokensDetails"]["reasoningTokens"]) > 0
     emb = totals[EMB]["sync"]
-    assert emb["requests"] == 2 and emb["input_tokens"] == int(one.json()["numTokens"]) + int(many.json()["numTokens"])
+    assert emb["requests"] == 3  # upstream calls: one per text
+    assert emb["input_tokens"] == int(one.json()["numTokens"]) + int(many.json()["numTokens"])
     classifier = totals[f"cls://{FOLDER}/yandexgpt-lite/latest"]["sync"]
     assert classifier["requests"] == 1 and classifier["units"] == 1
     assert set(totals) == {LITE, EMB, f"cls://{FOLDER}/yandexgpt-lite/latest"}  # tokenize is free: not there
@@ -133,7 +134,7 @@ def test_every_sync_v1_door_records_once(api_v01: Api, jobs: Jobs) -> None:
     assert (oss["requests"], oss["input_tokens"], oss["output_tokens"]) == (
         2, 2 * passed.usage.prompt_tokens, 2 * passed.usage.completion_tokens)  # the same prompt twice
     emb = totals[EMB]["sync"]
-    assert (emb["requests"], emb["input_tokens"]) == (1, embedded.usage.prompt_tokens)
+    assert (emb["requests"], emb["input_tokens"]) == (2, embedded.usage.prompt_tokens)
 
 
 # -- async jobs: the worker --------------------------------------------------------------------------------
@@ -187,7 +188,8 @@ def test_a_worker_killed_after_upstream_answered_loses_nothing(api_v01: Api, job
 
 # -- batches: the poller -------------------------------------------------------------------------------------
 
-def test_inline_batch_counts_each_finished_request_once_as_async(api_v01: Api, jobs: Jobs, fast: Emulator) -> None:
+def test_inline_batch_counts_each_finished_request_once_as_async(api_v01: Api, jobs: Jobs, fast: Emulator,
+                                                                   log_output: io.StringIO) -> None:
     body = {"modelUri": "yandexgpt-lite", "requests": [
         {"customId": f"r{i}", "messages": [{"role": "user", "text": "EMULATOR_FAIL" if i == 3 else f"question {i}"}]}
         for i in range(5)]}
@@ -202,7 +204,11 @@ def test_inline_batch_counts_each_finished_request_once_as_async(api_v01: Api, j
     lite = ledger()[LITE]
     assert set(lite) == {"async"}  # started with completionAsync: billed as async
     assert lite["async"]["requests"] == 4  # the failed request has no usage
-    assert all(marked(f"{op_id}#i{i}") for i in (0, 1, 2, 4)) and not marked(f"{op_id}#i3")
+    assert marked(f"{op_id}#batch")  # one transaction for the batch
+    lines = [json.loads(line)["usage"] for line in log_output.getvalue().splitlines()
+             if json.loads(line)["msg"] == "usage"]
+    assert sorted(line["key"] for line in lines) == [f"{op_id}#i{i}" for i in (0, 1, 2, 4)]  # a line per request
+    assert sum(line["input_tokens"] for line in lines) == lite["async"]["input_tokens"]
 
 
 def test_openai_batches_count_chat_per_request_and_embeddings_per_task(api_v01: Api, jobs: Jobs,
@@ -233,9 +239,10 @@ def test_openai_batches_count_chat_per_request_and_embeddings_per_task(api_v01: 
     assert totals[EMB]["sync"]["input_tokens"] == emb_batch.usage.input_tokens
 
 
-def test_a_poller_that_dies_between_the_ledger_and_the_items_write_loses_and_doubles_nothing(
+def test_a_poller_that_dies_between_the_ledger_and_the_batchs_finish_loses_and_doubles_nothing(
         api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    body = {"modelUri": "yandexgpt-lite", "requests": [{"messages": [{"role": "user", "text": "one question"}]}]}
+    body = {"modelUri": "yandexgpt-lite", "requests": [{"messages": [{"role": "user", "text": f"question {i}"}]}
+                                                        for i in range(3)]}
     op_id = api_v01.post(f"{FM}/completionBatch", body).json()["id"]
     jobs.drain()
 
@@ -243,15 +250,15 @@ def test_a_poller_that_dies_between_the_ledger_and_the_items_write_loses_and_dou
         raise SystemExit("the poller died here")
 
     with monkeypatch.context() as patch:
-        patch.setattr(JobStore, "item_finished", dies)
+        patch.setattr(JobStore, "finish", dies)
         with pytest.raises(SystemExit):
             poller()
-    assert ledger()[LITE]["async"]["requests"] == 1  # counted before the item was written
+    assert ledger()[LITE]["async"]["requests"] == 3  # counted before the batch was finished
     _store().set_fields(op_id, {"poll_until": 0})  # the dead poller's lease, as if it had run out
     for _ in range(3):
         poller()
     assert api_v01.http.get(f"{api_v01.url}/operations/{op_id}", timeout=30).json()["done"] is True
-    assert ledger()[LITE]["async"]["requests"] == 1
+    assert ledger()[LITE]["async"]["requests"] == 3
 
 
 # -- /v1/responses in background: the worker ----------------------------------------------------------------
