@@ -11,7 +11,8 @@ Each entry is written twice:
       Update usage#<day>#<caller>#<k>            ADD the counters of (model, mode), ADD models :uri
   so a second entry with the same call key changes nothing (the transaction is cancelled by the Put's
   condition), and a caller's day is spread over USAGE_SHARDS items (k = crc32(key) mod USAGE_SHARDS), as
-  the active-operations index is, so no item is written by every call.
+  the active-operations index is, so no item is written by every call. A batch's requests each get their
+  log line, and enter the store as one entry for the whole batch (record_batch), from its item records.
 
 Reading: a caller's day is one BatchGetItem of USAGE_SHARDS keys (totals()); a month, 31 x USAGE_SHARDS
 keys, 100 per BatchGetItem (days()).
