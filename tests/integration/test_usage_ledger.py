@@ -335,3 +335,21 @@ def test_a_store_failure_costs_the_caller_one_round_trip_and_the_usage_line_has_
     text = "\n".join(json.dumps(e) for e in entries)
     for secret in (os.environ["YC_API_KEY"], os.environ["AWS_SECRET_ACCESS_KEY"], "secret plans"):
         assert secret not in text
+
+
+def test_responses_passed_through_to_upstream_count_once_and_a_background_one_when_read(
+        api_v01: Api, jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_RESPONSES_URL", os.environ["FM_BASE_URL"] + "/v1")  # the emulator stands in for it
+    reset_caches()
+    client = openai.OpenAI(base_url=f"{api_v01.url}/v1", api_key="local", max_retries=0)
+    plain = client.responses.create(model="gpt-oss-120b", input="Hello")
+    with client.responses.stream(model="gpt-oss-120b", input="Hello") as stream:
+        streamed = stream.get_final_response()
+    background = client.responses.create(model="gpt-oss-120b", input="Hello", background=True)
+    oss = f"gpt://{FOLDER}/gpt-oss-120b/latest"
+    assert ledger()[oss]["sync"]["requests"] == 2  # the background run is upstream's: not counted at its start
+    read = client.responses.retrieve(background.id)
+    client.responses.retrieve(background.id)  # read again: counted once
+    totals = ledger()[oss]["sync"]
+    assert totals["requests"] == 3 and marked(f"resp#{background.id}")
+    assert totals["input_tokens"] == plain.usage.input_tokens + streamed.usage.input_tokens + read.usage.input_tokens
