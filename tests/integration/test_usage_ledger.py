@@ -153,6 +153,20 @@ def test_async_job_is_recorded_once_even_when_its_message_is_redelivered(api_v01
     assert marked(f"{op_id}#0#1")
 
 
+def test_async_classification_counts_per_request_and_async_embeddings_per_text(api_v01: Api, jobs: Jobs) -> None:
+    classify = api_v01.post(f"{FM}/fewShotTextClassificationAsync", {
+        "modelUri": "yandexgpt", "taskDescription": "intent", "labels": ["alarm", "weather"], "text": "wake me"})
+    embed = api_v01.post(f"{FM}/textEmbeddingAsync", {"modelUri": "text-search-doc", "texts": ["a", "b c", "d e f"]})
+    jobs.drain()
+    result = api_v01.http.get(f"{api_v01.url}/operations/{embed.json()['id']}", timeout=30).json()["response"]
+    totals = ledger()
+    classifier = totals[f"cls://{FOLDER}/yandexgpt/latest"]["sync"]
+    assert (classifier["requests"], classifier["units"]) == (1, 1)
+    emb = totals[EMB]["sync"]
+    assert (emb["requests"], emb["input_tokens"]) == (3, int(result["numTokens"]))
+    assert marked(f"{classify.json()['id']}#0#1") and marked(f"{embed.json()['id']}#0#1")
+
+
 def test_a_worker_killed_after_upstream_answered_loses_nothing(api_v01: Api, jobs: Jobs, proxies: list[FaultProxy],
                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker dies after upstream answered and the ledger recorded it, before the task completed: the
