@@ -71,6 +71,8 @@ ENV_NAMES: dict[str, str] = {
     "responses_ttl_days": "FM_RESPONSES_TTL_DAYS",
     "responses_url": "FM_RESPONSES_URL",
     "auth_mode": "FM_AUTH_MODE",
+    "usage_ttl_days": "FM_USAGE_TTL_DAYS",
+    "prices": "FM_PRICES",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
 }
@@ -130,6 +132,8 @@ class Settings(BaseModel):
     responses_ttl_days: float = Field(30.0, gt=0, le=365)  # stored /v1/responses (OpenAI keeps them 30 days)
     responses_url: str | None = None  # upstream's own Responses API; "off": none (see responses_endpoint)
     auth_mode: Literal["api_key", "iam"] = "api_key"  # iam: no gateway, so no authorizer context is trusted
+    usage_ttl_days: float = Field(400.0, gt=0, le=3650)  # how long the usage ledger's daily totals are kept
+    prices: str | None = None  # FM_PRICES: JSON merged over shared/prices.py's table
     log_level: str = "INFO"
     log_payloads: bool = False
 
@@ -147,6 +151,18 @@ class Settings(BaseModel):
         if level not in {"TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"}:
             raise ValueError("must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")
         return level
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: str | None) -> str | None:
+        if value:
+            from shared.prices import table
+
+            try:
+                table(value)
+            except Exception as err:
+                raise ValueError(str(getattr(err, "message", err)).removeprefix("FM_PRICES: ")) from None
+        return value
 
     @field_validator("responses_url")
     @classmethod

@@ -56,6 +56,10 @@ def resolve_operation(ref: OperationRef) -> Operation:
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)
 
+# The usage ledger's hook for synchronous routes (named, so the core imports no surface and a request that
+# bills nothing imports nothing heavy): it reads what the operation put in Invocation.log_fields.
+USAGE_HOOK = "shared.jobs.usage:record_request"
+
 _client_lock = threading.Lock()
 _client: FoundationModelsClient | None = None
 
@@ -120,6 +124,7 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
                                 request=request)
         reply = resolve_operation(operations[route.operation])(parsed, invocation)
         status = reply.status
+        resolve_operation(USAGE_HOOK)(route.operation, invocation, request_id)  # logs its failures, never raises
         _summary(route_name, status, started, invocation.log_fields)
         return responses.http(reply, ids)
     except errors.ApiError as err:

@@ -55,7 +55,7 @@ def submit(request: BatchCompletionRequest, inv: Invocation) -> Reply:
                       "body": body})
     chunks = [{"items": items[i:i + CHUNK_ITEMS]} for i in range(0, len(items), CHUNK_ITEMS)]
     inv.log_fields["requests"] = len(items)
-    return submit_tasks("batch", chunks, inv, queue_kind="completion",
+    return submit_tasks("batch", chunks, inv, queue_kind="completion", extra={"model": model_uri},
                         numbers={"items_total": len(items), "items_done": 0, "items_failed": 0,
                                  "chunk_items": CHUNK_ITEMS})
 

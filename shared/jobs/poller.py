@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from shared import clock, errors, logs
-from shared.jobs import doors
+from shared.jobs import doors, usage
 from shared.jobs.store import item_id, job_store, task_id
 from shared.jobs.submit import send_tasks
 from shared.native import services
@@ -77,6 +77,8 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         if store.item_finished(op_id, index, record["custom_id"], outcome, failed):
             records[index] = {**record, "state": "done", "failed": failed,
                               "outcome": json.dumps(outcome, ensure_ascii=False)}
+            if not failed:
+                usage.log_item(operation, index, outcome)  # its log line; the store's totals go with the batch's
             return True
         records.update(store.items(op_id, [index]))  # recorded already: take what the store holds
         return False
@@ -120,6 +122,7 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         if all(records.get(i, {}).get("state", "done") == "done" for i in range(total)):
             if (hook := doors.door(operation)) is not None:  # what finished is kept, through its door too
                 hook.settle(operation, store, inv, records)
+            usage.record_batch(operation, records, inv)  # before it leaves the index: repeated (counted once) if we die
             store.deactivate(op_id)
         return
     _requeue_if_stuck(operation, store, inv, summary)
@@ -156,6 +159,7 @@ def _finish_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]],
     store.put_object(key, data)
     if (hook := doors.door(operation)) is not None:  # its door's results exist before the job reads as done
         hook.settle(operation, store, inv, records)
+    usage.record_batch(operation, records, inv)  # before the finish: a poller dying between them is repeated, counted once
     if store.finish(op_id, key, len(data), None):
         summary["batches-finished"] += 1
         log.info("batch finished", extra={"operation_id": op_id, "requests": total,

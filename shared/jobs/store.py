@@ -123,6 +123,8 @@ class JobStore:
         self.active_shards = active_shards
         self._found_in: dict[str, str] = {}  # op id -> the index item active_ids() last saw it in
         self.db = boto3.client("dynamodb", endpoint_url=settings.docapi_endpoint, config=config, **common)
+        self._one_shot: Any = None  # a client that never retries, for the usage ledger's synchronous path
+        self._one_shot_args = {"endpoint_url": settings.docapi_endpoint, **common}
         self.s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint, **common, config=config.merge(s3_config()))
 
     # -- low level --
@@ -150,6 +152,39 @@ class JobStore:
                     raise
             except BotoCoreError as err:
                 raise StoreError(f"job store: {type(err).__name__}") from None
+
+    def add_usage(self, items: list[dict[str, Any]], mark: str, patient: bool) -> bool:
+        """The usage ledger's one TransactWriteItems (shared/jobs/usage.py): True when applied, False when its
+        call mark (the first item, put only if absent) was there already. `patient`: the usual write (conflicts
+        retried, a missing table created); otherwise one attempt on a client that does not retry, so a caller
+        waits one store round trip at most. A cancellation without reasons is judged by the mark."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if patient:
+                self._write("transact_write_items", TransactItems=items)
+            else:
+                self._one_shot_client().transact_write_items(TransactItems=items)
+            return True
+        except ClientError as err:
+            if _code(err) not in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+                raise StoreError(f"job store: {_code(err)}") from None
+            reasons = [r.get("Code") for r in getattr(err, "response", {}).get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"] or (not reasons and self.item(mark) is not None):
+                return False
+            raise StoreError(f"job store: usage transaction cancelled ({', '.join(map(str, reasons)) or 'no reasons'})") from None
+        except BotoCoreError as err:
+            raise StoreError(f"job store: {type(err).__name__}") from None
+
+    def _one_shot_client(self) -> Any:
+        if self._one_shot is None:
+            import boto3
+            from botocore.config import Config
+
+            self._one_shot = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
+                                                                    connect_timeout=2, read_timeout=5),
+                                          **self._one_shot_args)
+        return self._one_shot
 
     def create_table(self) -> None:
         """Create the jobs table after a write found it missing; see create_jobs_table."""

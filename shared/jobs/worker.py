@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from shared import errors, logs
-from shared.jobs import batches
+from shared.jobs import batches, usage
 from shared.jobs.store import job_store, payload_key, task_id
 from shared.jobs.submit import OPERATION_ID, send_tasks
 from shared.jobs.views import RESPONSE_TYPES
@@ -100,6 +100,9 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
             result = batches.start_chunk(op_id, payload, inv)
         else:
             result = execute(kind, payload, inv)
+            # upstream answered: into the usage ledger before the task completes (a crash after this point
+            # repeats the call as a new attempt, which is billed again and counted again)
+            usage.record_task(operation, number, claim.attempts, payload, result, inv)
     except errors.ApiError as err:
         if 400 <= err.status < 500 and err.status != 429:
             store.finish(op_id, None, 0, err.to_status(), deactivate=not operation.get("door"))

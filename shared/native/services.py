@@ -120,7 +120,9 @@ def embed(request: EmbeddingRequest, inv: Invocation) -> Reply:
     model_uri = resolve_model(request.model_uri, "emb", inv.settings)
     inv.log_fields["model"] = model_uri
     if request.text is not None:
-        return Reply(embed_one(model_uri, request.text, request.dim, inv))
+        result = embed_one(model_uri, request.text, request.dim, inv)
+        inv.log_fields["input_tokens"] = _int(result.get("numTokens"))
+        return Reply(result)
     texts = request.texts or []
     results = fan_out(lambda text: embed_one(model_uri, text, request.dim, inv), texts, inv.settings.max_concurrency)
     tokens = sum(int(result.get("numTokens", 0) or 0) for result in results)
@@ -195,9 +197,11 @@ def _note(inv: Invocation, answer: Any) -> None:
 
 def _usage(inv: Invocation, usage: Any) -> None:
     if isinstance(usage, dict):
+        details = usage.get("completionTokensDetails") if isinstance(usage.get("completionTokensDetails"), dict) else {}
         inv.log_fields.update(input_tokens=_int(usage.get("inputTextTokens")),
                               completion_tokens=_int(usage.get("completionTokens")),
-                              total_tokens=_int(usage.get("totalTokens")))
+                              total_tokens=_int(usage.get("totalTokens")),
+                              reasoning_tokens=_int(details.get("reasoningTokens")))
 
 
 def _int(value: Any) -> int | None:

@@ -79,7 +79,7 @@ def create(request: BatchCreateRequest, inv: Invocation) -> Reply:
     door = {"endpoint": request.endpoint, "input_file_id": source["id"], "completion_window": "24h",
             "metadata": request.metadata, "model": model,
             "output_expires_s": request.output_expires_after.seconds if request.output_expires_after else None}
-    extra = {"door": "openai", "oa": json.dumps(door, ensure_ascii=False)}
+    extra = {"door": "openai", "oa": json.dumps(door, ensure_ascii=False), "model": str(model or "")}
     batch_store.add_to_list(store, "batch", inv.caller, batch_store.batch_id(job_id))
     inv.log_fields.update(batch_id=batch_store.batch_id(job_id), operation_id=job_id, requests=len(lines))
     if problems:

@@ -363,6 +363,9 @@ def _pass_through(request: ChatCompletionRequest, model_uri: str, folder: str, i
     """A model upstream serves only in its OpenAI mode: the caller's body as it came, with the full URI."""
     body = request.model_dump(by_alias=True, exclude_unset=True)
     body["model"] = model_uri
+    hide_usage = bool(request.stream) and not request.include_usage
+    if hide_usage:  # the usage ledger needs upstream's usage: asked for, and its chunk kept from the caller
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     inv.log_fields["passthrough"] = True
     answer = inv.client.chat_completions(body, inv.call, project=folder)
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
@@ -375,9 +378,11 @@ def _pass_through(request: ChatCompletionRequest, model_uri: str, folder: str, i
             # a stream cut short would look complete to the client: say so instead
             events.append(errors.UpstreamError("upstream's event stream ended before [DONE]").to_openai_body())
         for event in reversed(events):
-            if '"usage"' in event:
+            if '"usage"' in event and isinstance(_json(event).get("usage"), dict):
                 _log_usage(inv, _json(event).get("usage"))
                 break
+        if hide_usage:
+            events = [e for e in events if not ('"usage"' in e and _json(e).get("choices") == [])]
         return Reply(events, sse=True)
     if not isinstance(answer.body, dict):
         raise errors.UpstreamError("upstream chat answer is not a JSON object", upstream_request_id=answer.request_id)
@@ -395,8 +400,10 @@ def _json(text: str) -> dict[str, Any]:
 
 def _log_usage(inv: Invocation, usage: Any) -> None:
     if isinstance(usage, dict):
+        details = usage.get("completion_tokens_details")
         inv.log_fields.update(input_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
-                              total_tokens=usage.get("total_tokens"))
+                              total_tokens=usage.get("total_tokens"),
+                              reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)
 
 
 # -- request translation: OpenAI -> native --

@@ -513,5 +513,7 @@ def _store(inv: Invocation) -> JobStore:
 
 def _log_usage(inv: Invocation, usage: Any) -> None:
     if isinstance(usage, dict):
+        details = usage.get("output_tokens_details")
         inv.log_fields.update(input_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"),
-                              total_tokens=usage.get("total_tokens"))
+                              total_tokens=usage.get("total_tokens"),
+                              reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)

@@ -76,9 +76,15 @@ def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation, refe
     inv.log_fields["passthrough"] = True
     answer = inv.client.responses("POST", "", body, inv.call, folder, stream=bool(request.stream))
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
+    if request.background:
+        inv.log_fields["background"] = True  # upstream runs it: counted when its finished answer is read (forward)
     if request.stream:
         events = [_json(event) for event in answer.body or []]
         first = next((e.get("response") for e in events if isinstance(e.get("response"), dict)), None)
+        last = next((e["response"] for e in reversed(events) if isinstance(e.get("response"), dict)
+                     and isinstance(e["response"].get("usage"), dict)), None)
+        if last is not None:
+            _log_usage(inv, last["usage"])
         if store is not None and first is not None and first.get("id"):
             _own(store, inv, str(first["id"]), bool(request.background), folder)
         return Reply([event for event in answer.body or []], sse=True)
@@ -87,7 +93,17 @@ def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation, refe
                                    upstream_request_id=answer.request_id)
     if store is not None:
         _own(store, inv, str(answer.body["id"]), bool(request.background), folder)
+    _log_usage(inv, answer.body.get("usage"))
     return Reply(answer.body)
+
+
+def _log_usage(inv: Invocation, usage: Any) -> None:
+    """Upstream's usage in the request's log fields (the usage ledger's hook reads them)."""
+    if isinstance(usage, dict):
+        details = usage.get("output_tokens_details")
+        inv.log_fields.update(input_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"),
+                              total_tokens=usage.get("total_tokens"),
+                              reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)
 
 
 def _own(store: Any, inv: Invocation, response_id: str, background: bool, folder: str) -> None:
@@ -110,9 +126,25 @@ def forward(method: str, found: dict[str, Any], action: str, inv: Invocation) ->
     query = urlencode(inv.request.query) if inv.request is not None and action == "/input_items" else ""
     path = f"/{found['id']}{action}" + (f"?{query}" if query else "")
     answer = inv.client.responses(method, path, None, inv.call, found.get("folder") or inv.settings.folder_id)
+    if method == "GET" and not action and found.get("background"):
+        _count_background(found, answer.body, inv)
     if method == "DELETE":
         _store(inv).delete_record(found["id"])
     return Reply(answer.body)
+
+
+def _count_background(found: dict[str, Any], body: Any, inv: Invocation) -> None:
+    """A background response upstream ran: its usage enters the ledger the first time its finished answer is
+    read here (keyed by the response id, so reading it again counts nothing); one nobody reads is not counted."""
+    if not isinstance(body, dict) or body.get("status") not in ("completed", "incomplete") or not isinstance(
+            body.get("usage"), dict):
+        return
+    from shared.jobs import usage
+
+    entry = usage.Entry(caller=str(found.get("created_by") or inv.caller), model=str(body.get("model") or ""),
+                        route="createResponse", mode="sync", door="job", key=f"resp#{found['id']}",
+                        request_id=str(found["id"]), **usage.openai_usage(body["usage"]))
+    usage.record(entry, inv.settings)
 
 
 def _store(inv: Invocation) -> Any:

@@ -105,6 +105,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._relay("POST")
 
+    def do_PUT(self) -> None:  # Object Storage uploads
+        self._relay("PUT")
+
     def _relay(self, method: str) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         target = self.headers.get("X-Amz-Target", "")  # the Document API names its action here

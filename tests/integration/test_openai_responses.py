@@ -438,14 +438,16 @@ def test_continuing_a_long_conversation_costs_the_same_few_store_round_trips(cli
 
     store.db.meta.events.register("before-send", count)
     store.s3.meta.events.register("before-send", count)
+    store._one_shot_client().meta.events.register("before-send", count)  # the usage ledger's
     per_turn = {}
     previous = None
     for turn in range(1, 51):
         sent.clear()
         previous = client.responses.create(model=MODEL, input=f"question {turn}", previous_response_id=previous).id
         per_turn[turn] = sorted(sent)
-    assert per_turn[1] == ["PutObject", "UpdateItem"]
-    assert per_turn[2] == per_turn[10] == per_turn[50] == ["BatchGetItem", "GetObject", "PutObject", "UpdateItem"]
+    assert per_turn[1] == ["PutObject", "TransactWriteItems", "UpdateItem"]  # TransactWriteItems: the usage ledger
+    assert per_turn[2] == per_turn[10] == per_turn[50] == ["BatchGetItem", "GetObject", "PutObject",
+                                                           "TransactWriteItems", "UpdateItem"]
     assert len(upstream(emulator)[-1]["messages"]) == 99  # all 49 earlier turns (question, answer) and this one
 
 

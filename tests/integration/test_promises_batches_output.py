@@ -23,6 +23,7 @@ from shared.config import Settings
 from shared.jobs import store as store_module
 from tests.clock import ManualClock
 from tests.conftest import Api, Emulator, FakeContext, Jobs, reset_caches
+from tests.integration.test_promises_engine import check_usage_ttls
 
 pytestmark = pytest.mark.integration
 
@@ -243,6 +244,7 @@ def test_every_record_an_openai_batch_writes_carries_expires_at(client: openai.O
     pages = jobs_store.db.get_paginator("scan").paginate(TableName=jobs_store.table, ConsistentRead=True)
     records = [store_module._plain(raw) for page in pages for raw in page.get("Items", [])]
     records = [r for r in records if r["id"] not in jobs_store.index_keys()]
+    records = check_usage_ttls(records, clock.now())
     kinds = {r["id"].split("#")[0] if r["id"].startswith("list#") else r["id"][:4] for r in records}
     assert {"file", "list", "fmob"} <= kinds, kinds  # files, list records, jobs (and their tasks and items)
     for record in records:

@@ -178,12 +178,26 @@ def test_every_record_a_batch_writes_carries_expires_at(api_v01: Api, jobs: Jobs
     assert finished["done"] is True and finished["metadata"]["failedRequests"] == "1"
     jobs_store = store()
     records = [r for r in _table(jobs_store) if r["id"] not in jobs_store.index_keys()]
+    records = check_usage_ttls(records, clock.now())
     ids = sorted(r["id"] for r in records)
     assert ids == sorted([op_id, f"{op_id}#0", *(f"{op_id}#i{i}" for i in range(4))])  # every kind of record
     ttl = 3 * 86400
     for record in records:
         assert "expires_at" in record, record["id"]
         assert clock.now() - 10 <= record["expires_at"] - ttl <= clock.now() + 1, record["id"]
+
+
+def check_usage_ttls(records: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The usage ledger's records carry their own, longer expiry: a call mark USAGE_MARK_DAYS after it was
+    written, a day's totals FM_USAGE_TTL_DAYS (400) after the start of their UTC day. The other records."""
+    from shared.jobs import usage
+
+    for record in records:
+        if record["id"].startswith("usage#call#"):
+            assert now - 10 <= record["expires_at"] - usage.USAGE_MARK_DAYS * 86400 <= now + 1, record["id"]
+        elif record["id"].startswith("usage#"):
+            assert now - 86400 - 10 <= record["expires_at"] - 400 * 86400 <= now + 1, record["id"]
+    return [r for r in records if not r["id"].startswith("usage#")]
 
 
 # -- the inline result boundary -----------------------------------------------------------------------------
