@@ -248,6 +248,19 @@ def jobs(moto_server: str, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
+    """Quotas high enough for big batches in seconds; async operations finish at once."""
+    import os
+
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    reset_caches()
+    emulator = Emulator(os.environ["FM_BASE_URL"])
+    emulator.configure(asyncDelayMs=0)
+    return emulator
+
+
+@pytest.fixture
 def clock() -> Iterator[ManualClock]:
     """A clock the test moves (tests/clock.py): sleeps return at once and are recorded; advance() moves time."""
     from shared import clock as shared_clock

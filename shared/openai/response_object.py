@@ -95,6 +95,17 @@ def usage(result: dict[str, Any]) -> dict[str, Any]:
             "total_tokens": chat["total_tokens"]}
 
 
+def log_fields(usage: Any) -> dict[str, Any]:
+    """A Responses usage object as the request's log fields (the summary line and the usage ledger's hook read
+    them); nothing when there is none."""
+    if not isinstance(usage, dict):
+        return {}
+    details = usage.get("output_tokens_details")
+    return {"input_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+            "reasoning_tokens": details.get("reasoning_tokens") if isinstance(details, dict) else None}
+
+
 def status(result: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """(status, incomplete_details) of a native result."""
     alternative = chat_response._alternative(result)

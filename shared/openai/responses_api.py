@@ -84,7 +84,7 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
         events, last = response_object.stream_events(answer.body, head, first, now)
         final = events[-1]["response"]
         if last is not None:
-            _log_usage(inv, final["usage"])
+            inv.log_fields.update(response_object.log_fields(final["usage"]))
         if store is not None:
             _save(store, inv, final, plan)
         return Reply(events, sse=True)
@@ -92,7 +92,7 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
     if not isinstance(result, dict):
         raise errors.UpstreamError("upstream completion answer has no result object", upstream_request_id=answer.request_id)
     response = response_object.finished(head, result, first, now)
-    _log_usage(inv, response["usage"])
+    inv.log_fields.update(response_object.log_fields(response["usage"]))
     if store is not None:
         _save(store, inv, response, plan)
     return Reply(response)
@@ -509,11 +509,3 @@ def _store(inv: Invocation) -> JobStore:
     from shared.jobs.store import job_store
 
     return job_store(inv.settings)
-
-
-def _log_usage(inv: Invocation, usage: Any) -> None:
-    if isinstance(usage, dict):
-        details = usage.get("output_tokens_details")
-        inv.log_fields.update(input_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"),
-                              total_tokens=usage.get("total_tokens"),
-                              reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared import clock, errors
-from shared.openai import response_store
+from shared.openai import response_object, response_store
 from shared.responses import Reply
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation, refe
         last = next((e["response"] for e in reversed(events) if isinstance(e.get("response"), dict)
                      and isinstance(e["response"].get("usage"), dict)), None)
         if last is not None:
-            _log_usage(inv, last["usage"])
+            inv.log_fields.update(response_object.log_fields(last["usage"]))
         if store is not None and first is not None and first.get("id"):
             _own(store, inv, str(first["id"]), bool(request.background), folder)
         return Reply([event for event in answer.body or []], sse=True)
@@ -93,17 +93,8 @@ def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation, refe
                                    upstream_request_id=answer.request_id)
     if store is not None:
         _own(store, inv, str(answer.body["id"]), bool(request.background), folder)
-    _log_usage(inv, answer.body.get("usage"))
+    inv.log_fields.update(response_object.log_fields(answer.body.get("usage")))
     return Reply(answer.body)
-
-
-def _log_usage(inv: Invocation, usage: Any) -> None:
-    """Upstream's usage in the request's log fields (the usage ledger's hook reads them)."""
-    if isinstance(usage, dict):
-        details = usage.get("output_tokens_details")
-        inv.log_fields.update(input_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"),
-                              total_tokens=usage.get("total_tokens"),
-                              reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)
 
 
 def _own(store: Any, inv: Invocation, response_id: str, background: bool, folder: str) -> None:

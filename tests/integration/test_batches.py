@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
 import threading
 import time
@@ -22,17 +21,6 @@ from tests.conftest import Api, Emulator, FakeContext, Jobs, reset_caches
 pytestmark = pytest.mark.integration
 
 FM = "/foundationModels/v1"
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
-    """Quotas high enough for big batches in seconds; async operations finish at once."""
-    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
-    reset_caches()
-    emulator = Emulator(os.environ["FM_BASE_URL"])
-    emulator.configure(asyncDelayMs=0)
-    return emulator
 
 
 def batch_body(count: int, fail_every: int = 0) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import io
 import json
-import os
 import threading
 import time
 import uuid
@@ -27,17 +26,6 @@ pytestmark = pytest.mark.integration
 
 FM = "/foundationModels/v1"
 TERMINAL = ("completed", "failed", "cancelled", "expired")
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
-    """Quotas high enough for big batches in seconds; async operations finish at once."""
-    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
-    reset_caches()
-    emulator = Emulator(os.environ["FM_BASE_URL"])
-    emulator.configure(asyncDelayMs=0)
-    return emulator
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from tests.conftest import FOLDER, Api, Emulator, Jobs
-from tests.integration.test_openai_batches import fast  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -453,7 +452,7 @@ def test_continuing_a_long_conversation_costs_the_same_few_store_round_trips(cli
 
 # -- batches -------------------------------------------------------------------------------------------------
 
-@pytest.mark.usefixtures("fast")  # quotas high and async operations done at once (test_openai_batches.py)
+@pytest.mark.usefixtures("fast")  # quotas high and async operations done at once (tests/conftest.py)
 def test_a_batch_of_responses_lines_answers_as_the_sync_route(client: OpenAI, jobs: Jobs, emulator: Emulator) -> None:
     from openai.types.responses import Response
 

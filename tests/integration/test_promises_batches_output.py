@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
 from typing import Any
 
@@ -28,16 +27,6 @@ from tests.integration.test_promises_engine import check_usage_ttls
 pytestmark = pytest.mark.integration
 
 TERMINAL = ("completed", "failed", "cancelled", "expired")
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
-    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
-    reset_caches()
-    emulator = Emulator(os.environ["FM_BASE_URL"])
-    emulator.configure(asyncDelayMs=0)
-    return emulator
 
 
 @pytest.fixture

@@ -63,16 +63,6 @@ def poller() -> dict[str, Any]:
     return load("batch_poller")(timer_event(), FakeContext(60_000, request_id=str(uuid.uuid4())))
 
 
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
-    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
-    reset_caches()
-    emulator = Emulator(os.environ["FM_BASE_URL"])
-    emulator.configure(asyncDelayMs=0)
-    return emulator
-
-
 # -- synchronous doors ---------------------------------------------------------------------------------------
 
 def test_every_sync_native_door_records_once_with_upstreams_usage(api_v01: Api, jobs: Jobs) -> None:
