@@ -133,6 +133,20 @@ def test_cancelled_batch_stops_and_cancels_upstream(api: Api, jobs: Jobs, fast: 
 
 @pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_upstream_rates_are_never_exceeded(api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's promise (Fleet-wide pacing): at most floor(rate) + 1 calls let go in any one second, on the
+    pacers the real engine uses for a real batch. Checked at the moment each call is let go, which the code
+    decides; when its request then arrives upstream depends on the machine (a request descheduled after being
+    let go arrives late: tests/unit/test_promises_pacing.py covers that on a simulated clock)."""
+    from shared import client
+
+    let_go: dict[int, list[float]] = collections.defaultdict(list)  # per second's bound (maxlen): moments
+
+    class Recorded(collections.deque):  # type: ignore[type-arg]
+        def append(self, moment: float) -> None:
+            let_go[self.maxlen or 0].append(moment)
+            super().append(moment)
+
+    monkeypatch.setattr(client, "deque", Recorded)
     monkeypatch.setenv("FM_ASYNC_START_RPS", "20")
     monkeypatch.setenv("FM_OPERATION_GET_RPS", "25")
     reset_caches()
@@ -146,8 +160,9 @@ def test_upstream_rates_are_never_exceeded(api_v01: Api, jobs: Jobs, fast: Emula
     starts = [c["t"] for c in fast.calls("/completionAsync")]
     gets = [c["t"] for c in fast.calls() if c["path"].startswith("/operations/")]
     assert len(starts) == 50 and len(gets) >= 50
-    assert worst_second(starts) <= 21  # 20/s, +1 for the window's edge
-    assert worst_second(gets) <= 26
+    assert len(let_go[21]) == 50 and len(let_go[26]) >= len(gets)  # every upstream call went through its pacer
+    assert worst_second(let_go[21]) <= 21  # 20/s, +1 for the window's edge
+    assert worst_second(let_go[26]) <= 26  # 25/s
 
 
 def test_native_batch_is_tracked_by_its_operation(api: Api, jobs: Jobs, fast: Emulator) -> None:
