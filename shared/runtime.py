@@ -21,6 +21,7 @@ from shared import errors, events, logs, responses, routes
 from shared.client import Call, FoundationModelsClient
 from shared.config import Settings, settings
 from shared.ids import uuid4 as new_id
+from shared.policy import KeyPolicy
 
 log = logs.get_logger("runtime")
 
@@ -38,6 +39,7 @@ class Invocation:
     path_params: dict[str, str] = field(default_factory=dict)
     caller: str = "anonymous"  # who asked, from the API Gateway authorizer's context when there is one
     request: events.HttpRequest | None = None  # the HTTP request itself: query, headers, a body that is not JSON
+    policy: KeyPolicy | None = None  # the caller key's models and limits (a key stored as data); None: none
 
     @property
     def client(self) -> FoundationModelsClient:
@@ -119,9 +121,10 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         route_name, dialect = route.operation, route.dialect
         body = request.json(config.max_body_bytes) if route.request else None
         parsed = _validate(route, body) if route.request else None
+        caller = _caller(request.authorizer, config.auth_mode)
         invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
-                                path_params=params, caller=_caller(request.authorizer, config.auth_mode),
-                                request=request)
+                                path_params=params, caller=caller, request=request,
+                                policy=_policy(request.authorizer, caller, config.auth_mode))
         reply = resolve_operation(operations[route.operation])(parsed, invocation)
         status = reply.status
         resolve_operation(USAGE_HOOK)(route.operation, invocation, request_id)  # logs its failures, never raises
@@ -201,6 +204,11 @@ def _caller(authorizer: dict[str, Any], auth_mode: str = "api_key") -> str:
         return "anonymous"
     caller = authorizer.get("caller")
     return caller if isinstance(caller, str) and caller else "anonymous"
+
+
+def _policy(authorizer: dict[str, Any], caller: str, auth_mode: str) -> KeyPolicy | None:
+    """The caller key's policy from the authorizer's context (never in auth_mode iam, as for the caller)."""
+    return None if auth_mode == "iam" else KeyPolicy.from_context(authorizer, caller)
 
 
 def _route(function: str, request: events.HttpRequest, operations: Mapping[str, OperationRef]) -> tuple[routes.Route, dict[str, str]]:

@@ -38,7 +38,7 @@ CHUNKED_KINDS = ("batch",)  # jobs whose tasks are chunks of requests, each requ
 # -- submit ------------------------------------------------------------------------------------------
 
 def submit(request: BatchCompletionRequest, inv: Invocation) -> Reply:
-    model_uri = services.resolve_model(request.model_uri, "gpt", inv.settings)
+    model_uri = services.resolve_model(request.model_uri, "gpt", inv.settings, inv.policy)
     inv.log_fields["model"] = model_uri
     if request.source_dataset_id is not None:
         return _submit_native(request, model_uri, inv)

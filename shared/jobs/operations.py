@@ -37,7 +37,7 @@ def submit_classification(request: FewShotClassificationRequest, inv: Invocation
 
 
 def submit_embedding(request: EmbeddingAsyncRequest, inv: Invocation) -> Reply:
-    model_uri = services.resolve_model(request.model_uri, "emb", inv.settings)
+    model_uri = services.resolve_model(request.model_uri, "emb", inv.settings, inv.policy)
     inv.log_fields["model"] = model_uri
     texts = [request.text] if request.text is not None else list(request.texts or [])
     size = inv.settings.embedding_chunk_texts

@@ -25,6 +25,7 @@ from shared.native.models import (
 from shared.responses import Reply
 
 if TYPE_CHECKING:
+    from shared.policy import KeyPolicy
     from shared.runtime import Invocation
 
 log = logs.get_logger("services")
@@ -33,8 +34,9 @@ _URI = re.compile(r"^(?P<scheme>[a-z]+)://(?P<folder>[^/\s]+)/(?P<name>[^/\s@]+)
 _SHORT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._\-]*)(/(?P<version>[A-Za-z0-9._\-@]+))?$")
 
 
-def resolve_model(uri: str, scheme: str, config: Settings) -> str:
-    """A full URI as given, or a short name ('yandexgpt-lite', 'yandexgpt/rc') expanded with YC_FOLDER_ID."""
+def resolve_model(uri: str, scheme: str, config: Settings, policy: KeyPolicy | None = None) -> str:
+    """A full URI as given, or a short name ('yandexgpt-lite', 'yandexgpt/rc') expanded with YC_FOLDER_ID;
+    a 403 when the deployment's allow-list (FM_ALLOWED_MODELS) or the caller key's own does not admit it."""
     full = _URI.match(uri)
     if full is None:
         short = _SHORT.match(uri)
@@ -49,18 +51,29 @@ def resolve_model(uri: str, scheme: str, config: Settings) -> str:
         assert full is not None
     if config.allowed_models and not _allowed(uri, full["name"], full["rest"], config.allowed_models):
         raise errors.ForbiddenError(f"modelUri: model {full['name']!r} is not allowed here (FM_ALLOWED_MODELS)")
+    if policy is not None and not key_allows(uri, policy):
+        raise errors.ForbiddenError(f"modelUri: model {full['name']!r} is not allowed for this key")
     return uri
 
 
+def key_allows(uri: str, policy: KeyPolicy) -> bool:
+    """Whether the caller key's allow-list admits the full model URI."""
+    full = _URI.match(uri)
+    return full is not None and policy.allows(uri, full["name"], _versioned(full["name"], full["rest"]))
+
+
+def _versioned(name: str, rest: str) -> str:
+    return f"{name}{rest}" if rest else f"{name}/latest"
+
+
 def _allowed(uri: str, name: str, rest: str, allowed: tuple[str, ...]) -> bool:
-    versioned = f"{name}{rest}" if rest else f"{name}/latest"
-    return any(entry in (uri, name, versioned) for entry in allowed)
+    return any(entry in (uri, name, _versioned(name, rest)) for entry in allowed)
 
 
 def upstream_body(request: Any, scheme: str, inv: Invocation) -> dict[str, Any]:
     """The validated request as upstream expects it, with its model resolved and logged."""
     body = request.upstream()
-    body["modelUri"] = resolve_model(request.model_uri, scheme, inv.settings)
+    body["modelUri"] = resolve_model(request.model_uri, scheme, inv.settings, inv.policy)
     inv.log_fields["model"] = body["modelUri"]
     return body
 
@@ -117,7 +130,7 @@ def pacer(name: str, rate: float) -> Pacer:
 
 
 def embed(request: EmbeddingRequest, inv: Invocation) -> Reply:
-    model_uri = resolve_model(request.model_uri, "emb", inv.settings)
+    model_uri = resolve_model(request.model_uri, "emb", inv.settings, inv.policy)
     inv.log_fields["model"] = model_uri
     if request.text is not None:
         result = embed_one(model_uri, request.text, request.dim, inv)

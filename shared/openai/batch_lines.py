@@ -14,11 +14,12 @@ from shared import errors
 
 if TYPE_CHECKING:
     from shared.config import Settings
+    from shared.policy import KeyPolicy
 
 CHAT, EMBEDDINGS, RESPONSES = "/v1/chat/completions", "/v1/embeddings", "/v1/responses"
 
 
-def chat_request(body: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], str]:
+def chat_request(body: dict[str, Any], settings: Settings, policy: KeyPolicy | None = None) -> tuple[dict[str, Any], str]:
     """A chat line's body -> (the native completion body, the model as the answer names it);
     a BadRequestError naming the parameter when the sync route would refuse it too."""
     from shared.openai import chat
@@ -27,7 +28,7 @@ def chat_request(body: dict[str, Any], settings: Settings) -> tuple[dict[str, An
     request = validate(chat.ChatCompletionRequest, body)
     if request.stream:
         raise errors.BadRequestError.field("stream", "is not available in a batch (its answers are files)")
-    model_uri = _resolve(request.model, "gpt", settings)
+    model_uri = _resolve(request.model, "gpt", settings, policy)
     name = model_uri.split("://", 1)[1].split("/")[1]
     if name in _passthrough(settings):
         raise errors.BadRequestError.field("model", f"{name} is served only through upstream's OpenAI mode, "
@@ -42,7 +43,7 @@ def chat_answer(result: dict[str, Any], model: str, answer_id: str, created: int
     return chat_response.chat_completion(result, {"id": answer_id, "created": created, "model": model})
 
 
-def responses_request(body: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def responses_request(body: dict[str, Any], settings: Settings, policy: KeyPolicy | None = None) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """A Responses line's body -> (the native completion body, the model, the Response skeleton its answer fills);
     a BadRequestError as the sync route's, and for what a batch line cannot do (stream, background, continuing
     a stored conversation). A batch's responses are its output file's lines: they are not stored (store: false)."""
@@ -56,7 +57,7 @@ def responses_request(body: dict[str, Any], settings: Settings) -> tuple[dict[st
     if request.previous_response_id is not None:
         raise errors.BadRequestError.field("previous_response_id", "is not available in a batch: send the "
                                                                    "conversation's items as input")
-    model_uri = _resolve(request.model, "gpt", settings)
+    model_uri = _resolve(request.model, "gpt", settings, policy)
     name = model_uri.split("://", 1)[1].split("/")[1]
     if name in _passthrough(settings):
         raise errors.BadRequestError.field("model", f"{name} is served only through upstream's OpenAI mode, "
@@ -74,13 +75,13 @@ def responses_answer(result: dict[str, Any], line: dict[str, Any], created: int)
     return response_object.finished(line["skeleton"], result, int(line["first"]), created)
 
 
-def embeddings_request(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def embeddings_request(body: dict[str, Any], settings: Settings, policy: KeyPolicy | None = None) -> dict[str, Any]:
     """An embeddings line's body -> {"model", "texts", "dim", "encodingFormat"}; a 400 as the sync route's."""
     from shared.openai import embeddings
     from shared.openai.models import validate
 
     request = validate(embeddings.EmbeddingsRequest, body)
-    return {"model": _resolve(request.model, "emb", settings), "texts": request.texts, "dim": request.dimensions,
+    return {"model": _resolve(request.model, "emb", settings, policy), "texts": request.texts, "dim": request.dimensions,
             "encodingFormat": request.encoding_format or "float"}
 
 
@@ -98,10 +99,10 @@ def _base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def _resolve(model: str, scheme: str, settings: Settings) -> str:
+def _resolve(model: str, scheme: str, settings: Settings, policy: KeyPolicy | None = None) -> str:
     from shared.openai import catalog
 
-    return catalog.resolve(model, scheme, settings)
+    return catalog.resolve(model, scheme, settings, policy)
 
 
 def _passthrough(settings: Settings) -> tuple[str, ...]:

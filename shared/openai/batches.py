@@ -148,13 +148,13 @@ def read_lines(data: bytes, endpoint: str, inv: Invocation) -> tuple[list[dict[s
             continue
         try:
             if endpoint == batch_lines.CHAT:
-                native, line_model = batch_lines.chat_request(body, inv.settings)
+                native, line_model = batch_lines.chat_request(body, inv.settings, inv.policy)
                 request: dict[str, Any] = {"index": len(lines), "customId": custom_id, "body": native}
             elif endpoint == batch_lines.RESPONSES:  # the answer's skeleton rides with the request (the chunk)
-                native, line_model, answer = batch_lines.responses_request(body, inv.settings)
+                native, line_model, answer = batch_lines.responses_request(body, inv.settings, inv.policy)
                 request = {"index": len(lines), "customId": custom_id, "body": native, "response": answer}
             else:
-                parsed = batch_lines.embeddings_request(body, inv.settings)
+                parsed = batch_lines.embeddings_request(body, inv.settings, inv.policy)
                 line_model = parsed["model"]
                 texts += len(parsed["texts"])
                 request = {"index": len(lines), "customId": custom_id, "texts": parsed["texts"], "dim": parsed["dim"],

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from shared import errors, routes
-from shared.native.services import resolve_model
+from shared.native.services import key_allows, resolve_model
 from shared.responses import Reply
 
 if TYPE_CHECKING:
     from shared.config import Settings
+    from shared.policy import KeyPolicy
     from shared.runtime import Invocation
 
 # The documented models (reference: foundation-models-api.md §3) that the native calls serve.
@@ -28,11 +29,11 @@ CREATED = 0  # OpenAI's `created` is a required integer; neither the catalog nor
 CATCH_ALL = f"{routes.OPENAI}/{{path+}}"
 
 
-def resolve(model: str, scheme: str, config: Settings) -> str:
+def resolve(model: str, scheme: str, config: Settings, policy: KeyPolicy | None = None) -> str:
     """`model` (a short name or a full URI) as the native URI, as the native routes resolve `modelUri`
     (FM_ALLOWED_MODELS included), with errors naming `model`, the field's name on /v1."""
     try:
-        return resolve_model(model, scheme, config)
+        return resolve_model(model, scheme, config, policy)
     except errors.BadRequestError as err:
         rule = next((d["description"] for d in err.details if d.get("@type") == "field"), err.message)
         raise errors.BadRequestError.field("model", rule) from None
@@ -42,8 +43,8 @@ def resolve(model: str, scheme: str, config: Settings) -> str:
             {"@type": "field", "field": "model", "description": message}]) from None
 
 
-def model_ids(config: Settings) -> list[str]:
-    """The ids GET /v1/models lists, in order, without repeats."""
+def model_ids(config: Settings, policy: KeyPolicy | None = None) -> list[str]:
+    """The ids GET /v1/models lists, in order, without repeats: those the caller key may use."""
     if config.allowed_models:
         candidates = [_full_uri(entry, config.folder_id) for entry in config.allowed_models]
     else:
@@ -51,7 +52,8 @@ def model_ids(config: Settings) -> list[str]:
         names = [("gpt", name) for name in completion] + [("emb", name) for name in EMBEDDING_MODELS]
         candidates = [f"{scheme}://{config.folder_id}/{name}/latest" if config.folder_id else None
                       for scheme, name in names]
-    return list(dict.fromkeys(uri for uri in candidates if uri))
+    served = dict.fromkeys(uri for uri in candidates if uri)
+    return [uri for uri in served if policy is None or key_allows(uri, policy)]
 
 
 def passthrough_models(config: Settings) -> tuple[str, ...]:
@@ -62,7 +64,7 @@ def passthrough_models(config: Settings) -> tuple[str, ...]:
 
 def list_models(_: None, inv: Invocation) -> Reply:
     """GET /v1/models."""
-    return Reply({"object": "list", "data": [_model(uri) for uri in model_ids(inv.settings)]})
+    return Reply({"object": "list", "data": [_model(uri) for uri in model_ids(inv.settings, inv.policy)]})
 
 
 def retrieve_model(_: None, inv: Invocation) -> Reply:
@@ -70,7 +72,7 @@ def retrieve_model(_: None, inv: Invocation) -> Reply:
     # the openai client percent-encodes the id into one segment (gpt:%2F%2Ffolder%2Fyandexgpt%2Flatest);
     # unquoting is safe whether or not the gateway already did, since no model id holds a '%'
     asked = unquote(inv.path_params.get("model", ""))
-    ids = model_ids(inv.settings)
+    ids = model_ids(inv.settings, inv.policy)
     wanted = {asked, _full_uri(asked, inv.settings.folder_id)}
     found = next((uri for uri in ids if uri in wanted), None)
     if found is None:

@@ -350,7 +350,7 @@ def create(request: ChatCompletionRequest, inv: Invocation) -> Reply:
 def resolve_model(model: str, inv: Invocation) -> str:
     """The model's full URI, as the native routes resolve it; errors name `model`, the OpenAI field."""
     try:
-        uri = services.resolve_model(model, "gpt", inv.settings)
+        uri = services.resolve_model(model, "gpt", inv.settings, inv.policy)
     except errors.ApiError as err:
         err.message = err.message.replace("modelUri", "model", 1)
         err.details = [{**d, "field": "model"} if d.get("field") == "modelUri" else d for d in err.details]

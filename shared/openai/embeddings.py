@@ -71,7 +71,7 @@ def _text(item: Any, where: str) -> str:
 
 def create(request: EmbeddingsRequest, inv: Invocation) -> Reply:
     """Embed every input text (in parallel, paced) and answer in OpenAI's list shape, in input order."""
-    model_uri = catalog.resolve(request.model, "emb", inv.settings)
+    model_uri = catalog.resolve(request.model, "emb", inv.settings, inv.policy)
     inv.log_fields["model"] = model_uri
     texts = request.texts
     results = services.fan_out(lambda text: services.embed_one(model_uri, text, request.dimensions, inv), texts,
