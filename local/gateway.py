@@ -99,7 +99,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
             denied = self._authorize(method, route, params, headers, event)
             if denied:
                 return self._send(denied, {"Content-Type": "application/json"},
-                                  json.dumps({"message": "Unauthorized" if denied == 401 else "Forbidden"}).encode(),
+                                  json.dumps({"message": {401: "Unauthorized", 403: "Forbidden"}.get(denied, "Internal Server Error")}).encode(),
                                   method)
         handler = functions.load(route.function)
         result = handler(event, LocalContext(route.function, timeout_s=self.server.timeout_s,
@@ -127,7 +127,10 @@ class GatewayHandler(BaseHTTPRequestHandler):
                    "queryStringParameters": event["queryStringParameters"], "pathParameters": params,
                    "requestContext": {k: v for k, v in event["requestContext"].items() if k != "apiGateway"},
                    "cookies": {}}
-        verdict = functions.load("authorizer")(request, LocalContext("authorizer", timeout_s=10))
+        try:
+            verdict = functions.load("authorizer")(request, LocalContext("authorizer", timeout_s=10))
+        except Exception:  # a failed authorizer invocation: the gateway answers 500 (reference §2.3)
+            return 500
         if not isinstance(verdict, dict) or "isAuthorized" not in verdict:
             return 500
         if not verdict["isAuthorized"]:

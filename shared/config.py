@@ -68,6 +68,8 @@ ENV_NAMES: dict[str, str] = {
     "operation_get_rps": "FM_OPERATION_GET_RPS",
     "stuck_after_s": "JOBS_STUCK_AFTER_S",
     "admin_caller": "FM_ADMIN_CALLER",
+    "caller_names": "FM_CALLER_NAMES",
+    "key_cache_s": "FM_KEY_CACHE_S",
     "responses_ttl_days": "FM_RESPONSES_TTL_DAYS",
     "responses_url": "FM_RESPONSES_URL",
     "auth_mode": "FM_AUTH_MODE",
@@ -129,6 +131,8 @@ class Settings(BaseModel):
     operation_get_rps: float = Field(50.0, gt=0, le=10_000)
     stuck_after_s: float = Field(300.0, ge=0)  # the poller re-enqueues tasks untouched this long
     admin_caller: str | None = None  # an authorizer key name that may see everyone's work
+    caller_names: tuple[str, ...] = ()  # the configured keys' names (CALLER_KEY_SHA256): a stored key cannot take one
+    key_cache_s: float = Field(10.0, ge=0, le=300)  # how long an authorizer instance remembers a stored key's lookup
     responses_ttl_days: float = Field(30.0, gt=0, le=365)  # stored /v1/responses (OpenAI keeps them 30 days)
     responses_url: str | None = None  # upstream's own Responses API; "off": none (see responses_endpoint)
     auth_mode: Literal["api_key", "iam"] = "api_key"  # iam: no gateway, so no authorizer context is trusted
@@ -137,7 +141,7 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     log_payloads: bool = False
 
-    @field_validator("allowed_models", "openai_passthrough_models", mode="before")
+    @field_validator("allowed_models", "openai_passthrough_models", "caller_names", mode="before")
     @classmethod
     def _split_models(cls, value: Any) -> Any:
         if isinstance(value, str):

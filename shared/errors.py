@@ -7,6 +7,7 @@
     ├── ForbiddenError             403 PERMISSION_DENIED  (e.g. a model outside FM_ALLOWED_MODELS)
     ├── NotFoundError              404 NOT_FOUND
     ├── MethodNotAllowedError      405 UNIMPLEMENTED
+    ├── ConflictError              409 ALREADY_EXISTS     (e.g. a key name that is taken)
     ├── RateLimitedError           429 RESOURCE_EXHAUSTED  retryable
     ├── UpstreamError              502 (upstream 5xx or a body we could not parse)
     │   ├── UpstreamUnavailableError  503 UNAVAILABLE   retryable
@@ -112,6 +113,14 @@ class MethodNotAllowedError(ApiError):
         err = cls(message)
         err.allow = tuple(sorted(set(methods)))
         return err
+
+
+class ConflictError(ApiError):
+    status, code, grpc_code = 409, "ALREADY_EXISTS", 6
+
+    @classmethod
+    def field(cls, field: str, rule: str) -> ConflictError:
+        return cls(f"{field}: {rule}", details=[{"@type": "field", "field": field, "description": rule}])
 
 
 class RateLimitedError(ApiError):

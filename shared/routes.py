@@ -47,6 +47,7 @@ SCHEMA_MODULES = {"native": "shared.native.schemas", "openai": "shared.openai.sc
 OA_SCHEMAS = "shared.openai.batch_schemas"
 RESPONSES = "shared.openai.response_request"
 RESPONSE_SCHEMAS = "shared.openai.response_schemas"
+KEYS = "shared.jobs.keys"
 
 
 def dialect_of(path: str) -> str:
@@ -146,6 +147,19 @@ ROUTES: tuple[Route, ...] = (
           "A batch: status, request counts, output and error files", dialect="openai"),
     Route("POST", f"{OPENAI}/batches/{{batch_id}}/cancel", "operations", "cancelBatch", None, f"{OA_SCHEMAS}:Batch",
           "Cancel a batch: nothing new starts, what finished is kept", dialect="openai"),
+    # Caller keys as data (shared/jobs/keys.py): the admin caller only; anyone else gets 404. The operations
+    # function serves them: it holds the store grant, and key changes are rare.
+    Route("POST", "/admin/keys", "operations", "createKey", f"{KEYS}:KeyCreateRequest", f"{KEYS}:ApiKeyWithSecret",
+          "Create a caller key (admin only): 201 with the secret, shown once; 409 when the name is taken"),
+    Route("GET", "/admin/keys", "operations", "listKeys", None, f"{KEYS}:ApiKeyList",
+          "Every caller key, revoked and expired included (admin only; no secrets)"),
+    Route("GET", "/admin/keys/{name}", "operations", "retrieveKey", None, f"{KEYS}:ApiKey", "A caller key (admin only)"),
+    Route("PATCH", "/admin/keys/{name}", "operations", "updateKey", f"{KEYS}:KeyUpdateRequest", f"{KEYS}:ApiKey",
+          "Change a key's models, limits, budgets or expiry (admin only); null removes one"),
+    Route("DELETE", "/admin/keys/{name}", "operations", "revokeKey", None, f"{KEYS}:ApiKey",
+          "Revoke a key (admin only): it stops working within the revocation bound; its name stays taken"),
+    Route("POST", "/admin/keys/{name}/rotate", "operations", "rotateKey", None, f"{KEYS}:ApiKeyWithSecret",
+          "A new secret for the key (admin only); the old one stops working within the revocation bound"),
     # Any other /v1 path: a 404 in OpenAI's shape from a function, not the gateway's own 404 body.
     *(Route(method, f"{OPENAI}/{{path+}}", "completion", f"notFound{method.title()}", None, "OpenAIErrorResponse",
             "Not a /v1 route here: 404 in OpenAI's error shape", dialect="openai")

@@ -7,15 +7,30 @@ without it is a 401 before this runs; API Gateway caches a verdict under that he
 X-Api-Key sent beside it must carry the same key, or the request is refused: a cached verdict can
 then never have been earned by another key.
 
-Only SHA-256 hashes of the keys are stored (Lockbox, delivered as CALLER_KEY_SHA256 =
-"name:hex,name:hex"); a presented key is hashed and compared with every stored hash in constant time.
-The matching key's name reaches the backend as requestContext.authorizer.caller.
+Two kinds of key, both kept only as SHA-256 hashes:
+- configured keys (Terraform / Lockbox, delivered as CALLER_KEY_SHA256 = "name:hex,name:hex"): the
+  bootstrap and admin keys; a presented key is hashed and compared with every one in constant time;
+- keys stored as data (the admin API, shared/jobs/keys.py), read when no configured key matches: one
+  consistent GetItem of `apikey#sha256#<digest>` in the job table, remembered by this instance for
+  FM_KEY_CACHE_S (10 s; found or not). A revoked key's record is gone, an expired one is refused.
+The key's name reaches the backend as requestContext.authorizer.caller and, for a stored key, its policy
+(models, limits, budgets) as requestContext.authorizer.policy (shared/policy.py). So a revocation, an
+expiry or a policy change reaches requests within FM_KEY_CACHE_S + the gateway's result cache
+(authorizer_result_ttl_in_seconds, Terraform's authorizer_cache_seconds): 40 s by default.
+
+The store is read only when it is configured (DOCAPI_ENDPOINT); if it fails, the invocation fails (the
+gateway answers 500, a retryable server error) rather than refusing a key that may be valid.
 """
 
 import hashlib
 import hmac
 import os
+import threading
 from typing import Any
+
+from shared import logs
+
+log = logs.get_logger("authorizer")
 
 SCHEMES = ("bearer", "api-key")  # Authorization: <scheme> <key>, scheme names case-insensitive (RFC 9110 §11.1)
 
@@ -62,4 +77,67 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for name, stored in _keys():  # compare with every key, always: no early exit to time
         if hmac.compare_digest(digest, stored):
             caller = name
-    return {"isAuthorized": True, "context": {"caller": caller}} if caller else {"isAuthorized": False}
+    if caller:
+        return {"isAuthorized": True, "context": {"caller": caller}}
+    policy = _stored(digest.hex())
+    if policy is None or policy.name == RESERVED:
+        return {"isAuthorized": False}
+    return {"isAuthorized": True, "context": {"caller": policy.name, "policy": policy.to_context()}}
+
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def _stored(digest: str) -> Any:
+    """The policy of a key stored as data, or None (no store configured, no such key, or expired). The
+    lookup (a hash of a 256-bit secret, so the read's timing tells nothing about other keys) is cached."""
+    endpoint = os.environ.get("DOCAPI_ENDPOINT", "")
+    if not endpoint:
+        return None
+    from shared.jobs import keys
+
+    ttl_s = float(os.environ.get("FM_KEY_CACHE_S", "") or 10)
+    with _lock:
+        if _state.get("endpoint") != endpoint:
+            _state.clear()
+            _state.update(endpoint=endpoint, client=_client(endpoint))
+        if _state.get("ttl_s") != ttl_s:
+            _state.update(ttl_s=ttl_s, cache=keys.KeyCache(ttl_s))
+        client, cache = _state["client"], _state["cache"]
+    table = os.environ.get("JOBS_TABLE", "") or "jobs"
+    try:
+        return keys.lookup(digest, lambda key: _read(client, table, key), cache)
+    except Exception as err:  # botocore's errors: the store could not say; never a verdict on the key
+        log.error("stored key lookup failed", extra={"error": type(err).__name__})
+        raise RuntimeError("stored key lookup failed") from None
+
+
+def _client(endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    logs.register_secret(secret)
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name=os.environ.get("YC_REGION") or "ru-central1",
+                        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"), aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2,
+                                      read_timeout=4))
+
+
+def _read(client: Any, table: str, key: str) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        item = client.get_item(TableName=table, Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ResourceNotFoundException":  # no job table yet: no stored keys
+            return None
+        raise
+    if not item:
+        return None
+    out: dict[str, Any] = {}
+    for name, typed in item.items():
+        (kind, value), = typed.items()
+        out[name] = float(value) if kind == "N" else value  # SS (the model list) comes as a list
+    return out

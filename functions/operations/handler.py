@@ -4,7 +4,8 @@ What to do is decided from the real method and URL (`operations.by_url`), never 
 integration context, so a mis-tagged route cannot turn a read into a cancel: `GET /operations/X`
 reads; `POST /operations/X:cancel` (or `%3A`) and upstream's `GET /operations/X:cancel` cancel; a
 plain `POST /operations/X` is 405. It also serves the OpenAI Files and Batch API (/v1/files,
-/v1/batches), whose batches are jobs like any other (`by_url` leaves those paths to the route table).
+/v1/batches), whose batches are jobs like any other, and the admin API for caller keys (/admin/keys);
+`by_url` leaves those paths to the route table.
 """
 
 from typing import Any
@@ -20,6 +21,10 @@ OPERATIONS = {
     "downloadFile": "shared.openai.files:content",
     "createBatch": "shared.openai.batches:create", "listBatches": "shared.openai.batches:list_batches",
     "retrieveBatch": "shared.openai.batches:retrieve", "cancelBatch": "shared.openai.batches:cancel",
+    # caller keys as data (the admin API)
+    "createKey": "shared.jobs.keys:create", "listKeys": "shared.jobs.keys:list_keys",
+    "retrieveKey": "shared.jobs.keys:retrieve", "updateKey": "shared.jobs.keys:update",
+    "revokeKey": "shared.jobs.keys:revoke", "rotateKey": "shared.jobs.keys:rotate",
 }
 
 

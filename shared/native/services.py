@@ -50,10 +50,14 @@ def resolve_model(uri: str, scheme: str, config: Settings, policy: KeyPolicy | N
         full = _URI.match(uri)
         assert full is not None
     if config.allowed_models and not _allowed(uri, full["name"], full["rest"], config.allowed_models):
-        raise errors.ForbiddenError(f"modelUri: model {full['name']!r} is not allowed here (FM_ALLOWED_MODELS)")
+        raise _forbidden(f"model {full['name']!r} is not allowed here (FM_ALLOWED_MODELS)")
     if policy is not None and not key_allows(uri, policy):
-        raise errors.ForbiddenError(f"modelUri: model {full['name']!r} is not allowed for this key")
+        raise _forbidden(f"model {full['name']!r} is not allowed for this key")
     return uri
+
+
+def _forbidden(rule: str) -> errors.ForbiddenError:
+    return errors.ForbiddenError(f"modelUri: {rule}", details=[{"@type": "field", "field": "modelUri", "description": rule}])
 
 
 def key_allows(uri: str, policy: KeyPolicy) -> bool:
