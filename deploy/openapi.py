@@ -38,7 +38,7 @@ UNSUPPORTED = ("prefixItems", "patternProperties", "propertyNames", "dependentRe
                "contentMediaType", "contentEncoding", "$dynamicRef")
 
 AUTHORIZER = {"type": "function", "function_id": "${authorizer_function_id}", "tag": "$latest",
-              "service_account_id": "${invoker_service_account_id}", "authorizer_result_ttl_in_seconds": 300}
+              "service_account_id": "${invoker_service_account_id}", "authorizer_result_ttl_in_seconds": "${authorizer_cache_seconds}"}
 SECURITY_SCHEMES = {
     # One requirement with one scheme, the form API Gateway's docs describe (api-gateway/concepts/
     # extensions/function-authorizer.md): they show neither alternatives across security entries nor a

@@ -40,6 +40,8 @@ resource "yandex_function" "this" {
     yandex_resourcemanager_folder_iam_member.this,
     yandex_lockbox_secret_iam_member.runtime_keys,
     yandex_lockbox_secret_iam_member.caller_keys,
+    yandex_lockbox_secret_iam_member.authorizer_keys,
+    yandex_ydb_database_iam_binding.authorizer,
     yandex_ydb_database_iam_binding.jobs,
     yandex_storage_bucket_iam_binding.results,
     yandex_kms_symmetric_key_iam_member.results,

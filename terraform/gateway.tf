@@ -8,6 +8,7 @@ resource "yandex_api_gateway" "this" {
     function_ids               = { for name, fn in yandex_function.this : name => fn.id }
     invoker_service_account_id = yandex_iam_service_account.invoker.id
     authorizer_function_id     = yandex_function.this["authorizer"].id
+    authorizer_cache_seconds   = var.authorizer_cache_seconds
   })
 
   log_options {

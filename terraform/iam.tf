@@ -11,7 +11,7 @@ resource "yandex_iam_service_account" "runtime" {
 
 resource "yandex_iam_service_account" "authorizer" {
   name        = "${var.name_prefix}-authorizer"
-  description = "Runs the API Gateway authorizer: reads the caller key hashes from Lockbox."
+  description = "Runs the API Gateway authorizer: reads the caller key hashes from Lockbox and stored keys from the jobs table."
 }
 
 resource "yandex_iam_service_account" "invoker" {
@@ -72,6 +72,24 @@ resource "yandex_lockbox_secret_iam_member" "caller_keys" {
   secret_id = yandex_lockbox_secret.caller_keys.id
   role      = "lockbox.payloadViewer"
   member    = "serviceAccount:${yandex_iam_service_account.authorizer.id}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
+}
+
+# The authorizer reads its own static key (the Document API speaks AWS signatures).
+resource "yandex_lockbox_secret_iam_member" "authorizer_keys" {
+  secret_id = yandex_lockbox_secret.authorizer_keys.id
+  role      = "lockbox.payloadViewer"
+  member    = "serviceAccount:${yandex_iam_service_account.authorizer.id}"
+
+  sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
+}
+
+# The authorizer only reads the jobs table (stored caller keys, shared/jobs/keys.py): ydb.viewer.
+resource "yandex_ydb_database_iam_binding" "authorizer" {
+  database_id = yandex_ydb_database_serverless.jobs.id
+  role        = "ydb.viewer"
+  members     = ["serviceAccount:${yandex_iam_service_account.authorizer.id}"]
 
   sleep_after = var.iam_propagation_s # grants take effect some seconds later (see variables.tf)
 }
@@ -139,6 +157,18 @@ resource "yandex_iam_service_account_static_access_key" "runtime" {
 
   output_to_lockbox {
     secret_id            = yandex_lockbox_secret.runtime_keys.id
+    entry_for_access_key = "access_key_id"
+    entry_for_secret_key = "secret_access_key"
+  }
+}
+
+# The authorizer's static key, straight into Lockbox like the runtime's: read-only on the jobs table.
+resource "yandex_iam_service_account_static_access_key" "authorizer" {
+  service_account_id = yandex_iam_service_account.authorizer.id
+  description        = "Authorizer key for reading stored caller keys in the jobs table"
+
+  output_to_lockbox {
+    secret_id            = yandex_lockbox_secret.authorizer_keys.id
     entry_for_access_key = "access_key_id"
     entry_for_secret_key = "secret_access_key"
   }

@@ -28,6 +28,15 @@ locals {
     JOB_MAX_DELIVERIES       = tostring(var.max_receive_count) # the DLQ fails only a task started this often
     FM_AUTH_MODE             = var.auth_mode
     FM_ADMIN_CALLER          = var.admin_caller
+    FM_CALLER_NAMES          = join(",", sort(keys(var.caller_api_key_sha256))) # names a stored key cannot take
+  }
+
+  # The authorizer's environment: the configured keys come from Lockbox; stored keys from the jobs table.
+  authorizer_env = {
+    LOG_LEVEL       = var.log_level
+    DOCAPI_ENDPOINT = yandex_ydb_database_serverless.jobs.document_api_endpoint
+    JOBS_TABLE      = local.jobs_table
+    FM_KEY_CACHE_S  = tostring(var.key_cache_seconds)
   }
 
   # The function map: name -> entry point, sizing, environment, Lockbox secrets, service account.
@@ -39,9 +48,11 @@ locals {
       timeout    = size.timeout
       # Empty values are left out: the service may drop them and every plan would show a diff; the
       # functions read an unset variable as empty (FM_ALLOWED_MODELS, FM_ADMIN_CALLER by default).
-      env = { for key, value in(name == "authorizer" ? { LOG_LEVEL = var.log_level } : merge(local.backend_env, module.fleet.pacing_env[name])) : key => value if value != "" }
+      env = { for key, value in(name == "authorizer" ? local.authorizer_env : merge(local.backend_env, module.fleet.pacing_env[name])) : key => value if value != "" }
       secrets = name == "authorizer" ? {
-        CALLER_KEY_SHA256 = { id = yandex_lockbox_secret.caller_keys.id, version_id = yandex_lockbox_secret_version.caller_keys.id, key = "sha256" }
+        CALLER_KEY_SHA256     = { id = yandex_lockbox_secret.caller_keys.id, version_id = yandex_lockbox_secret_version.caller_keys.id, key = "sha256" }
+        AWS_ACCESS_KEY_ID     = { id = yandex_lockbox_secret.authorizer_keys.id, version_id = yandex_iam_service_account_static_access_key.authorizer.output_to_lockbox_version_id, key = "access_key_id" }
+        AWS_SECRET_ACCESS_KEY = { id = yandex_lockbox_secret.authorizer_keys.id, version_id = yandex_iam_service_account_static_access_key.authorizer.output_to_lockbox_version_id, key = "secret_access_key" }
         } : {
         AWS_ACCESS_KEY_ID     = { id = yandex_lockbox_secret.runtime_keys.id, version_id = yandex_iam_service_account_static_access_key.runtime.output_to_lockbox_version_id, key = "access_key_id" }
         AWS_SECRET_ACCESS_KEY = { id = yandex_lockbox_secret.runtime_keys.id, version_id = yandex_iam_service_account_static_access_key.runtime.output_to_lockbox_version_id, key = "secret_access_key" }

@@ -3,6 +3,11 @@ resource "yandex_lockbox_secret" "runtime_keys" {
   description = "Static access key of the runtime service account (written by the provider, read by the functions)"
 }
 
+resource "yandex_lockbox_secret" "authorizer_keys" {
+  name        = "${var.name_prefix}-authorizer-keys"
+  description = "Static access key of the authorizer service account: reads stored caller keys in the jobs table"
+}
+
 resource "yandex_lockbox_secret" "caller_keys" {
   name        = "${var.name_prefix}-caller-keys"
   description = "SHA-256 hashes of the caller API keys the gateway authorizer accepts"

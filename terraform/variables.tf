@@ -312,6 +312,26 @@ variable "queued_calls_per_instance" {
   }
 }
 
+variable "authorizer_cache_seconds" {
+  description = "How long API Gateway caches the authorizer's verdict for one key (authorizer_result_ttl_in_seconds). With key_cache_seconds it bounds how long a revoked, rotated or expired key, or an old policy, keeps working: authorizer_cache_seconds + key_cache_seconds (40 s by default)."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.authorizer_cache_seconds >= 1 && var.authorizer_cache_seconds <= 3600 && floor(var.authorizer_cache_seconds) == var.authorizer_cache_seconds
+    error_message = "authorizer_cache_seconds must be a whole number of seconds from 1 to 3600."
+  }
+}
+
+variable "key_cache_seconds" {
+  description = "How long an authorizer instance remembers a stored key's lookup, found or not (FM_KEY_CACHE_S). Part of the revocation bound (see authorizer_cache_seconds)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.key_cache_seconds >= 0 && var.key_cache_seconds <= 300
+    error_message = "key_cache_seconds must be from 0 to 300."
+  }
+}
+
 variable "iam_propagation_s" {
   description = "Seconds each new grant waits before Terraform goes on (the provider's sleep_after, 'to compensate IAM operations delay'): the queues are created with a key minted right after ymq.admin is granted, function versions read Lockbox secrets right after the grant, triggers read queues and invoke functions right after theirs."
   type        = number

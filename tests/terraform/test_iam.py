@@ -23,7 +23,10 @@ ALLOWED_GRANTS = {
         ("yandex_storage_bucket.results", "storage.editor"),
         ("yandex_kms_symmetric_key.results", "kms.keys.encrypterDecrypter"),
     },
-    "authorizer": {("yandex_lockbox_secret.caller_keys", "lockbox.payloadViewer")},  # the caller keys only
+    # the configured keys' hashes, its own static key, and a read of the jobs table (stored keys) only
+    "authorizer": {("yandex_lockbox_secret.caller_keys", "lockbox.payloadViewer"),
+                   ("yandex_lockbox_secret.authorizer_keys", "lockbox.payloadViewer"),
+                   ("yandex_ydb_database_serverless.jobs", "ydb.viewer")},
     "invoker": {("yandex_function.this", "functions.functionInvoker")},  # gateway and triggers
     "queue_reader": {(FOLDER, "ymq.reader")},  # the queue triggers
     "queue_manager": {(FOLDER, "ymq.admin")},  # Terraform's own queue management

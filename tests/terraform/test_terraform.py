@@ -183,7 +183,7 @@ def test_gateway_spec_is_generated_from_the_route_table() -> None:
     assert all(scheme["x-yc-apigateway-authorizer"]["type"] == "function" for scheme in schemes.values())
     placeholders = set(re.findall(r"\$\{([^}]*)\}", template.split("\n", 2)[2]))
     assert {p.split("[")[0] for p in placeholders} == {"function_ids", "invoker_service_account_id",
-                                                       "authorizer_function_id"}
+                                                       "authorizer_function_id", "authorizer_cache_seconds"}
 
 
 def test_packages_are_reproducible(tmp_path: Path) -> None:
@@ -346,3 +346,18 @@ def test_terraform_refuses_more_caller_keys_than_the_environment_holds(count: in
     planned = _plan_variable("caller_api_key_sha256", keys, tmp_path)
     assert (planned.returncode == 0) is accepted, planned.stdout + planned.stderr
     assert accepted or "must fit in 3,900 bytes" in " ".join(planned.stderr.split())
+
+
+def test_the_revocation_bound_the_docs_state_is_what_the_defaults_make() -> None:
+    """A revoked, rotated or expired key (or an old policy) works at most for the gateway's verdict cache plus
+    the authorizer instance's lookup cache; the module docstring and the variables say 40 s, and the function
+    default equals Terraform's."""
+    from shared.config import Settings
+    from shared.jobs import keys
+
+    gateway_s = hcl.variables()["authorizer_cache_seconds"]["default"]
+    instance_s = hcl.variables()["key_cache_seconds"]["default"]
+    assert Settings().key_cache_s == instance_s
+    assert f"{gateway_s + instance_s} s by default" in " ".join(keys.__doc__.split())
+    assert "authorizer_cache_seconds   = var.authorizer_cache_seconds" in (hcl.TERRAFORM / "gateway.tf").read_text()
+    assert hcl.locals_()["authorizer_env"]["FM_KEY_CACHE_S"] == "${tostring(var.key_cache_seconds)}"
