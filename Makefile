@@ -15,7 +15,7 @@ EVENT ?= events/http-v01-completion.json
 MUTATE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration test-terraform mutate invoke bench fuzz lint fmt clean package openapi validate plan deploy jobs-table destroy api-key
+.PHONY: help venv run test test-unit test-integration test-terraform mutate invoke bench fuzz lint fmt clean package openapi validate plan deploy jobs-table destroy api-key keys
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -87,8 +87,12 @@ jobs-table: ## (Re)create the deployed jobs document table and its TTL (idempote
 destroy: ## terraform destroy: remove everything the bundle created
 	$(TF) destroy
 
-api-key: ## Make a caller API key: make api-key NAME=alice (prints the key and the tfvars line; standard library only)
-	@$(PYTHON) -m deploy.api_key $(or $(NAME),caller)
+api-key: ## Make a caller key: with FM_URL and FM_ADMIN_KEY set, stored through the admin API; else the key and its tfvars line (a configured key)
+	@if [ -n "$$FM_URL" ] && [ -n "$$FM_ADMIN_KEY" ]; then $(PYTHON) -m deploy.keys create $(or $(NAME),caller); \
+	else $(PYTHON) -m deploy.api_key $(or $(NAME),caller); fi
+
+keys: ## Stored caller keys through the admin API: make keys ARGS="list" (create, show, update, rotate, revoke; FM_URL, FM_ADMIN_KEY)
+	@$(PYTHON) -m deploy.keys $(ARGS)
 
 lint: $(STAMP) ## ruff check
 	$(PY) -m ruff check .

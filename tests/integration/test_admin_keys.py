@@ -225,3 +225,40 @@ def test_store_failure_is_a_server_error_not_a_refusal(admin: Client, emulator: 
     answer = admin.as_key("fmk_" + "y" * 43).call("POST", "/v1/chat/completions", CHAT)
     assert answer.status_code == 500
     assert admin.as_key(BOOT_KEY).call("POST", "/v1/chat/completions", CHAT).status_code == 200
+
+
+def test_the_keys_cli_and_make_api_key_drive_the_admin_api(admin: Client, clock: ManualClock) -> None:
+    """deploy/keys.py (standard library only) over a real socket, as a user runs it; `make api-key` uses it
+    when FM_URL and FM_ADMIN_KEY are set."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": os.environ["PATH"], "FM_URL": admin.url, "FM_ADMIN_KEY": ADMIN_KEY}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "deploy.keys", *args], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    made = cli("create", "mona", "--rpm", "30", "--models", "yandexgpt-lite,yandexgpt", "--expires-in-days", "30")
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert created["rpm"] == 30 and sorted(created["models"]) == ["yandexgpt", "yandexgpt-lite"]
+    assert admin.as_key(created["key"]).call("POST", "/v1/chat/completions", CHAT).status_code == 200
+    changed = json.loads(cli("update", "mona", "--tpm", "900", "--clear", "rpm", "--clear", "expires").stdout)
+    assert changed["tpm"] == 900 and changed["rpm"] is None and changed["expires_at"] is None
+    assert [k["name"] for k in json.loads(cli("list").stdout)["data"]] == ["mona"]
+    assert "key" not in json.loads(cli("show", "mona").stdout)
+    rotated = json.loads(cli("rotate", "mona").stdout)["key"]
+    assert rotated != created["key"]
+    assert json.loads(cli("revoke", "mona").stdout)["status"] == "revoked"
+    again = cli("create", "mona")
+    assert again.returncode == 1 and "409" in again.stderr and "exists" in again.stderr
+    made_by_make = subprocess.run(["make", "-s", "api-key", "NAME=nina", "PYTHON=" + sys.executable], cwd=root,
+                                  env=env, capture_output=True, text=True, timeout=60)
+    assert made_by_make.returncode == 0, made_by_make.stderr
+    assert json.loads(made_by_make.stdout)["name"] == "nina"
+    assert admin.call("GET", "/admin/keys/nina").json()["status"] == "active"

@@ -13,8 +13,8 @@ import pytest
 
 from tests.terraform import hcl
 
-DEPLOY_TARGETS = ("package", "plan", "deploy", "jobs-table", "destroy", "api-key", "validate")
-DEPLOY_SCRIPTS = ("package", "jobs_table", "api_key")
+DEPLOY_TARGETS = ("package", "plan", "deploy", "jobs-table", "destroy", "api-key", "keys", "validate")
+DEPLOY_SCRIPTS = ("package", "jobs_table", "api_key", "keys")
 OLDEST_PYTHON = (3, 9)
 
 
