@@ -13,8 +13,12 @@ reaches requests within the same bound as a revocation (see functions/authorizer
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from shared import clock
 
 LIMIT_FIELDS = ("rpm", "tpm", "monthly_tokens", "monthly_budget")
 
@@ -68,3 +72,51 @@ class KeyPolicy:
         except (ValueError, TypeError):
             return None
         return policy if policy is not None and policy.name == caller else None
+
+
+# -- the authorizer's lookup of a stored key (no pydantic, no boto3: a cold authorizer imports only this) --
+
+def digest_key(digest: str) -> str:
+    """The record the authorizer reads for a key's SHA-256 (hex): `apikey#sha256#<digest>` (shared/jobs/keys.py)."""
+    return f"apikey#sha256#{digest}"
+
+
+class KeyCache:
+    """The authorizer instance's memory of lookups (found or not), for `ttl_s`; at most `size` digests, the
+    least recently used dropped first, so random keys cannot grow it without bound."""
+
+    def __init__(self, ttl_s: float, size: int = 4096) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> tuple[bool, dict[str, Any] | None]:
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or entry[0] <= clock.now():
+                return False, None
+            self._entries.move_to_end(digest)
+            return True, entry[1]
+
+    def put(self, digest: str, record: dict[str, Any] | None) -> None:
+        with self._lock:
+            self._entries[digest] = (clock.now() + self.ttl_s, record)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+def lookup(digest: str, read: Any, cache: KeyCache) -> KeyPolicy | None:
+    """The policy of the stored key with this digest, if it exists and has not expired; `read(key)` is one
+    consistent GetItem (None when absent). Expiry is judged at every call, cached record or not."""
+    hit, record = cache.get(digest)
+    if not hit:
+        record = read(digest_key(digest))
+        cache.put(digest, record)
+    if record is None or not record.get("name"):
+        return None
+    expires = record.get("key_expires_at")
+    if expires is not None and float(expires) <= clock.now():
+        return None
+    return KeyPolicy.from_record(record)

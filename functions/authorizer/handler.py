@@ -95,7 +95,7 @@ def _stored(digest: str) -> Any:
     endpoint = os.environ.get("DOCAPI_ENDPOINT", "")
     if not endpoint:
         return None
-    from shared.jobs import keys
+    from shared import policy
 
     ttl_s = float(os.environ.get("FM_KEY_CACHE_S", "") or 10)
     with _lock:
@@ -103,37 +103,70 @@ def _stored(digest: str) -> Any:
             _state.clear()
             _state.update(endpoint=endpoint, client=_client(endpoint))
         if _state.get("ttl_s") != ttl_s:
-            _state.update(ttl_s=ttl_s, cache=keys.KeyCache(ttl_s))
+            _state.update(ttl_s=ttl_s, cache=policy.KeyCache(ttl_s))
         client, cache = _state["client"], _state["cache"]
     table = os.environ.get("JOBS_TABLE", "") or "jobs"
     try:
-        return keys.lookup(digest, lambda key: _read(client, table, key), cache)
+        return policy.lookup(digest, lambda key: _read(client, table, key), cache)
     except Exception as err:  # botocore's errors: the store could not say; never a verdict on the key
         log.error("stored key lookup failed", extra={"error": type(err).__name__})
         raise RuntimeError("stored key lookup failed") from None
 
 
-def _client(endpoint: str) -> Any:
-    import boto3
-    from botocore.config import Config
+class _DocumentApi:
+    """One signed GetItem over `requests` (botocore's SigV4 signer, as shared/jobs/queue.py signs): building a
+    boto3 client costs a cold authorizer most of a second, which every cold instance would pay on its first
+    stored key. Throttling, 5xx and connection errors are tried 3 times in all."""
 
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-    logs.register_secret(secret)
-    return boto3.client("dynamodb", endpoint_url=endpoint, region_name=os.environ.get("YC_REGION") or "ru-central1",
-                        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"), aws_secret_access_key=secret,
-                        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2,
-                                      read_timeout=4))
+    def __init__(self, endpoint: str) -> None:
+        import requests
+
+        self.endpoint = endpoint
+        self.region = os.environ.get("YC_REGION") or "ru-central1"
+        self.access_key = os.environ.get("AWS_ACCESS_KEY_ID") or ""
+        self.secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY") or ""
+        logs.register_secret(self.secret_key)
+        self.session = requests.Session()
+
+    def get_item(self, table: str, key: str) -> dict[str, Any] | None:
+        import json
+        import time
+
+        import requests
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        body = json.dumps({"TableName": table, "Key": {"id": {"S": key}}, "ConsistentRead": True}).encode()
+        for attempt in range(3):
+            request = AWSRequest(method="POST", url=self.endpoint, data=body, headers={
+                "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem"})
+            SigV4Auth(Credentials(self.access_key, self.secret_key), "dynamodb", self.region).add_auth(request)
+            try:
+                answer = self.session.post(self.endpoint, data=body, headers=dict(request.headers.items()),
+                                           timeout=(2, 4))
+            except requests.RequestException as err:
+                problem = type(err).__name__
+            else:
+                kind = str((answer.json() if answer.content else {}).get("__type", "")).rsplit("#", 1)[-1] \
+                    if answer.status_code != 200 else ""
+                if answer.status_code == 200:
+                    return answer.json().get("Item")
+                if kind == "ResourceNotFoundException":  # no job table yet: no stored keys
+                    return None
+                problem = f"HTTP {answer.status_code} {kind}"
+                if answer.status_code < 500 and "Throttl" not in kind:
+                    break
+            time.sleep(0.05 * 2 ** attempt)
+        raise RuntimeError(f"GetItem: {problem}")
 
 
-def _read(client: Any, table: str, key: str) -> dict[str, Any] | None:
-    from botocore.exceptions import ClientError
+def _client(endpoint: str) -> _DocumentApi:
+    return _DocumentApi(endpoint)
 
-    try:
-        item = client.get_item(TableName=table, Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ResourceNotFoundException":  # no job table yet: no stored keys
-            return None
-        raise
+
+def _read(client: _DocumentApi, table: str, key: str) -> dict[str, Any] | None:
+    item = client.get_item(table, key)
     if not item:
         return None
     out: dict[str, Any] = {}

@@ -29,14 +29,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import clock, errors, logs
-from shared.policy import KeyPolicy
+from shared.policy import digest_key
 from shared.responses import Reply
 
 if TYPE_CHECKING:
@@ -56,10 +54,6 @@ MAX_MODELS = 50
 
 def name_key(name: str) -> str:
     return f"apikey#{name}"
-
-
-def digest_key(digest: str) -> str:
-    return f"apikey#sha256#{digest}"
 
 
 def digest_of(secret: str) -> str:
@@ -238,47 +232,6 @@ def rotate(_: None, inv: Invocation) -> Reply:
 
 
 # -- the authorizer's lookup --------------------------------------------------------------------------------
-
-class KeyCache:
-    """The authorizer instance's memory of lookups (found or not), for `ttl_s`; at most `size` digests, the
-    least recently used dropped first, so random keys cannot grow it without bound."""
-
-    def __init__(self, ttl_s: float, size: int = 4096) -> None:
-        self.ttl_s = ttl_s
-        self.size = size
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: str) -> tuple[bool, dict[str, Any] | None]:
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is None or entry[0] <= clock.now():
-                return False, None
-            self._entries.move_to_end(digest)
-            return True, entry[1]
-
-    def put(self, digest: str, record: dict[str, Any] | None) -> None:
-        with self._lock:
-            self._entries[digest] = (clock.now() + self.ttl_s, record)
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-
-def lookup(digest: str, read: Any, cache: KeyCache) -> KeyPolicy | None:
-    """The policy of the stored key with this digest, if it exists and has not expired; `read(key)` is one
-    consistent GetItem (None when absent). Expiry is judged at every call, cached record or not."""
-    hit, record = cache.get(digest)
-    if not hit:
-        record = read(digest_key(digest))
-        cache.put(digest, record)
-    if record is None or not record.get("name"):
-        return None
-    expires = record.get("key_expires_at")
-    if expires is not None and float(expires) <= clock.now():
-        return None
-    return KeyPolicy.from_record(record)
-
 
 # -- helpers ------------------------------------------------------------------------------------------------
 
