@@ -2,8 +2,8 @@
 those pages checked, so a changed route, field or heading breaks the build instead of the reader.
 
 A fenced block whose info string is `bash run` or `python run` is an example to run: each is its own test,
-named by file and line (`README.md:41`). They run against the whole local stack as `make run
---require-api-key` serves it (a fresh process: the emulator, moto server, the queue triggers, the batch poller
+named by file and line (`README.md:41`). They run against the whole local stack as `python -m
+local.stack --require-api-key` serves it (a fresh process: the emulator, moto server, the queue triggers, the batch poller
 and the gateway with the authorizer, each on a free loopback port), in a temporary directory, with FM_URL (the
 stack's base URL), FM_KEY (a caller key) and FM_ADMIN_KEY (the key FM_ADMIN_CALLER names) in the environment.
 Shell runs with `bash -euo pipefail`, Python with this venv's python; an example passes when it exits 0, and
@@ -29,7 +29,8 @@ import requests
 
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.integration]
+# one worker runs the whole file, so one stack serves every example
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("docs-examples")]
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARKS = {"run", "cloud"}
@@ -153,7 +154,7 @@ def _client_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`make run --require-api-key` in a process of its own, every server on a free port (read from what it
+    """`python -m local.stack --require-api-key` (`make run` with the key check) in a process of its own, every server on a free port (read from what it
     prints), two caller keys (one of them the admin), and the batch poller every 0.5 s."""
     out = tmp_path_factory.mktemp("docs-stack") / "stack.log"
     keys = f"docs:{hashlib.sha256(CALLER_KEY.encode()).hexdigest()},admin:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}"
