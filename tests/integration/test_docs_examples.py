@@ -96,8 +96,9 @@ def test_the_pages_have_examples_to_run() -> None:
     """The collection itself: the README's three dialects are there, and nothing is lost to a parsing slip."""
     assert (ROOT / "docs").is_dir() and len(PAGES) > 5
     readme = [fence for fence in EXAMPLES if fence.page.name == "README.md" and fence.mark == "run"]
-    assert len(readme) >= 2 and any("curl" in fence.body for fence in readme)
-    assert any("chat.completions" in fence.body and "responses.create" in fence.body for fence in readme)
+    assert any("curl" in fence.body for fence in readme)
+    assert any("chat.completions" in fence.body for fence in readme)
+    assert any("responses.create" in fence.body for fence in readme)
     assert sum(fence.mark == "run" for fence in EXAMPLES) >= 15
 
 
