@@ -1,7 +1,7 @@
 """Settings: one typed object read from the environment on first use and cached per instance.
 
 Explicit argument > environment > default. The environment variable names are the public interface
-(listed in the README); a bad value fails with a ConfigError that names the variable.
+(listed in docs/configuration.md); a bad value fails with a ConfigError that names the variable.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ with a 400 naming the parameter, so the models upstream serves only in its own O
 (`Settings.passthrough_models`) get the caller's body as it came, and upstream's rules. The answer's
 side (native result -> chat.completion, cumulative chunks -> SSE deltas) is in chat_response.py.
 
-The parameter table (the README's "OpenAI-compatible API" section shows the same):
+The parameter table (docs/openai.md, "Chat completions", shows the same):
 - mapped: model -> modelUri (short names and the allow-list as on the native routes); messages;
   temperature (0-1; above 1 is a 400, never rescaled); max_completion_tokens / max_tokens -> maxTokens;
   reasoning_effort (none -> DISABLED, any other -> ENABLED_HIDDEN); response_format json_object /

@@ -1,6 +1,6 @@
 """What the platform's documentation says a first apply needs (issue 11): the bucket names its folder,
 results are encrypted with a key the bundle makes (or the user names) and the runtime may use, every
-named resource carries the prefix so a second deployment fits beside the first, and the README's
+named resource carries the prefix so a second deployment fits beside the first, and docs/deploying.md's
 resource counts are the configuration's."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_the_readme_counts_what_a_deployment_uses(resources: list[hcl.Resource])
         by_type[resource.type] = by_type.get(resource.type, 0) + 1
     assert by_type["yandex_ydb_database_serverless"] == 1 and by_type["yandex_iam_service_account"] == 5
     assert by_type["yandex_function_trigger"] == 2  # the queue triggers (one per queue) and the timer
-    readme = (hcl.ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Deploying"):readme.index("## Configuration")]
+    page = (hcl.ROOT / "docs" / "deploying.md").read_text(encoding="utf-8")
+    section = page[page.index("## What one deployment takes from the cloud"):page.index("## Timeouts and sizes")]
     for what, number in counts().items():
-        assert f"{number} {what}" in section, f"README's Deploying section should say {number} {what}"
+        assert f"{number} {what}" in section, f"docs/deploying.md should say {number} {what}"
