@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from local import functions
 from local.context import LocalContext
-from shared import errors, responses, routes
+from shared import clock, errors, responses, routes
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
 
@@ -121,8 +121,17 @@ class GatewayHandler(BaseHTTPRequestHandler):
         """The security scheme with its function authorizer, as the generated spec declares it (an apiKey
         in `Authorization`): no such header -> 401; isAuthorized false -> 403; otherwise the authorizer's
         context reaches the backend."""
-        if not any(k.lower() == "authorization" and v.strip() for k, v in headers.items()):
+        authorization = next((v.strip() for k, v in headers.items() if k.lower() == "authorization"), "")
+        if not authorization:
             return 401
+        cache_key = (urlsplit(self.path).path, method, authorization)
+        cached = self.server.verdicts.get(cache_key)
+        if cached is not None and cached[0] > clock.now():
+            verdict = cached[1]
+            if not verdict["isAuthorized"]:
+                return 403
+            event["requestContext"]["authorizer"] = verdict.get("context") or {}
+            return None
         request = {"resource": route.path, "path": urlsplit(self.path).path, "httpMethod": method, "headers": headers,
                    "queryStringParameters": event["queryStringParameters"], "pathParameters": params,
                    "requestContext": {k: v for k, v in event["requestContext"].items() if k != "apiGateway"},
@@ -133,6 +142,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
             return 500
         if not isinstance(verdict, dict) or "isAuthorized" not in verdict:
             return 500
+        if self.server.verdict_ttl_s:
+            self.server.verdicts[cache_key] = (clock.now() + self.server.verdict_ttl_s, verdict)
         if not verdict["isAuthorized"]:
             return 403
         event["requestContext"]["authorizer"] = verdict.get("context") or {}
@@ -154,9 +165,14 @@ class GatewayServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], payload_format: str = "0.1", timeout_s: float = 300.0,
-                 max_body_bytes: int = 2_500_000, verbose: bool = False, authorize: bool = False) -> None:
+                 max_body_bytes: int = 2_500_000, verbose: bool = False, authorize: bool = False,
+                 verdict_ttl_s: float = 0.0) -> None:
         super().__init__(address, GatewayHandler)
         self.authorize = authorize  # run the authorizer on the caller key headers, as the deployed gateway does
+        # API Gateway caches a verdict under path + method + the Authorization header for the spec's
+        # authorizer_result_ttl_in_seconds (reference §2.3); 0: no cache (every request asks the authorizer)
+        self.verdict_ttl_s = verdict_ttl_s
+        self.verdicts: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
         self.payload_format = payload_format
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
@@ -168,8 +184,9 @@ class GatewayServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def start(port: int = 0, payload_format: str = "0.1", host: str = "127.0.0.1", authorize: bool = False) -> GatewayServer:
-    server = GatewayServer((host, port), payload_format, authorize=authorize)
+def start(port: int = 0, payload_format: str = "0.1", host: str = "127.0.0.1", authorize: bool = False,
+          verdict_ttl_s: float = 0.0) -> GatewayServer:
+    server = GatewayServer((host, port), payload_format, authorize=authorize, verdict_ttl_s=verdict_ttl_s)
     threading.Thread(target=server.serve_forever, name="local-gateway", daemon=True).start()
     return server
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -262,3 +263,34 @@ def test_the_keys_cli_and_make_api_key_drive_the_admin_api(admin: Client, clock:
     assert made_by_make.returncode == 0, made_by_make.stderr
     assert json.loads(made_by_make.stdout)["name"] == "nina"
     assert admin.call("GET", "/admin/keys/nina").json()["status"] == "active"
+
+
+@pytest.fixture
+def caching_gateway(admin: Client) -> Iterator[Client]:
+    """A gateway that caches verdicts as API Gateway does, for Terraform's default authorizer_cache_seconds."""
+    from tests.terraform import hcl
+
+    server = gateway.start(authorize=True, verdict_ttl_s=hcl.variables()["authorizer_cache_seconds"]["default"])
+    yield Client(server.url, ADMIN_KEY)
+    server.shutdown()
+
+
+def test_the_worst_case_of_both_caches_is_the_stated_bound(caching_gateway: Client, clock: ManualClock) -> None:
+    """The gateway's verdict cache (30 s) can take in a verdict the authorizer made from its own cached record
+    (10 s): revoked at t=1, the key still works on a path first asked at t=9 until t=39, 38 s after the
+    revocation, within the 40 s bound, and never after."""
+    admin = caching_gateway
+    key = admin.as_key(make(admin, "olga")["key"])
+    assert key.call("POST", "/v1/chat/completions", CHAT).status_code == 200  # t=0: both caches take it
+    clock.advance(1)
+    assert admin.call("DELETE", "/admin/keys/olga").status_code == 200  # t=1: revoked
+    clock.advance(8)
+    assert key.call("GET", "/v1/models").status_code == 200  # t=9: a new path; the instance still remembers
+    clock.advance(22)
+    assert key.call("POST", "/v1/chat/completions", CHAT).status_code == 403  # t=31: both caches ran out
+    clock.advance(7)
+    assert key.call("GET", "/v1/models").status_code == 200  # t=38: the gateway's verdict of t=9
+    clock.advance(1.5)
+    assert key.call("GET", "/v1/models").status_code == 403  # t=39.5, and from then on
+    clock.advance(100)
+    assert key.call("GET", "/v1/models").status_code == 403
