@@ -58,6 +58,7 @@ def local_stack() -> Iterator[str]:
         "YC_FOLDER_ID": "b1glocalfolder", "FM_EMBEDDING_RPS": "10000", "FM_CLASSIFICATION_RPS": "10000",
         "FM_RETRY_BASE_S": "0.01", "LOG_LEVEL": "ERROR",
         "CALLER_KEY_SHA256": f"fuzz:{hashlib.sha256(CALLER_KEY.encode()).hexdigest()}",
+        "FM_ADMIN_CALLER": "fuzz",  # so the admin API (/admin/keys) is fuzzed too, not only its 404
     })
     server = gateway.start(authorize=True)
     try:

@@ -71,7 +71,9 @@ def hint(secret: str) -> str:
 
 # -- request bodies ---------------------------------------------------------------------------------------
 
-ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
+# a full URI (gpt://<folder>/yandexgpt-lite/latest, ...@<tuned suffix>), a name, or name/version; ASCII only,
+# so the spec's pattern means the same in every regex dialect
+ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
 
 class _Limits(BaseModel):
@@ -82,10 +84,10 @@ class _Limits(BaseModel):
     rpm: int | None = Field(None, ge=1, le=1_000_000, description="Requests per minute")
     tpm: int | None = Field(None, ge=1, le=1_000_000_000, description="Tokens per minute")
     monthly_tokens: int | None = Field(None, ge=1, le=10**15, description="Tokens per calendar month (UTC)")
-    monthly_budget: float | None = Field(None, gt=0, le=1e12, description="Money per calendar month, in the "
-                                         "price table's currency")
-    expires_at: int | None = Field(None, ge=0, le=32_503_680_000, description="Unix seconds; the key stops "
-                                   "working then")
+    monthly_budget: float | None = Field(None, ge=1e-6, le=1e12, description="Money per calendar month, in the "
+                                         "price table's currency (kept to 6 decimal places)")
+    expires_at: int | None = Field(None, ge=0, le=32_503_680_000, description="Unix seconds, in the future; the "
+                                   "key stops working then")
 
 
 class KeyCreateRequest(_Limits):
@@ -94,6 +96,8 @@ class KeyCreateRequest(_Limits):
 
 class KeyUpdateRequest(_Limits):
     """PATCH: the fields given are set; a field given as null is removed (no limit, every model, no expiry)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, json_schema_extra={"minProperties": 1})
 
 
 # -- the admin API ------------------------------------------------------------------------------------------
@@ -278,8 +282,10 @@ def _typed(value: Any) -> dict[str, Any]:
         return {"SS": sorted({str(v) for v in value})}
     if isinstance(value, bool):
         return {"BOOL": value}
-    if isinstance(value, int | float):
-        return {"N": repr(value) if isinstance(value, float) else str(value)}
+    if isinstance(value, float):  # money: 6 decimal places, written out (no exponent)
+        return {"N": f"{value:.6f}".rstrip("0").rstrip(".")}
+    if isinstance(value, int):
+        return {"N": str(value)}
     return {"S": str(value)}
 
 
