@@ -23,6 +23,7 @@ class Route:
     response: str  # response model: "Class" in the dialect's SCHEMA_MODULES module, or "module:Class"
     summary: str
     dialect: str = "native"  # "native" (Foundation Models REST) or "openai" (/v1): models and error shape
+    admin: bool = False  # the admin caller's only: anyone else gets 404 before the body is even read
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -150,16 +151,16 @@ ROUTES: tuple[Route, ...] = (
     # Caller keys as data (shared/jobs/keys.py): the admin caller only; anyone else gets 404. The operations
     # function serves them: it holds the store grant, and key changes are rare.
     Route("POST", "/admin/keys", "operations", "createKey", f"{KEYS}:KeyCreateRequest", f"{KEYS}:ApiKeyWithSecret",
-          "Create a caller key (admin only): 201 with the secret, shown once; 409 when the name is taken"),
+          "Create a caller key (admin only): 201 with the secret, shown once; 409 when the name is taken", admin=True),
     Route("GET", "/admin/keys", "operations", "listKeys", None, f"{KEYS}:ApiKeyList",
-          "Every caller key, revoked and expired included (admin only; no secrets)"),
-    Route("GET", "/admin/keys/{name}", "operations", "retrieveKey", None, f"{KEYS}:ApiKey", "A caller key (admin only)"),
+          "Every caller key, revoked and expired included (admin only; no secrets)", admin=True),
+    Route("GET", "/admin/keys/{name}", "operations", "retrieveKey", None, f"{KEYS}:ApiKey", "A caller key (admin only)", admin=True),
     Route("PATCH", "/admin/keys/{name}", "operations", "updateKey", f"{KEYS}:KeyUpdateRequest", f"{KEYS}:ApiKey",
-          "Change a key's models, limits, budgets or expiry (admin only); null removes one"),
+          "Change a key's models, limits, budgets or expiry (admin only); null removes one", admin=True),
     Route("DELETE", "/admin/keys/{name}", "operations", "revokeKey", None, f"{KEYS}:ApiKey",
-          "Revoke a key (admin only): it stops working within the revocation bound; its name stays taken"),
+          "Revoke a key (admin only): it stops working within the revocation bound; its name stays taken", admin=True),
     Route("POST", "/admin/keys/{name}/rotate", "operations", "rotateKey", None, f"{KEYS}:ApiKeyWithSecret",
-          "A new secret for the key (admin only); the old one stops working within the revocation bound"),
+          "A new secret for the key (admin only); the old one stops working within the revocation bound", admin=True),
     # Any other /v1 path: a 404 in OpenAI's shape from a function, not the gateway's own 404 body.
     *(Route(method, f"{OPENAI}/{{path+}}", "completion", f"notFound{method.title()}", None, "OpenAIErrorResponse",
             "Not a /v1 route here: 404 in OpenAI's error shape", dialect="openai")

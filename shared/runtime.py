@@ -119,9 +119,11 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         logs.bind(request_id=request_id, client_request_id=client_request_id)
         route, params = _route(function, request, operations)
         route_name, dialect = route.operation, route.dialect
+        caller = _caller(request.authorizer, config.auth_mode)
+        if route.admin and (not config.admin_caller or caller != config.admin_caller):
+            raise errors.NotFoundError(f"no route for {request.path}")  # as for a path that does not exist
         body = request.json(config.max_body_bytes) if route.request else None
         parsed = _validate(route, body) if route.request else None
-        caller = _caller(request.authorizer, config.auth_mode)
         invocation = Invocation(config, Call.from_context(context, client_request_id=client_request_id), context,
                                 path_params=params, caller=caller, request=request,
                                 policy=_policy(request.authorizer, caller, config.auth_mode))

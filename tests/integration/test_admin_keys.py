@@ -294,3 +294,12 @@ def test_the_worst_case_of_both_caches_is_the_stated_bound(caching_gateway: Clie
     assert key.call("GET", "/v1/models").status_code == 403  # t=39.5, and from then on
     clock.advance(100)
     assert key.call("GET", "/v1/models").status_code == 403
+
+
+def test_a_non_admin_learns_nothing_from_a_bad_body_either(admin: Client) -> None:
+    """The admin check comes before the body is read: a bad body from another key is the same 404."""
+    boot = admin.as_key(BOOT_KEY)
+    for method, path, body in (("POST", "/admin/keys", {"name": "bad name", "rpm": 0}),
+                               ("PATCH", "/admin/keys/x", {"colour": 1}), ("POST", "/admin/keys", [1])):
+        answer = boot.call(method, path, body)
+        assert answer.status_code == 404 and "name" not in answer.text.replace(path, ""), answer.text
