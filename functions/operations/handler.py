@@ -4,7 +4,8 @@ What to do is decided from the real method and URL (`operations.by_url`), never 
 integration context, so a mis-tagged route cannot turn a read into a cancel: `GET /operations/X`
 reads; `POST /operations/X:cancel` (or `%3A`) and upstream's `GET /operations/X:cancel` cancel; a
 plain `POST /operations/X` is 405. It also serves the OpenAI Files and Batch API (/v1/files,
-/v1/batches), whose batches are jobs like any other (`by_url` leaves those paths to the route table).
+/v1/batches), whose batches are jobs like any other, and the Usage and Costs API (/v1/organization/...)
+over the usage ledger (`by_url` leaves those paths to the route table).
 """
 
 from typing import Any
@@ -20,6 +21,9 @@ OPERATIONS = {
     "downloadFile": "shared.openai.files:content",
     "createBatch": "shared.openai.batches:create", "listBatches": "shared.openai.batches:list_batches",
     "retrieveBatch": "shared.openai.batches:retrieve", "cancelBatch": "shared.openai.batches:cancel",
+    # OpenAI Usage and Costs API (the usage ledger)
+    "usageCompletions": "shared.openai.usage_api:completions", "usageEmbeddings": "shared.openai.usage_api:embeddings",
+    "usageCosts": "shared.openai.usage_api:costs",
 }
 
 
