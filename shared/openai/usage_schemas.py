@@ -101,8 +101,9 @@ def _query(name: str, schema: dict[str, Any], description: str, required: bool =
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
-def _list(name: str, items: dict[str, Any], description: str) -> list[dict[str, Any]]:
-    schema = {"type": "array", "items": items, "maxItems": 100}
+def _list(name: str, items: dict[str, Any], description: str, most: int | None = 100) -> list[dict[str, Any]]:
+    """A list parameter in both spellings; `most` values in each (group_by: any number, each counted once)."""
+    schema: dict[str, Any] = {"type": "array", "items": items, **({"maxItems": most} if most else {})}
     return [{**_query(spelling, schema, description), "style": "form", "explode": True}
             for spelling in (name, f"{name}[]")]
 
@@ -130,14 +131,14 @@ _MODELS = _list("models", _STRING, "only these models, by full URI or short name
 SPEC_EXTRAS: dict[str, dict[str, Any]] = {
     "usageCompletions": {"parameters": [
         *_COMMON, _LIMIT_31, *_API_KEYS, *_MODELS,
-        *_list("group_by", {"type": "string", "enum": ["model", "api_key_id", "batch"]}, "fields to group by"),
+        *_list("group_by", {"type": "string", "enum": ["model", "api_key_id", "batch"]}, "fields to group by", most=None),
         _query("batch", {"type": "string", "pattern": "^(true|false)?$"},
                "true: only usage billed as upstream's async or batch mode; false: only the synchronous")]},
     "usageEmbeddings": {"parameters": [
         *_COMMON, _LIMIT_31, *_API_KEYS, *_MODELS,
-        *_list("group_by", {"type": "string", "enum": ["model", "api_key_id"]}, "fields to group by")]},
+        *_list("group_by", {"type": "string", "enum": ["model", "api_key_id"]}, "fields to group by", most=None)]},
     "usageCosts": {"parameters": [
         *_COMMON, _LIMIT_180, *_API_KEYS,
         *_list("line_items", _STRING, "only these line items (`<model URI>, <mode>`)"),
-        *_list("group_by", {"type": "string", "enum": ["line_item", "api_key_id"]}, "fields to group by")]},
+        *_list("group_by", {"type": "string", "enum": ["line_item", "api_key_id"]}, "fields to group by", most=None)]},
 }
