@@ -291,3 +291,9 @@ def test_the_openai_clients_bad_query_surfaces_as_its_bad_request_error(secured:
     assert caught.value.status_code == 400 and "bucket_width" in str(caught.value)
     empty = client(secured, "ops").admin.organization.usage.costs(start_time=start_of_yesterday())
     assert [bucket.results for bucket in empty.data] == [[], []]  # no usage yet: every day, no results
+
+
+def test_without_the_job_store_the_routes_say_the_ledger_is_in_the_logs_only(api_v01: Any) -> None:
+    answer = api_v01.http.get(f"{api_v01.url}{USAGE}/completions", params={"start_time": "100"}, timeout=30)
+    assert answer.status_code == 404 and "job store" in answer.json()["error"]["message"]
+    assert api_v01.http.get(f"{api_v01.url}{USAGE}/completions", timeout=30).status_code == 400  # the query first
