@@ -98,6 +98,9 @@ def parse(kind: Kind, query: dict[str, list[str]], now: float) -> Query:
     for name in UNSUPPORTED_FILTERS:
         if _values(query, name):
             raise errors.BadRequestError.field(name, f"is not supported: {NO_PROJECTS}")
+    for name in ("models", "line_items"):
+        if name not in kind.filters and _values(query, name):
+            raise errors.BadRequestError.field(name, f"is not a filter of the {kind.name} report")
     start = _seconds(query, "start_time", required=True)
     assert start is not None
     end = _seconds(query, "end_time", required=False)

@@ -113,8 +113,8 @@ _COMMON = [
     _query("start_time", _SECONDS, "Unix seconds, inclusive: the first bucket is the UTC day that holds it",
            required=True),
     _query("end_time", {"type": "string", "pattern": "^([0-9]{1,10})?$"},
-           "Unix seconds, exclusive, after start_time (default: now); the last bucket is the UTC day before it, "
-           "and never after today"),
+           "Unix seconds, exclusive, after start_time (default: now); the last bucket is the UTC day that holds "
+           "end_time - 1, and never a day after today"),
     _query("bucket_width", {"type": "string", "pattern": "^(1d)?$"}, "1d, the only width (the ledger keeps days)"),
     _query("page", {"type": "string", "pattern": "^(day_[0-9]{8})?$"}, "the next_page of an earlier answer to the "
                                                                         "same query"),

@@ -85,8 +85,8 @@ def test_each_report_takes_its_own_groups_filters_and_limits() -> None:
     assert "not a filter" in refused("batch", api.COSTS, start_time=DAY0, batch="true")
     assert q(api.COSTS, limit="180").limit == 180 and q(api.COSTS).limit == 7
     assert "1 to 180" in refused("limit", api.COSTS, start_time=DAY0, limit="181")
-    assert q(api.COSTS, models="x").models is None  # not a costs filter (OpenAI's has none): not applied
-    assert q(api.COMPLETIONS, line_items="x").line_items is None
+    assert "not a filter of the costs" in refused("models", api.COSTS, start_time=DAY0, models="x")  # OpenAI's: none
+    assert "not a filter of the embeddings" in refused("line_items", api.EMBEDDINGS, start_time=DAY0, line_items="x")
 
 
 def test_lists_come_repeated_with_or_without_brackets_and_defaults_hold() -> None:
