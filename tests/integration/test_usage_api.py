@@ -297,3 +297,15 @@ def test_without_the_job_store_the_routes_say_the_ledger_is_in_the_logs_only(api
     answer = api_v01.http.get(f"{api_v01.url}{USAGE}/completions", params={"start_time": "100"}, timeout=30)
     assert answer.status_code == 404 and "job store" in answer.json()["error"]["message"]
     assert api_v01.http.get(f"{api_v01.url}{USAGE}/completions", timeout=30).status_code == 400  # the query first
+
+
+def test_both_payload_formats_keep_every_value_of_a_repeated_parameter(api: Any, jobs: Jobs) -> None:
+    """Without the authorizer every caller is `anonymous`, and sees anonymous usage (as for jobs)."""
+    chat = api.post("/v1/chat/completions", {"model": "yandexgpt-lite", "messages": [{"role": "user", "content": "Hi"}]})
+    assert chat.status_code == 200, chat.text
+    answer = api.http.get(f"{api.url}{USAGE}/completions?start_time={start_of_yesterday()}"
+                          "&group_by[]=model&group_by[]=api_key_id", timeout=30)
+    assert answer.status_code == 200, answer.text
+    results = [r for bucket in answer.json()["data"] for r in bucket["results"]]
+    assert [(r["model"], r["api_key_id"], r["input_tokens"], r["num_model_requests"]) for r in results] == [
+        (LITE, "anonymous", chat.json()["usage"]["prompt_tokens"], 1)]
