@@ -15,9 +15,10 @@ Each entry is written twice:
   log line, and enter the store as one entry for the whole batch (record_batch), from its item records.
 - in the same transaction, the day's list of callers (for the usage API's admin view, which must find
   everyone's totals without a scan):
-      Update usage#<day>#callers#<j>             ADD callers :caller   (a string set)
+      Update usage#<day>#:callers#<j>            ADD callers :caller   (a string set)
   with j = crc32(call key) mod CALLER_SHARDS: spread by the call, not the caller, so neither one busy
-  caller nor the whole deployment writes one item (as the active-operations index is spread over 16).
+  caller nor the whole deployment writes one item (as the active-operations index is spread over 16). The
+  ':' keeps it apart from every caller's totals (a quoted caller has none: one named `callers` too).
 
 Reading: a caller's day is one BatchGetItem of USAGE_SHARDS keys (totals()); a month, 31 x USAGE_SHARDS
 keys, 100 per BatchGetItem (days()); the callers of a day, CALLER_SHARDS keys (callers()); any set of
@@ -149,7 +150,7 @@ def totals_key(caller: str, day: str, number: int) -> str:
 
 
 def callers_key(day: str, number: int) -> str:
-    return f"usage#{day}#callers#{number}"
+    return f"usage#{day}#:callers#{number}"  # ':' is quoted in a caller's name: no totals key is this
 
 
 def attribute_prefix(model: str, mode: str) -> str:

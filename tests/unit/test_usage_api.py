@@ -235,11 +235,24 @@ def test_the_ledgers_one_transaction_also_adds_the_caller_to_its_days_list_sprea
                   Settings(), patient=False)
     assert all(len(items) == 3 for items in store.calls)  # still one transaction per entry
     lists = [items[2]["Update"] for items in store.calls]
-    assert {u["Key"]["id"]["S"] for u in lists} == {f"usage#20231114#callers#{n}" for n in range(usage.CALLER_SHARDS)}
+    assert {u["Key"]["id"]["S"] for u in lists} == {f"usage#20231114#:callers#{n}" for n in range(usage.CALLER_SHARDS)}
     first = lists[0]
     assert first["UpdateExpression"].startswith("ADD #callers :caller") and "ConditionExpression" not in first
     assert first["ExpressionAttributeValues"][":caller"] == {"SS": ["team/a"]}
     assert first["ExpressionAttributeValues"][":exp"] == store.calls[0][1]["Update"]["ExpressionAttributeValues"][":exp"]
+
+
+@pytest.mark.parametrize("caller", ["callers", ":callers", "a#b", "x/y:z"])
+def test_no_callers_totals_item_is_ever_a_days_caller_list(caller: str) -> None:
+    """One transaction may not touch an item twice, and a caller's totals must never land in the list."""
+    store = FakeStore()
+    for n in range(64):
+        usage.add(store, usage.Entry(caller, LITE, "completion", "sync", "sync", f"k{n}", at=1_700_000_000.0),  # type: ignore[arg-type]
+                  Settings(), patient=False)
+    totals = {items[1]["Update"]["Key"]["id"]["S"] for items in store.calls}
+    lists = {items[2]["Update"]["Key"]["id"]["S"] for items in store.calls}
+    assert totals and lists and not totals & lists
+    assert not totals & {usage.callers_key("20231114", n) for n in range(usage.CALLER_SHARDS)}
 
 
 def test_the_query_strings_repeated_values_are_kept_in_every_envelope() -> None:
