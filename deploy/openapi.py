@@ -149,8 +149,9 @@ def _spec_extras() -> dict[str, dict[str, Any]]:
     """Bodies and query parameters of routes that take no JSON body (a form upload, list queries)."""
     from shared.openai.batch_schemas import SPEC_EXTRAS
     from shared.openai.response_schemas import SPEC_EXTRAS as RESPONSES
+    from shared.openai.usage_schemas import SPEC_EXTRAS as USAGE
 
-    return {**SPEC_EXTRAS, **RESPONSES}
+    return {**SPEC_EXTRAS, **RESPONSES, **USAGE}
 
 
 # Answers that name an object other routes take by id: (the id's path parameter, its value in the answer)

@@ -13,6 +13,8 @@ repaired here, for positive cases only: negative cases go out as generated.
 - /v1/responses (and input_tokens): as for chat, plus no stored ids (previous_response_id, item_reference), tool
   outputs that answer an earlier call, background only with store and without stream.
 - /v1/files: `expires_after[anchor]` and `expires_after[seconds]` come together.
+- /v1/organization/usage/* and /costs: `end_time` is after `start_time`; no `page` (a cursor is only ever one
+  an earlier answer gave, for a day within the query's range).
 - textEmbedding (and /v1/embeddings' `dimensions`): `dim` is at most the model's output size (the emulator's model has 256).
 - /admin/keys (POST, PATCH): `expires_at` is in the future.
 """
@@ -36,6 +38,10 @@ def map_case(context: Any, case: Any) -> Any:
         if (anchor in case.body) != (seconds in case.body):  # the two come together
             case.body.setdefault(anchor, "created_at")
             case.body.setdefault(seconds, 3600)
+        return case
+    if (meta is not None and meta.generation.mode.is_positive and case.operation.path.startswith("/v1/organization/")
+            and isinstance(case.query, dict)):
+        _usage_query(case.query)
         return case
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
@@ -236,3 +242,12 @@ def _responses_input(items: Any) -> Any:
                ("function_call", "function_call_output") for i in out):
         out.append({"role": "user", "content": "ok"})
     return out
+
+
+def _usage_query(query: dict[str, Any]) -> None:
+    query.pop("page", None)
+    start, end = query.get("start_time"), query.get("end_time")
+    if isinstance(start, str) and start.isdigit() and isinstance(end, str) and end.isdigit() and int(end) <= int(start):
+        if int(start) >= 9_999_999_999:
+            query["start_time"] = start = "0"
+        query["end_time"] = str(int(start) + 1)

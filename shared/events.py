@@ -25,13 +25,14 @@ class HttpRequest:
     method: str
     path: str  # the real path, no query string ("" on a direct invocation)
     headers: dict[str, str]  # lower-case names
-    query: dict[str, str]
+    query: dict[str, str]  # the last value of each parameter
     body: bytes
     request_id: str | None
     envelope: str  # "0.1", "1.0" or "direct"
     path_params: dict[str, str] = field(default_factory=dict)
     operation: str | None = None  # from the gateway integration's context, when the spec sets it
     authorizer: dict[str, Any] = field(default_factory=dict)  # what the API Gateway authorizer returned
+    query_lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each parameter, in order
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -92,6 +93,7 @@ def parse_http(event: dict[str, Any]) -> HttpRequest:
         envelope = "0.1" if event.get("url") else "direct"
         path, params = event.get("url") or "", event.get("pathParams") or {}
     query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    raw_query = ""
     if "?" in path:
         path, _, raw_query = path.partition("?")
         if not query:
@@ -109,7 +111,22 @@ def parse_http(event: dict[str, Any]) -> HttpRequest:
         path_params={str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {},
         operation=str(operation) if operation else None,
         authorizer=context.get("authorizer") or {} if isinstance(context, dict) else {},
+        query_lists=_query_lists(event, raw_query, query),
     )
+
+
+def _query_lists(event: dict[str, Any], raw_query: str, query: dict[str, str]) -> dict[str, list[str]]:
+    """Every value of each query parameter (`a=1&a=2`, `a[]=1&a[]=2`): the envelope's
+    multiValueQueryStringParameters, else the URL's query string, else the single values."""
+    multi = event.get("multiValueQueryStringParameters")
+    if isinstance(multi, dict) and multi:
+        return {str(k): [str(v) for v in (values if isinstance(values, list) else [values])]
+                for k, values in multi.items()}
+    if raw_query:
+        from urllib.parse import parse_qs
+
+        return parse_qs(raw_query, keep_blank_values=True)
+    return {k: [v] for k, v in query.items()}
 
 
 def _lower(headers: Any) -> dict[str, str]:

@@ -49,6 +49,7 @@ OA_SCHEMAS = "shared.openai.batch_schemas"
 RESPONSES = "shared.openai.response_request"
 RESPONSE_SCHEMAS = "shared.openai.response_schemas"
 KEYS = "shared.jobs.keys"
+USAGE_SCHEMAS = "shared.openai.usage_schemas"
 
 
 def dialect_of(path: str) -> str:
@@ -161,6 +162,17 @@ ROUTES: tuple[Route, ...] = (
           "Revoke a key (admin only): it stops working within the revocation bound; its name stays taken", admin=True),
     Route("POST", "/admin/keys/{name}/rotate", "operations", "rotateKey", None, f"{KEYS}:ApiKeyWithSecret",
           "A new secret for the key (admin only); the old one stops working within the revocation bound", admin=True),
+    # OpenAI's Usage and Costs API over the usage ledger: the operations function has the store grants, and
+    # nothing on a request's path waits for it. Any key may call them; a key other than the admin sees its own.
+    Route("GET", f"{OPENAI}/organization/usage/completions", "operations", "usageCompletions", None,
+          f"{USAGE_SCHEMAS}:UsageCompletionsPage", "Token usage of the completion models (chat, completion, "
+          "Responses, async jobs, batches) per UTC day, grouped by model, api_key_id and/or batch", dialect="openai"),
+    Route("GET", f"{OPENAI}/organization/usage/embeddings", "operations", "usageEmbeddings", None,
+          f"{USAGE_SCHEMAS}:UsageEmbeddingsPage", "Token usage of the embedding models per UTC day, grouped by "
+          "model and/or api_key_id", dialect="openai"),
+    Route("GET", f"{OPENAI}/organization/costs", "operations", "usageCosts", None, f"{USAGE_SCHEMAS}:CostsPage",
+          "What the usage cost per UTC day at the price table's prices, grouped by line_item and/or api_key_id",
+          dialect="openai"),
     # Any other /v1 path: a 404 in OpenAI's shape from a function, not the gateway's own 404 body.
     *(Route(method, f"{OPENAI}/{{path+}}", "completion", f"notFound{method.title()}", None, "OpenAIErrorResponse",
             "Not a /v1 route here: 404 in OpenAI's error shape", dialect="openai")

@@ -4,8 +4,9 @@ What to do is decided from the real method and URL (`operations.by_url`), never 
 integration context, so a mis-tagged route cannot turn a read into a cancel: `GET /operations/X`
 reads; `POST /operations/X:cancel` (or `%3A`) and upstream's `GET /operations/X:cancel` cancel; a
 plain `POST /operations/X` is 405. It also serves the OpenAI Files and Batch API (/v1/files,
-/v1/batches), whose batches are jobs like any other, and the admin API for caller keys (/admin/keys);
-`by_url` leaves those paths to the route table.
+/v1/batches), whose batches are jobs like any other, the Usage and Costs API (/v1/organization/...)
+over the usage ledger, and the admin API for caller keys (/admin/keys); `by_url` leaves those paths to
+the route table.
 """
 
 from typing import Any
@@ -25,6 +26,9 @@ OPERATIONS = {
     "createKey": "shared.jobs.keys:create", "listKeys": "shared.jobs.keys:list_keys",
     "retrieveKey": "shared.jobs.keys:retrieve", "updateKey": "shared.jobs.keys:update",
     "revokeKey": "shared.jobs.keys:revoke", "rotateKey": "shared.jobs.keys:rotate",
+    # OpenAI Usage and Costs API (the usage ledger)
+    "usageCompletions": "shared.openai.usage_api:completions", "usageEmbeddings": "shared.openai.usage_api:embeddings",
+    "usageCosts": "shared.openai.usage_api:costs",
 }
 
 

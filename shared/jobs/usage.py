@@ -13,9 +13,16 @@ Each entry is written twice:
   condition), and a caller's day is spread over USAGE_SHARDS items (k = crc32(key) mod USAGE_SHARDS), as
   the active-operations index is, so no item is written by every call. A batch's requests each get their
   log line, and enter the store as one entry for the whole batch (record_batch), from its item records.
+- in the same transaction, the day's list of callers (for the usage API's admin view, which must find
+  everyone's totals without a scan):
+      Update usage#<day>#:callers#<j>            ADD callers :caller   (a string set)
+  with j = crc32(call key) mod CALLER_SHARDS: spread by the call, not the caller, so neither one busy
+  caller nor the whole deployment writes one item (as the active-operations index is spread over 16). The
+  ':' keeps it apart from every caller's totals (a quoted caller has none: one named `callers` too).
 
 Reading: a caller's day is one BatchGetItem of USAGE_SHARDS keys (totals()); a month, 31 x USAGE_SHARDS
-keys, 100 per BatchGetItem (days()).
+keys, 100 per BatchGetItem (days()); the callers of a day, CALLER_SHARDS keys (callers()); any set of
+(caller, day) pairs, len x USAGE_SHARDS keys (pair_totals()).
 
 A ledger failure never fails the caller's request: it is logged (WARN, with the entry) and the request
 goes on. On the synchronous path the store write is one TransactWriteItems on a client that does not
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 log = logs.get_logger("usage")
 
 USAGE_SHARDS = 8  # items a caller's day is spread over; a day is one BatchGetItem of this many keys
+CALLER_SHARDS = 16  # items a day's list of callers is spread over (by call key)
 USAGE_MARK_DAYS = 7  # how long a call key is remembered (longer than a job or batch can be redelivered)
 COUNTERS = ("input_tokens", "output_tokens", "reasoning_tokens", "requests", "units")
 _SHORT = {"input_tokens": "in", "output_tokens": "out", "reasoning_tokens": "rsn", "requests": "req", "units": "units"}
@@ -117,7 +125,16 @@ def add(store: JobStore, entry: Entry, settings: Settings, patient: bool) -> boo
     mark = {"TableName": store.table, "ConditionExpression": "attribute_not_exists(id)",
             "Item": {"id": {"S": mark_key(entry.key)}, "caller": {"S": entry.caller},
                      "expires_at": {"N": str(int(now + USAGE_MARK_DAYS * 86400))}}}
-    return store.add_usage([{"Put": mark}, {"Update": update}], mark_key(entry.key), patient)
+    return store.add_usage([{"Put": mark}, {"Update": update}, {"Update": caller_list_update(store, entry, values[":exp"])}],
+                           mark_key(entry.key), patient)
+
+
+def caller_list_update(store: JobStore, entry: Entry, expires: dict[str, str]) -> dict[str, Any]:
+    """The transaction's ADD of the caller to its day's list (one of CALLER_SHARDS items, by call key)."""
+    return {"TableName": store.table, "Key": {"id": {"S": callers_key(entry.day, zlib.crc32(entry.key.encode()) % CALLER_SHARDS)}},
+            "UpdateExpression": "ADD #callers :caller SET #exp = if_not_exists(#exp, :exp), #day = :day",
+            "ExpressionAttributeNames": {"#callers": "callers", "#exp": "expires_at", "#day": "day"},
+            "ExpressionAttributeValues": {":caller": {"SS": [entry.caller]}, ":exp": expires, ":day": {"S": entry.day}}}
 
 
 def mark_key(call_key: str) -> str:
@@ -130,6 +147,10 @@ def shard(call_key: str) -> int:
 
 def totals_key(caller: str, day: str, number: int) -> str:
     return f"usage#{day}#{quote(caller, safe='')}#{number}"
+
+
+def callers_key(day: str, number: int) -> str:
+    return f"usage#{day}#:callers#{number}"  # ':' is quoted in a caller's name: no totals key is this
 
 
 def attribute_prefix(model: str, mode: str) -> str:
@@ -155,6 +176,32 @@ def days(store: JobStore, caller: str, day_list: list[str]) -> dict[str, dict[st
                 if f"{prefix}_req" not in record:
                     continue
                 sums = out.setdefault(day, {}).setdefault(model, {}).setdefault(mode, dict.fromkeys(COUNTERS, 0))
+                for counter in COUNTERS:
+                    sums[counter] += int(record.get(f"{prefix}_{_SHORT[counter]}", 0))
+    return out
+
+
+def callers(store: JobStore, day_list: list[str]) -> dict[str, set[str]]:
+    """The callers with usage on each day (YYYYMMDD -> names): len(day_list) x CALLER_SHARDS keys."""
+    found = store.records([callers_key(day, n) for day in day_list for n in range(CALLER_SHARDS)])
+    out: dict[str, set[str]] = {}
+    for record in found.values():
+        out.setdefault(str(record.get("day", "")), set()).update(str(c) for c in record.get("callers", []))
+    return out
+
+
+def pair_totals(store: JobStore, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, dict[str, dict[str, int]]]]:
+    """Totals of several (caller, day) pairs: (caller, day) -> model URI -> mode -> counter -> sum."""
+    keys = [totals_key(caller, day, n) for caller, day in pairs for n in range(USAGE_SHARDS)]
+    out: dict[tuple[str, str], dict[str, dict[str, dict[str, int]]]] = {}
+    for record in store.records(keys).values():
+        per_pair = out.setdefault((str(record.get("caller", "")), str(record.get("day", ""))), {})
+        for model in record.get("models", []):
+            for mode in ("sync", "async", "batch"):
+                prefix = attribute_prefix(model, mode)
+                if f"{prefix}_req" not in record:
+                    continue
+                sums = per_pair.setdefault(model, {}).setdefault(mode, dict.fromkeys(COUNTERS, 0))
                 for counter in COUNTERS:
                     sums[counter] += int(record.get(f"{prefix}_{_SHORT[counter]}", 0))
     return out

@@ -129,7 +129,7 @@ def test_one_entry_is_one_transaction_a_mark_put_once_and_an_add_to_one_shard() 
     entry = usage.Entry("team/a#1", LITE, "completion", "sync", "sync", "op#0#2", input_tokens=3, output_tokens=4,
                         at=1_700_000_000.0)
     assert usage.add(store, entry, Settings(), patient=False) is True  # type: ignore[arg-type]
-    ((put, update), mark, patient), = store.calls
+    ((put, update, _callers), mark, patient), = store.calls  # the third: the day's caller list (test_usage_api.py)
     assert mark == "usage#call#op#0#2" and patient is False
     assert put["Put"]["ConditionExpression"] == "attribute_not_exists(id)" and put["Put"]["Item"]["id"]["S"] == mark
     key = update["Update"]["Key"]["id"]["S"]
