@@ -67,6 +67,11 @@ def send_tasks(settings: Settings, queue_kind: str, op_id: str, numbers: list[in
         queue.send_batch(settings.queue_url(queue_kind), bodies)
 
 
+def send_bodies(settings: Settings, queue_kind: str, bodies: list[str]) -> None:
+    """Send message bodies as they are (the worker's messages deferred at its deadline)."""
+    _queue(settings).send_batch(settings.queue_url(queue_kind), bodies)
+
+
 def new_operation_id() -> str:
     return "fmo" + new_id().replace("-", "")[:17]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from shared import clock, errors, logs
 from shared.jobs import batches, usage
 from shared.jobs.store import failed_starts, job_store, payload_key, task_id
-from shared.jobs.submit import OPERATION_ID, send_tasks
+from shared.jobs.submit import OPERATION_ID, send_bodies, send_tasks
 from shared.jobs.views import RESPONSE_TYPES
 from shared.native import services
 
@@ -37,16 +37,25 @@ class RedeliverError(Exception):
 
 
 def consume(kind: str, messages: list[dict[str, Any]], inv: Invocation, worker: str) -> dict[str, Any]:
-    """Process a trigger batch; raise RedeliverError at the end if any message needs another try."""
+    """Process a trigger batch; raise RedeliverError at the end if any message needs another try.
+
+    Messages left unstarted for lack of time are no failure: when nothing else in the batch needs another
+    try, they are sent again on fresh messages (before this returns and the trigger deletes the batch),
+    so the queue does not count the deferral as a receive; otherwise they go back with the batch."""
     retry: list[str] = []
+    deferred: list[str] = []
     outcomes: dict[str, int] = {}
     for index, message in enumerate(messages):
         details = message.get("details") or {}
         body = (details.get("message") or {}).get("body", "")
-        if inv.call.remaining() < MIN_TIME_FOR_A_MESSAGE_S:
-            retry.extend(["deadline"] * (len(messages) - index))
-            break
         dead = str(details.get("queue_id", "")).endswith("-dlq")
+        if inv.call.remaining() < MIN_TIME_FOR_A_MESSAGE_S:
+            rest = [(m.get("details") or {}).get("message", {}).get("body", "") for m in messages[index:]]
+            if dead:  # the dead-letter queue has no redrive policy: giving them back costs nothing
+                retry.extend(["deadline"] * len(rest))
+            else:
+                deferred = rest
+            break
         try:
             outcome = (dead_letter if dead else process)(kind, body, message, inv, f"{worker}/{index}")
         except (errors.ApiError, RedeliverError) as err:
@@ -59,10 +68,26 @@ def consume(kind: str, messages: list[dict[str, Any]], inv: Invocation, worker: 
             outcome = "retry"
             retry.append(f"{type(err).__name__}: {err}"[:200])
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if deferred:
+        outcomes["deferred-deadline"] = len(deferred)
     inv.log_fields.update(messages=len(messages), outcomes=outcomes)
-    if retry:
+    if retry or (deferred and not _send_again(kind, deferred, inv)):
+        retry.extend(["deadline"] * len(deferred))
         raise RedeliverError(f"{len(retry)} of {len(messages)} messages need another delivery: {retry[0]}")
     return {"processed": len(messages), "outcomes": outcomes}
+
+
+def _send_again(kind: str, bodies: list[str], inv: Invocation) -> bool:
+    """Send these bodies again on fresh messages of the kind's queue; False if the queue refused (then the
+    batch goes back instead, so a message is never lost; a copy too many is skipped by the claim)."""
+    try:
+        send_bodies(inv.settings, kind, bodies)
+    except errors.ApiError as err:
+        log.warning("could not send deferred messages again; the batch goes back to the queue",
+                    extra={"reason": str(err)[:300], "messages": len(bodies)})
+        return False
+    log.info("messages deferred at the deadline sent again", extra={"messages": len(bodies)})
+    return True
 
 
 def _parse(body: str) -> tuple[str, int]:

@@ -114,25 +114,55 @@ def test_a_task_that_failed_the_bound_ends_with_the_dead_letter_reason(api_v01: 
 # -- over the real queue: receives that were no failed start never count ---------------------------------
 
 def test_a_task_received_without_a_start_more_often_than_the_bound_still_completes(api_v01: Api, jobs: Jobs) -> None:
-    """Three rounds through the dead-letter queue (nine receives, none a start: throttled by the scaling
-    policy, or deferred because the invocation had too little time left), then it runs, once."""
+    """Deferred at the deadline five times (each time sent again on a fresh message, so the queue counts
+    nothing), then three rounds through the dead-letter queue (nine receives the scaling policy
+    throttled); then it runs, once."""
     emulator = Emulator(os.environ["FM_BASE_URL"])
     op_id = _submit(api_v01)
     trigger, dead = jobs.triggers["completion"], jobs.triggers["completion-dlq"]
+    trigger.timeout_s = 2.0  # less than MIN_TIME_FOR_A_MESSAGE_S: the worker defers the message unstarted
+    for _ in range(5):
+        assert trigger.poll_once() == 1
+        [message] = jobs.queues.receive(jobs.resources.queues["completion"], 10)
+        assert message.attributes["ApproximateReceiveCount"] == "1"  # a fresh message: nothing counted
+        jobs.queues.change_visibility(jobs.resources.queues["completion"], message.receipt_handle, 0)
+        _throttled(jobs)
+    assert trigger.failures == 0 and dead.invocations == 0
+    trigger.timeout_s = 600.0
+    _throttled(jobs)  # its third receive
     for round_ in range(1, 4):
-        _throttled(jobs)
-        trigger.timeout_s = 2.0  # less than MIN_TIME_FOR_A_MESSAGE_S: the worker defers it without a start
-        assert trigger.poll_once() == 1 and trigger.failures == round_
-        trigger.timeout_s = 600.0
-        _throttled(jobs)
         _throttled(jobs, expected=0)  # received LIMIT times: this receive moved it to the dead-letter queue
         assert dead.poll_once() == 1 and dead.failures == 0 and _store().item(op_id)["dead_letter_resends"] == round_
         assert _operation(api_v01, op_id)["done"] is False
+        for _ in range(LIMIT):
+            _throttled(jobs)
     assert emulator.calls("/completion") == [] and _store().item(f"{op_id}#0") is None  # never started so far
     jobs.drain()
     finished = _operation(api_v01, op_id)
     assert finished["done"] is True and "response" in finished, finished
     assert len(emulator.calls("/completion")) == 1 and _store().item(f"{op_id}#0")["attempts"] == 1
+    assert trigger.failures == 0 and dead.invocations == 4  # the fourth: the last copy, moved, sent again
+
+
+def test_a_deferral_the_queue_refuses_to_send_again_goes_back_with_its_batch(api_v01: Api, jobs: Jobs,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sent before the trigger deletes the batch: when the send fails, the invocation fails instead, and
+    the message comes back (counted); nothing is lost."""
+    op_id = _submit(api_v01)
+    queue = jobs.resources.queues["completion"]
+    monkeypatch.setenv("COMPLETION_QUEUE_URL", queue + "-gone")  # the queue answers: no such queue
+    reset_caches()
+    trigger = jobs.triggers["completion"]
+    trigger.timeout_s = 2.0
+    assert trigger.poll_once() == 1 and trigger.failures == 1
+    [message] = jobs.queues.receive(queue, 10)
+    assert message.attributes["ApproximateReceiveCount"] == "2" and json.loads(message.body)["op"] == op_id
+    jobs.queues.change_visibility(queue, message.receipt_handle, 0)
+    monkeypatch.setenv("COMPLETION_QUEUE_URL", queue)
+    reset_caches()
+    trigger.timeout_s = 600.0
+    jobs.drain()
+    assert "response" in _operation(api_v01, op_id)
 
 
 def test_only_failed_starts_count_even_among_receives_that_were_none(api_v01: Api, jobs: Jobs,
