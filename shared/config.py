@@ -60,6 +60,7 @@ ENV_NAMES: dict[str, str] = {
     "jobs_ttl_days": "JOBS_TTL_DAYS",
     "job_lease_s": "JOB_LEASE_S",
     "job_max_deliveries": "JOB_MAX_DELIVERIES",
+    "job_queue_window_s": "JOB_QUEUE_WINDOW_S",
     "embedding_chunk_texts": "EMBEDDING_CHUNK_TEXTS",
     "result_inline_bytes": "RESULT_INLINE_MAX_BYTES",
     "presign_ttl_s": "RESULT_URL_TTL_S",
@@ -121,7 +122,10 @@ class Settings(BaseModel):
     secret_access_key: str | None = Field(None, repr=False)  # secret
     jobs_ttl_days: float = Field(3.0, gt=0, le=365)  # upstream keeps async results 3 days
     job_lease_s: float = Field(660.0, ge=1, le=43_200)  # longer than a function may run (600 s)
-    job_max_deliveries: int = Field(5, ge=1, le=1000)  # the job queues' maxReceiveCount (dead_letter uses it)
+    job_max_deliveries: int = Field(5, ge=1, le=1000)  # failed starts before a task fails (= maxReceiveCount)
+    # how long a dead-lettered task that has not failed JOB_MAX_DELIVERIES times is sent round again, counted
+    # from its last start (or its submission); then its operation fails with DEADLINE_EXCEEDED (docs/dead-letters.md)
+    job_queue_window_s: float = Field(86_400.0, ge=60, le=1_209_600)
     embedding_chunk_texts: int = Field(100, ge=1, le=256)
     result_inline_bytes: int = Field(1_000_000, ge=0, le=2_000_000)  # API Gateway answers are capped at 2.5 MB
     presign_ttl_s: int = Field(3600, ge=60, le=604_800)

@@ -25,7 +25,7 @@ locals {
     JOBS_TTL_DAYS            = tostring(var.jobs_ttl_days)
     FM_RESPONSES_TTL_DAYS    = tostring(var.responses_ttl_days)
     JOB_LEASE_S              = "660"
-    JOB_MAX_DELIVERIES       = tostring(var.max_receive_count) # the DLQ fails only a task started this often
+    JOB_MAX_DELIVERIES       = tostring(var.max_receive_count) # a task fails after this many failed starts
     FM_AUTH_MODE             = var.auth_mode
     FM_ADMIN_CALLER          = var.admin_caller
     FM_CALLER_NAMES          = join(",", sort(keys(var.caller_api_key_sha256))) # names a stored key cannot take

@@ -153,7 +153,7 @@ variable "queue_batch_cutoff" {
 }
 
 variable "max_receive_count" {
-  description = "Deliveries of a message before it moves to its dead-letter queue."
+  description = "Receives of a message before it moves to its dead-letter queue; also the failed starts after which a task fails (JOB_MAX_DELIVERIES, docs/dead-letters.md)."
   type        = number
   default     = 5
   validation {

@@ -4,7 +4,8 @@ results in Object Storage. boto3 is imported here only, and only when a job is t
 Items (one table, key `id`):
     operation  id=<op>        kind, state, tasks_total, tasks_done, created_at, modified_at, created_by,
                               description, error (JSON), last_error, result_key, result_size, expires_at (TTL)
-    task       id=<op>#<n>    state, worker, lease_until, attempts, last_error, result_key
+    task       id=<op>#<n>    state, worker, lease_until, attempts (claims), deferrals (claims given back
+                              as no failure), started_at (last claim), last_error, result_key
     batch item id=<op>#i<n>   state, upstream_id, custom_id, next_poll_at, polls, outcome, failed
     index      id=index#active#<k>  ops: the unsettled operations whose id hashes to shard k
 
@@ -394,7 +395,8 @@ class JobStore:
         now = clock.now()
         won = self._update(
             task_id(op_id, number),
-            "SET #state = :running, worker = :worker, lease_until = :until, expires_at = :expires ADD attempts :one",
+            "SET #state = :running, worker = :worker, lease_until = :until, started_at = :now, expires_at = :expires "
+            "ADD attempts :one",
             {":running": _s(RUNNING), ":queued": _s(QUEUED), ":worker": _s(worker), ":until": _n(now + lease_s),
              ":now": _n(now), ":one": _n(1), ":expires": _n(int(now + self.ttl_s))},
             "attribute_not_exists(id) OR #state = :queued OR (#state = :running AND lease_until < :now)")
@@ -452,14 +454,24 @@ class JobStore:
         raise StoreError(f"job store: completion of task {number} cancelled {CONFLICT_ATTEMPTS} times while its "
                          "conditions held")
 
-    def release(self, op_id: str, number: int, worker: str, reason: str) -> None:
-        """A transient failure: give the task back (running -> queued) and remember why, for the DLQ report."""
+    def release(self, op_id: str, number: int, worker: str, reason: str, deferred: bool = False) -> None:
+        """A transient failure: give the task back (running -> queued) and remember why, for the DLQ report.
+        `deferred`: given back for a reason that is no failure of the task (e.g. the hourly start quota), so
+        this start does not count toward JOB_MAX_DELIVERIES (see failed_starts)."""
         now = clock.now()
-        self._update(task_id(op_id, number), "SET #state = :queued, last_error = :reason, lease_until = :now",
+        expression = "SET #state = :queued, last_error = :reason, lease_until = :now" + (
+            " ADD deferrals :one" if deferred else "")
+        self._update(task_id(op_id, number), expression,
                      {":queued": _s(QUEUED), ":running": _s(RUNNING), ":worker": _s(worker),
-                      ":reason": _s(reason[:1000]), ":now": _n(now)}, "#state = :running AND worker = :worker")
+                      ":reason": _s(reason[:1000]), ":now": _n(now), ":one": _n(1)},
+                     "#state = :running AND worker = :worker")
         self._update(op_id, "SET last_error = :reason, modified_at = :now",
                      {":reason": _s(reason[:1000]), ":now": _n(now), ":done": _s(DONE)}, "#state <> :done")
+
+    def note_resend(self, op_id: str) -> None:
+        """Count one copy of a task's message sent again by the dead-letter side (for the logs and the report)."""
+        self._update(op_id, "ADD dead_letter_resends :one", {":one": _n(1), ":done": _s(DONE)},
+                     "attribute_exists(id) AND #state <> :done")
 
     def finish(self, op_id: str, result_key: str | None, result_size: int, error: dict[str, Any] | None,
                deactivate: bool = True) -> bool:
@@ -553,6 +565,16 @@ def _typed(value: Any) -> dict[str, Any]:
     if isinstance(value, (int, float)):
         return _n(value)
     return _s(str(value))
+
+
+def failed_starts(task: dict[str, Any], now: float) -> int:
+    """How many times a task was started and failed: its claims, less those given back as no failure
+    (deferrals) and less the one still under a live lease (a start in flight has not failed yet). A worker
+    that died holding the task counts: its lease ran out without a result."""
+    starts = int(task.get("attempts", 0) or 0) - int(task.get("deferrals", 0) or 0)
+    if task.get("state") == RUNNING and float(task.get("lease_until", 0) or 0) > now:
+        starts -= 1
+    return max(starts, 0)
 
 
 def task_id(op_id: str, number: int) -> str:

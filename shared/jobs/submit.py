@@ -57,7 +57,7 @@ def submit_tasks(kind: str, payloads: list[dict[str, Any]], inv: Invocation, que
 
 def send_tasks(settings: Settings, queue_kind: str, op_id: str, numbers: list[int], delay_s: int = 0,
                extra: dict[str, Any] | None = None) -> None:
-    """One message per task; `extra` adds fields to each body (e.g. {"requeued": 1} from the dead-letter side)."""
+    """One message per task; `extra` adds fields to each body."""
     bodies = [json.dumps({"op": op_id, "task": n, **(extra or {})}) for n in numbers]
     queue = _queue(settings)
     if delay_s:
@@ -65,6 +65,11 @@ def send_tasks(settings: Settings, queue_kind: str, op_id: str, numbers: list[in
             queue.send(settings.queue_url(queue_kind), body, delay_s=delay_s)
     else:
         queue.send_batch(settings.queue_url(queue_kind), bodies)
+
+
+def send_bodies(settings: Settings, queue_kind: str, bodies: list[str]) -> None:
+    """Send message bodies as they are (the worker's messages deferred at its deadline)."""
+    _queue(settings).send_batch(settings.queue_url(queue_kind), bodies)
 
 
 def new_operation_id() -> str:

@@ -6,8 +6,9 @@ failures (429, 503, 5xx, timeouts, store errors) give the task back and make the
 the trigger redelivers; permanent ones (4xx) end the operation with the error and consume the
 message. A message that keeps failing moves to the dead-letter queue, whose trigger ends the
 operation with the last recorded error; for a batch, only that chunk's requests fail (each with the
-reason) and the rest of the batch finishes. The queue counts deliveries, not failures, so a task that
-was started fewer than JOB_MAX_DELIVERIES times gets one fresh copy from the dead-letter side first.
+reason) and the rest of the batch finishes. The queue counts receives, not failures, so the dead-letter
+side asks the store: a task that failed fewer than JOB_MAX_DELIVERIES starts is sent again on a fresh
+message (until JOB_QUEUE_WINDOW_S has passed without a start); see docs/dead-letters.md.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from shared import errors, logs
+from shared import clock, errors, logs
 from shared.jobs import batches, usage
-from shared.jobs.store import job_store, payload_key, task_id
-from shared.jobs.submit import OPERATION_ID, send_tasks
+from shared.jobs.store import failed_starts, job_store, payload_key, task_id
+from shared.jobs.submit import OPERATION_ID, send_bodies, send_tasks
 from shared.jobs.views import RESPONSE_TYPES
 from shared.native import services
 
@@ -36,16 +37,25 @@ class RedeliverError(Exception):
 
 
 def consume(kind: str, messages: list[dict[str, Any]], inv: Invocation, worker: str) -> dict[str, Any]:
-    """Process a trigger batch; raise RedeliverError at the end if any message needs another try."""
+    """Process a trigger batch; raise RedeliverError at the end if any message needs another try.
+
+    Messages left unstarted for lack of time are no failure: when nothing else in the batch needs another
+    try, they are sent again on fresh messages (before this returns and the trigger deletes the batch),
+    so the queue does not count the deferral as a receive; otherwise they go back with the batch."""
     retry: list[str] = []
+    deferred: list[str] = []
     outcomes: dict[str, int] = {}
     for index, message in enumerate(messages):
         details = message.get("details") or {}
         body = (details.get("message") or {}).get("body", "")
-        if inv.call.remaining() < MIN_TIME_FOR_A_MESSAGE_S:
-            retry.extend(["deadline"] * (len(messages) - index))
-            break
         dead = str(details.get("queue_id", "")).endswith("-dlq")
+        if inv.call.remaining() < MIN_TIME_FOR_A_MESSAGE_S:
+            rest = [(m.get("details") or {}).get("message", {}).get("body", "") for m in messages[index:]]
+            if dead:  # the dead-letter queue has no redrive policy: giving them back costs nothing
+                retry.extend(["deadline"] * len(rest))
+            else:
+                deferred = rest
+            break
         try:
             outcome = (dead_letter if dead else process)(kind, body, message, inv, f"{worker}/{index}")
         except (errors.ApiError, RedeliverError) as err:
@@ -58,10 +68,26 @@ def consume(kind: str, messages: list[dict[str, Any]], inv: Invocation, worker: 
             outcome = "retry"
             retry.append(f"{type(err).__name__}: {err}"[:200])
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if deferred:
+        outcomes["deferred-deadline"] = len(deferred)
     inv.log_fields.update(messages=len(messages), outcomes=outcomes)
-    if retry:
+    if retry or (deferred and not _send_again(kind, deferred, inv)):
+        retry.extend(["deadline"] * len(deferred))
         raise RedeliverError(f"{len(retry)} of {len(messages)} messages need another delivery: {retry[0]}")
     return {"processed": len(messages), "outcomes": outcomes}
+
+
+def _send_again(kind: str, bodies: list[str], inv: Invocation) -> bool:
+    """Send these bodies again on fresh messages of the kind's queue; False if the queue refused (then the
+    batch goes back instead, so a message is never lost; a copy too many is skipped by the claim)."""
+    try:
+        send_bodies(inv.settings, kind, bodies)
+    except errors.ApiError as err:
+        log.warning("could not send deferred messages again; the batch goes back to the queue",
+                    extra={"reason": str(err)[:300], "messages": len(bodies)})
+        return False
+    log.info("messages deferred at the deadline sent again", extra={"messages": len(bodies)})
+    return True
 
 
 def _parse(body: str) -> tuple[str, int]:
@@ -111,8 +137,9 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
         store.release(op_id, number, worker, f"{err.code}: {err.message}")
         raise
     except Exception as err:  # a bug or an unexpected answer: give the task back, let the queue decide
-        store.release(op_id, number, worker, f"{type(err).__name__}: {err}"[:300])
-        if isinstance(err, batches.QuotaDeferred):  # not a failure: come back later, without using up deliveries
+        deferred = isinstance(err, batches.QuotaDeferred)  # not a failure: this start does not count
+        store.release(op_id, number, worker, f"{type(err).__name__}: {err}"[:300], deferred=deferred)
+        if deferred:  # come back later on a fresh message, without using up deliveries
             send_tasks(inv.settings, _queue_kind(operation), op_id, [number], delay_s=900)
             return "deferred"
         raise
@@ -196,7 +223,11 @@ def finalize(op_id: str, store: Any, settings: Settings) -> None:
 
 
 def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, worker: str) -> str:
-    """A message the queue gave up on: end its operation with the reason, never leave it done: false."""
+    """A message the queue gave up on. The queue counts receives, not failures, so the store decides:
+    a task that failed JOB_MAX_DELIVERIES starts ends its operation (or, in a batch, its chunk) with the
+    last error; one that failed fewer is sent again on a fresh message (a fresh receive count), as often
+    as it comes here, until JOB_QUEUE_WINDOW_S has passed since its last start (or its submission); then
+    it ends with DEADLINE_EXCEEDED, naming how often it was started. Never leaves an operation done: false."""
     try:
         op_id, number = _parse(body)
     except RedeliverError:
@@ -207,28 +238,46 @@ def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, 
     operation = store.item(op_id)
     if operation is None or operation.get("state") == "done":
         return "dead-skipped"
-    task = store.item(task_id(op_id, number))
-    starts = int((task or {}).get("attempts", 0) or 0)
-    if starts < inv.settings.job_max_deliveries and not json.loads(body).get("requeued"):
-        # Started fewer times than it was delivered: some deliveries were no failures of its own (a
-        # batch-mate that crashed, a deferral near the deadline, another worker's lease, the scaling
-        # policy's 429), so it gets one fresh copy, with a fresh delivery count, before it can fail.
-        send_tasks(inv.settings, _queue_kind(operation), op_id, [number], extra={"requeued": 1})
-        log.warning("a task tried fewer times than it was delivered reached the dead-letter queue; sent once more",
-                    extra={"operation_id": op_id, "task": number, "starts": starts})
-        return "dead-requeued"
-    task = task or {}
+    task = store.item(task_id(op_id, number)) or {}
+    if task.get("state") == "done":  # finished by another copy; only the operation's last step may be missing
+        finalize(op_id, store, inv.settings)
+        return "dead-skipped"
+    now, limit = clock.now(), inv.settings.job_max_deliveries
+    failed = failed_starts(task, now)
+    live = task.get("state") == "running" and float(task.get("lease_until", 0) or 0) > now
+    since = max(float(operation.get("created_at", 0) or 0), float(task.get("started_at", 0) or 0))
     attributes = (message.get("details") or {}).get("message", {}).get("attributes") or {}
-    deliveries = attributes.get("ApproximateReceiveCount", "several")
+    receives = attributes.get("ApproximateReceiveCount", "several")
+    if failed < limit and (live or now < since + inv.settings.job_queue_window_s):
+        # Some of its receives were no failed start of its own (a batch-mate's failure, a deferral near the
+        # deadline, another worker's lease, the scaling policy's 429 before the function ran): send it
+        # again. Sent before this message is deleted (the trigger deletes it when this returns); a copy
+        # too many is harmless, since a task is claimed before it runs and a finished one is skipped.
+        send_tasks(inv.settings, _queue_kind(operation), op_id, [number])
+        store.note_resend(op_id)
+        log.warning("a task that failed fewer than JOB_MAX_DELIVERIES starts reached the dead-letter queue; "
+                    "sent again", extra={"operation_id": op_id, "task": number, "failed_starts": failed,
+                                         "receives": receives})
+        return "dead-requeued"
     last = task.get("last_error") or operation.get("last_error") or "none recorded (the worker may have crashed or timed out)"
+    if failed >= limit:
+        code, why = 14, (f"after {failed} failed starts (JOB_MAX_DELIVERIES {limit}; dead-letter queue); "
+                         f"last error: {last}")
+    elif failed == 0 and not int(task.get("attempts", 0) or 0):
+        code, why = 4, (f"never started: no worker took it within JOB_QUEUE_WINDOW_S "
+                        f"({inv.settings.job_queue_window_s:g} s) of its submission (its message was received "
+                        f"but not run: the functions were busy or throttled)")
+    else:
+        code, why = 4, (f"not finished within JOB_QUEUE_WINDOW_S ({inv.settings.job_queue_window_s:g} s) of its "
+                        f"last start, after {failed} failed starts (fewer than JOB_MAX_DELIVERIES {limit}); "
+                        f"last error: {last}")
     if operation.get("kind") in batches.CHUNKED_KINDS:
-        return _dead_chunk(op_id, number, operation, f"after {deliveries} deliveries (dead-letter queue); "
-                                                     f"last error: {last}", inv, worker)
-    error = {"code": 14, "message": f"gave up on task {number} after {deliveries} deliveries (dead-letter queue); "
-                                    f"last error: {last}", "details": []}
+        return _dead_chunk(op_id, number, operation, why, code, inv, worker)
+    error = {"code": code, "message": f"gave up on task {number} {why}", "details": []}
     store.finish(op_id, None, 0, error, deactivate=not operation.get("door"))  # the poller settles its door first
-    log.warning("operation failed: its message reached the dead-letter queue", extra={"operation_id": op_id})
-    return "dead-failed"
+    log.warning("operation failed: its task reached the dead-letter queue" if code == 14 else
+                "operation failed: its task was not run in time", extra={"operation_id": op_id, "task": number})
+    return "dead-failed" if code == 14 else "dead-expired"
 
 
 def _queue_kind(operation: dict[str, Any]) -> str:
@@ -236,7 +285,8 @@ def _queue_kind(operation: dict[str, Any]) -> str:
     return "completion" if kind in batches.CHUNKED_KINDS else kind
 
 
-def _dead_chunk(op_id: str, number: int, operation: dict[str, Any], why: str, inv: Invocation, worker: str) -> str:
+def _dead_chunk(op_id: str, number: int, operation: dict[str, Any], why: str, code: int, inv: Invocation,
+                worker: str) -> str:
     """One chunk of a batch the queue gave up on: its requests that never started fail with the reason
     (each its own result line), the task is marked done, and the rest of the batch goes on; the poller
     finishes the batch as usual. Claimed first, so it never races a worker still holding the chunk."""
@@ -247,7 +297,7 @@ def _dead_chunk(op_id: str, number: int, operation: dict[str, Any], why: str, in
         return "dead-skipped"
     if claim.outcome == "busy":
         raise RedeliverError(f"task {number} of {op_id} is being processed by another worker")
-    reason = {"code": 14, "message": f"not started: gave up on its chunk (task {number}) {why}", "details": []}
+    reason = {"code": code, "message": f"not started: gave up on its chunk (task {number}) {why}", "details": []}
     try:
         failed = batches.fail_chunk(op_id, number, operation, reason, store)
     except Exception:

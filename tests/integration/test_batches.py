@@ -260,8 +260,8 @@ def test_a_poison_chunk_fails_only_its_own_requests(api_v01: Api, jobs: Jobs, fa
     assert set(failed) == {f"req-{i:05d}" for i in range(13, 20)}  # 10-12 started before the poison: kept
     for error in failed.values():
         assert error["code"] == 14
-        assert re.search(r"gave up on its chunk \(task 1\) after \d+ deliveries \(dead-letter queue\)",
-                         error["message"]), error
+        assert re.search(r"gave up on its chunk \(task 1\) after 3 failed starts \(JOB_MAX_DELIVERIES 3; "
+                         r"dead-letter queue\)", error["message"]), error
         assert "overloaded" in error["message"]  # the last error upstream gave
     assert all(line["response"]["alternatives"] for line in lines if "response" in line)
     assert finished["metadata"]["taskStatus"] == "COMPLETED" and finished["metadata"]["failedRequests"] == "7"
@@ -315,8 +315,12 @@ def test_a_chunk_with_an_unreadable_payload_fails_only_its_requests(api_v01: Api
     assert finished["response"]["failed"] == "10" and finished["response"]["succeeded"] == "15"
 
 
-def test_a_chunk_that_reached_the_dlq_untried_gets_one_more_delivery(api_v01: Api, jobs: Jobs, fast: Emulator,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chunk_that_reached_the_dlq_untried_is_sent_again_each_time(api_v01: Api, jobs: Jobs, fast: Emulator,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk's message that reaches the dead-letter queue never started (its receives all went to
+    invocations that died on a batch-mate, or to the scaling policy's 429s) is sent again, on every arrival
+    (an older version failed it on the second, which it had marked {"requeued": 1}); only once
+    JOB_QUEUE_WINDOW_S has passed without a start do its requests fail, saying they were never started."""
     api = api_v01
     from shared.jobs import batches
 
@@ -324,8 +328,8 @@ def test_a_chunk_that_reached_the_dlq_untried_gets_one_more_delivery(api_v01: Ap
     queue, dead = jobs.resources.queues["completion"], jobs.resources.queues["completion-dlq"]
 
     def dead_letter_chunk_1(op_id: str, body: dict[str, Any]) -> None:
-        """Chunk 1's message reaches the dead-letter queue without any worker having tried it (its
-        deliveries all went to invocations that died on a batch-mate first); chunk 0's is left alone."""
+        """Chunk 1's message reaches the dead-letter queue without any worker having tried it; chunk 0's
+        is left alone."""
         messages = jobs.queues.receive(queue, 10)
         assert sorted(json.loads(m.body)["task"] for m in messages) == [0, 1]
         for message in messages:
@@ -335,15 +339,29 @@ def test_a_chunk_that_reached_the_dlq_untried_gets_one_more_delivery(api_v01: Ap
             else:
                 jobs.queues.change_visibility(queue, message.receipt_handle, 0)
 
-    first = api.post(f"{FM}/completionBatch", batch_body(20)).json()["id"]
-    dead_letter_chunk_1(first, {"op": first, "task": 1})
-    finished, _ = run_to_end(api, jobs, first)
-    assert finished["response"]["failed"] == "0" and finished["response"]["succeeded"] == "20"
+    for body in ({}, {"requeued": 1}):  # a first arrival, and what an older version took for a second one
+        op_id = api.post(f"{FM}/completionBatch", batch_body(20)).json()["id"]
+        dead_letter_chunk_1(op_id, {"op": op_id, "task": 1, **body})
+        finished, _ = run_to_end(api, jobs, op_id)
+        assert finished["response"]["failed"] == "0" and finished["response"]["succeeded"] == "20"
 
-    second = api.post(f"{FM}/completionBatch", batch_body(20)).json()["id"]
-    dead_letter_chunk_1(second, {"op": second, "task": 1, "requeued": 1})  # its one more delivery: untried again
-    finished, _ = run_to_end(api, jobs, second)
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "60")
+    reset_caches()
+    from shared import clock
+    from tests.clock import ManualClock
+
+    manual = ManualClock()
+    previous = clock.use(manual)
+    try:
+        op_id = api.post(f"{FM}/completionBatch", batch_body(20)).json()["id"]
+        dead_letter_chunk_1(op_id, {"op": op_id, "task": 1})
+        manual.advance(61)  # the window has passed, with no start in it
+        finished, _ = run_to_end(api, jobs, op_id)
+    finally:
+        clock.use(previous)
     lines = results(finished)
     assert [line["customId"] for line in lines] == [f"req-{i:05d}" for i in range(20)]
     assert [line["customId"] for line in lines if "error" in line] == [f"req-{i:05d}" for i in range(10, 20)]
-    assert "none recorded" in lines[10]["error"]["message"] and finished["response"]["failed"] == "10"
+    error = lines[10]["error"]
+    assert "never started" in error["message"] and "JOB_QUEUE_WINDOW_S (60 s)" in error["message"], error
+    assert "dead-letter" not in error["message"] and finished["response"]["failed"] == "10"
