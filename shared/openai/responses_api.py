@@ -76,6 +76,7 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
     store = _store(inv) if store_it else None
     if request.background:
         return _background(plan, head, store, inv)  # type: ignore[arg-type]
+    plan.body = inv.admit(plan.body, "completion", model_uri)  # a key's budget and limits (nothing without them)
     answer = inv.client.completion(plan.body, inv.call)
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
     first = len(plan.input_items)

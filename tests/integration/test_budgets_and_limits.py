@@ -1,0 +1,250 @@
+"""Budgets and per-key limits (shared/jobs/limits.py, issue 17 §5-§7) end to end: the function handlers get the
+HTTP event API Gateway would deliver behind the authorizer (requestContext.authorizer = {caller, policy}), call
+the FM emulator over loopback, and keep their reservations in moto server's Document API.
+
+The concurrency tests cannot pass by luck: every admitted request is held at a gate in front of upstream until all
+50 requests have been decided (admitted and waiting at the gate, or refused), so no settle can free room during the
+race, and the count of admissions must be exactly what the budget allows, whatever the interleaving. They run many
+rounds, with two CPU burners beside them."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import requests
+
+from local import gateway as gateway_module
+from local.functions import load
+from local.gateway import build_event
+from local.triggers import timer_event
+from shared import routes
+from shared.config import Settings
+from shared.jobs import limits, usage
+from shared.jobs.store import JobStore
+from shared.jobs.submit import send_tasks
+from shared.policy import KeyPolicy
+from tests.clock import ManualClock
+from tests.conftest import FOLDER, Emulator, FakeContext, Jobs, reset_caches
+from tests.integration.test_fault_table import FaultProxy, _child, _kill_when_stalled, _proxy, proxies
+from tests.integration.test_job_store import busy_cpus
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["busy_cpus", "proxies"]  # fixtures, imported for this module's tests
+
+FM = "/foundationModels/v1"
+LITE = f"gpt://{FOLDER}/yandexgpt-lite/latest"
+MAX_TOKENS = 40
+PRICES = json.dumps({"units": {"text_generation": 0.0012, "text_generation_alt": 0.0012}})
+
+
+def completion(text: str = "Tell me about the Volga", max_tokens: int | None = MAX_TOKENS) -> dict[str, Any]:
+    body: dict[str, Any] = {"modelUri": "yandexgpt-lite", "messages": [{"role": "user", "text": text}]}
+    if max_tokens is not None:
+        body["completionOptions"] = {"maxTokens": str(max_tokens)}
+    return body
+
+
+def event(method: str, path: str, body: Any, policy: KeyPolicy | None, caller: str | None = None) -> dict[str, Any]:
+    """The event API Gateway delivers behind the authorizer: the caller's name and its key's policy."""
+    route, params = routes.resolve(method, path)
+    data = json.dumps(body).encode() if body is not None else b""
+    built = build_event(method, path, {"Content-Type": "application/json"}, data, route, params)
+    name = caller or (policy.name if policy is not None else "anonymous")
+    built["requestContext"]["authorizer"] = {"caller": name, **({"policy": policy.to_context()} if policy else {})}
+    return built
+
+
+class Answer:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.status = int(raw["statusCode"])
+        self.headers = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
+        text = raw.get("body") or ""
+        self.text = text
+        try:
+            self.json = json.loads(text)
+        except ValueError:
+            self.json = None
+
+
+def call(path: str, body: Any, policy: KeyPolicy | None, method: str = "POST") -> Answer:
+    route, _ = routes.resolve(method, path)
+    raw = load(route.function)(event(method, path, body, policy), FakeContext(60_000, request_id=str(uuid.uuid4())))
+    return Answer(raw)
+
+
+def store() -> JobStore:
+    return JobStore(Settings.from_env())
+
+
+def month_item(caller: str) -> dict[str, Any]:
+    from shared import clock
+
+    return store().item(limits.item_key(caller, limits.month_of(clock.now()))) or {}
+
+
+def held(item: dict[str, Any]) -> list[str]:
+    return [name for name in item if name.startswith("v_")]
+
+
+def poller() -> dict[str, Any]:
+    return load("batch_poller")(timer_event(), FakeContext(60_000, request_id=str(uuid.uuid4())))
+
+
+def completion_tokens(answer: Answer) -> int:
+    u = answer.json["result"]["usage"]
+    return int(u["inputTextTokens"]) + int(u["completionTokens"])
+
+
+def worst_of(emulator: Emulator, max_tokens: int = MAX_TOKENS) -> int:
+    """The worst case the gateway reserves for the last completion upstream saw: the body's UTF-8 bytes as JSON
+    plus its maxTokens (docs/budgets-and-limits.md)."""
+    body = emulator.calls("/completion")[-1]["body"]
+    return limits.input_bound(body) + max_tokens
+
+
+@pytest.fixture
+def priced(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> Jobs:
+    monkeypatch.setenv("FM_PRICES", PRICES)
+    reset_caches()
+    return jobs
+
+
+# -- a gate in front of upstream: every request waits until the test opens it ---------------------------------
+
+class Gate(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(("127.0.0.1", 0), _GateHandler)
+        self.upstream = upstream.rstrip("/")
+        self.open = threading.Event()
+        self.arrived = 0
+        self.changed = threading.Condition()
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def arrive(self) -> None:
+        with self.changed:
+            self.arrived += 1
+            self.changed.notify_all()
+
+
+class _GateHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Gate
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.arrive()
+        assert self.server.open.wait(300)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+        answer = requests.post(self.server.upstream + self.path, data=body, headers=headers, timeout=60)
+        self.send_response(answer.status_code)
+        for name, value in answer.headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+
+@pytest.fixture
+def gate(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    server = Gate(os.environ["FM_BASE_URL"])
+    monkeypatch.setenv("FM_BASE_URL", server.url)
+    reset_caches()
+    yield server
+    server.open.set()
+    server.shutdown()
+    server.server_close()
+
+
+def race(requests_: list[tuple[str, Any, KeyPolicy]], gate: Gate) -> list[Answer]:
+    """Send every request at once (a barrier starts them); hold upstream until each is decided (waiting at the gate,
+    or answered without reaching it), then open the gate; the answers in order."""
+    answers: list[Answer | None] = [None] * len(requests_)
+    refused = [0]  # answered while the gate was shut: decided without reaching upstream
+    start = threading.Barrier(len(requests_), timeout=120)
+    before = gate.arrived
+
+    def one(index: int) -> None:
+        path, body, policy = requests_[index]
+        start.wait()
+        answer = call(path, body, policy)
+        answers[index] = answer
+        with gate.changed:
+            if not gate.open.is_set():
+                refused[0] += 1
+            gate.changed.notify_all()
+
+    gate.open.clear()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(requests_))]
+    for thread in threads:
+        thread.start()
+    with gate.changed:  # every request is either held at the gate or answered: only then may upstream answer
+        assert gate.changed.wait_for(lambda: (gate.arrived - before) + refused[0] == len(requests_), timeout=300)
+    gate.open.set()
+    for thread in threads:
+        thread.join(300)
+    assert all(a is not None for a in answers)
+    return answers  # type: ignore[return-value]
+
+
+# -- §5: budgets that hold under concurrency -----------------------------------------------------------------
+
+ROUNDS = 8
+
+
+@pytest.mark.xdist_group("wall-clock")  # its burners never run beside a wall-clock bound (tests/conftest.py)
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_fifty_concurrent_requests_against_a_budget_of_ten_worst_cases_admit_exactly_ten(
+        gate: Gate, emulator: Emulator, busy_cpus: None) -> None:
+    """Each round: a fresh key whose monthly_tokens covers 10 worst cases and not 11; 50 requests race (native and
+    /v1 rounds alternate); exactly 10 reach upstream, 40 get 429 before anything reaches upstream, and once all have
+    settled the key's total is exactly the sum of upstream's usage, with nothing left reserved."""
+    gate.open.set()
+    probe = call(f"{FM}/completion", completion(), None)  # no policy: the body as upstream sees it, for its size
+    assert probe.status == 200, probe.text
+    worst = worst_of(emulator)
+    assert worst > completion_tokens(probe)  # the worst case bounds the real usage
+    for number in range(ROUNDS):
+        policy = KeyPolicy(name=f"racer-{number}-{uuid.uuid4().hex[:6]}", monthly_tokens=10 * worst + worst - 1)
+        calls_before = len(emulator.calls("/completion"))
+        if number % 2:
+            path, body = "/v1/chat/completions", {"model": "yandexgpt-lite", "max_tokens": MAX_TOKENS,
+                                                 "messages": [{"role": "user", "content": "Tell me about the Volga"}]}
+        else:
+            path, body = f"{FM}/completion", completion()
+        answers = race([(path, body, policy)] * 50, gate)
+        admitted = [a for a in answers if a.status == 200]
+        refused = [a for a in answers if a.status == 429]
+        assert (len(admitted), len(refused)) == (10, 40), [(a.status, a.text[:200]) for a in answers if
+                                                           a.status not in (200, 429)][:3]
+        assert len(emulator.calls("/completion")) - calls_before == 10  # the refused never reached upstream
+        if path.startswith("/v1"):
+            assert all(a.json["error"]["code"] == "insufficient_quota" and a.json["error"]["type"] == "insufficient_quota"
+                       for a in refused)
+            real = sum(a.json["usage"]["total_tokens"] for a in admitted)
+        else:
+            assert all(a.json["error"]["grpcCode"] == 8 and a.json["error"]["httpCode"] == 429 for a in refused)
+            real = sum(completion_tokens(a) for a in admitted)
+        item = month_item(policy.name)
+        assert (item["set_t"], item["used_t"], held(item)) == (real, real, [])
