@@ -248,3 +248,161 @@ def test_fifty_concurrent_requests_against_a_budget_of_ten_worst_cases_admit_exa
             real = sum(completion_tokens(a) for a in admitted)
         item = month_item(policy.name)
         assert (item["set_t"], item["used_t"], held(item)) == (real, real, [])
+
+
+def test_sequential_requests_that_fit_are_never_refused(jobs: Jobs, emulator: Emulator) -> None:
+    """One request after another: each is admitted exactly when what is settled plus its worst case fits the budget
+    (nothing is in flight between them), so none is refused while it fits; the total is upstream's usage."""
+    probe = call(f"{FM}/completion", completion(), None)
+    worst = worst_of(emulator)
+    policy = KeyPolicy(name="steady", monthly_tokens=6 * worst)
+    settled, admitted = 0, 0
+    for _ in range(200):
+        answer = call(f"{FM}/completion", completion(), policy)
+        fits = settled + worst <= policy.monthly_tokens
+        assert answer.status == (200 if fits else 429), (settled, worst, answer.text)
+        if answer.status != 200:
+            break
+        settled += completion_tokens(answer)
+        admitted += 1
+    real = completion_tokens(probe)  # every answer to the same prompt uses the same tokens
+    assert admitted == 5 * worst // real + 1 > 6  # admitted while settled <= budget - worst: far more than 6
+    item = month_item("steady")
+    assert (item["set_t"], item["used_t"], held(item)) == (settled, settled, [])
+
+
+def test_a_request_whose_worst_case_exceeds_the_whole_budget_is_refused_at_once(jobs: Jobs, emulator: Emulator) -> None:
+    policy = KeyPolicy(name="tiny", monthly_tokens=50)
+    answer = call("/v1/chat/completions", {"model": "yandexgpt-lite", "messages": [{"role": "user", "content": "Hi"}]},
+                  policy)
+    assert answer.status == 429 and answer.json["error"]["code"] == "insufficient_quota"
+    assert "monthly_tokens" in answer.json["error"]["message"] and answer.headers["x-should-retry"] == "false"
+    assert emulator.calls("/completion") == [] and month_item("tiny") == {}  # nothing reached upstream or the store
+
+
+def test_a_money_budget_refuses_a_model_without_a_price(jobs: Jobs, emulator: Emulator) -> None:
+    """Generation prices are not confirmed (shared/prices.py): a key with a money budget cannot use such a model until
+    FM_PRICES sets its price; a token budget can."""
+    body = {"model": "yandexgpt-lite", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+    answer = call("/v1/chat/completions", body, KeyPolicy(name="money", monthly_budget=5.0))
+    assert answer.status == 403 and "FM_PRICES" in answer.json["error"]["message"]
+    assert answer.json["error"]["type"] == "permission_error" and emulator.calls("/completion") == []
+    assert call("/v1/chat/completions", body, KeyPolicy(name="tokens", monthly_tokens=10_000)).status == 200
+
+
+def test_every_door_settles_to_exactly_the_usage_the_ledger_counts(priced: Jobs, emulator: Emulator,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sync native and /v1 (completion, chat, embeddings, classification, responses), an async job, an inline batch:
+    the key's settled tokens are the ledger's input + output tokens, its money the price table's cost of them, and
+    nothing stays reserved."""
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    reset_caches()
+    emulator.configure(asyncDelayMs=0)
+    policy = KeyPolicy(name="every-door", monthly_tokens=10**7, monthly_budget=100.0)
+    sync = [(f"{FM}/completion", completion()),
+            (f"{FM}/completion", {**completion(max_tokens=None), "completionOptions": {"stream": True}}),
+            (f"{FM}/textEmbedding", {"modelUri": "text-search-doc", "texts": ["one text", "two more texts"]}),
+            (f"{FM}/fewShotTextClassification", {"modelUri": "yandexgpt-lite", "taskDescription": "intent",
+                                                 "labels": ["alarm", "weather"], "text": "wake me up"}),
+            ("/v1/chat/completions", {"model": "yandexgpt-lite", "messages": [{"role": "user", "content": "Hi"}]}),
+            ("/v1/embeddings", {"model": "text-search-doc", "input": ["a b c", "d e"]}),
+            ("/v1/responses", {"model": "yandexgpt-lite", "input": "Name a river", "max_output_tokens": 30})]
+    for path, body in sync:
+        answer = call(path, body, policy)
+        assert answer.status == 200, (path, answer.text)
+    op = call(f"{FM}/completionAsync", completion(), policy).json["id"]
+    batch = call(f"{FM}/completionBatch", {"modelUri": "yandexgpt-lite", "requests": [
+        {"messages": [{"role": "user", "text": f"question {i}"}]} for i in range(3)]}, policy).json["id"]
+    assert len(held(month_item(policy.name))) == 2  # the job's and the batch's reservations, until they settle
+    for _ in range(10):
+        priced.drain()
+        poller()
+        if all(call(f"/operations/{i}", None, policy, "GET").json["done"] for i in (op, batch)):
+            break
+    poller()
+    item = month_item(policy.name)
+    from datetime import UTC, datetime
+
+    from shared.prices import cost, table
+
+    totals = usage.totals(store(), policy.name, datetime.now(UTC).strftime("%Y%m%d"))
+    tokens = sum(c["input_tokens"] + c["output_tokens"] for modes in totals.values() for c in modes.values())
+    assert set(totals) == {LITE, f"emb://{FOLDER}/text-search-doc/latest", f"cls://{FOLDER}/yandexgpt-lite/latest"}
+    assert (item["set_t"], item["used_t"], held(item)) == (tokens, tokens, [])
+    priced_cost = cost(totals, table(PRICES))
+    assert priced_cost["unpriced"] == []
+    assert item["set_m"] == item["used_m"] == round(priced_cost["total"] * limits.NANO)
+
+
+# -- async jobs and batches: reserved at submit, settled by the worker or the poller ---------------------------
+
+def test_an_async_job_reserves_at_submit_and_a_redelivered_task_settles_nothing_twice(
+        jobs: Jobs, emulator: Emulator) -> None:
+    probe = call(f"{FM}/completion", completion(), None)
+    assert probe.status == 200
+    worst = worst_of(emulator)
+    policy = KeyPolicy(name="async", monthly_tokens=2 * worst - 1)  # one job's worst case at a time
+    first = call(f"{FM}/completionAsync", completion(), policy)
+    assert first.status == 200
+    item = month_item("async")
+    assert (item["used_t"], item["set_t"], len(held(item))) == (worst, 0, 1)  # reserved while the caller waited
+    second = call(f"{FM}/completionAsync", completion(), policy)
+    assert second.status == 429 and second.json["error"]["grpcCode"] == 8  # refused at submit: nothing queued
+    jobs.drain()
+    result = call(f"/operations/{first.json['id']}", None, policy, "GET").json["response"]
+    real = int(result["usage"]["inputTextTokens"]) + int(result["usage"]["completionTokens"])
+    send_tasks(Settings.from_env(), "completion", first.json["id"], [0])  # the same task delivered again
+    jobs.drain()
+    item = month_item("async")
+    assert (item["used_t"], item["set_t"], held(item)) == (real, real, [])
+    assert call(f"{FM}/completionAsync", completion(), policy).status == 200  # room again once it settled
+
+
+def test_a_job_settles_even_after_its_reservation_was_swept(jobs: Jobs) -> None:
+    policy = KeyPolicy(name="late", monthly_tokens=10**6)
+    op = call(f"{FM}/completionAsync", completion(), policy).json["id"]
+    key = limits.item_key("late", limits.month_of(limits.clock.now()))
+    item = store().item(key)
+    assert limits.sweep_item(store(), key, item, limits.clock.now() + limits.JOB_RESERVATION_S + 1)  # as if expired
+    assert (month_item("late")["used_t"], held(month_item("late"))) == (0, [])
+    jobs.drain()
+    result = call(f"/operations/{op}", None, policy, "GET").json["response"]
+    real = int(result["usage"]["inputTextTokens"]) + int(result["usage"]["completionTokens"])
+    item = month_item("late")
+    assert (item["used_t"], item["set_t"], held(item)) == (real, real, [])
+
+
+def test_a_failed_job_releases_its_reservation(jobs: Jobs, emulator: Emulator) -> None:
+    emulator.fault(path=f"{FM}/completion", status=400, count=-1, message="bad request")
+    policy = KeyPolicy(name="failing", monthly_tokens=10**6)
+    op = call(f"{FM}/completionAsync", completion(), policy).json["id"]
+    jobs.drain()
+    assert call(f"/operations/{op}", None, policy, "GET").json["error"]
+    item = month_item("failing")
+    assert (item["used_t"], item["set_t"], held(item)) == (0, 0, [])
+
+
+def test_an_inline_batch_reserves_its_sum_at_create_and_settles_at_finish(fast: Emulator, jobs: Jobs) -> None:
+    requests_ = [{"messages": [{"role": "user", "text": f"question {i}"}],
+                  "completionOptions": {"maxTokens": "30"}} for i in range(4)]
+    body = {"modelUri": "yandexgpt-lite", "requests": requests_}
+    roomy = KeyPolicy(name="batcher", monthly_tokens=10**6)
+    op = call(f"{FM}/completionBatch", body, roomy).json["id"]
+    reserved = month_item("batcher")["used_t"]
+    assert reserved > 4 * 30 and month_item("batcher")["set_t"] == 0
+    tight = KeyPolicy(name="batcher", monthly_tokens=2 * reserved - 1)  # the same key, its budget lowered
+    refused = call(f"{FM}/completionBatch", body, tight)
+    assert refused.status == 429 and len(fast.calls("/completionAsync")) == 0
+    for _ in range(10):
+        jobs.drain()
+        poller()
+        if call(f"/operations/{op}", None, roomy, "GET").json["done"]:
+            break
+    poller()
+    from datetime import UTC, datetime
+
+    lite = usage.totals(store(), "batcher", datetime.now(UTC).strftime("%Y%m%d"))[LITE]["async"]
+    item = month_item("batcher")
+    assert lite["requests"] == 4
+    assert (item["set_t"], item["used_t"], held(item)) == ((lite["input_tokens"] + lite["output_tokens"],) * 2 + ([],))
