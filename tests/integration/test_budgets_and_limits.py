@@ -406,3 +406,130 @@ def test_an_inline_batch_reserves_its_sum_at_create_and_settles_at_finish(fast: 
     item = month_item("batcher")
     assert lite["requests"] == 4
     assert (item["set_t"], item["used_t"], held(item)) == ((lite["input_tokens"] + lite["output_tokens"],) * 2 + ([],))
+
+
+def test_a_crash_between_reserve_and_settle_holds_only_that_reservation_until_it_expires(
+        jobs: Jobs, emulator: Emulator, proxies: list[FaultProxy], tmp_path: Path, clock: ManualClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function killed while upstream generates (after its reservation, before its settle) holds exactly its own
+    worst case: a request that would fit beside it is refused while it is held, and admitted once it expired (the
+    refused admission sweeps it); nothing else is lost or doubled."""
+    probe = call(f"{FM}/completion", completion(), None)
+    worst = worst_of(emulator)
+    monkeypatch.setenv("FM_LIMITS_RESERVATION_S", "10")
+    reset_caches()
+    policy = KeyPolicy(name="crashed", monthly_tokens=2 * worst - 1)
+    held_upstream = _proxy(proxies, os.environ["FM_BASE_URL"], stall_from=0)
+    child = _child(tmp_path, "completion", event("POST", f"{FM}/completion", completion(), policy), "dies",
+                   {"FM_BASE_URL": held_upstream.url, "FM_LIMITS_RESERVATION_S": "10"})
+    _kill_when_stalled(child, held_upstream)
+    item = month_item("crashed")
+    assert (item["used_t"], item["set_t"], len(held(item))) == (worst, 0, 1)  # that reservation, and nothing more
+    refused = call(f"{FM}/completion", completion(), policy)
+    assert refused.status == 429 and month_item("crashed")["used_t"] == worst  # it fits only without the dead one
+    expires = int(item[held(item)[0]].split()[2])
+    assert expires <= limits.clock.now() + 10 + 60  # the child reserved for FM_LIMITS_RESERVATION_S, from its clock
+    clock.advance(expires - clock.now() + 1)  # past the dead request's reservation
+    admitted = call(f"{FM}/completion", completion(), policy)
+    assert admitted.status == 200, admitted.text
+    item = month_item("crashed")
+    assert (item["used_t"], item["set_t"], held(item)) == (completion_tokens(probe),) * 2 + ([],)
+
+
+# -- §6: per-key rate limits -------------------------------------------------------------------------------------
+
+CHAT = {"model": "yandexgpt-lite", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def test_requests_per_minute_answer_429_with_retry_after_and_openais_headers(jobs: Jobs, clock: ManualClock) -> None:
+    clock.advance(60 - clock.now() % 60 + 1)  # one second into a minute (the clock stands still unless moved)
+    policy = KeyPolicy(name="rpm", rpm=3)
+    answers = [call("/v1/chat/completions", CHAT, policy) for _ in range(4)]
+    assert [a.status for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["x-ratelimit-remaining-requests"] for a in answers] == ["2", "1", "0", "0"]
+    assert {a.headers["x-ratelimit-limit-requests"] for a in answers} == {"3"}
+    assert {a.headers["x-ratelimit-reset-requests"] for a in answers} == {"59s"}
+    refused = answers[3]
+    assert refused.headers["retry-after"] == "59" and "x-ratelimit-limit-tokens" not in refused.headers
+    assert refused.json["error"] == {"message": refused.json["error"]["message"], "type": "requests", "param": None,
+                                     "code": "rate_limit_exceeded"}
+    native = call(f"{FM}/completion", completion(), policy)
+    assert native.status == 429 and native.json["error"]["grpcCode"] == 8 and native.headers["retry-after"] == "59"
+    clock.advance(60)  # the next minute
+    assert call("/v1/chat/completions", CHAT, policy).status == 200
+
+
+def test_tokens_per_minute_count_the_worst_case_and_settle_to_the_real_usage(jobs: Jobs, emulator: Emulator,
+                                                                              clock: ManualClock) -> None:
+    clock.advance(60 - clock.now() % 60 + 1)
+    first = call("/v1/chat/completions", CHAT, KeyPolicy(name="tpm", tpm=10**6))
+    worst = limits.input_bound(emulator.calls("/completion")[-1]["body"]) + CHAT["max_tokens"]
+    real = first.json["usage"]["total_tokens"]
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) == 10**6 - worst  # at admission: its worst case
+    tight = KeyPolicy(name="tpm", tpm=real + worst)  # the same key: the first settled to `real`, one worst case more
+    second = call("/v1/chat/completions", CHAT, tight)
+    assert second.status == 200 and second.headers["x-ratelimit-remaining-tokens"] == "0"  # exactly fits: admitted
+    third = call("/v1/chat/completions", CHAT, tight)  # 2 x real settled in this minute: no room for a worst case
+    assert third.status == 429 and third.json["error"]["type"] == "tokens"
+    assert third.headers["x-ratelimit-limit-tokens"] == str(tight.tpm) and third.headers["retry-after"] == "59"
+    assert third.headers["x-ratelimit-remaining-tokens"] == str(tight.tpm - 2 * real)
+
+
+def test_one_caller_at_its_limit_leaves_the_others_untouched(gate: Gate, clock: ManualClock, busy_cpus: None) -> None:
+    """Callers A and B (rpm 5 each) race 30 and 5 requests: A gets exactly 5, B all of its 5, in every round."""
+    for number in range(4):
+        clock.advance(60 - clock.now() % 60 + 1)
+        a, b = KeyPolicy(name=f"a{number}", rpm=5), KeyPolicy(name=f"b{number}", rpm=5)
+        mixed = [(f"{FM}/completion", completion(), a)] * 30 + [(f"{FM}/completion", completion(), b)] * 5
+        answers = race(mixed, gate)
+        assert [x.status for x in answers[:30]].count(200) == 5
+        assert [x.status for x in answers[:30]].count(429) == 25
+        assert [x.status for x in answers[30:]] == [200] * 5
+
+
+@pytest.fixture
+def keyed_gateway(jobs: Jobs) -> Iterator[tuple[str, dict[str, KeyPolicy]]]:
+    """The local gateway with an authorizer stand-in: `Authorization: Bearer <token>` -> the context the authorizer
+    puts there for a key stored as data ({caller, policy}); the tokens are the test's."""
+    policies: dict[str, KeyPolicy] = {}
+
+    class Handler(gateway_module.GatewayHandler):
+        def _authorize(self, method: str, route: routes.Route, params: dict[str, str], headers: dict[str, str],
+                       built: dict[str, Any]) -> int | None:
+            token = next((v for k, v in headers.items() if k.lower() == "authorization"), "").partition(" ")[2]
+            if token not in policies:
+                return 401
+            built["requestContext"]["authorizer"] = {"caller": policies[token].name,
+                                                     "policy": policies[token].to_context()}
+            return None
+
+    server = gateway_module.GatewayServer(("127.0.0.1", 0), authorize=True)
+    server.RequestHandlerClass = Handler
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.url, policies
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_openai_client_sees_rate_limit_error_with_the_headers(keyed_gateway: tuple[str, dict[str, KeyPolicy]],
+                                                                  clock: ManualClock) -> None:
+    url, policies = keyed_gateway
+    policies["fmk_a"] = KeyPolicy(name="client-a", rpm=2, tpm=100_000)
+    policies["fmk_b"] = KeyPolicy(name="client-b", monthly_tokens=10)
+    clock.advance(60 - clock.now() % 60 + 1)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="fmk_a", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(**CHAT)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1" and raw.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert raw.parse().choices[0].message.content
+    client.chat.completions.create(**CHAT)
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(**CHAT)
+    headers = limited.value.response.headers
+    assert headers["retry-after"] == "59" and headers["x-ratelimit-remaining-requests"] == "0"
+    assert headers["x-ratelimit-limit-requests"] == "2" and headers["x-ratelimit-reset-requests"] == "59s"
+    assert limited.value.code == "rate_limit_exceeded" and limited.value.type == "requests"
+    broke = openai.OpenAI(base_url=f"{url}/v1", api_key="fmk_b", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as quota:
+        broke.embeddings.create(model="text-search-doc", input="more than ten bytes of text")
+    assert quota.value.code == "insufficient_quota" and quota.value.type == "insufficient_quota"
+    assert quota.value.response.headers["x-should-retry"] == "false"
