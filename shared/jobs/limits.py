@@ -55,7 +55,7 @@ log = logs.get_logger("limits")
 NANO = 10 ** 9  # money is kept in billionths of the currency, as integers: sums are exact
 THRESHOLDS = (80, 100)  # percent of a budget: one alert each, per key and month
 STALE_MINUTES = 5  # an admission REMOVEs the per-minute counters of the previous minutes up to this many back
-ADMIT_ATTEMPTS = 5  # an admission refused although a read shows it fits (state moved in between) is tried again
+ADMIT_ATTEMPTS = 20  # an admission refused although a read shows it fits (room freed in between) is tried again
 JOB_RESERVATION_S = 7 * 86400  # a job's reservation: longer than a job or batch can run (the jobs' TTL is longer)
 OUTPUT_KEYS = ("maxTokens", "max_completion_tokens", "max_tokens", "max_output_tokens")
 
@@ -473,13 +473,13 @@ def _explain_refusal(policy: KeyPolicy, item: dict[str, Any], res: Reservation, 
     seen = {"r": _num(item, f"r{minute}"), "k": _num(item, f"k{minute}"), "set_t": _num(item, "set_t"),
             "set_m": _num(item, "set_m"), "a80": _num(item, "a80"), "a100": _num(item, "a100")}
     if policy.monthly_tokens is not None and used_t > policy.monthly_tokens - wt:
-        _alert_from(store, res, seen, 0, 0, settings)
+        _alert_from(store, res, seen, 0, 0, settings, exhausted=seen["set_t"] > policy.monthly_tokens - wt)
         raise QuotaExceededError(
             f"this key's monthly token budget cannot cover this request: {policy.monthly_tokens} tokens, "
             f"{_num(item, 'set_t')} used and {used_t - _num(item, 'set_t')} reserved by requests in flight, and this "
             f"request may use up to {wt}")
     if limit_m is not None and used_m > limit_m - wm:
-        _alert_from(store, res, seen, 0, 0, settings)
+        _alert_from(store, res, seen, 0, 0, settings, exhausted=seen["set_m"] > limit_m - wm)
         raise QuotaExceededError(
             "this key's monthly budget cannot cover this request's worst case (what is used, plus what requests in "
             "flight have reserved)")
@@ -680,9 +680,11 @@ def release_job(operation: dict[str, Any], settings: Settings) -> None:
 # -- alerts --------------------------------------------------------------------------------------------------------
 
 def _alert_from(store: JobStore, res: Reservation, seen: dict[str, Any], add_t: int, add_m: int,
-                settings: Settings) -> None:
-    """Send each threshold this key has reached (by what is settled: `seen` at admission plus this call's own
-    usage) and not yet sent: the conditional write that sets a<threshold> decides who sends it. Never raises."""
+                settings: Settings, exhausted: bool = False) -> None:
+    """Send each threshold this key has reached and not yet sent: 80% when what is settled (`seen` at admission
+    plus this call's own usage, or read) reaches 80% of a budget; 100% when it reaches the budget, or (`exhausted`)
+    when what is settled alone leaves no room for a refused request's worst case. The conditional write that sets a<threshold> decides who sends it,
+    so each is sent once per key and month. Never raises."""
     policy = res.policy
     if policy is None or (policy.monthly_tokens is None and policy.monthly_budget is None) or not seen:
         return
@@ -695,7 +697,7 @@ def _alert_from(store: JobStore, res: Reservation, seen: dict[str, Any], add_t: 
             fractions.append(Decimal(int(seen.get("set_m", 0)) + add_m) / limit_m)
         reached = max(fractions, default=Decimal(0)) * 100
         for threshold in THRESHOLDS:
-            if reached >= threshold and not int(seen.get(f"a{threshold}", 0)):
+            if (reached >= threshold or (exhausted and threshold == 100)) and not int(seen.get(f"a{threshold}", 0)):
                 if claim_alert(store, res.key, threshold):
                     send_alert(res, threshold, seen, add_t, add_m, settings)
                 seen[f"a{threshold}"] = 1  # claimed (by us or another): not tried again by this request

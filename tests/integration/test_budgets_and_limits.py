@@ -533,3 +533,66 @@ def test_the_openai_client_sees_rate_limit_error_with_the_headers(keyed_gateway:
         broke.embeddings.create(model="text-search-doc", input="more than ten bytes of text")
     assert quota.value.code == "insufficient_quota" and quota.value.type == "insufficient_quota"
     assert quota.value.response.headers["x-should-retry"] == "false"
+
+
+# -- §7: alerts ------------------------------------------------------------------------------------------------
+
+class Hook(ThreadingHTTPServer):
+    """A webhook receiver on loopback: keeps every JSON body POSTed to it."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _HookHandler)
+        self.received: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+
+class _HookHandler(BaseHTTPRequestHandler):
+    server: Hook
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        with self.server.lock:
+            self.server.received.append(body)
+        self.send_response(204)
+        self.end_headers()
+
+
+def test_alerts_at_80_and_100_percent_are_sent_once_each_under_concurrency(
+        jobs: Jobs, emulator: Emulator, log_output: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = Hook()
+    monkeypatch.setenv("FM_BUDGET_WEBHOOK_URL", f"http://127.0.0.1:{hook.server_address[1]}/alerts")
+    reset_caches()
+    try:
+        call(f"{FM}/completion", completion(), None)
+        worst = worst_of(emulator)
+        policy = KeyPolicy(name="alerted", monthly_tokens=10 * worst)
+        statuses: list[int] = []
+        for _ in range(100):  # waves of 10 racing requests until the budget has refused a whole wave
+            wave: list[int] = []
+            threads = [threading.Thread(target=lambda: wave.append(call(f"{FM}/completion", completion(), policy).status))
+                       for _ in range(10)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            statuses += wave
+            if set(wave) == {429}:
+                break
+        assert set(wave) == {429} and statuses.count(200) > 10 and set(statuses) == {200, 429}, statuses
+        lines = [json.loads(line) for line in log_output.getvalue().splitlines() if "budget threshold" in line]
+        assert sorted(line["budget_alert"]["threshold_percent"] for line in lines) == [80, 100]
+        assert all(line["level"] == "WARN" and line["budget_alert"]["caller"] == "alerted" for line in lines)
+        eighty = next(line["budget_alert"] for line in lines if line["budget_alert"]["threshold_percent"] == 80)
+        assert eighty["tokens_used"] >= 8 * worst
+        assert sorted(event["threshold_percent"] for event in hook.received) == [80, 100]
+        item = month_item("alerted")
+        assert item["a80"] > 0 and item["a100"] > 0 and item["set_t"] >= 8 * worst
+    finally:
+        hook.shutdown()
+        hook.server_close()
