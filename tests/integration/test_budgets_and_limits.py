@@ -575,8 +575,11 @@ def test_alerts_at_80_and_100_percent_are_sent_once_each_under_concurrency(
         statuses: list[int] = []
         for _ in range(100):  # waves of 10 racing requests until the budget has refused a whole wave
             wave: list[int] = []
-            threads = [threading.Thread(target=lambda: wave.append(call(f"{FM}/completion", completion(), policy).status))
-                       for _ in range(10)]
+
+            def one(into: list[int] = wave) -> None:
+                into.append(call(f"{FM}/completion", completion(), policy).status)
+
+            threads = [threading.Thread(target=one) for _ in range(10)]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -596,3 +599,21 @@ def test_alerts_at_80_and_100_percent_are_sent_once_each_under_concurrency(
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+# -- cost: store round trips --------------------------------------------------------------------------------------
+
+def test_a_limited_request_costs_two_store_round_trips_and_a_key_without_limits_none_more(
+        jobs: Jobs, proxies: list[FaultProxy], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Document API's requests, counted at a proxy: a key without limits pays only the ledger's transaction;
+    a limited key one UpdateItem more (the reservation), with the settle inside the ledger's transaction."""
+    docapi = _proxy(proxies, os.environ["DOCAPI_ENDPOINT"])
+    monkeypatch.setenv("DOCAPI_ENDPOINT", docapi.url)
+    reset_caches()
+    assert call(f"{FM}/completion", completion(), None).status == 200  # warms the table and clients
+    counted = []
+    for policy in (None, KeyPolicy(name="counted", rpm=100, tpm=10**6, monthly_tokens=10**6)):
+        before = docapi.ordinal
+        assert call(f"{FM}/completion", completion(), policy).status == 200
+        counted.append(docapi.ordinal - before)
+    assert counted == [1, 2]
