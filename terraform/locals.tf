@@ -28,6 +28,7 @@ locals {
     JOB_MAX_DELIVERIES       = tostring(var.max_receive_count) # the DLQ fails only a task started this often
     FM_AUTH_MODE             = var.auth_mode
     FM_ADMIN_CALLER          = var.admin_caller
+    FM_BUDGET_WEBHOOK_URL    = var.budget_webhook_url
   }
 
   # The function map: name -> entry point, sizing, environment, Lockbox secrets, service account.

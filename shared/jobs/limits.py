@@ -46,7 +46,6 @@ from shared.ids import uuid4 as new_id
 if TYPE_CHECKING:
     from shared.config import Settings
     from shared.jobs.store import JobStore
-    from shared.jobs.usage import Entry
     from shared.policy import KeyPolicy
     from shared.runtime import Invocation
 
@@ -185,7 +184,7 @@ def worst_case(kind: str, body: dict[str, Any], model: str, mode: str, settings:
     return tokens, money(model, mode, kind, tokens, 0, prices)
 
 
-def real_usage(entry: Entry, kind: str, settings: Settings) -> tuple[int, int]:
+def real_usage(entry: Any, kind: str, settings: Settings) -> tuple[int, int]:
     """(tokens, money) of a ledger entry: input + output tokens (reasoning is part of the output), money as
     the price table bills it (0 when unpriced: a key with a money budget never gets an unpriced model)."""
     from shared.prices import table
@@ -563,7 +562,7 @@ class Settle:
         update.update(UpdateExpression=expression, ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         return update
 
-    def commit(self, store: JobStore, items: list[dict[str, Any]], mark: str, patient: bool, entry: Entry) -> bool:
+    def commit(self, store: JobStore, items: list[dict[str, Any]], mark: str, patient: bool, entry: Any) -> bool:
         """The ledger's transaction with this settle in it. True: counted and settled; False: the call was counted
         before (and settled with it). A cancellation because the reservation was swept is done again with the
         real usage ADDed; any other failure raises (the ledger logs it; finish() settles alone)."""
@@ -576,9 +575,14 @@ class Settle:
             try:
                 counted = store.add_usage([*items, {"Update": update}], mark, patient)
             except StoreError:
-                if not held or self._held(store):
+                if held and not self._held(store):  # swept meanwhile: settle by adding the real usage
+                    held = False
+                    continue
+                if patient:
                     raise
-                held = False
+                # a write conflict on the key's item (its other requests write it too) or a transient refusal:
+                # once more, patiently (conflicts retried with backoff), off the one-round-trip path
+                patient = True
                 continue
             self.done = True
             self.res.open.discard(self.part)

@@ -383,6 +383,16 @@ def test_a_failed_job_releases_its_reservation(jobs: Jobs, emulator: Emulator) -
     assert (item["used_t"], item["set_t"], held(item)) == (0, 0, [])
 
 
+def test_a_cancelled_job_releases_its_reservation(jobs: Jobs) -> None:
+    policy = KeyPolicy(name="cancelling", monthly_tokens=10**6)
+    op = call(f"{FM}/completionAsync", completion(), policy).json["id"]
+    assert month_item("cancelling")["used_t"] > 0
+    assert call(f"/operations/{op}:cancel", None, policy, "POST").status == 200
+    jobs.drain()  # its task is skipped: nothing ran
+    item = month_item("cancelling")
+    assert (item["used_t"], item["set_t"], held(item)) == (0, 0, [])
+
+
 def test_an_inline_batch_reserves_its_sum_at_create_and_settles_at_finish(fast: Emulator, jobs: Jobs) -> None:
     requests_ = [{"messages": [{"role": "user", "text": f"question {i}"}],
                   "completionOptions": {"maxTokens": "30"}} for i in range(4)]
