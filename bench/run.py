@@ -360,6 +360,7 @@ def main() -> int:
     print("\n".join(embeddings_v1))
     __import__("bench.store", fromlist=["main"]).main()  # the job store's submission rate (bench/store.py)
     print(openai_batch.table())  # the OpenAI batch door beside the native batch (its own process and stack)
+    print(__import__("bench.limits", fromlist=["table"]).table())  # budgets and per-key limits (bench/limits.py)
     return 0
 
 

@@ -53,8 +53,9 @@ log = logs.get_logger("limits")
 
 NANO = 10 ** 9  # money is kept in billionths of the currency, as integers: sums are exact
 THRESHOLDS = (80, 100)  # percent of a budget: one alert each, per key and month
-STALE_MINUTES = 5  # an admission REMOVEs the per-minute counters of the previous minutes up to this many back
+TIDY_AT = 8  # per-minute counters of earlier minutes (a key with gaps in its traffic) kept before they are removed
 ADMIT_ATTEMPTS = 20  # an admission refused although a read shows it fits (room freed in between) is tried again
+CONFLICT_ROUNDS = 3  # a reservation outlasting the store's conflict retries (6 attempts, ~0.6 s) tries this often
 JOB_RESERVATION_S = 7 * 86400  # a job's reservation: longer than a job or batch can run (the jobs' TTL is longer)
 OUTPUT_KEYS = ("maxTokens", "max_completion_tokens", "max_tokens", "max_output_tokens")
 
@@ -392,20 +393,21 @@ def _try_reserve(store: JobStore, res: Reservation, wt: int, wm: int, limit_m: i
     policy = res.policy
     assert policy is not None
     minute = res.minute
-    names = {"#ut": "used_t", "#um": "used_m", "#st": "set_t", "#sm": "set_m", "#r": f"r{minute}",
-             "#k": f"k{minute}", "#c": "caller", "#mo": "month", "#exp": "expires_at", "#a8": "a80", "#a10": "a100"}
-    values: dict[str, Any] = {":wt": _n(wt), ":wm": _n(wm), ":one": _n(1), ":zero": _n(0), ":c": _s(res.caller),
-                              ":mo": _s(res.month), ":exp": _n(_month_end(res.month) + 40 * 86400)}
-    sets = ["#c = :c", "#mo = :mo", "#exp = if_not_exists(#exp, :exp)", "#st = if_not_exists(#st, :zero)",
-            "#sm = if_not_exists(#sm, :zero)", "#a8 = if_not_exists(#a8, :zero)", "#a10 = if_not_exists(#a10, :zero)"]
+    per_minute = policy.rpm is not None or policy.tpm is not None
+    names = {"#ut": "used_t", "#um": "used_m", "#exp": "expires_at"}
+    values: dict[str, Any] = {":wt": _n(wt), ":wm": _n(wm), ":exp": _n(_month_end(res.month) + 40 * 86400)}
+    sets = ["#exp = if_not_exists(#exp, :exp)"]
     for number, part in enumerate(res.parts.values()):
         names[f"#v{number}"] = res.attribute(part.name)
         values[f":v{number}"] = _s(f"{part.tokens} {part.money} {int(res.expires_at)}")
         sets.append(f"#v{number} = :v{number}")
-    removes = []
-    for back in range(1, STALE_MINUTES + 1):
-        names[f"#or{back}"], names[f"#ok{back}"] = f"r{minute - back}", f"k{minute - back}"
-        removes += [f"#or{back}", f"#ok{back}"]
+    adds = ["#ut :wt", "#um :wm"]
+    expression_tail = ""
+    if per_minute:  # this minute's counters; the previous minute's are removed (older ones: see _tidy)
+        names.update({"#r": f"r{minute}", "#k": f"k{minute}", "#or": f"r{minute - 1}", "#ok": f"k{minute - 1}"})
+        values[":one"] = _n(1)
+        adds += ["#r :one", "#k :wt"]
+        expression_tail = " REMOVE #or, #ok"
     conditions = []
     if policy.monthly_tokens is not None:
         conditions.append("(attribute_not_exists(#ut) OR #ut <= :roomt)")
@@ -420,24 +422,48 @@ def _try_reserve(store: JobStore, res: Reservation, wt: int, wm: int, limit_m: i
         conditions.append("(attribute_not_exists(#k) OR #k <= :roomk)")
         values[":roomk"] = _n(policy.tpm - wt)
     request = {"TableName": store.table, "Key": {"id": _s(res.key)},
-               "UpdateExpression": f"SET {', '.join(sets)} ADD #ut :wt, #um :wm, #r :one, #k :wt "
-                                   f"REMOVE {', '.join(removes)}",
-               "ExpressionAttributeNames": names, "ExpressionAttributeValues": values, "ReturnValues": "UPDATED_NEW"}
+               "UpdateExpression": f"SET {', '.join(sets)} ADD {', '.join(adds)}{expression_tail}",
+               "ExpressionAttributeNames": names, "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW"}
     if conditions:
         request["ConditionExpression"] = " AND ".join(conditions)
-    try:
-        answer = store._write("update_item", **request)
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return None
-        from shared.jobs.store import StoreError
+    from shared.jobs.store import StoreError
 
-        raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+    for round_ in range(1, CONFLICT_ROUNDS + 1):
+        try:
+            answer = store._write("update_item", **request)
+            break
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise StoreError(f"job store: {err.response['Error']['Code']}") from None
+        except StoreError:  # write conflicts outlasted the store's retries: the key's item is busy
+            if round_ == CONFLICT_ROUNDS:
+                raise
     attributes = answer.get("Attributes", {})
+    if per_minute:
+        _tidy(store, res.key, attributes, minute)
     return {"used_t": _num(attributes, "used_t"), "used_m": _num(attributes, "used_m"),
             "set_t": _num(attributes, "set_t"), "set_m": _num(attributes, "set_m"),
             "r": _num(attributes, f"r{minute}"), "k": _num(attributes, f"k{minute}"),
             "a80": _num(attributes, "a80"), "a100": _num(attributes, "a100")}
+
+
+def _stale_minutes(item: dict[str, Any], minute: int) -> list[str]:
+    return [name for name in item if name[:1] in "rk" and name[1:].isdigit() and int(name[1:]) < minute]
+
+
+def _tidy(store: JobStore, key: str, item: dict[str, Any], minute: int) -> None:
+    """An admission removes the previous minute's counters; a key used now and then leaves older ones. Once
+    TIDY_AT of them are there, the admission that sees them removes them (one more write, unconditional, rare)."""
+    stale = _stale_minutes(item, minute)
+    if len(stale) < TIDY_AT:
+        return
+    try:
+        names = {f"#s{i}": name for i, name in enumerate(stale)}
+        store._write("update_item", TableName=store.table, Key={"id": _s(key)},
+                     UpdateExpression="REMOVE " + ", ".join(names), ExpressionAttributeNames=names)
+    except Exception as err:  # housekeeping: the next one does it
+        log.warning("stale per-minute counters not removed", extra={"limits_key": key, "error": type(err).__name__})
 
 
 def _seen(item: dict[str, Any]) -> dict[str, Any]:
@@ -554,7 +580,8 @@ class Settle:
         if held:
             names["#v"] = self.res.attribute(self.part)
             update["ConditionExpression"] = "attribute_exists(#v)"
-            if int(clock.now() // 60) == self.res.minute and self.res.parts[self.part].tokens:
+            limited = self.res.policy is not None and (self.res.policy.tpm is not None or self.res.policy.rpm is not None)
+            if limited and int(clock.now() // 60) == self.res.minute and self.res.parts[self.part].tokens:
                 names["#k"] = f"k{self.res.minute}"  # the minute is still on: its tokens counter settles too
                 values[":dk"] = _n(real[0] - part.tokens)
                 expression += ", #k :dk"

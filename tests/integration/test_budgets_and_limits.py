@@ -90,7 +90,8 @@ def store() -> JobStore:
 def month_item(caller: str) -> dict[str, Any]:
     from shared import clock
 
-    return store().item(limits.item_key(caller, limits.month_of(clock.now()))) or {}
+    item = store().item(limits.item_key(caller, limits.month_of(clock.now())))
+    return {**dict.fromkeys(("used_t", "used_m", "set_t", "set_m", "a80", "a100"), 0), **item} if item else {}
 
 
 def held(item: dict[str, Any]) -> list[str]:
@@ -627,3 +628,18 @@ def test_a_limited_request_costs_two_store_round_trips_and_a_key_without_limits_
         assert call(f"{FM}/completion", completion(), policy).status == 200
         counted.append(docapi.ordinal - before)
     assert counted == [1, 2]
+
+
+def test_a_key_used_now_and_then_keeps_few_per_minute_counters(jobs: Jobs, clock: ManualClock) -> None:
+    """Each admission removes the previous minute's counters; with gaps in the traffic older ones stay, until an
+    admission sees TIDY_AT of them and removes them: the item never grows with the month."""
+    policy = KeyPolicy(name="sporadic", rpm=10)
+    if limits.month_of(clock.now()) != limits.month_of(clock.now() + 7200):
+        clock.advance(7200)  # the whole test in one month (one item)
+    most = 0
+    for _ in range(3 * limits.TIDY_AT):
+        clock.advance(120)  # a minute with no request between every two
+        assert call(f"{FM}/completion", completion(), policy).status == 200
+        stale = limits._stale_minutes(month_item("sporadic"), int(clock.now() // 60))
+        most = max(most, len(stale))
+    assert limits.TIDY_AT - 2 <= most < limits.TIDY_AT  # it reached the bound, and never passed it
