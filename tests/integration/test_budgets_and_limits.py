@@ -643,3 +643,43 @@ def test_a_key_used_now_and_then_keeps_few_per_minute_counters(jobs: Jobs, clock
         stale = limits._stale_minutes(month_item("sporadic"), int(clock.now() // 60))
         most = max(most, len(stale))
     assert limits.TIDY_AT - 2 <= most < limits.TIDY_AT  # it reached the bound, and never passed it
+
+
+def test_openai_batches_reserve_at_create_and_settle_to_the_ledger(keyed_gateway: tuple[str, dict[str, KeyPolicy]],
+                                                                   fast: Emulator, jobs: Jobs) -> None:
+    """/v1/batches through the gateway with the openai client: a chat batch (settled by the poller when it ends) and an
+    embeddings batch (one reservation part per task, settled by the worker): the key's settled total is the ledger's,
+    nothing stays reserved; a batch the budget cannot cover is refused at create with insufficient_quota."""
+    url, policies = keyed_gateway
+    policies["fmk_batch"] = KeyPolicy(name="batch-key", monthly_tokens=10**6)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="fmk_batch", max_retries=0)
+    chat = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": "yandexgpt-lite", "max_tokens": 30, "messages": [{"role": "user", "content": f"q {i}"}]}}
+            for i in range(3)]
+    emb = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+            "body": {"model": "text-search-doc", "input": [f"text {i}", "more"]}} for i in range(2)]
+    batches = []
+    for lines, endpoint in ((chat, "/v1/chat/completions"), (emb, "/v1/embeddings")):
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        uploaded = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
+        batches.append(client.batches.create(input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h"))
+    assert month_item("batch-key")["used_t"] > 0 and month_item("batch-key")["set_t"] == 0
+    for _ in range(20):
+        jobs.drain()
+        poller()
+        if all(client.batches.retrieve(b.id).status == "completed" for b in batches):
+            break
+    poller()
+    from datetime import UTC, datetime
+
+    totals = usage.totals(store(), "batch-key", datetime.now(UTC).strftime("%Y%m%d"))
+    tokens = sum(c["input_tokens"] + c["output_tokens"] for modes in totals.values() for c in modes.values())
+    item = month_item("batch-key")
+    assert tokens > 0 and (item["set_t"], item["used_t"], held(item)) == (tokens, tokens, [])
+    policies["fmk_batch"] = KeyPolicy(name="batch-key", monthly_tokens=tokens + 10)  # now nearly used up
+    data = "".join(json.dumps(line) + "\n" for line in chat).encode()
+    uploaded = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert refused.value.code == "insufficient_quota"
+    assert sorted(b.id for b in client.batches.list()) == sorted(b.id for b in batches)  # nothing was created
