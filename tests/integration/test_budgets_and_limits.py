@@ -486,6 +486,9 @@ def test_tokens_per_minute_count_the_worst_case_and_settle_to_the_real_usage(job
     assert third.headers["x-ratelimit-remaining-tokens"] == str(tight.tpm - 2 * real)
 
 
+@pytest.mark.xdist_group("wall-clock")  # its burners never run beside a wall-clock bound (tests/conftest.py)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_one_caller_at_its_limit_leaves_the_others_untouched(gate: Gate, clock: ManualClock, busy_cpus: None) -> None:
     """Callers A and B (rpm 5 each) race 30 and 5 requests: A gets exactly 5, B all of its 5, in every round."""
     for number in range(4):
