@@ -361,6 +361,7 @@ def main() -> int:
     __import__("bench.store", fromlist=["main"]).main()  # the job store's submission rate (bench/store.py)
     print(openai_batch.table())  # the OpenAI batch door beside the native batch (its own process and stack)
     __import__("bench.keys", fromlist=["main"]).main()  # the authorizer's verdict on stored keys (bench/keys.py)
+    print(__import__("bench.limits", fromlist=["table"]).table())  # budgets and per-key limits (bench/limits.py)
     return 0
 
 

@@ -76,6 +76,9 @@ ENV_NAMES: dict[str, str] = {
     "auth_mode": "FM_AUTH_MODE",
     "usage_ttl_days": "FM_USAGE_TTL_DAYS",
     "prices": "FM_PRICES",
+    "budget_webhook_url": "FM_BUDGET_WEBHOOK_URL",
+    "limits_default_max_tokens": "FM_LIMITS_DEFAULT_MAX_TOKENS",
+    "limits_reservation_s": "FM_LIMITS_RESERVATION_S",
     "log_level": "LOG_LEVEL",
     "log_payloads": "LOG_PAYLOADS",
 }
@@ -142,6 +145,10 @@ class Settings(BaseModel):
     auth_mode: Literal["api_key", "iam"] = "api_key"  # iam: no gateway, so no authorizer context is trusted
     usage_ttl_days: float = Field(400.0, gt=0, le=3650)  # how long the usage ledger's daily totals are kept
     prices: str | None = None  # FM_PRICES: JSON merged over shared/prices.py's table
+    # budgets and per-key limits (shared/jobs/limits.py, docs/budgets-and-limits.md)
+    budget_webhook_url: str | None = None  # POSTed once per key, month and threshold (80%, 100% of a budget)
+    limits_default_max_tokens: int = Field(2000, ge=1, le=1_000_000)  # maxTokens set for a limited key's request without one
+    limits_reservation_s: float = Field(900.0, ge=10, le=86400)  # a synchronous request's reservation expires after this
     log_level: str = "INFO"
     log_payloads: bool = False
 

@@ -53,6 +53,7 @@ def error(err: ApiError, ids: dict[str, str], dialect: str = "native") -> dict[s
     headers = dict(ids)
     if err.retry_after is not None and err.status in (429, 503):
         headers["Retry-After"] = str(max(int(err.retry_after + 0.999), 1))
+    headers.update(getattr(err, "headers", None) or {})  # e.g. a key's x-ratelimit-* (shared/jobs/limits.py)
     if getattr(err, "allow", ()):
         headers["Allow"] = ", ".join(err.allow)  # type: ignore[attr-defined]
     if dialect == "openai":

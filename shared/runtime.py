@@ -40,10 +40,30 @@ class Invocation:
     caller: str = "anonymous"  # who asked, from the API Gateway authorizer's context when there is one
     request: events.HttpRequest | None = None  # the HTTP request itself: query, headers, a body that is not JSON
     policy: KeyPolicy | None = None  # the caller key's models and limits (a key stored as data); None: none
+    reservation: Any = None  # the request's budget / rate reservation (shared/jobs/limits.py), when it has one
 
     @property
     def client(self) -> FoundationModelsClient:
         return get_client(self.settings, self.context)
+
+    @property
+    def limited(self) -> bool:
+        return self.policy is not None and self.policy.limited
+
+    def admit(self, body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:
+        """Before a synchronous upstream call: reserve its worst case against the key's budgets and per-minute
+        limits (429 when they cannot cover it); the body to send (its output bounded). A key without limits:
+        the body as it is, nothing imported, no store round trip. `kind`: completion (a native body), chat or
+        responses (an OpenAI body passed through), embedding ({"texts": [...]}), classification."""
+        if not self.limited:
+            return body
+        return importlib.import_module(LIMITS_HOOK).admit(self, body, kind, model)
+
+    def admit_job(self, kind: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Before a job is submitted: its worst case reserved (settled by its worker or poller); the payloads."""
+        if not self.limited:
+            return payloads
+        return importlib.import_module(LIMITS_HOOK).admit_job(self, kind, payloads)
 
 
 Operation = Callable[[Any, Invocation], responses.Reply]
@@ -61,6 +81,9 @@ def resolve_operation(ref: OperationRef) -> Operation:
 # The usage ledger's hook for synchronous routes (named, so the core imports no surface and a request that
 # bills nothing imports nothing heavy): it reads what the operation put in Invocation.log_fields.
 USAGE_HOOK = "shared.jobs.usage:record_request"
+# Budgets and per-key limits (admit before upstream; the settle rides on the ledger's transaction), imported only
+# for a key whose policy sets a limit.
+LIMITS_HOOK = "shared.jobs.limits"
 
 _client_lock = threading.Lock()
 _client: FoundationModelsClient | None = None
@@ -103,6 +126,7 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
     route_name = None
     dialect = "native"
     status = 500
+    invocation: Invocation | None = None
     try:
         config = settings()
         logs.configure(config.log_level)
@@ -130,9 +154,12 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         reply = resolve_operation(operations[route.operation])(parsed, invocation)
         status = reply.status
         resolve_operation(USAGE_HOOK)(route.operation, invocation, request_id)  # logs its failures, never raises
+        _finish_limits(invocation)
         _summary(route_name, status, started, invocation.log_fields)
-        return responses.http(reply, ids)
+        return responses.http(reply, {**ids, **_limit_headers(invocation)})
     except errors.ApiError as err:
+        _finish_limits(invocation)
+        ids = {**ids, **_limit_headers(invocation)}
         status = err.status
         level = log.warning if status >= 500 else log.info
         level("request failed", extra={"operation": route_name, "status": status, "error": err.message,
@@ -141,6 +168,7 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
                                        "latency_ms": _ms(started)})
         return responses.error(err, ids, dialect)
     except Exception:
+        _finish_limits(invocation)
         log.exception("unhandled error", extra={"operation": route_name, "latency_ms": _ms(started)})
         return responses.error(errors.ApiError("internal error; see the function log for this request id"), ids, dialect)
     finally:
@@ -230,6 +258,18 @@ def _route(function: str, request: events.HttpRequest, operations: Mapping[str, 
     if route.function != function or route.operation not in operations:
         raise errors.NotFoundError(f"{request.path} is served by the {route.function} function, not {function}")
     return route, params
+
+
+def _finish_limits(invocation: Invocation | None) -> None:
+    """A reservation the ledger did not settle (no usage, a failure) is settled alone or released; never raises."""
+    if invocation is not None and invocation.reservation is not None:
+        importlib.import_module(LIMITS_HOOK).finish_request(invocation)
+
+
+def _limit_headers(invocation: Invocation | None) -> dict[str, str]:
+    """The key's x-ratelimit-* headers, on every answer to a request that was admitted."""
+    reservation = invocation.reservation if invocation is not None else None
+    return dict(reservation.headers) if reservation is not None else {}
 
 
 def _ms(started: float) -> float:

@@ -28,6 +28,7 @@ locals {
     JOB_MAX_DELIVERIES       = tostring(var.max_receive_count) # a task fails after this many failed starts
     FM_AUTH_MODE             = var.auth_mode
     FM_ADMIN_CALLER          = var.admin_caller
+    FM_BUDGET_WEBHOOK_URL    = var.budget_webhook_url
     FM_CALLER_NAMES          = join(",", sort(keys(var.caller_api_key_sha256))) # names a stored key cannot take
   }
 

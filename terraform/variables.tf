@@ -182,6 +182,16 @@ variable "responses_ttl_days" {
   }
 }
 
+variable "budget_webhook_url" {
+  description = "URL the functions POST a JSON alert to when a key crosses 80% and 100% of a monthly budget (FM_BUDGET_WEBHOOK_URL); empty: the alert is a log line only. It is in the functions' environment: use a URL whose path holds no secret, or accept that readers of the function versions see it."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.budget_webhook_url == "" || can(regex("^https?://", var.budget_webhook_url))
+    error_message = "budget_webhook_url must be empty or an http(s) URL."
+  }
+}
+
 variable "force_destroy_bucket" {
   description = "Let `terraform destroy` delete the results bucket with objects still in it."
   type        = bool

@@ -72,6 +72,10 @@ def cancel(_: None, inv: Invocation) -> Reply:
         # (and a job with another front door, until the poller has given that door what finished)
         store.finish(op_id, None, 0, cancelled, deactivate=item.get("kind") != "batch" and not item.get("door"))
         inv.log_fields["cancelled"] = True
+        if item.get("limits") and item.get("kind") != "batch":  # a batch's is settled by its poller
+            from shared.jobs import limits
+
+            limits.release_job(item, inv.settings)  # a task still running settles by adding its real usage
     inv.log_fields["operation_id"] = op_id
     return Reply(view(store.item(op_id) or item, store, inv.settings, owner=access.owns(item, inv)))
 

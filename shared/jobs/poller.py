@@ -122,7 +122,7 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
         if all(records.get(i, {}).get("state", "done") == "done" for i in range(total)):
             if (hook := doors.door(operation)) is not None:  # what finished is kept, through its door too
                 hook.settle(operation, store, inv, records)
-            usage.record_batch(operation, records, inv)  # before it leaves the index: repeated (counted once) if we die
+            _record_batch(operation, records, store, inv)  # before it leaves the index: repeated (counted once) if we die
             store.deactivate(op_id)
         return
     _requeue_if_stuck(operation, store, inv, summary)
@@ -136,6 +136,24 @@ def _poll_batch(operation: dict[str, Any], store: Any, inv: Invocation, summary:
     fresh = {**operation, **counts, **{k: v for k, v in (store.item(op_id) or {}).items() if k in ("state", "tasks_done")}}
     if fresh.get("state") != "done" and len(settled) >= total and int(fresh.get("tasks_done", 0)) >= int(operation.get("tasks_total", 0)):
         _finish_batch(fresh, records, store, inv, summary)
+
+
+def _record_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]], store: Any, inv: Invocation) -> None:
+    """The batch's usage into the ledger, and (for a key with a budget) its reservation settled in the same
+    transaction, else alone; the key's expired reservations are swept while we are at it."""
+    if not operation.get("limits"):
+        usage.record_batch(operation, records, inv)
+        return
+    from shared.jobs import limits
+
+    settle = limits.for_part(operation, "b", inv.settings)
+    usage.record_batch(operation, records, inv, settle=settle)
+    if settle is not None:
+        settle.finish(store)
+        try:
+            limits.sweep_key(store, settle.res.caller)
+        except Exception as err:  # a sweep is housekeeping: the next one does it
+            log.warning("budget sweep failed", extra={"error": f"{type(err).__name__}: {err}"[:300]})
 
 
 def _before_margin(inv: Invocation) -> Any:
@@ -159,7 +177,7 @@ def _finish_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]],
     store.put_object(key, data)
     if (hook := doors.door(operation)) is not None:  # its door's results exist before the job reads as done
         hook.settle(operation, store, inv, records)
-    usage.record_batch(operation, records, inv)  # before the finish: a poller dying between them is repeated, counted once
+    _record_batch(operation, records, store, inv)  # before the finish: a poller dying between them is repeated, counted once
     if store.finish(op_id, key, len(data), None):
         summary["batches-finished"] += 1
         log.info("batch finished", extra={"operation_id": op_id, "requests": total,

@@ -43,6 +43,9 @@ def submit_tasks(kind: str, payloads: list[dict[str, Any]], inv: Invocation, que
     settings.queue_url(queue_kind)  # fail before storing anything when the queue is not configured
     store = job_store(settings)
     op_id = op_id or new_operation_id()
+    payloads = inv.admit_job(kind, payloads)  # a key's budget and limits: reserved here, settled by the job
+    if inv.reservation is not None:
+        extra = {**(extra or {}), "limits": inv.reservation.to_record()}
     encoded = [json.dumps(payload, ensure_ascii=False).encode() for payload in payloads]
     item = store.create(op_id, kind, description or DESCRIPTIONS[kind], inv.caller, encoded, extra=extra,
                         numbers=numbers)
@@ -51,6 +54,8 @@ def submit_tasks(kind: str, payloads: list[dict[str, Any]], inv: Invocation, que
     except errors.ApiError as err:
         store.finish(op_id, None, 0, {"code": 14, "message": f"could not enqueue the job: {err.message}", "details": []})
         raise
+    if inv.reservation is not None:
+        inv.reservation.handed = True  # its worker or poller settles it from here
     inv.log_fields.update(operation_id=op_id, tasks=len(payloads))
     return Reply(view(item))
 

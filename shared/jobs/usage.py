@@ -79,7 +79,8 @@ class Entry:
         return datetime.fromtimestamp(self.at, UTC).strftime("%Y%m%d")
 
 
-def record(entry: Entry, settings: Settings, patient: bool = False, message: str = "usage") -> bool | None:
+def record(entry: Entry, settings: Settings, patient: bool = False, message: str = "usage",
+           settle: Any = None) -> bool | None:
     """Log the entry and add it to the day's totals once. True: counted now; False: that call key was counted
     before; None: not counted in the store (no store, or the store failed: logged). Never raises."""
     line = _line(entry)
@@ -90,7 +91,7 @@ def record(entry: Entry, settings: Settings, patient: bool = False, message: str
     try:
         from shared.jobs.store import job_store
 
-        counted = add(job_store(settings), entry, settings, patient)
+        counted = add(job_store(settings), entry, settings, patient, settle)
     except Exception as err:  # the ledger never fails the request it counts
         log.warning("usage not added to the totals (the log line is the record)",
                     extra={"usage": line, "error": f"{type(err).__name__}: {err}"[:300]})
@@ -105,7 +106,7 @@ def _line(entry: Entry) -> dict[str, Any]:
     return line
 
 
-def add(store: JobStore, entry: Entry, settings: Settings, patient: bool) -> bool:
+def add(store: JobStore, entry: Entry, settings: Settings, patient: bool, settle: Any = None) -> bool:
     """The one transaction: the call's mark (only if absent) and the ADD to its caller-day shard."""
     now = clock.now()
     day_start = datetime.strptime(entry.day, "%Y%m%d").replace(tzinfo=UTC).timestamp()
@@ -125,8 +126,10 @@ def add(store: JobStore, entry: Entry, settings: Settings, patient: bool) -> boo
     mark = {"TableName": store.table, "ConditionExpression": "attribute_not_exists(id)",
             "Item": {"id": {"S": mark_key(entry.key)}, "caller": {"S": entry.caller},
                      "expires_at": {"N": str(int(now + USAGE_MARK_DAYS * 86400))}}}
-    return store.add_usage([{"Put": mark}, {"Update": update}, {"Update": caller_list_update(store, entry, values[":exp"])}],
-                           mark_key(entry.key), patient)
+    items = [{"Put": mark}, {"Update": update}, {"Update": caller_list_update(store, entry, values[":exp"])}]
+    if settle is not None:  # a budget reservation's settle rides on this transaction (shared/jobs/limits.py)
+        return settle.commit(store, items, mark_key(entry.key), patient, entry)
+    return store.add_usage(items, mark_key(entry.key), patient)
 
 
 def caller_list_update(store: JobStore, entry: Entry, expires: dict[str, str]) -> dict[str, Any]:
@@ -249,7 +252,14 @@ def record_request(operation: str, inv: Any, request_id: str) -> bool | None:
     except Exception:  # the ledger never fails the request it counts
         log.warning("usage entry could not be built", exc_info=True, extra={"operation": operation})
         return None
-    return record(entry, inv.settings) if entry is not None else None
+    if entry is None:
+        return None
+    settle = None
+    if getattr(inv, "reservation", None) is not None:
+        from shared.jobs.limits import for_request
+
+        settle = for_request(inv)
+    return record(entry, inv.settings, settle=settle)
 
 
 def _sync_entry(operation: str, inv: Any, request_id: str) -> Entry | None:
@@ -282,7 +292,7 @@ JOB_ROUTES = {"completion": "completionAsync", "embedding": "textEmbeddingAsync"
 
 
 def record_task(operation: dict[str, Any], number: int, attempt: int, payload: dict[str, Any],
-                result: dict[str, Any], inv: Any) -> bool | None:
+                result: dict[str, Any], inv: Any, settle: Any = None) -> bool | None:
     """A task's upstream answer, recorded by the worker right after upstream answered and before the task is
     completed, keyed <op>#<task>#<attempt>: a redelivery of a completed task never gets here, and an attempt
     that calls upstream again (after a crash or a lease taken over) is a second billed call, counted."""
@@ -310,7 +320,7 @@ def record_task(operation: dict[str, Any], number: int, attempt: int, payload: d
         return None
     if not entry.requests:
         return None
-    return record(entry, inv.settings, patient=True)
+    return record(entry, inv.settings, patient=True, settle=settle)
 
 
 def _job_route(operation: dict[str, Any], kind: str) -> str:
@@ -339,7 +349,8 @@ def log_item(operation: dict[str, Any], index: int, outcome: dict[str, Any]) -> 
     log.info("usage", extra={"usage": {**line, "counted": "with its batch"}})
 
 
-def record_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]], inv: Any) -> bool | None:
+def record_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]], inv: Any,
+                 settle: Any = None) -> bool | None:
     """A batch's usage, summed from its item records (each holds upstream's result), into the totals once: key
     <op>#batch, one transaction, on the day the batch ends. The poller calls it before it finishes the batch
     (or, for a stopped one, drops it from its index), so a poller that dies between the two leaves it to the
@@ -361,4 +372,4 @@ def record_batch(operation: dict[str, Any], records: dict[int, dict[str, Any]], 
         return None
     if not entry.requests:
         return None
-    return record(entry, inv.settings, patient=True, message="usage batch totals")
+    return record(entry, inv.settings, patient=True, message="usage batch totals", settle=settle)

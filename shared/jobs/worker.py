@@ -128,11 +128,15 @@ def process(kind: str, body: str, message: dict[str, Any], inv: Invocation, work
             result = execute(kind, payload, inv)
             # upstream answered: into the usage ledger before the task completes (a crash after this point
             # repeats the call as a new attempt, which is billed again and counted again)
-            usage.record_task(operation, number, claim.attempts, payload, result, inv)
+            settle = _settle(operation, f"t{number}", inv)
+            usage.record_task(operation, number, claim.attempts, payload, result, inv, settle=settle)
+            if settle is not None:
+                settle.finish(store)  # settled with the ledger entry, else alone (no usage, or the ledger failed)
     except errors.ApiError as err:
         if 400 <= err.status < 500 and err.status != 429:
             store.finish(op_id, None, 0, err.to_status(), deactivate=not operation.get("door"))
             log.info("operation failed permanently", extra={"operation_id": op_id, "error": err.message})
+            _release(operation, inv)
             return "failed"
         store.release(op_id, number, worker, f"{err.code}: {err.message}")
         raise
@@ -275,9 +279,27 @@ def dead_letter(kind: str, body: str, message: dict[str, Any], inv: Invocation, 
         return _dead_chunk(op_id, number, operation, why, code, inv, worker)
     error = {"code": code, "message": f"gave up on task {number} {why}", "details": []}
     store.finish(op_id, None, 0, error, deactivate=not operation.get("door"))  # the poller settles its door first
+    _release(operation, inv)
     log.warning("operation failed: its task reached the dead-letter queue" if code == 14 else
                 "operation failed: its task was not run in time", extra={"operation_id": op_id, "task": number})
     return "dead-failed" if code == 14 else "dead-expired"
+
+
+def _settle(operation: dict[str, Any], part: str, inv: Invocation) -> Any:
+    """The settle of the job's budget reservation for this task (shared/jobs/limits.py); None without one."""
+    if not operation.get("limits"):
+        return None
+    from shared.jobs import limits
+
+    return limits.for_part(operation, part, inv.settings)
+
+
+def _release(operation: dict[str, Any], inv: Invocation) -> None:
+    """A job that ended failed: what it still holds of its key's budget is released (a batch: by its poller)."""
+    if operation.get("limits") and operation.get("kind") not in batches.CHUNKED_KINDS:
+        from shared.jobs import limits
+
+        limits.release_job(operation, inv.settings)
 
 
 def _queue_kind(operation: dict[str, Any]) -> str:

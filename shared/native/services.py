@@ -86,6 +86,7 @@ def upstream_body(request: Any, scheme: str, inv: Invocation) -> dict[str, Any]:
 
 def complete(request: CompletionRequest, inv: Invocation) -> Reply:
     body = upstream_body(request, "gpt", inv)
+    body = inv.admit(body, "completion", body["modelUri"])  # a key's budget and limits (nothing without them)
     answer = inv.client.completion(body, inv.call)
     _note(inv, answer)
     if request.stream:
@@ -136,6 +137,7 @@ def pacer(name: str, rate: float) -> Pacer:
 def embed(request: EmbeddingRequest, inv: Invocation) -> Reply:
     model_uri = resolve_model(request.model_uri, "emb", inv.settings, inv.policy)
     inv.log_fields["model"] = model_uri
+    inv.admit({"texts": [request.text] if request.text is not None else request.texts or []}, "embedding", model_uri)
     if request.text is not None:
         result = embed_one(model_uri, request.text, request.dim, inv)
         inv.log_fields["input_tokens"] = _int(result.get("numTokens"))
@@ -196,6 +198,7 @@ def classify_tuned(request: TextClassificationRequest, inv: Invocation) -> Reply
 
 
 def _classify(body: dict[str, Any], inv: Invocation, tuned: bool) -> Reply:
+    inv.admit(body, "classification", body["modelUri"])
     pacer("classification", inv.settings.classification_rps).acquire(inv.call)
     client = inv.client
     answer = (client.text_classification if tuned else client.few_shot_classification)(body, inv.call)

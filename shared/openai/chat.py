@@ -329,7 +329,7 @@ def create(request: ChatCompletionRequest, inv: Invocation) -> Reply:
     folder, name = model_uri.split("://", 1)[1].split("/")[:2]
     if name in inv.settings.passthrough_models:
         return _pass_through(request, model_uri, folder, inv)
-    body = native_body(request, model_uri)
+    body = inv.admit(native_body(request, model_uri), "completion", model_uri)  # a key's budget and limits
     answer = inv.client.completion(body, inv.call)
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
     head = {"id": f"chatcmpl-{new_id()}", "created": int(clock.now()), "model": model_uri}
@@ -367,6 +367,7 @@ def _pass_through(request: ChatCompletionRequest, model_uri: str, folder: str, i
     if hide_usage:  # the usage ledger needs upstream's usage: asked for, and its chunk kept from the caller
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     inv.log_fields["passthrough"] = True
+    body = inv.admit(body, "chat", model_uri)
     answer = inv.client.chat_completions(body, inv.call, project=folder)
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
     if request.stream:

@@ -74,6 +74,7 @@ def create(request: EmbeddingsRequest, inv: Invocation) -> Reply:
     model_uri = catalog.resolve(request.model, "emb", inv.settings, inv.policy)
     inv.log_fields["model"] = model_uri
     texts = request.texts
+    inv.admit({"texts": texts}, "embedding", model_uri)  # a key's budget and limits (nothing without them)
     results = services.fan_out(lambda text: services.embed_one(model_uri, text, request.dimensions, inv), texts,
                                inv.settings.max_concurrency)
     tokens = sum(_count(result.get("numTokens")) for result in results)

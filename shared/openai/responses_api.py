@@ -76,6 +76,7 @@ def create(request: ResponseCreateRequest, inv: Invocation) -> Reply:
     store = _store(inv) if store_it else None
     if request.background:
         return _background(plan, head, store, inv)  # type: ignore[arg-type]
+    plan.body = inv.admit(plan.body, "completion", model_uri)  # a key's budget and limits (nothing without them)
     answer = inv.client.completion(plan.body, inv.call)
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
     first = len(plan.input_items)
@@ -466,7 +467,13 @@ def cancel(_: None, inv: Invocation) -> Reply:
 
 
 def _cancel_job(store: JobStore, op_id: str) -> None:
-    store.finish(op_id, None, 0, {"code": 1, "message": "cancelled by the caller", "details": []})
+    if store.finish(op_id, None, 0, {"code": 1, "message": "cancelled by the caller", "details": []}):
+        job = store.item(op_id) or {}
+        if job.get("limits"):  # what the run reserved of its key's budget (a run still going adds its real usage)
+            from shared.config import settings
+            from shared.jobs import limits
+
+            limits.release_job(job, settings())
 
 
 @_forwarded("GET", "/input_items")

@@ -74,6 +74,7 @@ def create(request: ResponseCreateRequest, model_uri: str, inv: Invocation, refe
     body = request.model_dump(by_alias=True, exclude_unset=True, mode="json")
     body["model"] = model_uri
     inv.log_fields["passthrough"] = True
+    body = inv.admit(body, "responses", model_uri)  # a background run's usage is not charged (docs/budgets-and-limits.md)
     answer = inv.client.responses("POST", "", body, inv.call, folder, stream=bool(request.stream))
     inv.log_fields.update(upstream_request_id=answer.request_id, attempts=answer.attempts)
     if request.background:
