@@ -41,8 +41,6 @@ CALLS = re.compile(r"\bcurl\s|\b(?:Async)?OpenAI\(|\bChatOpenAI\(|\bOpenAIEmbedd
                    r"\blocal\.batch_cli\b|\$FM_URL|FM_URL\"\]")
 CALLER_KEY = "fmk_docs-caller-key-0123456789abcdef"
 ADMIN_KEY = "fmk_docs-admin-key-0123456789abcdef0"
-# Pages other branches add (issue 17's keys, usage API and budgets): a link to one is checked once it exists.
-PENDING = {"docs/budgets-and-limits.md"}
 
 
 @dataclass(frozen=True)
@@ -257,8 +255,7 @@ def broken_links(page: Path, root: Path = ROOT) -> list[str]:
             resolved = (page.parent / path).resolve() if path else page
             where = f"{page.relative_to(root)}:{number}: {target}"
             if not resolved.exists():
-                if str(resolved.relative_to(root)) not in PENDING:
-                    broken.append(f"{where} (no such file)")
+                broken.append(f"{where} (no such file)")
                 continue
             if anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
                 broken.append(f"{where} (no heading with that anchor)")
