@@ -1,6 +1,7 @@
 """Budgets and per-key limits (shared/jobs/limits.py, issue 17 §5-§7) end to end: the function handlers get the
 HTTP event API Gateway would deliver behind the authorizer (requestContext.authorizer = {caller, policy}), call
-the FM emulator over loopback, and keep their reservations in moto server's Document API.
+the FM emulator over loopback, and keep their reservations in moto server's Document API. The tests with the
+`openai` client go through the local gateway with the real authorizer, on keys stored through the admin API.
 
 The concurrency tests cannot pass by luck: every admitted request is held at a gate in front of upstream until all
 50 requests have been decided (admitted and waiting at the gate, or refused), so no settle can free room during the
@@ -501,37 +502,55 @@ def test_one_caller_at_its_limit_leaves_the_others_untouched(gate: Gate, clock: 
         assert [x.status for x in answers[30:]] == [200] * 5
 
 
+ADMIN_KEY = "fmk_limits-admin-key-0123456789abcdef"
+
+
+class StoredKeys:
+    """Keys stored through the admin API (shared/jobs/keys.py) on a gateway with the real authorizer in front:
+    `put(policy)` creates the key named policy.name (or changes its policy) and gives its secret."""
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url, self.secrets = url, {}
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+
+    def put(self, policy: KeyPolicy) -> str:
+        fields = {name: getattr(policy, name) for name in ("rpm", "tpm", "monthly_tokens", "monthly_budget")}
+        if policy.name in self.secrets:
+            answer = self.http.patch(f"{self.url}/admin/keys/{policy.name}", json=fields, timeout=30)
+        else:
+            answer = self.http.post(f"{self.url}/admin/keys", timeout=30, json={
+                "name": policy.name, **{k: v for k, v in fields.items() if v is not None}})
+            self.secrets[policy.name] = answer.json().get("key")
+        assert answer.status_code in (200, 201), answer.text
+        return self.secrets[policy.name]
+
+
 @pytest.fixture
-def keyed_gateway(jobs: Jobs) -> Iterator[tuple[str, dict[str, KeyPolicy]]]:
-    """The local gateway with an authorizer stand-in: `Authorization: Bearer <token>` -> the context the authorizer
-    puts there for a key stored as data ({caller, policy}); the tokens are the test's."""
-    policies: dict[str, KeyPolicy] = {}
+def keyed_gateway(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, StoredKeys]]:
+    """The local gateway with the authorizer in front and the admin key configured; the test's keys are stored
+    through the admin API. FM_KEY_CACHE_S=0: a changed policy reaches the next request (the bound itself is
+    tests/integration/test_admin_keys.py's)."""
+    import hashlib
 
-    class Handler(gateway_module.GatewayHandler):
-        def _authorize(self, method: str, route: routes.Route, params: dict[str, str], headers: dict[str, str],
-                       built: dict[str, Any]) -> int | None:
-            token = next((v for k, v in headers.items() if k.lower() == "authorization"), "").partition(" ")[2]
-            if token not in policies:
-                return 401
-            built["requestContext"]["authorizer"] = {"caller": policies[token].name,
-                                                     "policy": policies[token].to_context()}
-            return None
-
-    server = gateway_module.GatewayServer(("127.0.0.1", 0), authorize=True)
-    server.RequestHandlerClass = Handler
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.url, policies
+    monkeypatch.setenv("CALLER_KEY_SHA256", f"ops:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}")
+    monkeypatch.setenv("FM_ADMIN_CALLER", "ops")
+    monkeypatch.setenv("FM_KEY_CACHE_S", "0")
+    server = gateway_module.start(authorize=True)
+    yield server.url, StoredKeys(server.url)
     server.shutdown()
     server.server_close()
 
 
-def test_the_openai_client_sees_rate_limit_error_with_the_headers(keyed_gateway: tuple[str, dict[str, KeyPolicy]],
+def test_the_openai_client_sees_rate_limit_error_with_the_headers(keyed_gateway: tuple[str, StoredKeys],
                                                                   clock: ManualClock) -> None:
-    url, policies = keyed_gateway
-    policies["fmk_a"] = KeyPolicy(name="client-a", rpm=2, tpm=100_000)
-    policies["fmk_b"] = KeyPolicy(name="client-b", monthly_tokens=10)
+    url, stored = keyed_gateway
+    key_a = stored.put(KeyPolicy(name="client-a", rpm=2, tpm=100_000))
+    key_b = stored.put(KeyPolicy(name="client-b", monthly_tokens=10))
     clock.advance(60 - clock.now() % 60 + 1)
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="fmk_a", max_retries=0)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=key_a, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(**CHAT)
     assert raw.headers["x-ratelimit-remaining-requests"] == "1" and raw.headers["x-ratelimit-limit-tokens"] == "100000"
     assert raw.parse().choices[0].message.content
@@ -542,7 +561,7 @@ def test_the_openai_client_sees_rate_limit_error_with_the_headers(keyed_gateway:
     assert headers["retry-after"] == "59" and headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-limit-requests"] == "2" and headers["x-ratelimit-reset-requests"] == "59s"
     assert limited.value.code == "rate_limit_exceeded" and limited.value.type == "requests"
-    broke = openai.OpenAI(base_url=f"{url}/v1", api_key="fmk_b", max_retries=0)
+    broke = openai.OpenAI(base_url=f"{url}/v1", api_key=key_b, max_retries=0)
     with pytest.raises(openai.RateLimitError) as quota:
         broke.embeddings.create(model="text-search-doc", input="more than ten bytes of text")
     assert quota.value.code == "insufficient_quota" and quota.value.type == "insufficient_quota"
@@ -648,14 +667,14 @@ def test_a_key_used_now_and_then_keeps_few_per_minute_counters(jobs: Jobs, clock
     assert limits.TIDY_AT - 2 <= most < limits.TIDY_AT  # it reached the bound, and never passed it
 
 
-def test_openai_batches_reserve_at_create_and_settle_to_the_ledger(keyed_gateway: tuple[str, dict[str, KeyPolicy]],
+def test_openai_batches_reserve_at_create_and_settle_to_the_ledger(keyed_gateway: tuple[str, StoredKeys],
                                                                    fast: Emulator, jobs: Jobs) -> None:
     """/v1/batches through the gateway with the openai client: a chat batch (settled by the poller when it ends) and an
     embeddings batch (one reservation part per task, settled by the worker): the key's settled total is the ledger's,
     nothing stays reserved; a batch the budget cannot cover is refused at create with insufficient_quota."""
-    url, policies = keyed_gateway
-    policies["fmk_batch"] = KeyPolicy(name="batch-key", monthly_tokens=10**6)
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="fmk_batch", max_retries=0)
+    url, stored = keyed_gateway
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=stored.put(KeyPolicy(name="batch-key", monthly_tokens=10**6)),
+                           max_retries=0)
     chat = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
              "body": {"model": "yandexgpt-lite", "max_tokens": 30, "messages": [{"role": "user", "content": f"q {i}"}]}}
             for i in range(3)]
@@ -679,7 +698,7 @@ def test_openai_batches_reserve_at_create_and_settle_to_the_ledger(keyed_gateway
     tokens = sum(c["input_tokens"] + c["output_tokens"] for modes in totals.values() for c in modes.values())
     item = month_item("batch-key")
     assert tokens > 0 and (item["set_t"], item["used_t"], held(item)) == (tokens, tokens, [])
-    policies["fmk_batch"] = KeyPolicy(name="batch-key", monthly_tokens=tokens + 10)  # now nearly used up
+    stored.put(KeyPolicy(name="batch-key", monthly_tokens=tokens + 10))  # now nearly used up
     data = "".join(json.dumps(line) + "\n" for line in chat).encode()
     uploaded = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
     with pytest.raises(openai.RateLimitError) as refused:
