@@ -362,6 +362,7 @@ def main() -> int:
     print(openai_batch.table())  # the OpenAI batch door beside the native batch (its own process and stack)
     __import__("bench.keys", fromlist=["main"]).main()  # the authorizer's verdict on stored keys (bench/keys.py)
     print(__import__("bench.limits", fromlist=["table"]).table())  # budgets and per-key limits (bench/limits.py)
+    print(__import__("bench.ledger_contention", fromlist=["table"]).table())  # one caller's requests racing in the ledger
     return 0
 
 

@@ -157,15 +157,25 @@ class JobStore:
     def add_usage(self, items: list[dict[str, Any]], mark: str, patient: bool) -> bool:
         """The usage ledger's one TransactWriteItems (shared/jobs/usage.py): True when applied, False when its
         call mark (the first item, put only if absent) was there already. `patient`: the usual write (conflicts
-        retried, a missing table created); otherwise one attempt on a client that does not retry, so a caller
-        waits one store round trip at most. A cancellation without reasons is judged by the mark."""
+        retried, a missing table created); otherwise a client that does not retry throttling or errors, so a
+        caller waits one store round trip unless the write conflicts with another (then it is tried again, as
+        the usual write is, up to CONFLICT_ATTEMPTS times: a conflict is where concurrent calls of one caller
+        meet, and dropping those would under-count exactly the busy callers). A cancellation without reasons
+        is judged by the mark."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             if patient:
                 self._write("transact_write_items", TransactItems=items)
             else:
-                self._one_shot_client().transact_write_items(TransactItems=items)
+                for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                    try:
+                        self._one_shot_client().transact_write_items(TransactItems=items)
+                        break
+                    except ClientError as err:
+                        if not is_write_conflict(err) or attempt == CONFLICT_ATTEMPTS:
+                            raise
+                        clock.sleep(random.uniform(0, min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2 ** (attempt - 1))))
             return True
         except ClientError as err:
             if _code(err) not in ("TransactionCanceledException", "ConditionalCheckFailedException"):

@@ -26,7 +26,8 @@ keys, 100 per BatchGetItem (days()); the callers of a day, CALLER_SHARDS keys (c
 
 A ledger failure never fails the caller's request: it is logged (WARN, with the entry) and the request
 goes on. On the synchronous path the store write is one TransactWriteItems on a client that does not
-retry (one store round trip at most); workers and the poller, where no caller waits, use the store's
+retry throttling or errors (one store round trip), but does try a write conflict again (the caller's own
+concurrent requests meet on its items); workers and the poller, where no caller waits, use the store's
 usual write (conflicts retried within its bound).
 """
 

@@ -357,3 +357,37 @@ def test_responses_passed_through_to_upstream_count_once_and_a_background_one_wh
     totals = ledger()[oss]["sync"]
     assert totals["requests"] == 3 and marked(f"resp#{background.id}")
     assert totals["input_tokens"] == plain.usage.input_tokens + streamed.usage.input_tokens + read.usage.input_tokens
+
+
+def test_one_callers_concurrent_requests_are_all_counted_when_the_store_answers_conflicts(
+        api_v01: Api, jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The synchronous ledger write meets the caller's other requests on the same items; the Document API answers
+    such a write with a conflict, and a conflict is tried again (JobStore.add_usage), so the totals count every
+    request. With one attempt only, 35 of 96 were lost here (bench/ledger_contention.py)."""
+    from local.aws import start_moto
+
+    server, url = start_moto(write_conflicts=True)  # the same moto backend, behind the Document API's conflict model
+    try:
+        monkeypatch.setenv("DOCAPI_ENDPOINT", url)
+        reset_caches()
+        body = {"modelUri": "yandexgpt-lite", "messages": [{"role": "user", "text": "hi"}]}
+        statuses: list[int] = []
+        start = threading.Barrier(8)
+
+        def caller() -> None:
+            start.wait()
+            for _ in range(6):
+                statuses.append(api_v01.post("/foundationModels/v1/completion", body).status_code)
+
+        threads = [threading.Thread(target=caller) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == [200] * 48
+        assert server.app.conflicts > 0  # the writes did meet
+        counted = sum(c["requests"] for modes in ledger().values() for c in modes.values())
+        assert counted == 48
+    finally:
+        server.shutdown()
+        server.server_close()
