@@ -114,6 +114,9 @@ class ConflictingWrites:
         self.lock = threading.Lock()
         self.busy: set[tuple[str, str]] = set()
         self.conflicts = 0
+        # operation -> how many of its next calls to refuse as conflicting, whatever they touch: a test's way to
+        # make "this write met another" happen a known number of times, without racing for it
+        self.refuse_next: dict[str, int] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
@@ -128,6 +131,9 @@ class ConflictingWrites:
         keys = [(e.get("TableName", ""), json.dumps((e.get("Key") or e.get("Item") or {}).get("id"))) for e in entries]
         with self.lock:
             clash = [key in self.busy for key in keys]
+            if self.refuse_next.get(operation, 0) > 0:
+                self.refuse_next[operation] -= 1
+                clash = [True] * len(keys)
             if any(clash):
                 self.conflicts += 1
                 return self._conflict(operation, clash, start_response)

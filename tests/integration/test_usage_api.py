@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import openai
@@ -25,10 +25,8 @@ from local import gateway
 from local.functions import load
 from local.triggers import timer_event
 from shared import prices
-from shared.config import Settings
-from shared.jobs import usage
-from shared.jobs.store import JobStore
 from tests.conftest import FOLDER, Emulator, FakeContext, Jobs, reset_caches
+from tests.integration.test_usage_ledger import ledger
 
 pytestmark = pytest.mark.integration
 
@@ -76,20 +74,6 @@ def start_of_yesterday() -> int:
     """Yesterday 00:00 UTC: the reports cover yesterday and today, so a run across midnight still sees it all."""
     now = datetime.now(UTC)
     return int(datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp()) - 86_400
-
-
-def ledger(caller: str) -> dict[str, dict[str, dict[str, int]]]:
-    """The caller's totals over yesterday, today and tomorrow, straight from the store."""
-    now = datetime.now(UTC)
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    days = [(now + timedelta(days=d)).strftime("%Y%m%d") for d in (-1, 0, 1)]
-    for per_day in usage.days(JobStore(Settings.from_env()), caller, days).values():
-        for model, modes in per_day.items():
-            for mode, counts in modes.items():
-                sums = out.setdefault(model, {}).setdefault(mode, dict.fromkeys(usage.COUNTERS, 0))
-                for name, value in counts.items():
-                    sums[name] += value
-    return out
 
 
 def summed(page: Any, *keys: str) -> dict[tuple[Any, ...], dict[str, int]]:

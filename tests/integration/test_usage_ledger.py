@@ -359,14 +359,46 @@ def test_responses_passed_through_to_upstream_count_once_and_a_background_one_wh
     assert totals["input_tokens"] == plain.usage.input_tokens + streamed.usage.input_tokens + read.usage.input_tokens
 
 
-def test_one_callers_concurrent_requests_are_all_counted_when_the_store_answers_conflicts(
-        api_v01: Api, jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_synchronous_ledger_write_that_meets_another_is_tried_again(api_v01: Api, jobs: Jobs,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     log_output: io.StringIO) -> None:
     """The synchronous ledger write meets the caller's other requests on the same items; the Document API answers
-    such a write with a conflict, and a conflict is tried again (JobStore.add_usage), so the totals count every
-    request. With one attempt only, 35 of 96 were lost here (bench/ledger_contention.py)."""
+    such a write with a conflict, and a conflict is tried again (JobStore.add_usage), up to CONFLICT_ATTEMPTS in
+    all: then the entry is a WARN line, never silently lost. The local conflict model refuses exactly the next
+    writes it is told to (no race needed for a known number of conflicts)."""
     from local.aws import start_moto
+    from shared.jobs.store import CONFLICT_ATTEMPTS
 
     server, url = start_moto(write_conflicts=True)  # the same moto backend, behind the Document API's conflict model
+    try:
+        monkeypatch.setenv("DOCAPI_ENDPOINT", url)
+        reset_caches()
+        body = {"modelUri": "yandexgpt-lite", "messages": [{"role": "user", "text": "hi"}]}
+        server.app.refuse_next["TransactWriteItems"] = CONFLICT_ATTEMPTS - 1  # the last attempt gets through
+        assert api_v01.post("/foundationModels/v1/completion", body).status_code == 200
+        assert server.app.conflicts == CONFLICT_ATTEMPTS - 1
+        assert sum(c["requests"] for modes in ledger().values() for c in modes.values()) == 1
+        server.app.refuse_next["TransactWriteItems"] = CONFLICT_ATTEMPTS  # every attempt meets another write
+        assert api_v01.post("/foundationModels/v1/completion", body).status_code == 200  # never fails the request
+        assert sum(c["requests"] for modes in ledger().values() for c in modes.values()) == 1
+        warned = [json.loads(line) for line in log_output.getvalue().splitlines()
+                  if line.startswith("{") and "usage not added to the totals" in line]
+        assert len(warned) == 1 and warned[0]["usage"]["caller"] == "anonymous"  # the entry is in the log line
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_one_callers_racing_requests_are_each_counted_or_logged(api_v01: Api, jobs: Jobs,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 log_output: io.StringIO) -> None:
+    """Eight threads of one caller against the conflict model: every request answers 200, and each is in the totals
+    or (only if its write met others CONFLICT_ATTEMPTS times running, which a loaded machine can make happen) in a
+    WARN line carrying its entry: nothing is lost silently, whatever the timing. With one attempt, 35 of 96 were
+    missing from the totals here (bench/ledger_contention.py); with the retries, none on an idle machine."""
+    from local.aws import start_moto
+
+    server, url = start_moto(write_conflicts=True)
     try:
         monkeypatch.setenv("DOCAPI_ENDPOINT", url)
         reset_caches()
@@ -387,7 +419,8 @@ def test_one_callers_concurrent_requests_are_all_counted_when_the_store_answers_
         assert statuses == [200] * 48
         assert server.app.conflicts > 0  # the writes did meet
         counted = sum(c["requests"] for modes in ledger().values() for c in modes.values())
-        assert counted == 48
+        warned = sum(1 for line in log_output.getvalue().splitlines() if "usage not added to the totals" in line)
+        assert counted + warned == 48, (counted, warned)
     finally:
         server.shutdown()
         server.server_close()
