@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -41,6 +42,21 @@ MODULES: dict[str, list[str]] = {
     "shared/jobs/worker.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py"],
     "shared/jobs/poller.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
     "shared/jobs/batches.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
+    # the base modules and the pure parts of the surfaces, each against fast (unit) tests only
+    "shared/routes.py": ["tests/unit/test_promises_routes.py", "tests/unit/test_config_events_routes.py",
+                         "tests/terraform/test_openapi.py"],
+    "shared/events.py": ["tests/unit/test_promises_events.py", "tests/unit/test_config_events_routes.py"],
+    "functions/authorizer/handler.py": ["tests/unit/test_authorizer.py", "tests/unit/test_promises_authorizer.py"],
+    "shared/runtime.py": ["tests/unit/test_promises_runtime.py", "tests/unit/test_caller.py"],
+    "shared/jobs/access.py": ["tests/unit/test_promises_views.py"],
+    "shared/jobs/views.py": ["tests/unit/test_promises_views.py"],
+    "shared/native/models.py": ["tests/unit/test_promises_native_models.py", "tests/terraform/test_openapi.py"],
+    "shared/openai/catalog.py": ["tests/unit/test_promises_catalog.py", "tests/unit/test_openai_embeddings_models.py",
+                                 "tests/unit/test_promises_authorizer.py", "tests/unit/test_promises_batch_lines.py"],
+    "shared/openai/batch_lines.py": ["tests/unit/test_promises_batch_lines.py"],
+    "shared/openai/translate.py": ["tests/unit/test_openai*.py"],
+    "shared/openai/chat_response.py": ["tests/unit/test_openai*.py"],
+    "shared/openai/response_object.py": ["tests/unit/test_openai*.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
@@ -53,6 +69,21 @@ _FRESH = "the state is read again under the lock, which returns for a fresh toke
 _ASCII = "a key file is ASCII (JSON around a PEM block), which every locale encoding reads alike"
 
 _CLARK = "ElementTree names a tag {namespace}local: at most one '}', so every split finds the same last part"
+_BEFORE_QUERY = "[0] is the text before the first '?' whatever the number of splits"
+_UTF8 = "str.encode's default codec is UTF-8, and codec names are case-insensitive"
+_NO_TYPE = ("an absent event type then reads as 'None' or 'XXXX' instead of '': none of them ends with "
+            "QueueMessage or TimerMessage, so the event is 'unknown' either way")
+
+_OWNER = ("every record access is handed was written with created_by (JobStore.create, batch_store's file "
+          "records, the response records), so the default is never read")
+_FINISHED = ("a done record without an error always has result_key and result_size (JobStore.finish writes "
+             "both), so the defaults are never read")
+_NO_KIND = "RESPONSE_TYPES has no None or XXXX key: an item without a kind gets '' either way"
+_NOT_IAM = "only `auth_mode == 'iam'` is tested, and neither default is iam"
+_NATIVE = ("responses.error tests only dialect == 'openai', so an error before the path is read (bad settings, "
+           "a trigger event) has the native shape with any other first value too")
+_FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
+          "found and the default is never read")
 
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
@@ -98,6 +129,57 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('(level or "INFO")', '(level or "XXINFOXX")', "an unknown name falls back to logging.INFO: the same level"),
         ('(level or "INFO")', '(level or "info")', "upper() makes it INFO again"),
     ],
+    "shared/routes.py": [
+        ('path.split("?", 1)[0]', 'path.split("?", )[0]', _BEFORE_QUERY),
+        ('path.split("?", 1)[0]', 'path.split("?", 2)[0]', _BEFORE_QUERY),
+    ],
+    "shared/events.py": [
+        ('text.encode("utf-8", errors="surrogatepass")', 'text.encode(errors="surrogatepass")', _UTF8),
+        ('text.encode("utf-8", errors="surrogatepass")', 'text.encode("UTF-8", errors="surrogatepass")', _UTF8),
+        ('.get("event_type", "")', '.get("event_type", None)', _NO_TYPE),
+        ('.get("event_type", "")', '.get("event_type", )', _NO_TYPE),
+        ('.get("event_type", "")', '.get("event_type", "XXXX")', _NO_TYPE),
+        ('event.get("httpMethod") or "GET").upper()', 'event.get("httpMethod") or "get").upper()',
+         "upper() makes it GET again"),
+    ],
+    # scored on the authorizer as it was before the caller-key policy change
+    "functions/authorizer/handler.py": [
+        ('os.environ.get("CALLER_KEY_SHA256", "")', 'os.environ.get("CALLER_KEY_SHA256", "XXXX")',
+         "an unset variable then reads as one entry, XXXX, whose digest part is not 64 characters: skipped, so "
+         "nobody is let in, as with ''"),
+        ("caller = None", 'caller = ""', "only `if caller` reads it, and '' is as falsy as None", "handler"),
+        ('lower.get("authorization", "")', 'lower.get("authorization", None)',
+         "only `if authorization` reads it, and None is as falsy as ''"),
+        ('lower.get("authorization", "")', 'lower.get("authorization", )', "the same: the default is only tested for truth"),
+    ],
+    "shared/jobs/access.py": [
+        ('item.get("created_by", "")', 'item.get("created_by", None)', _OWNER),
+        ('item.get("created_by", "")', 'item.get("created_by", )', _OWNER),
+        ('item.get("created_by", "")', 'item.get("created_by", "XXXX")', _OWNER),
+    ],
+    "shared/jobs/views.py": [
+        ('int(item.get("result_size", 0))', 'int(item.get("result_size", 1))', _FINISHED),
+        ('item.get("result_key", "")', 'item.get("result_key", None)', _FINISHED),
+        ('item.get("result_key", "")', 'item.get("result_key", )', _FINISHED),
+        ('item.get("result_key", "")', 'item.get("result_key", "XXXX")', _FINISHED),
+        ('RESPONSE_TYPES.get(item.get("kind", ""), "")', 'RESPONSE_TYPES.get(item.get("kind", None), "")', _NO_KIND),
+        ('RESPONSE_TYPES.get(item.get("kind", ""), "")', 'RESPONSE_TYPES.get(item.get("kind", ), "")', _NO_KIND),
+        ('RESPONSE_TYPES.get(item.get("kind", ""), "")', 'RESPONSE_TYPES.get(item.get("kind", "XXXX"), "")', _NO_KIND),
+    ],
+    "shared/runtime.py": [
+        ('auth_mode: str = "api_key"', 'auth_mode: str = "XXapi_keyXX"', _NOT_IAM, "_caller"),
+        ('auth_mode: str = "api_key"', 'auth_mode: str = "API_KEY"', _NOT_IAM, "_caller"),
+        ("client = _client", "client = None",
+         "the instance's client is read again under the lock and is the same one; only the lock is taken"),
+        ('ref.partition(":")', 'ref.rpartition(":")', "an operation is named module:function, with one colon"),
+        ('getattr(context, "request_id", "")', 'getattr(context, "request_id", None)', "str(None or '') is '' as well"),
+        ('dialect = "native"', "dialect = None", _NATIVE),
+        ('dialect = "native"', 'dialect = "XXnativeXX"', _NATIVE),
+    ],
+    "shared/openai/catalog.py": [
+        ('== "field"), err.message)', '== "field"), None)', _FIELD),
+        ('== "field"), err.message)', '== "field"), )', _FIELD),
+    ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),
         ('tag.rsplit("}", 1)[-1]', 'tag.split("}", 1)[-1]', _CLARK),
@@ -132,8 +214,9 @@ def prepare(module: str, tests: list[str]) -> Path:
     pytest_options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     lines = ["[tool.pytest.ini_options]"]
     lines += [f"{key} = {_toml(value)}" for key, value in pytest_options.items()]
-    lines += ["", "[tool.mutmut]", 'source_paths = ["shared"]', f"only_mutate = {_toml([module])}",
-              f"also_copy = {_toml([n for n in COPIED if n != 'shared'])}",
+    sources = ["shared"] + ([module.split("/")[0]] if not module.startswith("shared/") else [])
+    lines += ["", "[tool.mutmut]", f"source_paths = {_toml(sources)}", f"only_mutate = {_toml([module])}",
+              f"also_copy = {_toml([n for n in COPIED if n not in sources])}",
               f"pytest_add_cli_args_test_selection = {_toml(tests)}",
               'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
               # each mutant's tests run in a process forked from a clean server, not from the process that
@@ -160,6 +243,7 @@ def changed_lines(diff: str) -> tuple[str, str]:
 
 
 def measure(module: str, test_patterns: list[str], jobs: int) -> dict[str, object]:
+    started = time.monotonic()
     tests = expand(test_patterns)
     work = prepare(module, tests)
     mutmut = [sys.executable, "-m", "mutmut"]
@@ -200,10 +284,11 @@ def measure(module: str, test_patterns: list[str], jobs: int) -> dict[str, objec
     for n, (a, b, _, _) in enumerate(equivalent_rules):
         if n not in used:  # keep the list honest: an argument that no survivor needs any more goes
             print(f"   unused equivalence rule (nothing survives as {a!r} -> {b!r}): drop it from EQUIVALENT")
+    wall = time.monotonic() - started
     print(f"   {module}: {total} mutants, {killed} killed, {len(equivalent)} equivalent, "
-          f"{len(survivors)} survived, score {score:.1f}%", flush=True)
+          f"{len(survivors)} survived, score {score:.1f}%, {wall:.0f} s", flush=True)
     return {"module": module, "total": total, "killed": killed, "equivalent": len(equivalent),
-            "survived": len(survivors), "score": score}
+            "survived": len(survivors), "score": score, "wall": wall}
 
 
 def main(argv: list[str]) -> int:
@@ -218,8 +303,9 @@ def main(argv: list[str]) -> int:
             print(f"== {wanted}: not in this tree yet, skipped")
         targets += [(path, patterns) for path in paths]
     rows = [measure(module, patterns, jobs) for module, patterns in targets]
-    table = ["| module | mutants | killed | equivalent | score |", "|---|---|---|---|---|"]
-    table += [f"| `{r['module']}` | {r['total']} | {r['killed']} | {r['equivalent']} | {r['score']:.1f}% |" for r in rows]
+    table = ["| module | mutants | killed | equivalent | score | wall time |", "|---|---|---|---|---|---|"]
+    table += [f"| `{r['module']}` | {r['total']} | {r['killed']} | {r['equivalent']} | {r['score']:.1f}% "
+              f"| {float(r['wall']) / 60:.1f} min |" for r in rows]  # type: ignore[arg-type]
     WORK.mkdir(exist_ok=True)
     (WORK / "scores.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))

@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from shared import clock, errors, logs, runtime
+from shared import auth, errors, logs, runtime
+from shared import clock as shared_clock
 from shared.client import SAFETY_MARGIN_S
 from shared.config import Settings
 from shared.openai import catalog
 from shared.responses import Reply
+from tests.clock import ManualClock
 from tests.conftest import FakeContext
 
 FOLDER = "b1gfolder"
@@ -181,10 +183,19 @@ def test_a_direct_invocation_names_its_operation_in_the_query() -> None:
     answer = runtime.serve("completion", {"listModels": seen}, unknown, None)
     assert answer["statusCode"] == 404
     assert json.loads(answer["body"])["error"]["message"] == "the completion function has no operation 'dropTables'"
-    first = runtime.serve("completion", {"completion": seen}, {"httpMethod": "POST", "body": "{}"}, None)
+    tokenize = json.dumps({"modelUri": "yandexgpt", "text": "hi"})  # a body for the second route, not the first
+    first = runtime.serve("completion", {"completion": seen, "tokenize": seen}, {"httpMethod": "POST", "body": tokenize},
+                          None)
     assert first["statusCode"] == 400  # no operation: the function's first route, whose body is checked
-    assert "modelUri" in json.loads(first["body"])["error"]["message"]
+    assert json.loads(first["body"])["error"]["message"] == "messages: is required (and 1 more problem)"
     assert seen.calls == []
+
+
+def test_a_query_names_no_operation_when_the_request_has_a_path() -> None:
+    seen, other = Seen(), Seen(Reply({"other": True}))
+    event = _event("GET", "/v1/models?operation=retrieveModel", queryStringParameters={"operation": "retrieveModel"})
+    answer = runtime.serve("completion", {"listModels": seen, "retrieveModel": other}, event, None)
+    assert answer["statusCode"] == 201 and len(seen.calls) == 1 and other.calls == []
 
 
 def test_the_gateways_operation_context_wins_over_the_path() -> None:
@@ -215,6 +226,21 @@ def test_a_trigger_event_sent_to_a_function_without_that_trigger_is_a_400() -> N
     timer = {"messages": [{"event_metadata": {"event_type": TIMER_TYPE}}]}
     assert runtime.serve("completion", {}, timer, None, jobs=("completion", Seen()))["statusCode"] == 400
     assert runtime.serve("completion", {}, queue, None, timer=Seen())["statusCode"] == 400
+
+
+def test_in_iam_mode_no_policy_is_read_even_one_named_for_the_anonymous_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_AUTH_MODE", "iam")
+    seen = Seen()
+    policy = json.dumps({"name": "anonymous", "models": ["yandexgpt"]})  # what a direct invoker could write
+    event = _event("GET", "/v1/models", requestContext={"authorizer": {"caller": "anonymous", "policy": policy}})
+    runtime.serve("completion", {"listModels": seen}, event, None)
+    assert seen.calls[0][1].caller == "anonymous" and seen.calls[0][1].policy is None
+    monkeypatch.setenv("FM_AUTH_MODE", "api_key")
+    from shared import config
+
+    config.reset_settings()
+    runtime.serve("completion", {"listModels": seen}, event, None)
+    assert seen.calls[1][1].policy is not None and seen.calls[1][1].policy.models == ("yandexgpt",)
 
 
 @pytest.mark.parametrize(("auth_mode", "caller"), [("api_key", "alice"), ("iam", "anonymous")])
@@ -300,7 +326,93 @@ def test_the_client_is_built_once_per_settings_and_credentials(monkeypatch: pyte
     second = Settings.from_env()
     other = runtime.get_client(second)
     assert other is not client and other.settings is second and runtime.get_client(second) is other
-    inv = runtime.Invocation(second, runtime.Call(deadline=clock.monotonic() + 5))
+    inv = runtime.Invocation(second, runtime.Call(deadline=shared_clock.monotonic() + 5))
     assert inv.client is other
     runtime.reset_client()
     assert runtime.get_client(second) is not other
+
+
+def test_an_operation_gets_the_platforms_context_and_its_deadline(clock: ManualClock) -> None:
+    seen = Seen()
+    context = FakeContext(remaining_ms=42_000, request_id="fn-3")
+    runtime.serve("completion", {"listModels": seen}, _event("GET", "/v1/models"), context)
+    inv = seen.calls[0][1]
+    assert inv.context is context and inv.call.remaining() == pytest.approx(42 - SAFETY_MARGIN_S)
+
+
+def test_latencies_in_the_log_are_the_requests_time_in_milliseconds(clock: ManualClock, log_output: io.StringIO) -> None:
+    def slow(reply: Reply | None = None, error: BaseException | None = None, seconds: float = 0.001234) -> Any:
+        def operation(body: Any, inv: runtime.Invocation) -> Reply:
+            shared_clock.sleep(seconds)
+            if error is not None:
+                raise error
+            return reply or Reply({})
+        return operation
+
+    runtime.serve("completion", {"listModels": slow()}, _event("GET", "/v1/models"), None)
+    runtime.serve("completion", {"listModels": slow(error=errors.ForbiddenError("no"), seconds=0.25)},
+                  _event("GET", "/v1/models"), None)
+    runtime.serve("completion", {"listModels": slow(error=KeyError("x"), seconds=2)}, _event("GET", "/v1/models"), None)
+    queue = {"messages": [{"event_metadata": {"event_type": QUEUE_TYPE}}]}
+    runtime.serve("worker", {}, queue, None, jobs=("completion", lambda *args: slow(seconds=0.5)(None, args[2]) and {}))
+    with pytest.raises(RuntimeError):
+        runtime.serve("worker", {}, queue, None,
+                      jobs=("completion", lambda *args: slow(error=RuntimeError("down"), seconds=3)(None, args[2])))
+    timer = {"messages": [{"event_metadata": {"event_type": TIMER_TYPE}}]}
+    runtime.serve("poller", {}, timer, None, timer=lambda inv, rid: slow(seconds=0.75)(None, inv) and {})
+    lines = [(line["msg"], line["latency_ms"]) for line in _lines(log_output) if "latency_ms" in line]
+    assert lines == [("request handled", 1.23), ("request failed", 250.0), ("unhandled error", 2000.0),
+                     ("request handled", 500.0), ("batch failed; the trigger will redeliver it", 3000.0),
+                     ("request handled", 750.0)]
+
+
+def test_a_500_of_our_own_is_logged_as_a_warning(log_output: io.StringIO) -> None:
+    failure = errors.ConfigError("FM_THING: is wrong")
+    answer = runtime.serve("completion", {"listModels": _raising(failure)}, _event("GET", "/v1/models"), None)
+    assert answer["statusCode"] == 500
+    [line] = [line for line in _lines(log_output) if line["msg"] == "request failed"]
+    assert (line["level"], line["status"]) == ("WARN", 500)
+
+
+def test_bad_settings_are_a_500_in_the_log_with_the_request_id(monkeypatch: pytest.MonkeyPatch,
+                                                               log_output: io.StringIO) -> None:
+    monkeypatch.setenv("FM_TIMEOUT_S", "soon")
+    answer = runtime.serve("completion", {"listModels": Seen()}, _event("GET", "/v1/models"),
+                           FakeContext(request_id="fn-7"))
+    assert answer["statusCode"] == 500 and answer["headers"] == {"Content-Type": "application/json"}
+    assert "FM_TIMEOUT_S" in json.loads(answer["body"])["error"]["message"]
+    assert "grpcCode" in json.loads(answer["body"])["error"]  # before the path is read: the native shape
+    [line] = [line for line in _lines(log_output) if line["msg"] == "request failed"]
+    assert line["request_id"] == "fn-7" and line["function"] == "completion" and line["operation"] is None
+
+
+def test_a_sync_answer_reaches_the_usage_ledger_under_its_operation_and_request_id(log_output: io.StringIO) -> None:
+    def answered(body: Any, inv: runtime.Invocation) -> Reply:
+        inv.log_fields.update(model="gpt://b1g/yandexgpt/latest", input_tokens=5, completion_tokens=2)
+        return Reply({"done": True})
+
+    event = _event("POST", "/foundationModels/v1/completion", {"modelUri": "yandexgpt", "messages": [
+        {"role": "user", "text": "hi"}]}, requestContext={"authorizer": {"caller": "alice"}})
+    runtime.serve("completion", {"completion": answered}, event, FakeContext(request_id="fn-5"))
+    [line] = [line for line in _lines(log_output) if line["msg"] == "usage"]
+    usage = line["usage"]
+    assert (usage["route"], usage["caller"], usage["key"], usage["request_id"]) == ("completion", "alice", "sync#fn-5",
+                                                                                    "fn-5")
+    assert (usage["input_tokens"], usage["output_tokens"]) == (5, 2)
+
+
+def test_the_client_uses_the_chains_credentials_and_follows_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YC_API_KEY", "AQVN-test-key-0123456789")
+    settings = Settings.from_env()
+    client = runtime.get_client(settings)
+    assert client.credentials is auth.default_credentials(settings)
+    auth.reset_credentials()  # the chain chose again (a configuration change): the client follows it
+    renewed = runtime.get_client(settings)
+    assert renewed is not client and renewed.credentials is auth.default_credentials(settings)
+    assert runtime.get_client(settings) is renewed
+
+
+def test_the_functions_own_token_comes_from_the_invocations_context() -> None:
+    context = FakeContext(token={"access_token": "t1.context-token", "expires_in": 3600, "token_type": "Bearer"})
+    client = runtime.get_client(Settings.from_env(), context)
+    assert client.credentials.source == "function context.token"

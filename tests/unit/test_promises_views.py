@@ -92,6 +92,27 @@ def test_a_result_up_to_the_inline_limit_is_inline_and_one_byte_more_is_a_link_f
     assert unknown["response"] == {"@type": "", "sizeBytes": str(INLINE + 1)}
 
 
+def test_times_are_utc_whatever_the_machines_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Novosibirsk")
+    time.tzset()
+    try:
+        shown = views.view({"id": "op-1", "state": "queued", "created_at": 0, "modified_at": 1_700_000_000.5})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (shown["createdAt"], shown["modifiedAt"]) == ("1970-01-01T00:00:00.000000Z", "2023-11-14T22:13:20.500000Z")
+
+
+def test_no_link_is_minted_unless_the_caller_is_named_the_owner() -> None:
+    bucket = Bucket({})
+    large = views.operation_view(_done(result_size=INLINE + 1), bucket, SETTINGS)
+    assert "resultUrl" not in large["response"] and large["response"]["sizeBytes"] == str(INLINE + 1)
+    batch = views.batch_view(_batch(state="done"), bucket, SETTINGS)
+    assert "resultUrl" not in batch["response"] and bucket.presigned == []
+
+
 def test_without_the_store_no_result_is_loaded() -> None:
     for store, settings in ((None, SETTINGS), (Bucket({}), None)):
         shown = views.operation_view(_done(), store, settings, owner=True)
