@@ -54,6 +54,7 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/catalog.py": ["tests/unit/test_promises_catalog.py", "tests/unit/test_openai_embeddings_models.py",
                                  "tests/unit/test_promises_authorizer.py", "tests/unit/test_promises_batch_lines.py"],
     "shared/openai/batch_lines.py": ["tests/unit/test_promises_batch_lines.py"],
+    "shared/openai/batch_outcomes.py": ["tests/unit/test_promises_batch_outcomes.py"],
     "shared/openai/translate.py": ["tests/unit/test_openai*.py"],
     "shared/openai/chat_response.py": ["tests/unit/test_openai*.py"],
     "shared/openai/response_object.py": ["tests/unit/test_openai*.py"],
@@ -82,6 +83,8 @@ _NO_KIND = "RESPONSE_TYPES has no None or XXXX key: an item without a kind gets 
 _NOT_IAM = "only `auth_mode == 'iam'` is tested, and neither default is iam"
 _NATIVE = ("responses.error tests only dialect == 'openai', so an error before the path is read (bad settings, "
            "a trigger event) has the native shape with any other first value too")
+_STATUS = ("every read of `status` (the summary line, the failure's log level) follows an assignment from the "
+           "reply or the error: its first value is never read")
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
@@ -175,6 +178,11 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('getattr(context, "request_id", "")', 'getattr(context, "request_id", None)', "str(None or '') is '' as well"),
         ('dialect = "native"', "dialect = None", _NATIVE),
         ('dialect = "native"', 'dialect = "XXnativeXX"', _NATIVE),
+        ('dialect = "native"', 'dialect = "NATIVE"', _NATIVE),
+        ("status = 500", "status = None", _STATUS, "serve"),
+        ("status = 500", "status = 501", _STATUS, "serve"),
+        ('request.header("x-client-request-id")', 'request.header("X-CLIENT-REQUEST-ID")',
+         "HttpRequest.header lower-cases the name it is asked for"),
     ],
     "shared/openai/catalog.py": [
         ('== "field"), err.message)', '== "field"), None)', _FIELD),

@@ -416,3 +416,10 @@ def test_the_functions_own_token_comes_from_the_invocations_context() -> None:
     context = FakeContext(token={"access_token": "t1.context-token", "expires_in": 3600, "token_type": "Bearer"})
     client = runtime.get_client(Settings.from_env(), context)
     assert client.credentials.source == "function context.token"
+
+
+def test_the_log_level_setting_holds_for_every_request(monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "WARN")
+    runtime.serve("completion", {"listModels": Seen()}, _event("GET", "/v1/models"), None)
+    runtime.serve("completion", {"listModels": _raising(RuntimeError("x"))}, _event("GET", "/v1/models"), None)
+    assert [line["msg"] for line in _lines(log_output)] == ["unhandled error"]  # no INFO summary line
