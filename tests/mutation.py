@@ -187,6 +187,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/openai/catalog.py": [
         ('== "field"), err.message)', '== "field"), None)', _FIELD),
         ('== "field"), err.message)', '== "field"), )', _FIELD),
+        ('.split("/", 1)[0]', '.split("/", 2)[0]', "[0] is the text before the first '/' whatever the number of splits"),
+        ('.split("/", 1)[0]', '.split("/", )[0]', "[0] is the text before the first '/' whatever the number of splits"),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),

@@ -122,3 +122,10 @@ def test_the_passthrough_models_are_listed_in_a_stable_order() -> None:
     assert list(names) == sorted(names) and {"alpha", "zeta", "gpt-oss-20b"} <= set(names)
     ids: list[Any] = _ids(settings)
     assert ids.index("gpt://b1g/alpha/latest") < ids.index("gpt://b1g/zeta/latest")
+
+
+def test_a_model_request_that_names_no_model_is_a_404_not_a_500() -> None:
+    """A direct invocation (?operation=retrieveModel) can leave the path parameter out altogether."""
+    with pytest.raises(errors.NotFoundError) as raised:
+        catalog.retrieve_model(None, _inv(Settings(folder_id="b1g")))
+    assert raised.value.message.startswith("The model '' does not exist or is not served here")
