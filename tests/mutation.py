@@ -85,6 +85,10 @@ _NATIVE = ("responses.error tests only dialect == 'openai', so an error before t
            "a trigger event) has the native shape with any other first value too")
 _STATUS = ("every read of `status` (the summary line, the failure's log level) follows an assignment from the "
            "reply or the error: its first value is never read")
+_NAME_SEGMENT = ("a resolved URI is <scheme>://<folder>/<name>[/<rest>] with no '://' before the name (the folder "
+                 "has no '/'), so the part after the first '://' starts <folder>/<name> however many splits follow")
+_NOT_STREAMED = ("a line with stream: true was refused just above, so request.stream is False: plan_request's "
+                 "default (None: the request's own stream) is False too")
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
@@ -189,6 +193,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('== "field"), err.message)', '== "field"), )', _FIELD),
         ('.split("/", 1)[0]', '.split("/", 2)[0]', "[0] is the text before the first '/' whatever the number of splits"),
         ('.split("/", 1)[0]', '.split("/", )[0]', "[0] is the text before the first '/' whatever the number of splits"),
+    ],
+    "shared/openai/batch_lines.py": [
+        ('.decode("ascii")', '.decode("ASCII")', "codec names are case-insensitive"),
+        ('model_uri.split("://", 1)[1]', 'model_uri.split("://", )[1]', _NAME_SEGMENT),
+        ('model_uri.split("://", 1)[1]', 'model_uri.split("://", 2)[1]', _NAME_SEGMENT),
+        ('int(result.get("numTokens", 0) or 0)', 'int(result.get("numTokens", None) or 0)', "`or 0` makes None 0 again"),
+        ('int(result.get("numTokens", 0) or 0)', 'int(result.get("numTokens", ) or 0)', "`or 0` makes None 0 again"),
+        ("response_id, stream=False)", "response_id, stream=None)", _NOT_STREAMED),
+        ("response_id, stream=False)", "response_id, )", _NOT_STREAMED),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),

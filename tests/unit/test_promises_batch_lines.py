@@ -12,7 +12,7 @@ import pytest
 
 from shared import errors
 from shared.config import Settings
-from shared.openai import batch_lines
+from shared.openai import batch_lines, response_object
 from shared.openai.chat import ChatCompletionRequest, native_body
 from shared.openai.models import validate
 from shared.policy import KeyPolicy
@@ -114,13 +114,24 @@ def test_a_responses_line_is_planned_as_the_sync_route_plans_it_and_never_stored
     answer = batch_lines.responses_answer(result, line, 1700000001)
     assert answer["status"] == "completed" and answer["output"][0]["content"][0]["text"] == "Hello"
     assert answer["id"] == line["skeleton"]["id"] and answer["completed_at"] == 1700000001
+    assert answer["output"][0]["id"] == response_object.item_id("message", answer["id"], 1)  # after the input item
+
+
+def test_a_responses_line_is_answered_in_one_piece_and_echoes_its_tools() -> None:
+    tool = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}
+    body, _, line = batch_lines.responses_request({"model": "yandexgpt", "input": "Hi", "tools": [tool],
+                                                   "temperature": 0.5}, SETTINGS)
+    assert body["completionOptions"] == {"temperature": 0.5}  # never a stream: the answer is one file line
+    assert [t["name"] for t in line["skeleton"]["tools"]] == ["weather"]
+    assert body["tools"][0]["function"]["name"] == "weather"
 
 
 @pytest.mark.parametrize(("extra", "field"), [({"stream": True}, "stream"), ({"background": True}, "background"),
                                               ({"previous_response_id": "resp_1"}, "previous_response_id")])
 def test_a_responses_line_is_refused_for_what_a_batch_cannot_do(extra: dict[str, Any], field: str) -> None:
     err = _refusal(batch_lines.responses_request, {"model": "yandexgpt", "input": "Hi", **extra}, SETTINGS)
-    assert err.status == 400 and err.message.startswith(f"{field}: is not available in a batch")
+    assert err.status == 400 and err.message == (f"{field}: is not available in a batch" + {
+        "previous_response_id": ": send the conversation's items as input"}.get(field, " (its answers are files)"))
 
 
 def test_a_responses_line_for_a_passthrough_model_is_refused() -> None:
