@@ -89,6 +89,9 @@ _NAME_SEGMENT = ("a resolved URI is <scheme>://<folder>/<name>[/<rest>] with no 
                  "has no '/'), so the part after the first '://' starts <folder>/<name> however many splits follow")
 _NOT_STREAMED = ("a line with stream: true was refused just above, so request.stream is False: plan_request's "
                  "default (None: the request's own stream) is False too")
+_ISSUE_KEYS = "_located reads an issue's loc, type and msg only: the url and input keys are never read"
+_FUNCTION_TAG = ("a part that is exactly function-after or function-before also starts with 'function-', which the "
+                 "next test skips anyway")
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
@@ -202,6 +205,16 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('int(result.get("numTokens", 0) or 0)', 'int(result.get("numTokens", ) or 0)', "`or 0` makes None 0 again"),
         ("response_id, stream=False)", "response_id, stream=None)", _NOT_STREAMED),
         ("response_id, stream=False)", "response_id, )", _NOT_STREAMED),
+    ],
+    "shared/native/models.py": [
+        ('err.errors(include_url=False, include_input=False)', 'err.errors(include_input=False)', _ISSUE_KEYS),
+        ('err.errors(include_url=False, include_input=False)', 'err.errors(include_url=False, )', _ISSUE_KEYS),
+        ('err.errors(include_url=False, include_input=False)', 'err.errors(include_url=True, include_input=False)', _ISSUE_KEYS),
+        ('err.errors(include_url=False, include_input=False)', 'err.errors(include_url=False, include_input=True)', _ISSUE_KEYS),
+        ('("function-after", "function-before",', '("XXfunction-afterXX", "function-before",', _FUNCTION_TAG),
+        ('("function-after", "function-before",', '("FUNCTION-AFTER", "function-before",', _FUNCTION_TAG),
+        ('"function-before", "json-or-python")', '"XXfunction-beforeXX", "json-or-python")', _FUNCTION_TAG),
+        ('"function-before", "json-or-python")', '"FUNCTION-BEFORE", "json-or-python")', _FUNCTION_TAG),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),

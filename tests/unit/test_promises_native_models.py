@@ -185,3 +185,72 @@ def test_the_int64_reader_takes_numbers_and_digit_strings_only() -> None:
     for bad in (True, 1.0, "1e3", "", "--1"):
         with pytest.raises(ValueError):
             models._int64(bad)
+
+
+def test_a_rule_with_a_colon_in_it_keeps_its_field() -> None:
+    body = {**CLS, "labels": ["x: y", "b"], "samples": [{"text": "q", "label": "b: c"}]}
+    assert _message(models.FewShotClassificationRequest, body) == "samples[0].label: 'b: c' is not one of labels"
+    assert _message(models.CompletionRequest, {**GOOD, "completionOptions": {"maxTokens": "X5"}}) == \
+        "completionOptions.maxTokens: must be a whole number (a JSON number or a string of digits)"
+
+
+def test_an_item_of_a_list_is_named_by_its_index_under_its_field() -> None:
+    from shared.openai.response_request import ResponseCreateRequest
+
+    body = {"model": "m", "input": [{"type": "message", "role": "user", "content": 5}]}
+    assert _message(ResponseCreateRequest, body) == "input[0].content.str: must be a valid string"
+
+
+def test_pydantics_own_location_tags_never_reach_the_field_name() -> None:
+    """Whatever pydantic puts in an error's location besides fields and indexes (validator and union tags), the
+    caller is named only the field: errors made here as pydantic makes them, with such tags in them."""
+    from pydantic_core import ValidationError
+
+    def error(kind: str, loc: tuple[Any, ...], message: str | None = None) -> dict[str, Any]:
+        line: dict[str, Any] = {"type": kind, "loc": loc, "input": None}
+        if message is not None:
+            line["ctx"] = {"error": (AssertionError if kind == "assertion_error" else ValueError)(message)}
+        return line
+
+    raised = ValidationError.from_exception_data("Body", [
+        error("value_error", ("texts", "function-after[_check(), list[str]]", 2), "must be one of: a, b"),
+        error("assertion_error", ("json-or-python", "messages", 0, "text"), "must not be empty"),
+        error("missing", ("function-before", "modelUri")),
+        error("value_error", (), "the body is odd"),
+        error("value_error", ("function-plain[f()]", "options"), "@[1]: repeats"),
+    ])
+    bad = models._bad_request(raised)
+    assert [(d["field"], d["description"]) for d in bad.details] == [
+        ("texts[2]", "must be one of: a, b"), ("messages[0].text", "must not be empty"), ("modelUri", "is required"),
+        ("body", "the body is odd"), ("options[1]", "repeats")]
+    assert bad.message == "texts[2]: must be one of: a, b (and 4 more problems)"
+
+
+def test_the_specs_rules_say_what_the_validators_enforce() -> None:
+    import re
+
+    import jsonschema
+
+    from shared.config import Settings
+    from shared.native.services import resolve_model
+
+    one = {"type": "object", **models.exactly_one_of(text="string", texts="array")}
+    for body, valid in (({"text": "a"}, True), ({"texts": ["a"]}, True), ({}, False),
+                        ({"text": "a", "texts": ["b"]}, False), ({"text": ["a"]}, False)):
+        assert jsonschema.Draft7Validator(one).is_valid(body) is valid, body
+    generated = {"type": "number", "minimum": 0}
+    models._replaced({"type": "string"})(generated)
+    assert generated == {"type": "string"}
+    settings = Settings(folder_id="b1g")
+    for uri in ("gpt://b1g/yandexgpt/latest", "gpt://b1g/yandexgpt", "yandexgpt", "yandexgpt-lite/rc", "llama/7@x",
+                "gpt:/b1g/yandexgpt", "emb://b1g/text-search-doc/latest", "gpt://b1g/", "two words", "a/b/c"):
+        try:
+            resolve_model(uri, "gpt", settings)
+            resolves = True
+        except errors.ApiError:
+            resolves = False
+        if uri.startswith("emb://"):
+            resolves = False  # a gpt route's pattern names its own scheme only
+        assert bool(re.match(models.model_uri_pattern("gpt"), uri)) is resolves, uri
+    tuned = models.model_uri_pattern("cls", tuned=True)
+    assert re.match(tuned, "cls://b1g/classifier/latest@suffix") and not re.match(tuned, "cls://b1g/classifier/latest")
