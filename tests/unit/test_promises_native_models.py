@@ -189,7 +189,11 @@ def test_the_int64_reader_takes_numbers_and_digit_strings_only() -> None:
 
 def test_a_rule_with_a_colon_in_it_keeps_its_field() -> None:
     body = {**CLS, "labels": ["x: y", "b"], "samples": [{"text": "q", "label": "b: c"}]}
-    assert _message(models.FewShotClassificationRequest, body) == "samples[0].label: 'b: c' is not one of labels"
+    with pytest.raises(errors.BadRequestError) as raised:
+        validate(models.FewShotClassificationRequest, body)
+    assert raised.value.details == [{"@type": "field", "field": "samples[0].label",
+                                     "description": "'b: c' is not one of labels"}]
+    assert raised.value.to_openai_body()["error"]["param"] == "samples[0].label"
     assert _message(models.CompletionRequest, {**GOOD, "completionOptions": {"maxTokens": "X5"}}) == \
         "completionOptions.maxTokens: must be a whole number (a JSON number or a string of digits)"
 
