@@ -92,6 +92,8 @@ _NOT_STREAMED = ("a line with stream: true was refused just above, so request.st
 _ISSUE_KEYS = "_located reads an issue's loc, type and msg only: the url and input keys are never read"
 _FUNCTION_TAG = ("a part that is exactly function-after or function-before also starts with 'function-', which the "
                  "next test skips anyway")
+_DOOR_MODEL = "every batch's door record is written with a model key (openai/batches.py): the default is never read"
+_BASE64_ONLY = "embeddings_answer tests only encoding_format == 'base64': every other value answers floats"
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
@@ -215,6 +217,23 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('("function-after", "function-before",', '("FUNCTION-AFTER", "function-before",', _FUNCTION_TAG),
         ('"function-before", "json-or-python")', '"XXfunction-beforeXX", "json-or-python")', _FUNCTION_TAG),
         ('"function-before", "json-or-python")', '"FUNCTION-BEFORE", "json-or-python")', _FUNCTION_TAG),
+    ],
+    "shared/openai/batch_outcomes.py": [
+        ('door.get("model", "")', 'door.get("model", None)', _DOOR_MODEL),
+        ('door.get("model", "")', 'door.get("model", )', _DOOR_MODEL),
+        ('door.get("model", "")', 'door.get("model", "XXXX")', _DOOR_MODEL),
+        ('request.get("encodingFormat", "float")', 'request.get("encodingFormat", None)', _BASE64_ONLY),
+        ('request.get("encodingFormat", "float")', 'request.get("encodingFormat", )', _BASE64_ONLY),
+        ('request.get("encodingFormat", "float")', 'request.get("encodingFormat", "XXfloatXX")', _BASE64_ONLY),
+        ('request.get("encodingFormat", "float")', 'request.get("encodingFormat", "FLOAT")', _BASE64_ONLY),
+        ('int(status.get("code", 2) or 2)', 'int(status.get("code", None) or 2)', "`or 2` makes None 2 again"),
+        ('int(status.get("code", 2) or 2)', 'int(status.get("code", ) or 2)', "`or 2` makes None 2 again"),
+        ('errors.from_upstream(http, grpc,', 'errors.from_upstream(http, None,',
+         "the line carries the error's OpenAI body, which has no gRPC code"),
+        ("usage.get(responses, 0)) or 0)", "usage.get(responses, None)) or 0)", "`or 0` makes None 0 again"),
+        ("usage.get(responses, 0)) or 0)", "usage.get(responses, )) or 0)", "`or 0` makes None 0 again"),
+        ('.get("reasoning_tokens", 0)', '.get("reasoning_tokens", None)', "`or 0` just after makes None 0 again"),
+        ('.get("reasoning_tokens", 0)', '.get("reasoning_tokens", )', "`or 0` just after makes None 0 again"),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),

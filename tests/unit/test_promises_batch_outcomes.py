@@ -67,6 +67,7 @@ def test_a_failed_request_gets_the_status_the_sync_route_would_give(code: int | 
     records = {0: _done(error, failed=True, custom_id="c", upstream_id="fm-op-1")}
     [outcome] = batch_outcomes.chat_outcomes(JOB, 1, records, {}, CHAT, None, None, CREATED)
     line = outcome["line"]
+    assert (line["id"], line["custom_id"]) == (f"batch_req_{JOB}_0", "c")
     assert line["response"]["status_code"] == status and line["response"]["request_id"] == "fm-op-1"
     assert line["response"]["body"]["error"]["type"] == kind
     assert line["response"]["body"]["error"]["message"] == "upstream says no" and line["error"] is None
@@ -74,9 +75,11 @@ def test_a_failed_request_gets_the_status_the_sync_route_would_give(code: int | 
     assert outcome["native"] == {"customId": "c", "error": error}
 
 
-def test_a_failure_without_a_status_is_a_502_saying_so() -> None:
-    [outcome] = batch_outcomes.chat_outcomes(JOB, 1, {0: {"state": "done", "outcome": "[]", "failed": True}}, {}, CHAT,
-                                             None, None, CREATED)
+@pytest.mark.parametrize("record", [{"state": "done", "outcome": "[]", "failed": True},
+                                    {"state": "done", "failed": True},
+                                    {"state": "done", "outcome": '{"code": 99}', "failed": True}])
+def test_a_failure_without_a_status_is_a_502_saying_so(record: dict[str, Any]) -> None:
+    [outcome] = batch_outcomes.chat_outcomes(JOB, 1, {0: record}, {}, CHAT, None, None, CREATED)
     assert outcome["line"]["response"]["status_code"] == 502
     assert outcome["line"]["response"]["body"]["error"]["message"] == "upstream answered HTTP 500"
 
@@ -94,18 +97,19 @@ def test_a_request_that_never_ran_says_why(stop: int, code: str, message: str) -
     requests = {0: {"index": 0, "customId": "a"}}
     outcomes = batch_outcomes.chat_outcomes(JOB, 4, records, requests, CHAT, stop, error, CREATED)
     assert [o["line"]["custom_id"] for o in outcomes] == ["a", "b", "c", "d"]
-    for outcome in outcomes:  # never started, still running, or stopped by the cancel/expiry/failure itself
-        assert outcome["line"]["response"] is None
-        assert outcome["line"]["error"] == {"code": code, "message": message}
-        assert (outcome["ok"], outcome["failed"], outcome["ran"]) == (False, False, False)
-        assert outcome["native"] == {"customId": outcome["line"]["custom_id"],
-                                     "error": {"code": stop, "message": message, "details": []}}
+    for index, outcome in enumerate(outcomes):  # never started, still running, or stopped by the stop itself
+        custom_id = outcome["line"]["custom_id"]
+        assert outcome == {"index": index, "ok": False, "failed": False, "ran": False, "body": None,
+                           "line": {"id": f"batch_req_{JOB}_{index}", "custom_id": custom_id, "response": None,
+                                    "error": {"code": code, "message": message}},
+                           "native": {"customId": custom_id, "error": {"code": stop, "message": message, "details": []}}}
 
 
 def test_a_failure_of_its_own_in_a_stopped_batch_is_still_a_failure() -> None:
     records = {0: _done({"code": 3, "message": "bad"}, failed=True, custom_id="a")}
     [outcome] = batch_outcomes.chat_outcomes(JOB, 1, records, {}, CHAT, 4, {"code": 4}, CREATED)
     assert outcome["failed"] and outcome["line"]["response"]["status_code"] == 400
+    assert (outcome["index"], outcome["line"]["id"], outcome["line"]["custom_id"]) == (0, f"batch_req_{JOB}_0", "a")
 
 
 def test_a_request_that_never_ran_in_a_running_batch_failed_for_an_unknown_reason() -> None:
@@ -142,7 +146,9 @@ def test_the_batch_usage_sums_input_output_and_reasoning_tokens_of_its_answers()
         "input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 13,
         "output_tokens_details": {"reasoning_tokens": 4}, "total_tokens": 25}
     assert batch_outcomes.usage([]) is None
-    assert batch_outcomes.usage([{}, {"usage": None}, {"usage": {"prompt_tokens": None}}])["total_tokens"] == 0
+    nothing = batch_outcomes.usage([{}, {"usage": None}, {"usage": {"prompt_tokens": None, "completion_tokens_details": {}}}])
+    assert nothing == {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
+                       "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
 
 
 def _embeddings(index: int, encoding: str | None = None) -> dict[str, Any]:
@@ -172,7 +178,12 @@ def test_an_embeddings_request_that_failed_or_never_ran_says_so() -> None:
              ([_embeddings(2)], None)]  # a task that never finished
     outcomes = batch_outcomes.embedding_outcomes(JOB, tasks, door, 4, {"code": 4})
     assert outcomes[0]["line"]["response"]["status_code"] == 400 and outcomes[0]["failed"]
+    assert (outcomes[0]["line"]["id"], outcomes[0]["line"]["custom_id"]) == (f"batch_req_{JOB}_0", "e0")
     assert outcomes[0]["line"]["response"]["request_id"] == f"{JOB}-0"
     assert outcomes[0]["native"] == {"customId": "e0", "error": {"code": 3, "message": "too long"}}
-    for outcome in outcomes[1:]:
-        assert outcome["line"]["error"]["code"] == "batch_expired" and not outcome["ran"]
+    for index, outcome in enumerate(outcomes[1:], start=1):
+        assert outcome["line"] == {"id": f"batch_req_{JOB}_{index}", "custom_id": f"e{index}", "response": None,
+                                   "error": {"code": "batch_expired", "message": batch_outcomes.STOPPED[4][1]}}
+        assert not outcome["ran"]
+    failed = batch_outcomes.embedding_outcomes(JOB, [([_embeddings(0)], None)], door, 13, {"code": 13, "message": "gone"})
+    assert failed[0]["line"]["error"] == {"code": "batch_failed", "message": "This request was not run: the batch failed (gone)."}
