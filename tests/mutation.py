@@ -55,7 +55,7 @@ MODULES: dict[str, list[str]] = {
                                  "tests/unit/test_promises_authorizer.py", "tests/unit/test_promises_batch_lines.py"],
     "shared/openai/batch_lines.py": ["tests/unit/test_promises_batch_lines.py"],
     "shared/openai/batch_outcomes.py": ["tests/unit/test_promises_batch_outcomes.py"],
-    "shared/openai/translate.py": ["tests/unit/test_openai*.py"],
+    "shared/openai/translate.py": ["tests/unit/test_promises_translate.py", "tests/unit/test_openai*.py"],
     "shared/openai/chat_response.py": ["tests/unit/test_openai*.py"],
     "shared/openai/response_object.py": ["tests/unit/test_openai*.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
@@ -234,6 +234,11 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("usage.get(responses, 0)) or 0)", "usage.get(responses, )) or 0)", "`or 0` makes None 0 again"),
         ('.get("reasoning_tokens", 0)', '.get("reasoning_tokens", None)', "`or 0` just after makes None 0 again"),
         ('.get("reasoning_tokens", 0)', '.get("reasoning_tokens", )', "`or 0` just after makes None 0 again"),
+    ],
+    "shared/openai/translate.py": [
+        ("results: list[dict[str, Any]] | None = None", 'results: list[dict[str, Any]] | None = ""',
+         "`results` is first read by a tool result, and a result before any assistant turn answers no call: it is "
+         "refused before the read; every other turn sets it to None"),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),
