@@ -57,7 +57,7 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/batch_outcomes.py": ["tests/unit/test_promises_batch_outcomes.py"],
     "shared/openai/translate.py": ["tests/unit/test_promises_translate.py", "tests/unit/test_openai*.py"],
     "shared/openai/chat_response.py": ["tests/unit/test_promises_chat_response.py", "tests/unit/test_openai*.py"],
-    "shared/openai/response_object.py": ["tests/unit/test_openai*.py"],
+    "shared/openai/response_object.py": ["tests/unit/test_promises_response_object.py", "tests/unit/test_openai*.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
