@@ -94,6 +94,8 @@ _FUNCTION_TAG = ("a part that is exactly function-after or function-before also 
                  "next test skips anyway")
 _DOOR_MODEL = "every batch's door record is written with a model key (openai/batches.py): the default is never read"
 _BASE64_ONLY = "embeddings_answer tests only encoding_format == 'base64': every other value answers floats"
+_OPENED = ("the opened item's content is replaced by [] in the same expression, so the text given to "
+           "message_item is never seen")
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
@@ -239,6 +241,14 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("results: list[dict[str, Any]] | None = None", 'results: list[dict[str, Any]] | None = ""',
          "`results` is first read by a tool result, and a result before any assistant turn answers no call: it is "
          "refused before the read; every other turn sets it to None"),
+    ],
+    "shared/openai/chat_response.py": [
+        ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
+    ],
+    "shared/openai/response_object.py": [
+        ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
+        ('message_item(text_id, "")', "message_item(text_id, None)", _OPENED),
+        ('message_item(text_id, "")', 'message_item(text_id, "XXXX")', _OPENED),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),

@@ -53,13 +53,13 @@ def test_an_id_we_did_not_mint_names_no_response(item: str) -> None:
 
 
 def test_output_items_are_the_text_then_each_call_numbered_after_the_input() -> None:
-    calls = [{"functionCall": {"name": "crm__lookup", "arguments": {"who": "Zoë"}}},
+    calls = [{"functionCall": {"name": "crm__lookup", "arguments": {"who": "Zoë", "n": 2}}},
              {"functionCall": {"name": "weather"}}]
     items = response_object.output_items(_result("Checking.", calls), RID, 2,
                                          {"crm__lookup": ("crm", "lookup")})
     assert items == [
         _message("Checking.", 2),
-        {"id": f"fc_{R}_3", "type": "function_call", "status": "completed", "arguments": '{"who":"Zoë"}',
+        {"id": f"fc_{R}_3", "type": "function_call", "status": "completed", "arguments": '{"who":"Zoë","n":2}',
          "call_id": f"call_{R}_3", "name": "lookup", "namespace": "crm"},
         {"id": f"fc_{R}_4", "type": "function_call", "status": "completed", "arguments": "{}",
          "call_id": f"call_{R}_4", "name": "weather"}]
