@@ -28,7 +28,8 @@ def load(name: str) -> Callable[[Any, Any], Any]:
                 raise KeyError(f"no function {name!r} (expected {path})")
             if str(ROOT) not in sys.path:
                 sys.path.insert(0, str(ROOT))
-            spec = importlib.util.spec_from_file_location(f"functions_{name}_handler", path)
+            # named by its path (not entered in sys.modules), as mutmut names the module it mutates
+            spec = importlib.util.spec_from_file_location(f"functions.{name}.handler", path)
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)

@@ -5,7 +5,7 @@ store's leases and conflict backoff; the poller's schedule; batch windows, expir
 `now()`, `monotonic()` and `sleep()` here instead of the `time` module. In production they are the
 `time` module's; a test installs a clock it controls with `use()` (tests/clock.py: a clock whose
 `sleep` returns at once and moves time on), so a 900 s deferral or an expired lease takes no real time.
-Only runtime's request latencies, which are measurements for the logs and decide nothing, read `time`.
+The request latencies runtime logs are read here too, so a test can say exactly what they must be.
 """
 
 from __future__ import annotations

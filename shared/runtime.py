@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import errors, events, logs, responses, routes
+from shared import clock, errors, events, logs, responses, routes
 from shared.client import Call, FoundationModelsClient
 from shared.config import Settings, settings
 from shared.ids import uuid4 as new_id
@@ -119,7 +118,7 @@ def serve(function: str, operations: Mapping[str, OperationRef], event: Any, con
         return consume(function, jobs[0], resolve_operation(jobs[1]), event, context)
     if timer is not None and events.kind(event) == "timer":
         return tick(function, resolve_operation(timer), context)
-    started = time.monotonic()
+    started = clock.monotonic()
     request_id = str(getattr(context, "request_id", "") or "") or None
     token = logs.bind(function=function, request_id=request_id)
     ids: dict[str, str] = {}
@@ -192,7 +191,7 @@ def consume(function: str, kind: str, worker: Callable[..., dict[str, Any]], eve
             context: Any) -> dict[str, Any]:
     """A Message Queue trigger batch. Raising is how a trigger invocation fails, so the platform
     redelivers the batch; anything returned means every message is consumed."""
-    started = time.monotonic()
+    started = clock.monotonic()
     with _trigger_invocation(function, "message-queue", context, 600.0) as (invocation, request_id):
         try:
             result = worker(kind, event["messages"], invocation, request_id)
@@ -206,7 +205,7 @@ def consume(function: str, kind: str, worker: Callable[..., dict[str, Any]], eve
 
 def tick(function: str, work: Callable[[Invocation, str], dict[str, Any]], context: Any) -> dict[str, Any]:
     """A timer trigger's invocation: run `work` within the invocation's remaining time."""
-    started = time.monotonic()
+    started = clock.monotonic()
     with _trigger_invocation(function, "timer", context, 60.0) as (invocation, request_id):
         result = work(invocation, request_id)
         _summary("tick", 200, started, invocation.log_fields)
@@ -273,7 +272,7 @@ def _limit_headers(invocation: Invocation | None) -> dict[str, str]:
 
 
 def _ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 2)
+    return round((clock.monotonic() - started) * 1000, 2)
 
 
 def _summary(operation: str, status: int, started: float, fields: dict[str, Any]) -> None:
