@@ -28,7 +28,7 @@ import os
 import threading
 from typing import Any
 
-from shared import logs
+from shared import clock, logs
 
 log = logs.get_logger("authorizer")
 
@@ -130,7 +130,6 @@ class _DocumentApi:
 
     def get_item(self, table: str, key: str) -> dict[str, Any] | None:
         import json
-        import time
 
         import requests
         from botocore.auth import SigV4Auth
@@ -157,7 +156,7 @@ class _DocumentApi:
                 problem = f"HTTP {answer.status_code} {kind}"
                 if answer.status_code < 500 and "Throttl" not in kind:
                     break
-            time.sleep(0.05 * 2 ** attempt)
+            clock.sleep(0.05 * 2 ** attempt)
         raise RuntimeError(f"GetItem: {problem}")
 
 

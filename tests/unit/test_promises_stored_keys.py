@@ -1,0 +1,209 @@
+"""Promises of the authorizer for keys stored as data (shared/jobs/keys.py), against a stand-in Document API on
+loopback that answers GetItem from a dict (milliseconds, so `make mutate` can use it): what a stored key lets
+through and with which policy, what refuses it, what the instance remembers and for how long, how the store's
+failures end (never as a refusal of a key that may be valid), and that the lookup is a signed, consistent GetItem
+of exactly the key's digest record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from local.functions import load
+from shared import policy
+from shared.policy import KeyCache, KeyPolicy
+from tests.clock import ManualClock
+
+SECRET = "fmk_stored-secret-0123456789abcdefghijklmnopq"
+DIGEST = hashlib.sha256(SECRET.encode()).hexdigest()
+BOOT = "fmk_configured-key-0123456789"
+
+
+class DocApi(ThreadingHTTPServer):
+    """GetItem from `items` (id -> plain record); `answers` (status, __type) are given, in turn, before it."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.items: dict[str, dict[str, Any]] = {}
+        self.answers: list[tuple[int, str]] = []
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/ru-central1/b1gcloud/etndb"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DocApi
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        if self.server.answers:
+            status, kind = self.server.answers.pop(0)
+            payload = {"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": kind}
+        else:
+            status = 200
+            record = self.server.items.get(body["Key"]["id"]["S"])
+            payload = {"Item": {k: ({"SS": v} if isinstance(v, list) else {"N": str(v)} if isinstance(v, (int, float))
+                                    else {"S": v}) for k, v in (record or {}).items()}} if record else {}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def docapi(monkeypatch: pytest.MonkeyPatch) -> Iterator[DocApi]:
+    server = DocApi()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DOCAPI_ENDPOINT", server.url)
+    monkeypatch.setenv("JOBS_TABLE", "jobs-test")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "YCAJEtestaccesskey")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "YCtestsecretkey0123456789")
+    monkeypatch.setenv("CALLER_KEY_SHA256", f"boot:{hashlib.sha256(BOOT.encode()).hexdigest()}")
+    monkeypatch.setenv("FM_KEY_CACHE_S", "10")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def authorize(key: str) -> dict[str, Any]:
+    return load("authorizer")({"headers": {"Authorization": f"Bearer {key}"}}, None)
+
+
+def store(server: DocApi, **record: Any) -> None:
+    server.items[policy.digest_key(DIGEST)] = {"name": "carol", **record}
+
+
+def test_a_stored_key_is_let_in_with_its_name_and_policy(docapi: DocApi, clock: ManualClock) -> None:
+    store(docapi, rpm=60, tpm=5000, monthly_tokens=10**6, monthly_budget=12.5, models=["yandexgpt-lite"])
+    verdict = authorize(SECRET)
+    assert verdict["isAuthorized"] is True and verdict["context"]["caller"] == "carol"
+    handed = KeyPolicy.from_context(verdict["context"], "carol")
+    assert handed == KeyPolicy(name="carol", models=("yandexgpt-lite",), rpm=60, tpm=5000, monthly_tokens=10**6,
+                               monthly_budget=12.5)
+    headers, body = docapi.requests[0]
+    assert body == {"TableName": "jobs-test", "Key": {"id": {"S": f"apikey#sha256#{DIGEST}"}}, "ConsistentRead": True}
+    assert headers["x-amz-target"] == "DynamoDB_20120810.GetItem"
+    assert headers["content-type"] == "application/x-amz-json-1.0"
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=YCAJEtestaccesskey/")
+    assert "/ru-central1/dynamodb/aws4_request" in headers["authorization"]
+    assert "YCtestsecretkey" not in json.dumps(headers) + json.dumps(verdict)
+
+
+def test_unknown_expired_and_reserved_keys_are_refused(docapi: DocApi, clock: ManualClock) -> None:
+    assert authorize(SECRET) == {"isAuthorized": False}  # no such record
+    clock.advance(11)  # past the remembered "no such key"
+    store(docapi, key_expires_at=clock.now() + 5)
+    assert authorize(SECRET)["isAuthorized"] is True
+    clock.advance(5)  # expiry is judged at every verdict, the record still remembered
+    assert authorize(SECRET) == {"isAuthorized": False}
+    assert len(docapi.requests) == 2
+    docapi.items[policy.digest_key(DIGEST)] = {"name": "anonymous"}
+    clock.advance(11)
+    assert authorize(SECRET) == {"isAuthorized": False}  # the name of callers nothing names is never a key's
+    docapi.items[policy.digest_key(DIGEST)] = {"rpm": 5}
+    clock.advance(11)
+    assert authorize(SECRET) == {"isAuthorized": False}  # a record without a name
+
+
+def test_a_configured_key_is_judged_without_the_store(docapi: DocApi) -> None:
+    verdict = authorize(BOOT)
+    assert verdict == {"isAuthorized": True, "context": {"caller": "boot"}}
+    assert docapi.requests == []
+
+
+def test_the_instance_remembers_a_lookup_for_exactly_the_cache_time(docapi: DocApi, clock: ManualClock) -> None:
+    store(docapi)
+    assert authorize(SECRET)["isAuthorized"] is True
+    del docapi.items[policy.digest_key(DIGEST)]  # revoked
+    clock.advance(9.9)
+    assert authorize(SECRET)["isAuthorized"] is True and len(docapi.requests) == 1  # remembered
+    clock.advance(0.2)
+    assert authorize(SECRET) == {"isAuthorized": False} and len(docapi.requests) == 2
+    store(docapi)  # a refusal is remembered as long
+    clock.advance(9.9)
+    assert authorize(SECRET) == {"isAuthorized": False} and len(docapi.requests) == 2
+    clock.advance(0.2)
+    assert authorize(SECRET)["isAuthorized"] is True and len(docapi.requests) == 3
+
+
+def test_a_cache_time_of_zero_reads_every_time(docapi: DocApi, clock: ManualClock,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_KEY_CACHE_S", "0")
+    store(docapi)
+    for _ in range(3):
+        assert authorize(SECRET)["isAuthorized"] is True
+    assert len(docapi.requests) == 3
+
+
+@pytest.mark.parametrize(("answers", "tries"), [
+    ([(500, "InternalServerError")] * 3, 3),
+    ([(400, "ThrottlingException")] * 3, 3),
+    ([(400, "AccessDeniedException")], 1),
+])
+def test_a_store_that_cannot_answer_fails_the_invocation_not_the_key(docapi: DocApi, clock: ManualClock,
+                                                                     answers: list[tuple[int, str]], tries: int) -> None:
+    """The gateway answers a failed authorizer with 500, which clients retry; a 403 they would not."""
+    store(docapi)
+    docapi.answers = list(answers)
+    with pytest.raises(RuntimeError, match="stored key lookup failed"):
+        authorize(SECRET)
+    assert len(docapi.requests) == tries
+    assert authorize(SECRET)["isAuthorized"] is True  # nothing was remembered from the failure
+
+
+def test_a_store_that_answers_on_a_later_try_lets_the_key_in(docapi: DocApi, clock: ManualClock) -> None:
+    store(docapi)
+    docapi.answers = [(503, "ServiceUnavailable"), (400, "ThrottlingException")]
+    assert authorize(SECRET)["isAuthorized"] is True and len(docapi.requests) == 3
+    assert clock.sleeps == [0.05, 0.1]  # backed off between tries
+
+
+def test_no_table_yet_means_no_stored_keys(docapi: DocApi, clock: ManualClock) -> None:
+    docapi.answers = [(400, "ResourceNotFoundException")]
+    assert authorize(SECRET) == {"isAuthorized": False} and len(docapi.requests) == 1
+
+
+def test_no_store_configured_means_configured_keys_only(docapi: DocApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCAPI_ENDPOINT")
+    store(docapi)
+    assert authorize(SECRET) == {"isAuthorized": False}
+    assert authorize(BOOT)["isAuthorized"] is True and docapi.requests == []
+
+
+def test_the_cache_holds_at_most_its_size_dropping_the_least_recently_used(clock: ManualClock) -> None:
+    cache = KeyCache(ttl_s=60, size=3)
+    for name in ("a", "b", "c"):
+        cache.put(name, {"name": name})
+    assert cache.get("a") == (True, {"name": "a"})  # a is now the most recent
+    cache.put("d", None)
+    assert cache.get("b") == (False, None)  # the least recently used went
+    assert cache.get("a")[0] and cache.get("c")[0] and cache.get("d") == (True, None)
+    clock.advance(60)
+    assert cache.get("a") == (False, None)  # expired at exactly ttl_s
+
+
+def test_a_policy_from_context_is_only_the_callers_own_and_well_formed() -> None:
+    mine = KeyPolicy(name="carol", rpm=5)
+    assert KeyPolicy.from_context({"policy": mine.to_context()}, "carol") == mine
+    assert KeyPolicy.from_context({"policy": mine.to_context()}, "mallory") is None
+    for raw in ("", "not json", "[1]", json.dumps({"rpm": 5}), None, 7):
+        assert KeyPolicy.from_context({"policy": raw}, "carol") is None
+    assert KeyPolicy.from_context({}, "carol") is None
+    assert json.loads(KeyPolicy(name="x", models=("a", "b")).to_context()) == {"name": "x", "models": ["a", "b"]}
+    assert not KeyPolicy(name="x", models=("a",)).limited and KeyPolicy(name="x", monthly_budget=1.0).limited
