@@ -423,3 +423,63 @@ def test_the_log_level_setting_holds_for_every_request(monkeypatch: pytest.Monke
     runtime.serve("completion", {"listModels": Seen()}, _event("GET", "/v1/models"), None)
     runtime.serve("completion", {"listModels": _raising(RuntimeError("x"))}, _event("GET", "/v1/models"), None)
     assert [line["msg"] for line in _lines(log_output)] == ["unhandled error"]  # no INFO summary line
+
+
+# -- admin routes, and what the per-key limits hook gets --------------------------------------------------
+
+@pytest.mark.parametrize(("admin", "caller", "reaches"), [
+    ("ops", "ops", True), ("ops", "alice", False), ("ops", "anonymous", False), ("", "anonymous", False),
+    ("", "ops", False),
+])
+def test_an_admin_route_reaches_its_operation_for_the_admin_caller_only(monkeypatch: pytest.MonkeyPatch, admin: str,
+                                                                         caller: str, reaches: bool) -> None:
+    """Anyone else gets the 404 of a path that does not exist, before the body is read; no admin configured:
+    nobody."""
+    if admin:
+        monkeypatch.setenv("FM_ADMIN_CALLER", admin)
+    seen = Seen()
+    event = _event("POST", "/admin/keys", body=[1], requestContext={"authorizer": {"caller": caller}})
+    answer = runtime.serve("operations", {"createKey": seen}, event, None)
+    if reaches:
+        assert answer["statusCode"] == 400 and "body" in answer["body"]  # validated, as any route: a bad body
+        answer = runtime.serve("operations", {"createKey": seen},
+                               _event("POST", "/admin/keys", {"name": "k"},
+                                      requestContext={"authorizer": {"caller": caller}}), None)
+        assert answer["statusCode"] == 201 and seen.calls[0][0].name == "k"
+    else:
+        assert answer["statusCode"] == 404 and json.loads(answer["body"])["error"]["message"] == "no route for /admin/keys"
+        assert seen.calls == []
+
+
+FINISHED: list[runtime.Invocation] = []
+
+
+def finish_request(inv: runtime.Invocation) -> None:  # this module stands in for shared.jobs.limits below
+    FINISHED.append(inv)
+
+
+class _Held:
+    headers = {"x-ratelimit-limit-requests": "5", "x-ratelimit-remaining-requests": "4"}
+
+
+def test_an_admitted_request_answers_its_limit_headers_and_its_reservation_is_finished(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "LIMITS_HOOK", __name__)
+    FINISHED.clear()
+
+    def admitted(body: Any, inv: runtime.Invocation) -> Reply:
+        inv.reservation = _Held()
+        return Reply({"ok": True})
+
+    def admitted_then_failed(body: Any, inv: runtime.Invocation) -> Reply:
+        inv.reservation = _Held()
+        raise errors.UpstreamUnavailableError("upstream busy")
+
+    for operation, status in ((admitted, 200), (admitted_then_failed, 503)):
+        answer = runtime.serve("completion", {"listModels": operation}, _event("GET", "/v1/models"), None)
+        assert answer["statusCode"] == status
+        assert answer["headers"]["x-ratelimit-remaining-requests"] == "4"
+        assert FINISHED[-1].reservation is not None and FINISHED[-1].caller == "anonymous"
+    assert len(FINISHED) == 2
+    plain = runtime.serve("completion", {"listModels": Seen(Reply({"ok": True}))}, _event("GET", "/v1/models"), None)
+    assert not any(k.startswith("x-ratelimit") for k in plain["headers"]) and len(FINISHED) == 2  # no reservation
