@@ -7,7 +7,7 @@
 For each module a scratch copy of the repository is made under .mutmut/<module>/ with a pyproject.toml
 that tells mutmut to mutate only that module and to run only its tests; mutmut then tests each mutant
 in a forked child, running just the selected tests that execute the mutated function. The table at the
-end (also written to .mutmut/scores.md) is what the README's "Mutation testing" section shows: mutants,
+end (also written to .mutmut/scores.md) is what docs/testing.md's "Mutation testing" section shows: mutants,
 killed (a timeout counts as killed), the survivors argued equivalent in EQUIVALENT below, and the score
 killed / (mutants - equivalent). Every other survivor is printed with its diff: kill it with a test, or
 argue it here.

@@ -133,7 +133,7 @@ def test_cancelled_batch_stops_and_cancels_upstream(api: Api, jobs: Jobs, fast: 
 
 @pytest.mark.xdist_group("wall-clock")  # see tests/conftest.py: never beside the CPU-burning test
 def test_upstream_rates_are_never_exceeded(api_v01: Api, jobs: Jobs, fast: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's promise (Fleet-wide pacing): at most floor(rate) + 1 calls let go in any one second, on the
+    """The docs' promise (docs/deploying.md, Fleet-wide pacing): at most floor(rate) + 1 calls let go in any one second, on the
     pacers the real engine uses for a real batch. Checked at the moment each call is let go, which the code
     decides; when its request then arrives upstream depends on the machine (a request descheduled after being
     let go arrives late: tests/unit/test_promises_pacing.py covers that on a simulated clock)."""

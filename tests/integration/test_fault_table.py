@@ -1,4 +1,4 @@
-"""The README's fault table, row by row, for the rows no other test covers: what the caller sees and
+"""The fault table (docs/reliability-and-faults.md), row by row, for the rows no other test covers: what the caller sees and
 what is kept when upstream, IAM, the store or the queue fail, and when a worker or a poller crashes.
 
 Faults are injected on real sockets: the emulator's fault switches, or a loopback proxy in front of

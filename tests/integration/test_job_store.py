@@ -139,7 +139,7 @@ def test_moto_is_started_only_through_the_serialised_stand_in() -> None:
 # -- linearizable conditional writes while the CPUs are busy (issue 10 §2) --
 # Before the local Document API was serialised, 4 threads racing one `attribute_not_exists` update had
 # more than one winner in 31 of 200 trials with the CPUs busy. Against an unserialised moto this test
-# found 32 bad trials of 200 (6 racers, burners running; see the README's reliability notes).
+# found 32 bad trials of 200 (6 racers, burners running; see docs/reliability-and-faults.md).
 TRIALS, RACERS = 200, 6
 BURN_S = 600  # a burner stops itself after this long even if the test process dies
 

@@ -1,4 +1,4 @@
-"""Chat tool conversations over several rounds (README, Chat completions): each round's tool results go
+"""Chat tool conversations over several rounds (docs/openai.md, Chat completions): each round's tool results go
 upstream as a toolResultList of their own, holding only that round's results, and the tool-call ids the
 route hands out are unique across answers, so a client that re-sends a two-round conversation (the normal
 way to continue one) is not refused for a repeated id.

@@ -78,7 +78,7 @@ def deliver(jobs: Jobs, queue: str, remaining_ms: int, dead: bool = False) -> An
 def test_a_workers_task_lease_ends_with_its_invocation_plus_30_s(
         api_v01: Api, jobs: Jobs, fast: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
         remaining_ms: int, lease_s: float) -> None:
-    """README (fault table, worker crash): the lease is JOB_LEASE_S (660 s), at most the invocation's time
+    """docs/reliability-and-faults.md (fault table, worker crash): the lease is JOB_LEASE_S (660 s), at most the invocation's time
     + 30 s, so a worker killed at its deadline frees its task 30 s later, not 11 minutes later."""
     operation = api_v01.post(f"{FM}/completionAsync", COMPLETION).json()
     seen: list[dict[str, Any]] = []
@@ -120,7 +120,7 @@ def test_a_dead_letter_workers_lease_on_a_chunk_ends_with_its_invocation(
 def test_the_pollers_lease_on_a_batch_ends_with_its_invocation_plus_5_s(
         api_v01: Api, jobs: Jobs, fast: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
         remaining_ms: int, lease_s: float) -> None:
-    """README (fault table, poller crash): at most 120 s, or its invocation's time + 5 s."""
+    """docs/reliability-and-faults.md (fault table, poller crash): at most 120 s, or its invocation's time + 5 s."""
     operation = api_v01.post(f"{FM}/completionBatch", batch_body(2)).json()
     jobs.drain()
     seen: list[float] = []

@@ -1,4 +1,4 @@
-"""The Files and Batches routes' promises (README, OpenAI Files and Batch API): `limit` takes exactly its
+"""The Files and Batches routes' promises (docs/openai.md, OpenAI Files and Batch API): `limit` takes exactly its
 documented range (files 1-10,000, batches 1-100) and anything else is a 400 naming `limit`; a file past its
 `expires_at` is gone on every route at once, though the store's TTL sweep has not deleted its record yet.
 

@@ -1,4 +1,4 @@
-"""The README's promises about async jobs and batches, each by a test that a broken promise fails:
+"""The docs' promises about async jobs and batches, each by a test that a broken promise fails:
 over real HTTP, moto server and the emulator, with time moved by the test clock rather than waited for.
 
 Also the corrected versions of three weak tests elsewhere: the store's state machine driven through the

@@ -1,4 +1,4 @@
-"""The README's promises about what goes upstream and what comes back, over real HTTP to the emulator:
+"""The docs' promises about what goes upstream and what comes back, over real HTTP to the emulator:
 the folder header with a user's IAM token, FM_DATA_LOGGING, calls that generate never sent twice,
 and upstream's words redacted before a caller or a log line sees them."""
 

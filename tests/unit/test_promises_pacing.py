@@ -1,4 +1,4 @@
-"""The pacer's rate promise (README, Fleet-wide pacing): in any one-second window at most ⌊rate⌋ + 1 calls
+"""The pacer's rate promise (docs/deploying.md, Fleet-wide pacing): in any one-second window at most ⌊rate⌋ + 1 calls
 are let go, even when threads wake late from their pacing sleep (a busy machine deschedules them).
 
 The threads run for real, but on a simulated clock: a sleeping thread blocks until the test moves time to
