@@ -207,3 +207,34 @@ def test_a_policy_from_context_is_only_the_callers_own_and_well_formed() -> None
     assert KeyPolicy.from_context({}, "carol") is None
     assert json.loads(KeyPolicy(name="x", models=("a", "b")).to_context()) == {"name": "x", "models": ["a", "b"]}
     assert not KeyPolicy(name="x", models=("a",)).limited and KeyPolicy(name="x", monthly_budget=1.0).limited
+
+
+def test_unset_settings_mean_the_documented_defaults(docapi: DocApi, clock: ManualClock,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """FM_KEY_CACHE_S unset: 10 s; JOBS_TABLE unset: `jobs`; YC_REGION names the signature's scope."""
+    monkeypatch.delenv("FM_KEY_CACHE_S")
+    monkeypatch.delenv("JOBS_TABLE")
+    monkeypatch.setenv("YC_REGION", "il1")
+    store(docapi)
+    assert authorize(SECRET)["isAuthorized"] is True
+    headers, body = docapi.requests[0]
+    assert body["TableName"] == "jobs" and "/il1/dynamodb/aws4_request" in headers["authorization"]
+    clock.advance(9.9)
+    authorize(SECRET)
+    assert len(docapi.requests) == 1
+    clock.advance(0.2)
+    authorize(SECRET)
+    assert len(docapi.requests) == 2
+
+
+def test_a_failed_lookup_is_one_error_line_naming_the_failure_and_no_secret(docapi: DocApi, clock: ManualClock,
+                                                                           log_output: Any) -> None:
+    docapi.answers = [(400, "AccessDeniedException")]
+    with pytest.raises(RuntimeError) as failed:
+        authorize(SECRET)
+    assert str(failed.value) == "stored key lookup failed"  # the gateway's 500; nothing of the key in it
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines() if line.startswith("{")]
+    assert [(line["msg"], line["level"], line["error"]) for line in lines] == [
+        ("stored key lookup failed", "ERROR", "RuntimeError")]
+    text = log_output.getvalue()
+    assert SECRET not in text and DIGEST not in text and "YCtestsecretkey" not in text
