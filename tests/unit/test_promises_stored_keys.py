@@ -238,3 +238,10 @@ def test_a_failed_lookup_is_one_error_line_naming_the_failure_and_no_secret(doca
         ("stored key lookup failed", "ERROR", "RuntimeError")]
     text = log_output.getvalue()
     assert SECRET not in text and DIGEST not in text and "YCtestsecretkey" not in text
+
+
+def test_a_stored_key_never_acts_as_a_configured_keys_caller(docapi: DocApi, clock: ManualClock) -> None:
+    """A configured key added later under a stored key's name: the name is the configured key's alone."""
+    docapi.items[policy.digest_key(DIGEST)] = {"name": "boot"}
+    assert authorize(SECRET) == {"isAuthorized": False}
+    assert authorize(BOOT) == {"isAuthorized": True, "context": {"caller": "boot"}}
