@@ -43,7 +43,7 @@ def _stored_key(env: dict[str, str]) -> str:
     secret = keys.new_secret()
     digest = keys.digest_of(secret)
     record = {"name": "bench", "digest": digest, "created_at": int(time.time()), "rpm": 600}
-    assert keys._transact(store, [{"Put": {"TableName": store.table, "Item": keys._item(keys.digest_key(digest),
+    assert store.transact([{"Put": {"TableName": store.table, "Item": keys._item(keys.digest_key(digest),
                                                                                        keys._lookup_fields(record))}}])
     return secret
 

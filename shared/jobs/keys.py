@@ -142,7 +142,7 @@ def create(request: KeyCreateRequest, inv: Invocation) -> Reply:
                     "ExpressionAttributeNames": {"#n": "names"},
                     "ExpressionAttributeValues": {":n": {"SS": [request.name]}}}},
     ]
-    if not _transact(store, items):
+    if not store.transact(items):
         if store.item(name_key(request.name)) is not None:
             raise errors.ConflictError.field("name", f"a key named {request.name!r} exists")
         raise store_error("creating the key")
@@ -184,7 +184,7 @@ def update(request: KeyUpdateRequest, inv: Invocation) -> Reply:
         sets = {name: value for name, value in changes.items() if value is not None}
         items = [_change(store, name_key(record["name"]), sets, removed, record["digest"]),
                  _change(store, digest_key(record["digest"]), _lookup_fields(sets, keep_name=False), removed, None)]
-        if _transact(store, items):
+        if store.transact(items):
             updated = {k: v for k, v in {**record, **sets}.items() if k not in removed}
             log.info("key changed", extra={"key_name": record["name"], "by": inv.caller, "fields": sorted(given)})
             return Reply(_view(updated, clock.now()))
@@ -205,7 +205,7 @@ def revoke(_: None, inv: Invocation) -> Reply:
         now = int(clock.now())
         items = [_change(store, name_key(record["name"]), {"revoked_at": now}, [], record["digest"]),
                  {"Delete": {"TableName": store.table, "Key": {"id": {"S": digest_key(record["digest"])}}}}]
-        if _transact(store, items):
+        if store.transact(items):
             log.info("key revoked", extra={"key_name": record["name"], "by": inv.caller})
             return Reply(_view({**record, "revoked_at": now}, now))
     raise errors.ConflictError("the key changed meanwhile; try again")
@@ -229,7 +229,7 @@ def rotate(_: None, inv: Invocation) -> Reply:
                  {"Delete": {"TableName": store.table, "Key": {"id": {"S": digest_key(record["digest"])}}}},
                  {"Put": {"TableName": store.table, "Item": _item(digest_key(digest), _lookup_fields(changed)),
                           "ConditionExpression": "attribute_not_exists(id)"}}]
-        if _transact(store, items):
+        if store.transact(items):
             log.info("key rotated", extra={"key_name": record["name"], "by": inv.caller})
             return Reply({**_view(changed, now), "key": secret})
     raise errors.ConflictError("the key changed meanwhile; try again")
@@ -306,21 +306,6 @@ def _change(store: JobStore, key: str, sets: dict[str, Any], removed: list[str],
     if values:
         update["ExpressionAttributeValues"] = values
     return {"Update": update}
-
-
-def _transact(store: JobStore, items: list[dict[str, Any]]) -> bool:
-    """One TransactWriteItems; False when a condition did not hold (the caller then reads the state)."""
-    from botocore.exceptions import ClientError
-
-    from shared.jobs.store import StoreError
-
-    try:
-        store._write("transact_write_items", TransactItems=items)
-        return True
-    except ClientError as err:
-        if err.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException"):
-            return False
-        raise StoreError(f"job store: {err.response['Error']['Code']}") from None
 
 
 def store_error(what: str) -> errors.ApiError:

@@ -187,6 +187,19 @@ class JobStore:
         except BotoCoreError as err:
             raise StoreError(f"job store: {type(err).__name__}") from None
 
+    def transact(self, items: list[dict[str, Any]]) -> bool:
+        """One TransactWriteItems with the usual write's retries; False when a condition did not hold (the
+        caller then reads the state to tell why: a cancellation's reasons are not relied on)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._write("transact_write_items", TransactItems=items)
+            return True
+        except ClientError as err:
+            if _code(err) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+                return False
+            raise StoreError(f"job store: {_code(err)}") from None
+
     def _one_shot_client(self) -> Any:
         if self._one_shot is None:
             import boto3
