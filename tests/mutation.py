@@ -60,6 +60,8 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/translate.py": ["tests/unit/test_promises_translate.py", "tests/unit/test_openai*.py"],
     "shared/openai/chat_response.py": ["tests/unit/test_promises_chat_response.py", "tests/unit/test_openai*.py"],
     "shared/openai/response_object.py": ["tests/unit/test_promises_response_object.py", "tests/unit/test_openai*.py"],
+    "shared/openai/usage_api.py": ["tests/unit/test_usage_api.py", "tests/unit/test_promises_usage_api.py",
+                                   "tests/integration/test_promises_usage_routes.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
@@ -123,6 +125,10 @@ _OPENED = ("the opened item's content is replaced by [] in the same expression, 
            "message_item is never seen")
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
+
+_SAME_ORDER = ("each place of a group key holds one type (a string, or a bool for batch), and str(False) < "
+               "str(True) as False < True: the natural order is the order of the strings")
+_SAME_LENGTH = "a group key is made from query.group_by (_group_key): both always have the same length"
 
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
@@ -274,6 +280,29 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
         ('message_item(text_id, "")', "message_item(text_id, None)", _OPENED),
         ('message_item(text_id, "")', 'message_item(text_id, "XXXX")', _OPENED),
+    ],
+    "shared/openai/usage_api.py": [
+        ('if query.kind is COSTS else {}', 'if (query.kind is COSTS) or True else {}',
+         "the amounts are read by _cost_result only: the usage reports would compute them and never read them"),
+        ('_filter(query, "models") if "models" in kind.filters else None',
+         '_filter(query, "models") if ("models" in kind.filters) or True else None',
+         "a report without that filter refused the parameter above whenever it has any value, '' included, so "
+         "_filter finds nothing and gives None as well"),
+        ('_filter(query, "line_items") if "line_items" in kind.filters else None',
+         '_filter(query, "line_items") if ("line_items" in kind.filters) or True else None',
+         "the same: a report without line_items refused any value of it above"),
+        ('_seconds(query, "end_time", required=False)', '_seconds(query, "end_time", required=None)',
+         "only `if required` reads it, and None is as falsy as False"),
+        ("today = int(now // DAY)", "today = int(now / DAY)",
+         "now is a positive clock reading; the quotient's float never reaches the next whole day before now does "
+         "(checked for the last float before every midnight of a year from 2026-12-01)"),
+        ('.replace(tzinfo=UTC).timestamp() // DAY)', '.replace(tzinfo=UTC).timestamp() / DAY)',
+         "a UTC midnight's timestamp is a whole multiple of DAY, so / and // give the same whole number"),
+        ("key=lambda k: tuple(str(part) for part in k))", "key=None)", _SAME_ORDER),
+        ("sorted(groups, key=lambda k: tuple(str(part) for part in k))", "sorted(groups, )", _SAME_ORDER),
+        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=None)", _SAME_LENGTH),
+        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=False)", _SAME_LENGTH),
+        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, )", _SAME_LENGTH),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),
