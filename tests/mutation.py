@@ -60,6 +60,8 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/translate.py": ["tests/unit/test_promises_translate.py", "tests/unit/test_openai*.py"],
     "shared/openai/chat_response.py": ["tests/unit/test_promises_chat_response.py", "tests/unit/test_openai*.py"],
     "shared/openai/response_object.py": ["tests/unit/test_promises_response_object.py", "tests/unit/test_openai*.py"],
+    "shared/jobs/usage.py": ["tests/unit/test_usage_and_prices.py", "tests/unit/test_usage_api.py",
+                             "tests/integration/test_promises_usage_entries.py"],
     "shared/openai/usage_api.py": ["tests/unit/test_usage_api.py", "tests/unit/test_promises_usage_api.py",
                                    "tests/integration/test_promises_usage_routes.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
