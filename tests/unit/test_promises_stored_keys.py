@@ -69,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def docapi(monkeypatch: pytest.MonkeyPatch) -> Iterator[DocApi]:
     server = DocApi()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     monkeypatch.setenv("DOCAPI_ENDPOINT", server.url)
     monkeypatch.setenv("JOBS_TABLE", "jobs-test")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "YCAJEtestaccesskey")
