@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ _AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/,]+)/([^,]+), SignedHeaders
 
 
 class DocApi(ThreadingHTTPServer):
-    """GetItem from `items` (id -> plain record); `answers` (status, __type) are given, in turn, before it.
+    """GetItem from `items` (id -> plain record); `answers` (status, __type or a whole body as bytes: a front
+    proxy's) are given, in turn, before it.
 
     It accepts what the Document API accepts and refuses the rest as it does: a request signed (SigV4, service
     dynamodb, its region) with the one static key it knows, whose signature it recomputes with botocore's signer
@@ -53,7 +55,8 @@ class DocApi(ThreadingHTTPServer):
         self.table = "jobs-test"
         self.items: dict[str, dict[str, Any]] = {}
         self.lagging: dict[str, dict[str, Any]] | None = None
-        self.answers: list[tuple[int, str]] = []
+        self.secret_key = SECRET_KEY  # the secret of its one static key, ACCESS_KEY
+        self.answers: list[tuple[int, str | bytes]] = []
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.refused: list[str] = []  # the __type of every request it refused
 
@@ -82,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(status, {"__type": kind, "message": message})
         if self.server.answers:
             status, kind = self.server.answers.pop(0)
+            if isinstance(kind, bytes):
+                return self._answer(status, kind, "text/html")
             return self._answer(status, {"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": kind})
         items = self.server.items if body.get("ConsistentRead") is True or self.server.lagging is None \
             else self.server.lagging
@@ -115,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         received = AWSRequest(method=self.command, url=f"http://{self.headers['Host']}{self.path}", data=raw,
                               headers={name: self.headers[name] for name in signed})
         received.context["timestamp"] = stamp
-        signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "dynamodb", self.server.region)
+        signer = SigV4Auth(Credentials(ACCESS_KEY, self.server.secret_key), "dynamodb", self.server.region)
         signature = signer.signature(signer.string_to_sign(received, signer.canonical_request(received)), received)
         expected = (f"AWS4-HMAC-SHA256 Credential={signer.scope(received)}, "
                     f"SignedHeaders={signer.signed_headers(signer.headers_to_sign(received))}, Signature={signature}")
@@ -136,10 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
             return 400, dynamodb + "ValidationException", "ConsistentRead must be a boolean"
         return None
 
-    def _answer(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+    def _answer(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/x-amz-json-1.0") -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -307,17 +312,43 @@ def test_unset_settings_mean_the_documented_defaults(docapi: DocApi, clock: Manu
     assert len(docapi.requests) == 2
 
 
-def test_a_failed_lookup_is_one_error_line_naming_the_failure_and_no_secret(docapi: DocApi, clock: ManualClock,
-                                                                           log_output: Any) -> None:
-    docapi.answers = [(400, "AccessDeniedException")]
+def _closed_port() -> int:
+    with socket.socket() as probe:  # a port nothing listens on: a connection to it is refused at once
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("answers", "named"), [
+    ([(400, "AccessDeniedException")], "GetItem: HTTP 400 AccessDeniedException"),
+    ([(503, b'{"message": "Service Unavailable"}')] * 3, "GetItem: HTTP 503"),  # an error without __type
+    ([(502, b"<html><h1>502 Bad Gateway</h1></html>")] * 3, "GetItem: HTTP 502"),  # a front proxy's page
+    ([(500, b"")] * 3, "GetItem: HTTP 500"),
+    (None, "GetItem: ConnectionError"),  # the store's address refuses connections
+])
+def test_a_failed_lookup_is_one_error_line_naming_the_failure_and_no_secret(
+        docapi: DocApi, clock: ManualClock, log_output: Any, monkeypatch: pytest.MonkeyPatch,
+        answers: list[tuple[int, str | bytes]] | None, named: str) -> None:
+    """What an operator needs to tell bad credentials from a throttled or unreachable store, and nothing secret."""
+    if answers is None:
+        monkeypatch.setenv("DOCAPI_ENDPOINT", f"http://127.0.0.1:{_closed_port()}/ru-central1/b1gcloud/etndb")
+    else:
+        docapi.answers = list(answers)
     with pytest.raises(RuntimeError) as failed:
         authorize(SECRET)
     assert str(failed.value) == "stored key lookup failed"  # the gateway's 500; nothing of the key in it
     lines = [json.loads(line) for line in log_output.getvalue().splitlines() if line.startswith("{")]
     assert [(line["msg"], line["level"], line["error"]) for line in lines] == [
-        ("stored key lookup failed", "ERROR", "RuntimeError")]
+        ("stored key lookup failed", "ERROR", f"RuntimeError: {named}")]
     text = log_output.getvalue()
-    assert SECRET not in text and DIGEST not in text and "YCtestsecretkey" not in text
+    assert SECRET not in text and DIGEST not in text and SECRET_KEY not in text
+
+
+def test_a_5xx_without_the_stores_error_body_is_retried_as_any_5xx(docapi: DocApi, clock: ManualClock) -> None:
+    """A proxy in front of the store answers 502 / 503 with a page of its own (or nothing): still a server error."""
+    store(docapi)
+    docapi.answers = [(502, b"<html><h1>502 Bad Gateway</h1></html>"), (503, b"")]
+    assert authorize(SECRET)["isAuthorized"] is True and len(docapi.requests) == 3
+    assert clock.sleeps == [0.05, 0.1]
 
 
 def test_a_stored_key_never_acts_as_a_configured_keys_caller(docapi: DocApi, clock: ManualClock) -> None:
