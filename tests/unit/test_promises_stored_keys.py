@@ -10,10 +10,12 @@ import datetime
 import hashlib
 import hmac
 import json
+import logging
 import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -349,6 +351,19 @@ def test_a_5xx_without_the_stores_error_body_is_retried_as_any_5xx(docapi: DocAp
     docapi.answers = [(502, b"<html><h1>502 Bad Gateway</h1></html>"), (503, b"")]
     assert authorize(SECRET)["isAuthorized"] is True and len(docapi.requests) == 3
     assert clock.sleeps == [0.05, 0.1]
+
+
+def test_the_stores_secret_key_never_reaches_a_log_line(docapi: DocApi, clock: ManualClock, log_output: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the authorizer holds the store's secret, a line quoting it (a library's debug line, an error echoing
+    the configuration) shows it redacted: the secret has no recognisable shape, so it is redacted by value."""
+    secret = f"YCsecret{uuid.uuid4().hex}"  # a value no earlier test can have registered
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    docapi.secret_key = secret
+    store(docapi)
+    assert authorize(SECRET)["isAuthorized"] is True
+    logging.getLogger("fm.authorizer").error("configuration: %s", secret)
+    assert secret not in log_output.getvalue() and "configuration: [REDACTED]" in log_output.getvalue()
 
 
 def test_a_stored_key_never_acts_as_a_configured_keys_caller(docapi: DocApi, clock: ManualClock) -> None:
