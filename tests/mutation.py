@@ -181,7 +181,7 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('event.get("httpMethod") or "GET").upper()', 'event.get("httpMethod") or "get").upper()',
          "upper() makes it GET again"),
     ],
-    # scored on the authorizer as it was before the caller-key policy change
+    # the authorizer with stored keys (its signed GetItem included)
     "functions/authorizer/handler.py": [
         ('os.environ.get("CALLER_KEY_SHA256", "")', 'os.environ.get("CALLER_KEY_SHA256", "XXXX")',
          "an unset variable then reads as one entry, XXXX, whose digest part is not 64 characters: skipped, so "
@@ -190,6 +190,49 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('lower.get("authorization", "")', 'lower.get("authorization", None)',
          "only `if authorization` reads it, and None is as falsy as ''"),
         ('lower.get("authorization", "")', 'lower.get("authorization", )', "the same: the default is only tested for truth"),
+        ('os.environ.get("DOCAPI_ENDPOINT", "")', 'os.environ.get("DOCAPI_ENDPOINT", None)',
+         "only `if not endpoint` reads an unset one, and None is as falsy as ''"),
+        ('os.environ.get("DOCAPI_ENDPOINT", "")', 'os.environ.get("DOCAPI_ENDPOINT", )',
+         "only `if not endpoint` reads an unset one, and None is as falsy as ''"),
+        ('os.environ.get("FM_KEY_CACHE_S", "") or 10', 'os.environ.get("FM_KEY_CACHE_S", None) or 10',
+         "`or 10` makes None 10 again"),
+        ('os.environ.get("FM_KEY_CACHE_S", "") or 10', 'os.environ.get("FM_KEY_CACHE_S", ) or 10',
+         "`or 10` makes None 10 again"),
+        ('os.environ.get("JOBS_TABLE", "") or "jobs"', 'os.environ.get("JOBS_TABLE", None) or "jobs"',
+         "`or 'jobs'` makes None 'jobs' again"),
+        ('os.environ.get("JOBS_TABLE", "") or "jobs"', 'os.environ.get("JOBS_TABLE", ) or "jobs"',
+         "`or 'jobs'` makes None 'jobs' again"),
+        ('os.environ.get("AWS_ACCESS_KEY_ID") or ""', 'os.environ.get("AWS_ACCESS_KEY_ID") or "XXXX"',
+         "with no key ID set the store refuses the lookup whatever ID is signed for (no key is named XXXX): the "
+         "invocation fails alike; only the store's error name in the error line may differ"),
+        ('os.environ.get("AWS_SECRET_ACCESS_KEY") or ""', 'os.environ.get("AWS_SECRET_ACCESS_KEY") or "XXXX"',
+         "with no secret set, a signature made with '' or with XXXX is as wrong: the store refuses both "
+         "(InvalidSignatureException) and the invocation fails alike"),
+        ('method="POST"', 'method="post"', "botocore upper-cases the method it signs, and the request goes out "
+                                           "through session.post whatever the AWSRequest says"),
+        ('"Content-Type": "application/x-amz-json-1.0"', '"content-type": "application/x-amz-json-1.0"',
+         "header names are case-insensitive (RFC 9110 5.1): SigV4 signs them lower-cased, the store reads any case"),
+        ('"Content-Type": "application/x-amz-json-1.0"', '"CONTENT-TYPE": "application/x-amz-json-1.0"',
+         "header names are case-insensitive (RFC 9110 5.1): SigV4 signs them lower-cased, the store reads any case"),
+        ('"X-Amz-Target": "DynamoDB_20120810.GetItem"', '"x-amz-target": "DynamoDB_20120810.GetItem"',
+         "header names are case-insensitive (RFC 9110 5.1): SigV4 signs them lower-cased, the store reads any case"),
+        ('"X-Amz-Target": "DynamoDB_20120810.GetItem"', '"X-AMZ-TARGET": "DynamoDB_20120810.GetItem"',
+         "header names are case-insensitive (RFC 9110 5.1): SigV4 signs them lower-cased, the store reads any case"),
+        ('.get("__type", "")).rsplit("#", 1)[-1]', '.get("__type", "")).rsplit("#", )[-1]',
+         "the Document API's __type is <namespace>#<name>, one '#': every split finds the same last part"),
+        ('.get("__type", "")).rsplit("#", 1)[-1]', '.get("__type", "")).split("#", 1)[-1]',
+         "the Document API's __type is <namespace>#<name>, one '#': every split finds the same last part"),
+        ('.get("__type", "")).rsplit("#", 1)[-1]', '.get("__type", "")).rsplit("#", 2)[-1]',
+         "the Document API's __type is <namespace>#<name>, one '#': every split finds the same last part"),
+        ('float(value) if kind == "N" else value', 'float(value) if (kind == "N") and False else value',
+         "every number the lookup reads goes through int() or float() again (KeyPolicy.from_record, the expiry "
+         "check), which read the store's canonical number text (what shared/jobs/keys.py wrote) alike"),
+        ('float(value) if kind == "N" else value', 'float(value) if kind == "XXNXX" else value',
+         "every number the lookup reads goes through int() or float() again (KeyPolicy.from_record, the expiry "
+         "check), which read the store's canonical number text (what shared/jobs/keys.py wrote) alike"),
+        ('float(value) if kind == "N" else value', 'float(value) if kind == "n" else value',
+         "every number the lookup reads goes through int() or float() again (KeyPolicy.from_record, the expiry "
+         "check), which read the store's canonical number text (what shared/jobs/keys.py wrote) alike"),
     ],
     "shared/jobs/access.py": [
         ('item.get("created_by", "")', 'item.get("created_by", None)', _OWNER),

@@ -325,6 +325,7 @@ def _closed_port() -> int:
     ([(503, b'{"message": "Service Unavailable"}')] * 3, "GetItem: HTTP 503"),  # an error without __type
     ([(502, b"<html><h1>502 Bad Gateway</h1></html>")] * 3, "GetItem: HTTP 502"),  # a front proxy's page
     ([(500, b"")] * 3, "GetItem: HTTP 500"),
+    ([(503, b'"Service Unavailable"')] * 3, "GetItem: HTTP 503"),  # JSON, but not the store's error object
     (None, "GetItem: ConnectionError"),  # the store's address refuses connections
 ])
 def test_a_failed_lookup_is_one_error_line_naming_the_failure_and_no_secret(
@@ -351,6 +352,9 @@ def test_a_5xx_without_the_stores_error_body_is_retried_as_any_5xx(docapi: DocAp
     docapi.answers = [(502, b"<html><h1>502 Bad Gateway</h1></html>"), (503, b"")]
     assert authorize(SECRET)["isAuthorized"] is True and len(docapi.requests) == 3
     assert clock.sleeps == [0.05, 0.1]
+    clock.advance(11)
+    docapi.answers = [(503, b'["Service Unavailable"]')]
+    assert authorize(SECRET)["isAuthorized"] is True and len(docapi.requests) == 5
 
 
 def test_the_stores_secret_key_never_reaches_a_log_line(docapi: DocApi, clock: ManualClock, log_output: Any,
