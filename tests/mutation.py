@@ -48,7 +48,8 @@ MODULES: dict[str, list[str]] = {
     "shared/events.py": ["tests/unit/test_promises_events.py", "tests/unit/test_config_events_routes.py"],
     "functions/authorizer/handler.py": ["tests/unit/test_authorizer.py", "tests/unit/test_promises_authorizer.py",
                                         "tests/unit/test_promises_stored_keys.py"],
-    "shared/policy.py": ["tests/unit/test_promises_stored_keys.py", "tests/unit/test_promises_authorizer.py"],
+    "shared/policy.py": ["tests/unit/test_promises_stored_keys.py", "tests/unit/test_promises_authorizer.py",
+                         "tests/unit/test_promises_catalog.py"],
     "shared/runtime.py": ["tests/unit/test_promises_runtime.py", "tests/unit/test_caller.py"],
     "shared/jobs/access.py": ["tests/unit/test_promises_views.py"],
     "shared/jobs/views.py": ["tests/unit/test_promises_views.py"],
@@ -233,6 +234,13 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('float(value) if kind == "N" else value', 'float(value) if kind == "n" else value',
          "every number the lookup reads goes through int() or float() again (KeyPolicy.from_record, the expiry "
          "check), which read the store's canonical number text (what shared/jobs/keys.py wrote) alike"),
+    ],
+    "shared/policy.py": [
+        ("self._entries.popitem(last=False)", "self._entries.popitem(last=None)",
+         "OrderedDict.popitem only tests `last` for truth, and None is as falsy as False"),
+        ("if not isinstance(raw, str) or not raw:", "if not isinstance(raw, str) and not raw:",
+         "the authorizer context comes from a JSON event: a value that is not a string is a number, bool, list, "
+         "dict or null, which json.loads refuses (TypeError, caught: None) or which is falsy (None either way)"),
     ],
     "shared/jobs/access.py": [
         ('item.get("created_by", "")', 'item.get("created_by", None)', _OWNER),

@@ -182,6 +182,9 @@ def test_a_stored_key_is_let_in_with_its_name_and_policy(docapi: DocApi, clock: 
     handed = KeyPolicy.from_context(verdict["context"], "carol")
     assert handed == KeyPolicy(name="carol", models=("yandexgpt-lite",), rpm=60, tpm=5000, monthly_tokens=10**6,
                                monthly_budget=12.5)
+    # one compact JSON string, limits as integers (the store's numbers come as text, read as floats)
+    assert verdict["context"]["policy"] == ('{"name":"carol","models":["yandexgpt-lite"],"rpm":60,"tpm":5000,'
+                                            '"monthly_tokens":1000000,"monthly_budget":12.5}')
     headers, body = docapi.requests[0]
     assert body == {"TableName": "jobs-test", "Key": {"id": {"S": f"apikey#sha256#{DIGEST}"}}, "ConsistentRead": True}
     assert headers["x-amz-target"] == "DynamoDB_20120810.GetItem"
@@ -293,6 +296,25 @@ def test_a_policy_from_context_is_only_the_callers_own_and_well_formed() -> None
     assert KeyPolicy.from_context({}, "carol") is None
     assert json.loads(KeyPolicy(name="x", models=("a", "b")).to_context()) == {"name": "x", "models": ["a", "b"]}
     assert not KeyPolicy(name="x", models=("a",)).limited and KeyPolicy(name="x", monthly_budget=1.0).limited
+
+
+def test_a_policy_has_integer_limits_and_a_money_budget_whatever_number_form_they_came_in() -> None:
+    """The admin API's body and the store's record may hold 60.0 or 12: a policy's limits are counts, its budget money."""
+    made = KeyPolicy.from_record({"name": "x", "rpm": 60.0, "tpm": 5000.0, "monthly_tokens": 1e6, "monthly_budget": 12,
+                                  "models": ["a"], "key_expires_at": 1.0, "rpm_extra": 1})
+    assert made == KeyPolicy(name="x", models=("a",), rpm=60, tpm=5000, monthly_tokens=10**6, monthly_budget=12.0)
+    assert [type(made.rpm), type(made.tpm), type(made.monthly_tokens), type(made.monthly_budget)] == [int, int, int, float]
+    assert made.to_context() == '{"name":"x","models":["a"],"rpm":60,"tpm":5000,"monthly_tokens":1000000,"monthly_budget":12.0}'
+    assert KeyPolicy.from_record({"name": "y", "rpm": None, "models": None}) == KeyPolicy(name="y")  # None: no limit
+
+
+def test_the_instance_remembers_at_most_4096_keys(clock: ManualClock) -> None:
+    """The authorizer's memory (KeyCache with its default size): random keys cannot grow it past 4096 digests."""
+    cache = KeyCache(ttl_s=60)
+    for n in range(4097):
+        cache.put(f"{n:064x}", None)
+    assert cache.get(f"{0:064x}") == (False, None)  # the oldest went
+    assert all(cache.get(f"{n:064x}") == (True, None) for n in range(1, 4097))
 
 
 def test_unset_settings_mean_the_documented_defaults(docapi: DocApi, clock: ManualClock,
