@@ -112,7 +112,7 @@ def _stored(digest: str) -> Any:
     try:
         return policy.lookup(digest, lambda key: _read(client, table, key), cache)
     except Exception as err:  # botocore's errors: the store could not say; never a verdict on the key
-        log.error("stored key lookup failed", extra={"error": type(err).__name__})
+        log.error("stored key lookup failed", extra={"error": f"{type(err).__name__}: {err}"})
         raise RuntimeError("stored key lookup failed") from None
 
 
@@ -150,17 +150,26 @@ class _DocumentApi:
             except requests.RequestException as err:
                 problem = type(err).__name__
             else:
-                kind = str((answer.json() if answer.content else {}).get("__type", "")).rsplit("#", 1)[-1] \
-                    if answer.status_code != 200 else ""
                 if answer.status_code == 200:
                     return answer.json().get("Item")
+                kind = _error_name(answer)
                 if kind == "ResourceNotFoundException":  # no job table yet: no stored keys
                     return None
-                problem = f"HTTP {answer.status_code} {kind}"
+                problem = f"HTTP {answer.status_code} {kind}".rstrip()
                 if answer.status_code < 500 and "Throttl" not in kind:
                     break
             clock.sleep(0.05 * 2 ** attempt)
         raise RuntimeError(f"GetItem: {problem}")
+
+
+def _error_name(answer: Any) -> str:
+    """The error's name from the Document API's error body (`__type` = "<namespace>#<name>"); "" for any other
+    body: a front proxy's page, or none."""
+    try:
+        body = answer.json()
+    except ValueError:  # not JSON
+        return ""
+    return str(body.get("__type", "")).rsplit("#", 1)[-1] if isinstance(body, dict) else ""
 
 
 def _client(endpoint: str) -> _DocumentApi:

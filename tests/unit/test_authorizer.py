@@ -76,3 +76,11 @@ def test_a_bad_or_ambiguous_authorization_is_refused(monkeypatch: pytest.MonkeyP
                                                       headers: dict[str, str]) -> None:
     monkeypatch.setenv("CALLER_KEY_SHA256", f"alice:{DIGEST}")
     assert _call(headers) == {"isAuthorized": False}
+
+
+def test_an_entry_that_is_only_a_digest_names_its_key_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hand-written list of bare digests (no `name:`): each key is let in, as the caller named `caller`."""
+    other = "fmk_other-key-0123456789"
+    monkeypatch.setenv("CALLER_KEY_SHA256", f"{DIGEST}, bob:{hashlib.sha256(other.encode()).hexdigest()}")
+    assert _call({"X-Api-Key": KEY}) == {"isAuthorized": True, "context": {"caller": "caller"}}
+    assert _call({"X-Api-Key": other}) == {"isAuthorized": True, "context": {"caller": "bob"}}

@@ -18,6 +18,7 @@ from shared import clock as shared_clock
 from shared.client import SAFETY_MARGIN_S
 from shared.config import Settings
 from shared.openai import catalog
+from shared.policy import KeyPolicy
 from shared.responses import Reply
 from tests.clock import ManualClock
 from tests.conftest import FakeContext
@@ -475,11 +476,57 @@ def test_an_admitted_request_answers_its_limit_headers_and_its_reservation_is_fi
         inv.reservation = _Held()
         raise errors.UpstreamUnavailableError("upstream busy")
 
-    for operation, status in ((admitted, 200), (admitted_then_failed, 503)):
+    def admitted_then_crashed(body: Any, inv: runtime.Invocation) -> Reply:
+        inv.reservation = _Held()
+        raise KeyError("a bug")
+
+    for operation, status in ((admitted, 200), (admitted_then_failed, 503), (admitted_then_crashed, 500)):
         answer = runtime.serve("completion", {"listModels": operation}, _event("GET", "/v1/models"), None)
         assert answer["statusCode"] == status
-        assert answer["headers"]["x-ratelimit-remaining-requests"] == "4"
+        if status != 500:  # an unhandled failure answers only the generic 500, but its reservation is finished too
+            assert answer["headers"]["x-ratelimit-remaining-requests"] == "4"
         assert FINISHED[-1].reservation is not None and FINISHED[-1].caller == "anonymous"
-    assert len(FINISHED) == 2
+    assert len(FINISHED) == 3
     plain = runtime.serve("completion", {"listModels": Seen(Reply({"ok": True}))}, _event("GET", "/v1/models"), None)
-    assert not any(k.startswith("x-ratelimit") for k in plain["headers"]) and len(FINISHED) == 2  # no reservation
+    assert not any(k.startswith("x-ratelimit") for k in plain["headers"]) and len(FINISHED) == 3  # no reservation
+
+
+ADMITTED: list[tuple[Any, ...]] = []
+
+
+def admit(inv: runtime.Invocation, body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:  # as finish_request
+    ADMITTED.append((inv.caller, body, kind, model))
+    return {**body, "maxTokens": 10}  # what the key's budget leaves for the answer
+
+
+def admit_job(inv: runtime.Invocation, kind: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ADMITTED.append((inv.caller, kind, payloads))
+    return [{**payload, "reserved": True} for payload in payloads]
+
+
+@pytest.mark.parametrize("policy", [None, KeyPolicy(name="alice", models=("yandexgpt",)), KeyPolicy(name="alice", rpm=5),
+                                    KeyPolicy(name="alice", monthly_budget=1.5)])
+def test_only_a_key_with_limits_has_its_requests_and_jobs_admitted_by_the_limits(
+        monkeypatch: pytest.MonkeyPatch, policy: KeyPolicy | None) -> None:
+    """A key with limits: what goes upstream (or into the job) is what the limits admitted. Any other: the body as
+    it is, and the limits module is never imported (a module that does not exist stands in for it then)."""
+    limited = policy is not None and policy.limited
+    monkeypatch.setattr(runtime, "LIMITS_HOOK", __name__ if limited else "shared.no_such_module")
+    ADMITTED.clear()
+
+    def sends(body: Any, inv: runtime.Invocation) -> Reply:
+        return Reply({"sent": inv.admit({"messages": ["hi"]}, "chat", "gpt://b1g/yandexgpt/latest"),
+                      "jobs": inv.admit_job("completion", [{"n": 1}, {"n": 2}])})
+
+    authorizer = {"caller": "alice", **({"policy": policy.to_context()} if policy else {})}
+    answer = runtime.serve("completion", {"listModels": sends}, _event("GET", "/v1/models",
+                                                                      requestContext={"authorizer": authorizer}), None)
+    assert answer["statusCode"] == 200
+    if limited:
+        assert json.loads(answer["body"]) == {"sent": {"messages": ["hi"], "maxTokens": 10},
+                                              "jobs": [{"n": 1, "reserved": True}, {"n": 2, "reserved": True}]}
+        assert ADMITTED == [("alice", {"messages": ["hi"]}, "chat", "gpt://b1g/yandexgpt/latest"),
+                            ("alice", "completion", [{"n": 1}, {"n": 2}])]
+    else:
+        assert json.loads(answer["body"]) == {"sent": {"messages": ["hi"]}, "jobs": [{"n": 1}, {"n": 2}]}
+        assert ADMITTED == []
