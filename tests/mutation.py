@@ -357,6 +357,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=None)", _SAME_LENGTH),
         ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=False)", _SAME_LENGTH),
         ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, )", _SAME_LENGTH),
+        ("report(query, callers, totals,", "report(query, None, totals,",
+         "totals hold the pairs of `callers` only (they are what was read, or nothing when callers is empty): "
+         "filtering them by callers again changes nothing"),
+        ("totals = usage.pair_totals(store, pairs) if pairs else {}",
+         "totals = usage.pair_totals(store, pairs) if (pairs) or True else {}",
+         "pair_totals of no pairs asks for no keys (JobStore.records of [] sends nothing) and gives {}"),
+        ("inv.request.query_lists if inv.request is not None else {}",
+         "inv.request.query_lists if (inv.request is not None) or True else {}",
+         "the usage routes are HTTP routes: the runtime always hands them the request"),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),

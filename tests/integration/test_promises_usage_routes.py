@@ -85,6 +85,12 @@ def test_without_an_admin_caller_configured_nobody_sees_the_others(ledgered: int
     assert tokens(ask("usage/completions", "ops", start_time=ledgered, group_by="api_key_id")[1]) == [[], []]
 
 
+def test_a_model_named_by_its_short_name_is_found_in_the_deployments_folder(ledgered: int) -> None:
+    page = ask("usage/completions", "alice", start_time=ledgered, models="yandexgpt-lite")[1]
+    assert tokens(page) == [[(None, 10)], [(None, 20)]]
+    assert tokens(ask("usage/completions", "alice", start_time=ledgered, models="yandexgpt")[1]) == [[], []]
+
+
 def test_costs_price_the_ledger_for_the_caller(ledgered: int) -> None:
     status, page = ask("costs", "alice", start_time=ledgered, group_by="line_item")
     assert status == 200
@@ -113,7 +119,8 @@ def test_without_the_job_store_only_a_read_that_has_something_to_read_is_refused
     monkeypatch.delenv("DOCAPI_ENDPOINT")
     reset_caches()
     status, body = ask("usage/completions", "alice", start_time=ledgered)
-    assert status == 404 and "needs the job store (DOCAPI_ENDPOINT)" in body["error"]["message"], body
+    assert status == 404 and body["error"]["message"] == (
+        "the usage API needs the job store (DOCAPI_ENDPOINT), where the usage ledger keeps its totals"), body
     # nothing to read: a caller naming another key, or days after today, answers at once without the store
     assert ask("usage/completions", "alice", start_time=ledgered, api_key_ids="bob") == (200, {
         "object": "page", "data": [

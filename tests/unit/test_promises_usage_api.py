@@ -46,7 +46,7 @@ def test_each_refusal_says_exactly_what_the_parameter_must_be(field: str, params
     with pytest.raises(errors.BadRequestError) as caught:
         api.parse(api.COMPLETIONS, {k: v if isinstance(v, list) else [str(v)] for k, v in params.items()}, NOW)
     body = caught.value.to_openai_body()["error"]
-    assert body["param"] == field and message in body["message"], body
+    assert body["param"] == field and body["message"] == f"{field}: {message}", body
 
 
 @pytest.mark.parametrize("name", ["bucket_width", "limit", "page", "batch", "end_time"])
