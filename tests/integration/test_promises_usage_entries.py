@@ -37,6 +37,15 @@ def lines(log: io.StringIO, message: str | None = None) -> list[dict[str, Any]]:
     return [line for line in found if message is None or line.get("msg") == message]
 
 
+def unbuilt(log: io.StringIO, **fields: Any) -> None:
+    """The last line is the warning for an entry that could not be built, with its traceback and the given ids."""
+    line = lines(log)[-1]
+    assert (line["level"], line["msg"]) == ("WARN", "usage entry could not be built"), line
+    assert line["exc_info"].startswith("Traceback") and line["exc_info"].splitlines()[-1].startswith(
+        ("KeyError", "AttributeError", "TypeError")), line
+    assert {name: line.get(name) for name in fields} == fields, line
+
+
 def inv(settings: Settings, caller: str = "alice", **fields: Any) -> Any:
     return SimpleNamespace(settings=settings, caller=caller, log_fields=fields, reservation=None)
 
@@ -193,7 +202,7 @@ def test_a_classification_counts_its_billing_units(settings: Settings, log_outpu
 def test_an_entry_that_cannot_be_built_is_a_warning(settings: Settings, log_output: io.StringIO) -> None:
     broken = SimpleNamespace(settings=settings, caller="alice", log_fields=None, reservation=None)
     assert usage.record_request("completion", broken, "r") is None
-    assert lines(log_output)[0]["level"] == "WARN" and lines(log_output)[0]["operation"] == "completion"
+    unbuilt(log_output, operation="completion")
 
 
 def operation(kind: str, **extra: Any) -> dict[str, Any]:
@@ -240,7 +249,9 @@ def test_a_task_that_billed_nothing_or_cannot_be_read_records_nothing(settings: 
     assert usage.record_task(operation("embedding"), 0, 1, {"modelUri": EMB}, {"embeddings": []}, s) is None
     assert lines(log_output) == []
     assert usage.record_task({"kind": "completion"}, 0, 1, {}, {}, s) is None  # no id
-    assert lines(log_output)[0]["level"] == "WARN"
+    unbuilt(log_output, operation_id=None)
+    assert usage.record_task({"id": "op7", "kind": "completion"}, 0, 1, {}, None, s) is None  # type: ignore[arg-type]
+    unbuilt(log_output, operation_id="op7")
 
 
 def test_a_batch_is_counted_once_from_its_finished_items_as_async(store: JobStore, settings: Settings,
@@ -265,7 +276,9 @@ def test_a_batch_is_counted_once_from_its_finished_items_as_async(store: JobStor
     assert lines(log_output, "usage batch totals")[-1]["usage"]["route"] == "createBatch"
     assert usage.record_batch(operation("completion"), {1: records[1], 2: records[2]}, inv(settings)) is None
     assert usage.record_batch({"kind": "completion"}, records, inv(settings)) is None  # no id: a warning
-    assert lines(log_output)[-1]["level"] == "WARN"
+    unbuilt(log_output, operation_id=None)
+    assert usage.record_batch({"id": "op8"}, {0: {"state": "done", "outcome": "[]"}}, inv(settings)) is None
+    unbuilt(log_output, operation_id="op8")
 
 
 def test_a_batch_request_gets_its_own_line_counted_with_its_batch(log_output: io.StringIO) -> None:
@@ -274,7 +287,9 @@ def test_a_batch_request_gets_its_own_line_counted_with_its_batch(log_output: io
     assert (line["usage"]["key"], line["usage"]["counted"], line["usage"]["input_tokens"], line["usage"]["model"],
             line["usage"]["mode"]) == ("op1#i7", "with its batch", 2, LITE, "async")
     usage.log_item({"kind": "completion"}, 1, {})
-    assert lines(log_output)[-1]["level"] == "WARN"
+    unbuilt(log_output, operation_id=None)
+    usage.log_item({"id": "op9"}, 1, None)  # type: ignore[arg-type]
+    unbuilt(log_output, operation_id="op9")
     usage.log_item({"id": "op3"}, 0, {})
     assert lines(log_output, "usage")[-1]["usage"]["model"] == "unknown"
 
