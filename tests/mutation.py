@@ -314,6 +314,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("<= 64 or NAMESPACE_SEPARATOR", "<= 65 or NAMESPACE_SEPARATOR", _NAMESPACE_LENGTH),
         ('c in "_-")', 'c in "XX_-XX")', _X_IS_ALNUM),
     ],
+    "shared/openai/embeddings.py": [
+        ('.decode("ascii")', '.decode("ASCII")', "codec names are case-insensitive"),
+    ],
     "shared/openai/response_object.py": [
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
         ('message_item(text_id, "")', "message_item(text_id, None)", _OPENED),
