@@ -317,6 +317,18 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/openai/embeddings.py": [
         ('.decode("ascii")', '.decode("ASCII")', "codec names are case-insensitive"),
     ],
+    "shared/openai/chat.py": [
+        ("_text(message.content, where), where, call_id", "_text(message.content, where), None, call_id",
+         "translate.native_messages reads a tool turn's call_id_where, never its where"),
+        ("_text(message.content, where), where, call_id", "_text(message.content, where), call_id",
+         "translate.native_messages reads a tool turn's call_id_where, never its where"),
+        ('if message.role == "assistant" else []', 'if (message.role == "assistant") or True else []',
+         "ChatMessage's validator refuses tool_calls on every other role, so their list is [] either way"),
+        ('in ("system", "developer")', 'in ("XXsystemXX", "developer")', "a system message keeps its own role either way"),
+        ('in ("system", "developer")', 'in ("SYSTEM", "developer")', "a system message keeps its own role either way"),
+        ('if d.get("field") == "modelUri" else d', 'if (d.get("field") == "modelUri") or True else d',
+         "every error services.resolve_model raises has one detail, and its field is modelUri"),
+    ],
     "shared/openai/response_object.py": [
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
         ('message_item(text_id, "")', "message_item(text_id, None)", _OPENED),

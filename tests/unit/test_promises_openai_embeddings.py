@@ -122,3 +122,12 @@ def test_an_upstream_vector_that_is_not_numbers_is_a_502_saying_so(vector: list[
     with pytest.raises(errors.UpstreamError) as caught:
         encode(vector)
     assert caught.value.status == 502 and caught.value.message == NOT_A_NUMBER
+
+
+@pytest.mark.parametrize("answer", ['{"embedding": [0.5, 0.25]}', '{"embedding": [0.5, 0.25], "numTokens": "many"}',
+                                    '{"embedding": [0.5, 0.25], "numTokens": null}'])
+def test_a_token_count_upstream_does_not_give_as_a_number_counts_as_none(stack_env: Emulator, answer: str) -> None:
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", kind="answer", data=answer, count=1)
+    body, inv = create(input="three words here")
+    assert body["data"][0]["embedding"] == [0.5, 0.25]
+    assert body["usage"] == {"prompt_tokens": 0, "total_tokens": 0} and inv.log_fields["input_tokens"] == 0
