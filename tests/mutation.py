@@ -140,6 +140,8 @@ _SUB_DETAILS = ("validate() raises only _bad_request's errors (every value _sub 
 _SUB_FIELD = ("no model _sub checks has a model-level validator, so a detail's field is a path that starts with a "
               "field name: never 'body', never empty, never starting with '['")
 _NAMESPACE_LENGTH = "the field's max_length=64 refuses a longer name before this check runs"
+_ROLE_REQUIRED = ("ChatMessage's own schema requires role (a field without a default), so a oneOf branch that says it "
+                  "again or not takes and refuses the same messages")
 
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
@@ -328,6 +330,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('in ("system", "developer")', 'in ("SYSTEM", "developer")', "a system message keeps its own role either way"),
         ('if d.get("field") == "modelUri" else d', 'if (d.get("field") == "modelUri") or True else d',
          "every error services.resolve_model raises has one detail, and its field is modelUri"),
+        ('"required": ["role"]', '"XXrequiredXX": ["role"]', _ROLE_REQUIRED),
+        ('"required": ["role"]', '"REQUIRED": ["role"]', _ROLE_REQUIRED),
     ],
     "shared/openai/response_object.py": [
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
