@@ -14,7 +14,7 @@ Besides the Foundation Models paths it serves an IAM token exchange (`POST /iam/
 PS256 JWTs against registered public keys) and a metadata token endpoint, so the credential chain can
 be tested end to end. Test switches live under `/_emulator/`: latency, injected faults (any status
 with Retry-After, slow answers, malformed bodies, dropped connections, a stream that fails after its
-first chunk: kind "midstream"; by path, and optionally only for requests whose body contains a text),
+first chunk: kind "midstream"; a 200 with a body the test gives: kind "answer"; by path, and optionally only for requests whose body contains a text),
 strict auth, and the calls received (with their bodies).
 
 Run: python -m local.emulator --port 8765
@@ -543,6 +543,9 @@ class Handler(BaseHTTPRequestHandler):
             return True
         if kind == "malformed":
             self._raw(200, b'{"result": {"alternatives": [', "application/json", request_id)
+            return True
+        if kind == "answer":  # a 200 with exactly this body: an answer upstream should never give, or a cut stream
+            self._raw(200, str(fault["data"]).encode(), fault.get("contentType", "application/json"), request_id)
             return True
         status = int(fault.get("status", 503))
         headers = {}

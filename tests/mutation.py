@@ -65,6 +65,14 @@ MODULES: dict[str, list[str]] = {
                              "tests/integration/test_promises_usage_entries.py"],
     "shared/openai/usage_api.py": ["tests/unit/test_usage_api.py", "tests/unit/test_promises_usage_api.py",
                                    "tests/integration/test_promises_usage_routes.py"],
+    # the OpenAI request bodies and the chat and embeddings operations (the latter against the in-process emulator)
+    "shared/openai/models.py": ["tests/unit/test_promises_openai_requests.py", "tests/unit/test_promises_openai_chat.py",
+                                "tests/unit/test_openai*.py"],
+    "shared/openai/response_request.py": ["tests/unit/test_promises_openai_requests.py", "tests/unit/test_openai*.py"],
+    "shared/openai/embeddings.py": ["tests/unit/test_promises_openai_embeddings.py",
+                                    "tests/unit/test_promises_openai_requests.py", "tests/unit/test_openai*.py"],
+    "shared/openai/chat.py": ["tests/unit/test_promises_openai_chat.py", "tests/unit/test_promises_openai_requests.py",
+                              "tests/unit/test_openai*.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
@@ -129,6 +137,17 @@ _OPENED = ("the opened item's content is replaced by [] in the same expression, 
            "message_item is never seen")
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
+# the OpenAI request bodies (shared/openai/models.py, response_request.py)
+_X_IS_ALNUM = "X is an ASCII letter, which isalnum() takes anyway: the same names pass"
+_NOT_ALSO_FINE = ("the test before it holds value != default and value is not None, so for a name also_fine lacks "
+                  "`default != value` and `None != value` are both true")
+_SUB_DETAILS = ("validate() raises only _bad_request's errors (every value _sub is handed is a dict), which carry "
+                "one or more details, each with field and description: the fallback and the defaults are never read")
+_SUB_FIELD = ("no model _sub checks has a model-level validator, so a detail's field is a path that starts with a "
+              "field name: never 'body', never empty, never starting with '['")
+_NAMESPACE_LENGTH = "the field's max_length=64 refuses a longer name before this check runs"
+_ROLE_REQUIRED = ("ChatMessage's own schema requires role (a field without a default), so a oneOf branch that says it "
+                  "again or not takes and refuses the same messages")
 
 _SAME_ORDER = ("each place of a group key holds one type (a string, or a bool for batch), and str(False) < "
                "str(True) as False < True: the natural order is the order of the strings")
@@ -329,6 +348,50 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     "shared/openai/chat_response.py": [
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
+    ],
+    "shared/openai/models.py": [
+        ('c in "_-")', 'c in "XX_-XX")', _X_IS_ALNUM),
+        (".get(name, default) != value", ".get(name, None) != value", _NOT_ALSO_FINE),
+        (".get(name, default) != value", ".get(name, ) != value", _NOT_ALSO_FINE),
+    ],
+    "shared/openai/response_request.py": [
+        ("if err.details else", "if (err.details) or True else", _SUB_DETAILS),
+        ('{"field": "", "description"', '{"XXfieldXX": "", "description"', _SUB_DETAILS),
+        ('{"field": "", "description"', '{"FIELD": "", "description"', _SUB_DETAILS),
+        ('{"field": "", "description"', '{"field": "XXXX", "description"', _SUB_DETAILS),
+        ('"description": err.message}', '"XXdescriptionXX": err.message}', _SUB_DETAILS),
+        ('"description": err.message}', '"DESCRIPTION": err.message}', _SUB_DETAILS),
+        ('detail.get("field", "")', 'detail.get("field", None)', _SUB_DETAILS),
+        ('detail.get("field", "")', 'detail.get("field", )', _SUB_DETAILS),
+        ('detail.get("field", "")', 'detail.get("field", "XXXX")', _SUB_DETAILS),
+        ('detail.get("description", err.message)', 'detail.get("description", None)', _SUB_DETAILS),
+        ('detail.get("description", err.message)', 'detail.get("description", )', _SUB_DETAILS),
+        ('"" if field == "body" else field', '"" if (field == "body") and False else field', _SUB_FIELD),
+        ('"" if field == "body" else field', '"XXXX" if field == "body" else field', _SUB_FIELD),
+        ('"" if field == "body" else field', '"" if field == "XXbodyXX" else field', _SUB_FIELD),
+        ('"" if field == "body" else field', '"" if field == "BODY" else field', _SUB_FIELD),
+        ('not field or field.startswith("[")', 'not field and field.startswith("[")', _SUB_FIELD),
+        ('field.startswith("[")', 'field.startswith("XX[XX")', _SUB_FIELD),
+        ("if joined else rule", "if (joined) or True else rule", _SUB_FIELD),
+        ("<= 64 or NAMESPACE_SEPARATOR", "<= 65 or NAMESPACE_SEPARATOR", _NAMESPACE_LENGTH),
+        ('c in "_-")', 'c in "XX_-XX")', _X_IS_ALNUM),
+    ],
+    "shared/openai/embeddings.py": [
+        ('.decode("ascii")', '.decode("ASCII")', "codec names are case-insensitive"),
+    ],
+    "shared/openai/chat.py": [
+        ("_text(message.content, where), where, call_id", "_text(message.content, where), None, call_id",
+         "translate.native_messages reads a tool turn's call_id_where, never its where"),
+        ("_text(message.content, where), where, call_id", "_text(message.content, where), call_id",
+         "translate.native_messages reads a tool turn's call_id_where, never its where"),
+        ('if message.role == "assistant" else []', 'if (message.role == "assistant") or True else []',
+         "ChatMessage's validator refuses tool_calls on every other role, so their list is [] either way"),
+        ('in ("system", "developer")', 'in ("XXsystemXX", "developer")', "a system message keeps its own role either way"),
+        ('in ("system", "developer")', 'in ("SYSTEM", "developer")', "a system message keeps its own role either way"),
+        ('if d.get("field") == "modelUri" else d', 'if (d.get("field") == "modelUri") or True else d',
+         "every error services.resolve_model raises has one detail, and its field is modelUri"),
+        ('"required": ["role"]', '"XXrequiredXX": ["role"]', _ROLE_REQUIRED),
+        ('"required": ["role"]', '"REQUIRED": ["role"]', _ROLE_REQUIRED),
     ],
     "shared/openai/response_object.py": [
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),

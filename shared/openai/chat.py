@@ -108,20 +108,29 @@ def _set(name: str, **rule: Any) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {**NOT_NULL, **rule}}}
 
 
-# The rules ChatMessage._by_role enforces, as the spec states them (OpenAPI 3.0 has oneOf, not if/then)
-MESSAGE_RULES = {"oneOf": [
-    {"properties": {"role": {"enum": ["tool"]}}, "required": ["role"],
-     "allOf": [_set("tool_call_id", minLength=1), _set("content"), _absent("tool_calls")]},
-    {"properties": {"role": {"enum": ["system", "developer", "user"]}}, "required": ["role"],
-     "allOf": [_set("content"), _absent("tool_call_id", "tool_calls")]},
-    {"properties": {"role": {"enum": ["assistant"]}}, "required": ["role"], "allOf": [_absent("tool_call_id")],
-     "anyOf": [_set("content"), _set("tool_calls", minItems=1), _set("refusal"), _set("function_call"),
-               _set("audio")]},
-]}
+def _message_rules() -> dict[str, Any]:
+    """The rules ChatMessage._by_role enforces, as the spec states them (OpenAPI 3.0 has oneOf, not if/then);
+    built when a schema is (json_schema_extra), not at import."""
+    return {"oneOf": [
+        {"properties": {"role": {"enum": ["tool"]}}, "required": ["role"],
+         "allOf": [_set("tool_call_id", minLength=1), _set("content"), _absent("tool_calls")]},
+        {"properties": {"role": {"enum": ["system", "developer", "user"]}}, "required": ["role"],
+         "allOf": [_set("content"), _absent("tool_call_id", "tool_calls")]},
+        {"properties": {"role": {"enum": ["assistant"]}}, "required": ["role"], "allOf": [_absent("tool_call_id")],
+         "anyOf": [_set("content"), _set("tool_calls", minItems=1), _set("refusal"), _set("function_call"),
+                   _set("audio")]},
+    ]}
+
+
+def _format_rules() -> dict[str, Any]:
+    """ResponseFormat's rule (json_schema with its type, and only with it), as the spec states it."""
+    return {"oneOf": [
+        {"properties": {"type": {"enum": ["json_schema"]}}, "allOf": [_set("json_schema")]},
+        {"properties": {"type": {"enum": ["text", "json_object"]}}, "allOf": [_absent("json_schema")]}]}
 
 
 class ChatMessage(OpenAIBody):
-    model_config = ConfigDict(json_schema_extra=MESSAGE_RULES)
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: schema.update(_message_rules()))
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Any = None  # a string or an array of content parts (validated by _content)
@@ -232,9 +241,7 @@ class JsonSchemaFormat(OpenAIBody):
 
 
 class ResponseFormat(OpenAIBody):
-    model_config = ConfigDict(json_schema_extra={"oneOf": [
-        {"properties": {"type": {"enum": ["json_schema"]}}, "allOf": [_set("json_schema")]},
-        {"properties": {"type": {"enum": ["text", "json_object"]}}, "allOf": [_absent("json_schema")]}]})
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: schema.update(_format_rules()))
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
