@@ -13,8 +13,9 @@ classification scores each label by the similarity of the text to the label and 
 Besides the Foundation Models paths it serves an IAM token exchange (`POST /iam/v1/tokens`, verifies
 PS256 JWTs against registered public keys) and a metadata token endpoint, so the credential chain can
 be tested end to end. Test switches live under `/_emulator/`: latency, injected faults (any status
-with Retry-After, slow answers, malformed bodies, dropped connections, a stream that fails after its
-first chunk: kind "midstream"; by path, and optionally only for requests whose body contains a text),
+with Retry-After, slow answers, malformed bodies, a given 200 answer: kind "answer", dropped connections,
+a stream that fails after its first chunk: kind "midstream"; by path, and optionally only for requests
+whose body contains a text),
 strict auth, and the calls received (with their bodies).
 
 Run: python -m local.emulator --port 8765
@@ -543,6 +544,10 @@ class Handler(BaseHTTPRequestHandler):
             return True
         if kind == "malformed":
             self._raw(200, b'{"result": {"alternatives": [', "application/json", request_id)
+            return True
+        if kind == "answer":  # a 200 upstream should not send: `body` (any JSON), or `raw` text (an NDJSON stream)
+            data = str(fault["raw"]).encode() if "raw" in fault else json.dumps(fault.get("body")).encode()
+            self._raw(200, data, "application/json", request_id)
             return True
         status = int(fault.get("status", 503))
         headers = {}
