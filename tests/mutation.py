@@ -60,6 +60,8 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/translate.py": ["tests/unit/test_promises_translate.py", "tests/unit/test_openai*.py"],
     "shared/openai/chat_response.py": ["tests/unit/test_promises_chat_response.py", "tests/unit/test_openai*.py"],
     "shared/openai/response_object.py": ["tests/unit/test_promises_response_object.py", "tests/unit/test_openai*.py"],
+    # the native services and the schema, door and pass-through modules, against fast tests (the emulator in process)
+    "shared/native/services.py": ["tests/unit/test_promises_native_services.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
@@ -281,6 +283,24 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", 2)[-1]', _CLARK),
         ('method="POST"', 'method="post"', "botocore upper-cases the method it signs, and the request goes out "
                                            "through session.post whatever the AWSRequest says"),
+    ],
+    # the native services: a pacer's name only tells its quota from the others (classification, operation-get,
+    # async-start); every embedding call goes through embed_one, the only place that names the embedding quota
+    "shared/native/services.py": [
+        ('pacer("embedding",', "pacer(None,", "the embedding quota is named only here; any other name that no other "
+                                              "quota uses is the same one pacer", "embed_one"),
+        ('pacer("embedding",', 'pacer("XXembeddingXX",', "the same: a name no other quota uses", "embed_one"),
+        ('pacer("embedding",', 'pacer("EMBEDDING",', "the same: a name no other quota uses", "embed_one"),
+        ("tuned=False)", "tuned=None)", "only `if tuned` reads it, and None is as falsy as False"),
+        ('int(result.get("numTokens", 0) or 0)', 'int(result.get("numTokens", None) or 0)', "`or 0` makes None 0 again"),
+        ('int(result.get("numTokens", 0) or 0)', 'int(result.get("numTokens", ) or 0)', "`or 0` makes None 0 again"),
+        ('UpstreamError("cancelled after another item failed")', "UpstreamError(None)",
+         "an item refused after the failure ends a future fan_out never reads: the error it raises was chosen "
+         "before `stop` was set"),
+        ('UpstreamError("cancelled after another item failed")', 'UpstreamError("XXcancelled after another item failedXX")',
+         "the same: that error is never raised to the caller"),
+        ('UpstreamError("cancelled after another item failed")', 'UpstreamError("CANCELLED AFTER ANOTHER ITEM FAILED")',
+         "the same: that error is never raised to the caller"),
     ],
 }
 
