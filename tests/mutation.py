@@ -62,6 +62,13 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/response_object.py": ["tests/unit/test_promises_response_object.py", "tests/unit/test_openai*.py"],
     # the native services and the schema, door and pass-through modules, against fast tests (the emulator in process)
     "shared/native/services.py": ["tests/unit/test_promises_native_services.py"],
+    "shared/native/schemas.py": ["tests/unit/test_promises_schemas.py", "tests/terraform/test_openapi.py"],
+    "shared/openai/schemas.py": ["tests/unit/test_promises_schemas.py", "tests/terraform/test_openapi.py"],
+    "shared/openai/response_schemas.py": ["tests/unit/test_promises_schemas.py"],
+    "shared/openai/batch_schemas.py": ["tests/unit/test_promises_schemas.py"],
+    "shared/openai/usage_schemas.py": ["tests/unit/test_promises_schemas.py"],
+    "shared/jobs/doors.py": ["tests/unit/test_promises_doors.py"],
+    "shared/openai/responses_upstream.py": ["tests/unit/test_promises_responses_upstream.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
