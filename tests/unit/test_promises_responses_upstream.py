@@ -368,3 +368,18 @@ def test_only_a_finished_background_answer_with_usage_is_counted(
         responses_upstream.forward("GET", _found(created["id"], background=True, created_by=None), "", _inv("dave"))
     [line] = _usage_lines(log_output)
     assert line["caller"] == "dave" and line["model"] == "" and line["key"] == f"resp#{created['id']}"
+
+
+def test_a_limited_keys_pass_through_is_refused_for_its_worst_case_before_upstream(stored: Emulator) -> None:
+    from shared.jobs import limits
+    from shared.policy import KeyPolicy
+
+    settings = config.settings()
+    inv = runtime.Invocation(settings, Call.from_context(None), caller="alice",
+                             policy=KeyPolicy(name="alice", monthly_tokens=1))
+    sent = {"model": MODEL, "input": "hello there", "store": False}
+    bounded = limits.with_max_tokens(sent, "responses", settings.limits_default_max_tokens)
+    worst = limits.worst_case("responses", bounded, MODEL, "sync", settings)[0]
+    err = _refused(lambda: _create(inv, store=False), 429)
+    assert f"up to {worst} tokens" in err.message
+    assert _calls(stored) == []
