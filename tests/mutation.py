@@ -62,9 +62,9 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/response_object.py": ["tests/unit/test_promises_response_object.py", "tests/unit/test_openai*.py"],
     # the native services and the schema, door and pass-through modules, against fast tests (the emulator in process)
     "shared/native/services.py": ["tests/unit/test_promises_native_services.py"],
-    "shared/native/schemas.py": ["tests/unit/test_promises_schemas.py", "tests/terraform/test_openapi.py"],
-    "shared/openai/schemas.py": ["tests/unit/test_promises_schemas.py", "tests/terraform/test_openapi.py"],
-    "shared/openai/response_schemas.py": ["tests/unit/test_promises_schemas.py"],
+    # (shared/native/schemas.py, shared/openai/schemas.py and response_schemas.py declare classes and constants
+    # only: no function, so 0 mutants, and mutmut stops on them ("could not find any test case"); the spec they
+    # build is checked by tests/unit/test_promises_schemas.py and tests/terraform/test_openapi.py)
     "shared/openai/batch_schemas.py": ["tests/unit/test_promises_schemas.py"],
     "shared/openai/usage_schemas.py": ["tests/unit/test_promises_schemas.py"],
     "shared/jobs/doors.py": ["tests/unit/test_promises_doors.py"],
