@@ -500,6 +500,7 @@ class Handler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         with state.lock:
             state.calls.append({"path": path, "method": method, "t": time.time(),
+                                "query": self.path.partition("?")[2] if "?" in self.path else None,
                                 "clientRequestId": self.headers.get("x-client-request-id"),
                                 "folderId": self.headers.get("x-folder-id"),
                                 "dataLogging": self.headers.get("x-data-logging-enabled"),

@@ -309,6 +309,23 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('UpstreamError("cancelled after another item failed")', 'UpstreamError("CANCELLED AFTER ANOTHER ITEM FAILED")',
          "the same: that error is never raised to the caller"),
     ],
+    # the pass-through to upstream's Responses API
+    "shared/openai/responses_upstream.py": [
+        ('model_uri.split("://", 1)[1]', 'model_uri.split("://", )[1]', _NAME_SEGMENT),
+        ('model_uri.split("://", 1)[1]', 'model_uri.split("://", 2)[1]', _NAME_SEGMENT),
+        ('getattr(tool, "type", None)', 'getattr(tool, "type", )',
+         "every tool the request model admits has a type (function, namespace or a hosted kind): the default is "
+         "never read"),
+        ('mode="json")', "mode=None)", "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"), ('mode="json")', ")", "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"),
+        ('mode="json")', 'mode="XXjsonXX")', "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"), ('mode="json")', 'mode="JSON")', "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"),
+        ('responses("POST",', 'responses("post",',
+         "requests upper-cases the method it sends, and the client counts only GET and DELETE as idempotent"),
+        ("bool(request.background), folder)", "bool(None), folder)",
+         "in the stream branch: responses_api.create refuses background with stream before it calls create, so "
+         "request.background is falsy there", "create"),
+        ("if isinstance(text, str) else text", "if (isinstance(text, str)) or True else text",
+         "the client hands a stream's events as the text of each data line (client.sse_data: a list of str)"),
+    ],
 }
 
 STATUS_KILLED = {"killed", "timeout", "caught by type check"}

@@ -245,10 +245,11 @@ def test_a_stored_background_response_and_a_streamed_one_are_recorded(
     record = _record(response_id)
     assert record is not None and record["background"] is True
     assert int(record["expires_at"]) - int(record["created_at"]) == 2 * DAY
-    events_ = [json.loads(e) for e in _create(_inv("carol"), stream=True).body]
+    events_ = [json.loads(e) for e in _create(_inv("carol"), model=OTHER_FOLDER_MODEL, stream=True).body]
     streamed = events_[0]["response"]["id"]
     record = _record(streamed)
     assert record is not None and record["created_by"] == "carol" and record["background"] is False
+    assert record["folder"] == "b1gother" and record["upstream"] is True
 
 
 def test_a_response_not_stored_upstream_is_not_recorded(stored: Emulator) -> None:
@@ -300,9 +301,9 @@ def test_retrieve_and_input_items_are_forwarded_to_the_responses_folder(stored: 
                                        _inv(query="order=asc&limit=5"))
     assert items.body["object"] == "list" and items.body["data"][0]["content"] == "hello there"
     calls = _calls(stored)
-    assert [(c["method"], c["path"], c["project"]) for c in calls[1:]] == [
-        ("GET", f"/v1/responses/{created['id']}", "b1gother"),
-        ("GET", f"/v1/responses/{created['id']}/input_items", "b1gother")]
+    assert [(c["method"], c["path"], c["query"], c["project"]) for c in calls[1:]] == [
+        ("GET", f"/v1/responses/{created['id']}", None, "b1gother"),
+        ("GET", f"/v1/responses/{created['id']}/input_items", "order=asc&limit=5", "b1gother")]
     err = _refused(lambda: responses_upstream.forward("GET", _found(created["id"]), "", _inv()), 404)
     assert "not found" in err.message  # the record's folder, not ours, is the project asked
 
@@ -318,6 +319,7 @@ def test_input_items_carry_the_callers_query_and_nothing_else_does(stored: Emula
     no_request = runtime.Invocation(config.settings(), Call.from_context(None), caller="alice")
     assert responses_upstream.forward("GET", found, "/input_items", no_request).body["data"][0]["content"] == "two"
     assert [c["project"] for c in _calls(stored)[1:]] == [FOLDER] * 4
+    assert [c["query"] for c in _calls(stored)[1:]] == ["order=asc", None, None, None]
 
 
 def test_forwarding_without_upstreams_responses_api_is_a_503(stack_env: Emulator) -> None:
@@ -331,10 +333,14 @@ def test_delete_is_forwarded_and_forgets_the_record(stored: Emulator) -> None:
     response_id = _create(_inv("alice")).body["id"]
     record = _record(response_id)
     assert record is not None
+    from shared.jobs.store import reset_job_store
+
+    reset_job_store()  # an instance that has not used its store yet
     reply = responses_upstream.forward("DELETE", {**record, "id": response_id}, "", _inv("alice"))
     assert reply.body == {"id": response_id, "object": "response", "deleted": True}
     assert _record(response_id) is None
-    assert [(c["method"], c["path"]) for c in _calls(stored)][-1] == ("DELETE", f"/v1/responses/{response_id}")
+    assert [(c["method"], c["path"], c["query"]) for c in _calls(stored)][-1] == (
+        "DELETE", f"/v1/responses/{response_id}", None)
 
 
 def _usage_lines(log: io.StringIO) -> list[dict[str, Any]]:
@@ -346,7 +352,7 @@ def test_a_background_response_is_counted_once_when_its_finished_answer_is_read(
     created = _create(_inv("alice"), background=True).body
     found = {**(_record(created["id"]) or {}), "id": created["id"]}
     responses_upstream.forward("GET", found, "", _inv("alice"))
-    responses_upstream.forward("GET", found, "", _inv("alice"))
+    responses_upstream.forward("GET", found, "", _inv("admin"))  # whoever reads it, the owner's usage
     first, again = _usage_lines(log_output)
     usage = created["usage"]
     assert {k: first[k] for k in ("caller", "model", "route", "mode", "door", "key", "request_id", "input_tokens",
@@ -354,7 +360,7 @@ def test_a_background_response_is_counted_once_when_its_finished_answer_is_read(
         "caller": "alice", "model": MODEL, "route": "createResponse", "mode": "sync", "door": "job",
         "key": f"resp#{created['id']}", "request_id": created["id"], "input_tokens": usage["input_tokens"],
         "output_tokens": usage["output_tokens"], "counted": True}
-    assert again["key"] == first["key"] and again["counted"] is False
+    assert again["key"] == first["key"] and again["counted"] is False and again["caller"] == "alice"
 
 
 def test_only_a_finished_background_answer_with_usage_is_counted(
@@ -383,3 +389,20 @@ def test_a_limited_keys_pass_through_is_refused_for_its_worst_case_before_upstre
     err = _refused(lambda: _create(inv, store=False), 429)
     assert f"up to {worst} tokens" in err.message
     assert _calls(stored) == []
+
+
+def test_the_folder_and_name_are_read_before_any_later_scheme_in_the_uri(stack_env: Emulator,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    odd = f"gpt://b1gother/{PASSTHROUGH}/v1://x/y"  # a version part may hold '://' again
+    err = _refused(lambda: _create(model=odd, store=False), 400)
+    assert err.details[0]["field"] == "model" and err.message.startswith(f"model: {PASSTHROUGH} is served only")
+    monkeypatch.setenv("FM_RESPONSES_URL", stack_env.url + "/v1")
+    config.reset_settings()
+    _create(model=odd, store=False)
+    assert [call["project"] for call in _calls(stack_env)] == ["b1gother"]
+
+
+def test_fields_go_upstream_under_their_openai_names(upstream: Emulator) -> None:
+    text = {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"}, "strict": True}}
+    _create(store=False, text=text)
+    assert _calls(upstream)[0]["body"]["text"] == text
