@@ -325,6 +325,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "request.background is falsy there", "create"),
         ("if isinstance(text, str) else text", "if (isinstance(text, str)) or True else text",
          "the client hands a stream's events as the text of each data line (client.sse_data: a list of str)"),
+        ('(f"?{query}" if query else "")', '(f"?{query}" if (query) or True else "")',
+         "requests drops a '?' with nothing after it when it prepares the URL: the same request goes out"),
     ],
 }
 
