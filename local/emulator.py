@@ -14,7 +14,8 @@ Besides the Foundation Models paths it serves an IAM token exchange (`POST /iam/
 PS256 JWTs against registered public keys) and a metadata token endpoint, so the credential chain can
 be tested end to end. Test switches live under `/_emulator/`: latency, injected faults (any status
 with Retry-After, slow answers, malformed bodies, dropped connections, a stream that fails after its
-first chunk: kind "midstream"; a 200 with a body the test gives: kind "answer"; by path, and optionally only for requests whose body contains a text),
+first chunk: kind "midstream"; a 200 with an answer the test gives: kind "answer" (`data` text with its
+`contentType`, `raw` text, or a JSON `body`); by path, and optionally only for requests whose body contains a text),
 strict auth, and the calls received (with their bodies).
 
 Run: python -m local.emulator --port 8765
@@ -499,6 +500,7 @@ class Handler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         with state.lock:
             state.calls.append({"path": path, "method": method, "t": time.time(),
+                                "query": self.path.partition("?")[2] if "?" in self.path else None,
                                 "clientRequestId": self.headers.get("x-client-request-id"),
                                 "folderId": self.headers.get("x-folder-id"),
                                 "dataLogging": self.headers.get("x-data-logging-enabled"),
@@ -544,8 +546,12 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "malformed":
             self._raw(200, b'{"result": {"alternatives": [', "application/json", request_id)
             return True
-        if kind == "answer":  # a 200 with exactly this body: an answer upstream should never give, or a cut stream
-            self._raw(200, str(fault["data"]).encode(), fault.get("contentType", "application/json"), request_id)
+        if kind == "answer":  # a 200 upstream should not send: `data` or `raw` text (a cut stream), or a JSON `body`
+            if "data" in fault or "raw" in fault:
+                data = str(fault["data"] if "data" in fault else fault["raw"]).encode()
+            else:
+                data = json.dumps(fault.get("body")).encode()
+            self._raw(200, data, fault.get("contentType", "application/json"), request_id)
             return True
         status = int(fault.get("status", 503))
         headers = {}

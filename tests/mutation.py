@@ -73,6 +73,15 @@ MODULES: dict[str, list[str]] = {
                                     "tests/unit/test_promises_openai_requests.py", "tests/unit/test_openai*.py"],
     "shared/openai/chat.py": ["tests/unit/test_promises_openai_chat.py", "tests/unit/test_promises_openai_requests.py",
                               "tests/unit/test_openai*.py"],
+    # the native services and the schema, door and pass-through modules, against fast tests (the emulator in process)
+    "shared/native/services.py": ["tests/unit/test_promises_native_services.py"],
+    # (shared/native/schemas.py, shared/openai/schemas.py and response_schemas.py declare classes and constants
+    # only: no function, so 0 mutants, and mutmut stops on them ("could not find any test case"); the spec they
+    # build is checked by tests/unit/test_promises_schemas.py and tests/terraform/test_openapi.py)
+    "shared/openai/batch_schemas.py": ["tests/unit/test_promises_schemas.py"],
+    "shared/openai/usage_schemas.py": ["tests/unit/test_promises_schemas.py"],
+    "shared/jobs/doors.py": ["tests/unit/test_promises_doors.py"],
+    "shared/openai/responses_upstream.py": ["tests/unit/test_promises_responses_upstream.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
@@ -436,6 +445,43 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", 2)[-1]', _CLARK),
         ('method="POST"', 'method="post"', "botocore upper-cases the method it signs, and the request goes out "
                                            "through session.post whatever the AWSRequest says"),
+    ],
+    # the native services: a pacer's name only tells its quota from the others (classification, operation-get,
+    # async-start); every embedding call goes through embed_one, the only place that names the embedding quota
+    "shared/native/services.py": [
+        ('pacer("embedding",', "pacer(None,", "the embedding quota is named only here; any other name that no other "
+                                              "quota uses is the same one pacer", "embed_one"),
+        ('pacer("embedding",', 'pacer("XXembeddingXX",', "the same: a name no other quota uses", "embed_one"),
+        ('pacer("embedding",', 'pacer("EMBEDDING",', "the same: a name no other quota uses", "embed_one"),
+        ("tuned=False)", "tuned=None)", "only `if tuned` reads it, and None is as falsy as False"),
+        ('int(result.get("numTokens", 0) or 0)', 'int(result.get("numTokens", None) or 0)', "`or 0` makes None 0 again"),
+        ('int(result.get("numTokens", 0) or 0)', 'int(result.get("numTokens", ) or 0)', "`or 0` makes None 0 again"),
+        ('UpstreamError("cancelled after another item failed")', "UpstreamError(None)",
+         "an item refused after the failure ends a future fan_out never reads: the error it raises was chosen "
+         "before `stop` was set"),
+        ('UpstreamError("cancelled after another item failed")', 'UpstreamError("XXcancelled after another item failedXX")',
+         "the same: that error is never raised to the caller"),
+        ('UpstreamError("cancelled after another item failed")', 'UpstreamError("CANCELLED AFTER ANOTHER ITEM FAILED")',
+         "the same: that error is never raised to the caller"),
+    ],
+    # the pass-through to upstream's Responses API
+    "shared/openai/responses_upstream.py": [
+        ('model_uri.split("://", 1)[1]', 'model_uri.split("://", )[1]', _NAME_SEGMENT),
+        ('model_uri.split("://", 1)[1]', 'model_uri.split("://", 2)[1]', _NAME_SEGMENT),
+        ('getattr(tool, "type", None)', 'getattr(tool, "type", )',
+         "every tool the request model admits has a type (function, namespace or a hosted kind): the default is "
+         "never read"),
+        ('mode="json")', "mode=None)", "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"), ('mode="json")', ")", "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"),
+        ('mode="json")', 'mode="XXjsonXX")', "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"), ('mode="json")', 'mode="JSON")', "the request was parsed from JSON, so it holds only JSON values, which python mode dumps as json mode does"),
+        ('responses("POST",', 'responses("post",',
+         "requests upper-cases the method it sends, and the client counts only GET and DELETE as idempotent"),
+        ("bool(request.background), folder)", "bool(None), folder)",
+         "in the stream branch: responses_api.create refuses background with stream before it calls create, so "
+         "request.background is falsy there", "create"),
+        ("if isinstance(text, str) else text", "if (isinstance(text, str)) or True else text",
+         "the client hands a stream's events as the text of each data line (client.sse_data: a list of str)"),
+        ('(f"?{query}" if query else "")', '(f"?{query}" if (query) or True else "")',
+         "requests drops a '?' with nothing after it when it prepares the URL: the same request goes out"),
     ],
 }
 
