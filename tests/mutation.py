@@ -611,8 +611,9 @@ def main(argv: list[str]) -> int:
         targets += [(path, patterns) for path in paths]
     rows = [measure(module, patterns, jobs) for module, patterns in targets]
     table = ["| module | mutants | killed | equivalent | score | wall time |", "|---|---|---|---|---|---|"]
-    table += [f"| `{r['module']}` | {r['total']} | {r['killed']} | {r['equivalent']} | {r['score']:.1f}% "
-              f"| {float(r['wall']) / 60:.1f} min |" for r in rows]  # type: ignore[arg-type]
+    table += [f"| `{r['module']}` | {r['total']} | {r['killed']} | {r['equivalent']} | "
+              + (f"{r['score']:.1f}%" if r["total"] else "no mutant (declarations only)")
+              + f" | {float(r['wall']) / 60:.1f} min |" for r in rows]  # type: ignore[arg-type]
     WORK.mkdir(exist_ok=True)
     (WORK / "scores.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
