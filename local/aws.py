@@ -87,6 +87,20 @@ class InProcessMoto:
         session.events.register("before-send", _in_process_send, unique_id="local.aws.InProcessMoto")
         _IN_PROCESS[self.url] = self
 
+    @classmethod
+    def shared(cls) -> InProcessMoto:
+        """The process's instance (made once, and warmed: moto imported, its DynamoDB, S3 and reset apps built and
+        the clients' service models loaded, about 2 s). A test module that calls this at import has it made
+        before a process forks its test runs (mutmut's forkserver), so each run starts warm."""
+        global _SHARED
+        with _SHARED_LOCK:
+            if _SHARED is None:
+                _SHARED = cls()
+                _SHARED.reset()
+                provision(_SHARED.url, queues=False, poll_s=0.001)
+                _SHARED.reset()
+            return _SHARED
+
     def close(self) -> None:
         if _IN_PROCESS.get(self.url) is self:
             del _IN_PROCESS[self.url]
@@ -183,6 +197,8 @@ class InProcessMoto:
 
 
 _IN_PROCESS: dict[str, InProcessMoto] = {}
+_SHARED: InProcessMoto | None = None
+_SHARED_LOCK = threading.Lock()
 
 
 def _in_process_send(request: Any, **_: Any) -> Any:

@@ -293,9 +293,7 @@ class Aws:
 def in_process_moto() -> Iterator[Any]:
     from local.aws import InProcessMoto
 
-    moto = InProcessMoto()
-    yield moto
-    moto.close()
+    yield InProcessMoto.shared()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """What the job store (shared/jobs/store.py) promises its callers, against the in-process stand-in.
 
 The fast layer: `local.aws.InProcessMoto` is the app `start_moto` serves (SerializedDocumentApi over moto's
-DomainDispatcherApplication), reached without a socket. boto3 clients whose endpoint is its URL hand each
+server app), reached without a socket. boto3 clients whose endpoint is its URL hand each
 prepared request to the app from a botocore `before-send` handler and get the app's answer back as an
 AWSResponse; the request is made into the WSGI environ werkzeug's server makes, so the app sees what it sees
 over loopback, and each Document API call still runs whole under one lock (racing threads meet as at the
@@ -25,11 +25,14 @@ from typing import Any
 
 import pytest
 
+from local.aws import InProcessMoto
 from shared import errors
 from shared.config import Settings
 from shared.jobs import store as jobs
 from tests.clock import ManualClock
 from tests.conftest import Aws
+
+InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
 OP = "fmo00000000store"
 TTL_S = 3 * 86400  # JOBS_TTL_DAYS' default
