@@ -269,6 +269,8 @@ class Aws:
 
     def __init__(self, layer: str, holder: Any, url: str) -> None:
         self.layer, self.url = layer, url
+        self.resources: Any = None  # with aws_jobs: the provisioned queues (local.aws.Resources) and a client for them
+        self.queues: Any = None
         self._holder = holder  # what serves the app: the werkzeug server or the InProcessMoto (both have .app)
         self._base = holder.app
 
@@ -330,6 +332,29 @@ def aws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
     stand_in = Aws(request.param, holder, url)
     yield stand_in
     stand_in.restore()
+
+
+@pytest.fixture
+def aws_jobs(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    """`aws` with the job queues too (each with its dead-letter queue; at most 3 receives), their variables set;
+    `aws.queues` is a QueueClient that reaches them (in process: through InProcessMoto.requests_adapter, which
+    the instance's queue client uses as well)."""
+    import requests
+
+    from local.aws import ACCESS_KEY, REGION, SECRET_KEY, provision
+    from shared.jobs import queue
+
+    session = requests.Session()
+    if aws.layer == "in-process":
+        session.mount(aws.url, aws._holder.requests_adapter())
+    resources = provision(aws.url, max_receive_count=3, session=session)  # the table and bucket are there
+    for name, value in resources.env().items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    aws.resources = resources
+    aws.queues = queue.QueueClient(aws.url, REGION, ACCESS_KEY, SECRET_KEY, session=session)
+    monkeypatch.setattr(queue, "_client", aws.queues)  # what queue_client() hands the code under test
+    return aws
 
 
 @pytest.fixture

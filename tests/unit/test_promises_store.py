@@ -44,7 +44,7 @@ def _store(**overrides: Any) -> jobs.JobStore:
 
 def _race(count: int, action: Callable[[int], Any]) -> list[Any]:
     results: list[Any] = [None] * count
-    barrier = threading.Barrier(count, timeout=30)
+    barrier = threading.Barrier(count, timeout=10)
 
     def run(index: int) -> None:
         barrier.wait()
@@ -64,7 +64,7 @@ class Gate:
 
     def __init__(self, app: Any, operation: str, count: int) -> None:
         self.app, self.operation = app, operation
-        self.barrier = threading.Barrier(count, timeout=30)
+        self.barrier = threading.Barrier(count, timeout=10)
         self.left = count
         self.lock = threading.Lock()
 
