@@ -96,6 +96,25 @@ class Cancel:
         return self.app(environ, start_response)
 
 
+class Refuse:
+    """WSGI middleware: the next `times` Document API calls of `operation` are answered 400 with error `code`
+    (and not applied), as the Document API answers a refusal."""
+
+    def __init__(self, app: Any, operation: str, code: str, times: int = 1000) -> None:
+        self.app, self.operation, self.code, self.times, self.calls = app, operation, code, times, 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).endswith("." + self.operation):
+            self.calls += 1
+            if self.calls <= self.times:
+                body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{self.code}",
+                                   "message": f"refused: {self.code}"}).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                                   ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
+
+
 # -- create -------------------------------------------------------------------------------------------
 
 def test_create_stores_the_payloads_and_a_queued_operation_in_the_active_index(aws: Aws, clock: ManualClock) -> None:
@@ -712,3 +731,97 @@ def test_the_in_process_stand_in_opens_no_socket(aws: Aws, monkeypatch: pytest.M
     assert store.claim(OP, 0, "w1", 60).outcome == "claimed"
     assert store.complete(OP, 0, "w1", b"{}") is True
     assert store.get_object(jobs.payload_key(OP, 0)) == b'{"p": 1}'
+
+
+# -- refusals and failures are StoreErrors (retryable) naming what happened; a missing object stays a 404 --
+
+@pytest.mark.parametrize(("operation", "write"), [
+    ("PutItem", lambda store: store.item_started(OP, 0, "up", "c")),
+    ("PutItem", lambda store: store.item_finished(OP, 0, "c", {}, failed=True, from_state=None)),
+    ("UpdateItem", lambda store: store.item_finished(OP, 0, "c", {}, failed=True)),
+    ("UpdateItem", lambda store: store.finish(OP, "k", 1, None)),
+    ("PutItem", lambda store: store.create(OP, "completion", "d", "me", [])),
+    ("DeleteItem", lambda store: store.delete_record(OP)),
+    ("TransactWriteItems", lambda store: store.transact(_usage_items("mark#1", 1))),
+    ("TransactWriteItems", lambda store: store.add_usage(_usage_items("mark#1", 1), "mark#1", True)),
+    ("GetItem", lambda store: store.item(OP)),
+    ("BatchGetItem", lambda store: store.records([OP])),
+])
+def test_a_refused_call_is_a_store_error_naming_the_refusal(aws: Aws, operation: str,
+                                                           write: Callable[[jobs.JobStore], Any]) -> None:
+    store = _store()
+    aws.wrap(lambda app: Refuse(app, operation, "AccessDeniedException"))
+    with pytest.raises(jobs.StoreError, match="^job store: .*AccessDeniedException"):
+        write(store)
+
+
+def test_a_refused_completion_is_a_store_error(aws: Aws) -> None:
+    store = _store()
+    store.create(OP, "embedding", "d", "me", [b"{}"])
+    store.claim(OP, 0, "w1", 60)
+    aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "AccessDeniedException"))
+    with pytest.raises(jobs.StoreError, match="^job store: AccessDeniedException$"):
+        store.complete(OP, 0, "w1", b"{}")
+
+
+@pytest.mark.parametrize("patient", [True, False])
+def test_a_transaction_refused_as_a_failed_condition_is_a_condition_that_did_not_hold(aws: Aws, patient: bool) -> None:
+    """The Document API may answer a transaction ConditionalCheckFailedException rather than a cancellation."""
+    store = _store()
+    store.put_record("mark#1", {"at": 1})
+    aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "ConditionalCheckFailedException"))
+    assert store.transact(_usage_items("mark#2", 1)) is False
+    assert store.add_usage(_usage_items("mark#1", 1), "mark#1", patient) is False  # its mark is there: applied
+
+
+def test_a_completion_refused_as_a_failed_condition_is_judged_by_the_records(aws: Aws) -> None:
+    store = _store()
+    store.create(OP, "embedding", "d", "me", [b"{}"])
+    store.claim(OP, 0, "w1", 60)
+    aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "ConditionalCheckFailedException", times=1))
+    assert store.complete(OP, 0, "w1", b"{}") is True  # still ours: tried again
+    assert store.item(OP)["tasks_done"] == 1
+
+
+def test_a_delete_whose_table_stays_missing_finds_nothing(aws: Aws) -> None:
+    store = _store()
+    aws.wrap(lambda app: Refuse(app, "DeleteItem", "ResourceNotFoundException"))
+    assert store.delete_record(OP) is False
+
+
+def test_throttling_is_retried_by_the_patient_write_only(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.endpoint
+
+    waits: list[float] = []
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=waits.append, time=__import__("time").time))
+    store = _store()
+    refusal: list[Refuse] = []
+    aws.wrap(lambda app: refusal.append(Refuse(app, "TransactWriteItems", "ThrottlingException", times=1))
+             or refusal[0])
+    assert store.add_usage(_usage_items("mark#1", 1), "mark#1", True) is True
+    assert refusal[0].calls == 2 and len(waits) == 1  # botocore's own retry, after a backoff
+    refusal[0].calls, refusal[0].times = 0, 1
+    with pytest.raises(jobs.StoreError, match="ThrottlingException"):  # one round trip, no retry
+        store.add_usage(_usage_items("mark#2", 1), "mark#2", False)
+    assert refusal[0].calls == 1 and len(waits) == 1
+
+
+def test_an_unreachable_store_is_a_store_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback port 1, where nothing listens: every call fails to connect (botocore's retries' waits recorded,
+    not taken), and each is a StoreError naming the failure, never botocore's own exception."""
+    import botocore.endpoint
+
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=lambda s: None,
+                                                                         time=__import__("time").time))
+    store = jobs.JobStore(Settings(docapi_endpoint="http://127.0.0.1:1", s3_endpoint="http://127.0.0.1:1",
+                                   results_bucket="b", access_key_id="a", secret_access_key="s"))
+    calls: list[Callable[[], Any]] = [
+        lambda: store.item(OP), lambda: store.records([OP]), lambda: store.put_record("r", {"a": 1}),
+        lambda: store.delete_record("r"), lambda: store.put_object("k", b"{}"), lambda: store.get_object("k"),
+        lambda: store.delete_object("k"), lambda: store.add_usage(_usage_items("m", 1), "m", True),
+        lambda: store.add_usage(_usage_items("m", 1), "m", False), lambda: store.create_table()]
+    for call in calls:
+        with pytest.raises(jobs.StoreError, match=r"(job store|results bucket): .*(EndpointConnectionError|"
+                                                  r"ConnectionClosedError|ConnectTimeoutError)"):
+            call()
+
