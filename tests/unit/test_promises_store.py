@@ -395,6 +395,42 @@ def test_write_conflicts_are_retried_with_bounded_jittered_waits(aws: Aws, clock
     assert sum(clock.sleeps) > 0  # jittered, not zero
 
 
+@pytest.mark.parametrize("jitter", ["top", "bottom"])
+def test_the_nth_retry_waits_a_random_time_up_to_a_doubling_capped_bound(aws: Aws, clock: ManualClock,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          jitter: str) -> None:
+    """Full jitter: before the n-th retry a wait drawn from [0, min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2**(n-1))],
+    for every write that retries conflicts (the usual write, the hasty usage write, a completion)."""
+    drawn: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return high if jitter == "top" else low
+
+    monkeypatch.setattr(jobs, "random", types.SimpleNamespace(uniform=uniform))
+    bounds = [min(jobs.CONFLICT_CAP_S, jobs.CONFLICT_BASE_S * 2 ** n) for n in range(jobs.CONFLICT_ATTEMPTS - 1)]
+    assert bounds == [0.02, 0.04, 0.08, 0.16, 0.32]
+    expected = bounds if jitter == "top" else [0.0] * len(bounds)
+    store = _store()
+    store.create(OP, "embedding", "d", "me", [b"{}"])
+    writes: list[tuple[str, Callable[[], Any]]] = [
+        ("UpdateItem", lambda: store.claim(OP, 0, "w1", 60)),
+        ("TransactWriteItems", lambda: store.add_usage(_usage_items("mark#1", 1), "mark#1", False))]
+    for operation, write in writes:
+        clock.sleeps.clear()
+        drawn.clear()
+        aws.refuse_next(operation, jobs.CONFLICT_ATTEMPTS)
+        with pytest.raises(jobs.StoreError):
+            write()
+        assert clock.sleeps == expected and drawn == [(0, b) for b in bounds]
+    store.claim(OP, 0, "w1", 60)
+    clock.sleeps.clear()
+    aws.wrap(lambda app: Cancel(app, 100))
+    with pytest.raises(jobs.StoreError):
+        store.complete(OP, 0, "w1", b"{}")
+    assert clock.sleeps == expected
+
+
 def test_a_conflict_that_persists_is_a_store_error_after_the_bound(aws: Aws, clock: ManualClock) -> None:
     store = _store()
     store.create(OP, "completion", "d", "me", [b"{}"])
@@ -474,7 +510,7 @@ def test_a_hasty_usage_write_gives_up_after_the_conflict_bound(aws: Aws, clock: 
 def test_a_usage_write_cancelled_without_reasons_is_judged_by_its_mark(aws: Aws) -> None:
     store = _store()
     aws.wrap(lambda app: Cancel(app, 1))
-    with pytest.raises(jobs.StoreError, match="no reasons"):
+    with pytest.raises(jobs.StoreError, match=r"^job store: usage transaction cancelled \(no reasons\)$"):
         store.add_usage(_usage_items("mark#1", 5), "mark#1", False)
     store.put_record("mark#1", {"at": 1})
     aws.wrap(lambda app: Cancel(app, 1))
@@ -485,7 +521,7 @@ def test_a_usage_write_refused_otherwise_is_a_store_error(aws: Aws) -> None:
     store = _store()
     items = _usage_items("mark#1", 5)
     items[1]["Update"]["ConditionExpression"] = "attribute_exists(id)"  # the second item's condition fails
-    with pytest.raises(jobs.StoreError, match="cancelled .*ConditionalCheckFailed"):
+    with pytest.raises(jobs.StoreError, match=r"^job store: usage transaction cancelled \(None, ConditionalCheckFailed\)$"):
         store.add_usage(items, "mark#1", True)
     with pytest.raises(jobs.StoreError, match="ValidationException"):
         store.add_usage([{"Put": {"TableName": "jobs", "Item": {"id": {"N": "1"}}}}], "x", True)
@@ -681,13 +717,37 @@ def test_objects_are_stored_with_their_type_and_a_missing_one_is_a_404(aws: Aws)
 
 def test_a_missing_bucket_is_a_store_error_not_a_404(aws: Aws) -> None:
     store = _store(results_bucket="no-such-bucket")
-    with pytest.raises(jobs.StoreError) as failed:
+    with pytest.raises(jobs.StoreError, match="^results bucket: NoSuchBucket$") as failed:
         store.get_object("k")
     assert not isinstance(failed.value, errors.NotFoundError)
-    with pytest.raises(jobs.StoreError):
+    with pytest.raises(jobs.StoreError, match="^results bucket: NoSuchBucket$"):
         store.put_object("k", b"{}")
-    with pytest.raises(jobs.StoreError):
+    with pytest.raises(jobs.StoreError, match="^results bucket: NoSuchBucket$"):
         store.delete_object("k")
+
+
+class Missing:
+    """WSGI middleware: every S3 GET of an object answers 404 as some S3-compatible stores do: with no error
+    body (botocore then reads the code "404"), or with the code NotFound."""
+
+    def __init__(self, app: Any, body: bytes) -> None:
+        self.app, self.body = app, body
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"].startswith("/fm-results/") \
+                and "HTTP_X_AMZ_TARGET" not in environ:
+            start_response("404 Not Found", [("Content-Type", "application/xml"), ("Content-Length", str(len(self.body)))])
+            return [self.body]
+        return self.app(environ, start_response)
+
+
+@pytest.mark.parametrize("body", [b"", b"<Error><Code>NotFound</Code><Message>Not Found</Message></Error>"])
+def test_an_object_answered_404_in_another_dialect_is_still_missing(aws: Aws, body: bytes) -> None:
+    store = _store()
+    store.put_object("k", b"{}")
+    aws.wrap(lambda app: Missing(app, body))
+    with pytest.raises(jobs.MissingObjectError):
+        store.get_object("k")
 
 
 def test_a_presigned_url_names_the_object_and_its_lifetime(aws: Aws) -> None:
