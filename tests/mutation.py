@@ -36,8 +36,8 @@ MODULES: dict[str, list[str]] = {
     "shared/logs.py": ["tests/unit/test_promises_logs.py", "tests/unit/test_client_and_logs.py"],
     "shared/jobs/queue.py": ["tests/unit/test_promises_queue.py", "tests/integration/test_queue_protocol.py"],
     "shared/jobs/store.py": ["tests/unit/test_promises_store.py"],  # on the in-process stand-in (local.aws)
-    "shared/jobs/operations.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py",
-                                  "tests/integration/test_batches.py"],
+    "shared/jobs/operations.py": ["tests/unit/test_promises_operations.py", "tests/unit/test_operations_routing.py"],
+    "shared/jobs/submit.py": ["tests/unit/test_promises_operations.py"],
     "shared/jobs/worker.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py"],
     "shared/jobs/poller.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
     "shared/jobs/batches.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
