@@ -885,3 +885,13 @@ def test_an_unreachable_store_is_a_store_error_not_a_hang(monkeypatch: pytest.Mo
                                                   r"ConnectionClosedError|ConnectTimeoutError)"):
             call()
 
+
+
+def test_an_instance_keeps_one_store_until_reset(aws: Aws) -> None:
+    """boto3 clients are slow to build: a warm instance reuses its store; reset_job_store drops it."""
+    settings = Settings.from_env()
+    first = jobs.job_store(settings)
+    assert isinstance(first, jobs.JobStore) and jobs.job_store(settings) is first
+    jobs.reset_job_store()
+    second = jobs.job_store(settings)
+    assert second is not first and jobs.job_store(settings) is second
