@@ -123,6 +123,23 @@ _OPENED = ("the opened item's content is replaced by [] in the same expression, 
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
+# -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
+_KEYWORD_CASE = ("an expression's keywords (SET, ADD, DELETE, AND, OR, NOT) are read in any case by DynamoDB's "
+                 "expression grammar, which the Document API implements (moto, the stand-in, too); names and "
+                 "placeholders in these literals are lower-case already")
+_STORE_EXPRESSIONS = (
+    '"DELETE ops :op"', '"SET "', '"SET #state = :done, outcome = :outcome, failed = :failed"',
+    '"SET #state = :queued, last_error = :reason, lease_until = :now"', '" ADD deferrals :one"',
+    '"#state = :running AND worker = :worker"', '"SET last_error = :reason, modified_at = :now"',
+    '"ADD dead_letter_resends :one"', '"attribute_exists(id) AND #state <> :done"',
+    '"SET #state = :done, modified_at = :now, #error = :error"',
+    '"SET #state = :done, modified_at = :now, result_key = :key, result_size = :size"',
+    '"ADD #set :values SET expires_at = if_not_exists(expires_at, :expires)"', '"DELETE #set :values"',
+    '"attribute_exists(id) AND (attribute_not_exists(#marks) OR "', '"NOT contains(#marks, :one))"')
+_NEVER_ABSENT = ("a task record always has attempts (every claim ADDs it) and a running one lease_until (the claim "
+                 "sets it), and a missing deferrals is 0 either way (`or 0`); clock times are far past 1")
+_ONE_CLAUSE = "an item key is <op>#i<n> and an operation id has no '#', so '#i' occurs once and every split agrees"
+
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
 # other (in that function only, when one is named).
@@ -273,6 +290,38 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
         ('message_item(text_id, "")', "message_item(text_id, None)", _OPENED),
         ('message_item(text_id, "")', 'message_item(text_id, "XXXX")', _OPENED),
+    ],
+    "shared/jobs/store.py": [
+        *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),
+        ("range(1, CONFLICT_ATTEMPTS + 1)", "range(1, CONFLICT_ATTEMPTS + 2)",
+         "the loop raises at attempt == CONFLICT_ATTEMPTS, so it never reaches one more", "add_usage"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", None)',
+         "err is a botocore ClientError, which always has .response", "add_usage"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", )',
+         "err is a botocore ClientError, which always has .response", "add_usage"),
+        ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
+        (':zero": _n(0)', ':zero": _n(1)', "a lease that ran out at 1 s past the epoch is as over as one at 0"),
+        ('key.rsplit("#i", 1)[1]', 'key.rsplit("#i", )[1]', _ONE_CLAUSE),
+        ('key.rsplit("#i", 1)[1]', 'key.split("#i", 1)[1]', _ONE_CLAUSE),
+        ('key.rsplit("#i", 1)[1]', 'key.rsplit("#i", 2)[1]', _ONE_CLAUSE),
+        ('if error is not None else None)', 'if (error is not None) or True else None)',
+         "_update sends only the names its expressions use, so an unused #error is dropped", "finish"),
+        ('!= DONE or not task.get("result_key")', '!= DONE and not task.get("result_key")',
+         "a task gets its result_key in the same write that makes it done (complete), so the two never differ"),
+        ("condition = None", 'condition = ""', "_update tests the condition for truth only", "put_record"),
+        ('raise StoreError(f"job store: {type(err).__name__}") from None', "raise StoreError(None) from None",
+         "_write turns every BotoCoreError into a StoreError, so this except is never reached", "delete_record"),
+        ('raise StoreError(f"job store: {type(err).__name__}") from None',
+         'raise StoreError(f"job store: {type(None).__name__}") from None',
+         "_write turns every BotoCoreError into a StoreError, so this except is never reached", "delete_record"),
+        ('task.get("attempts", 0)', 'task.get("attempts", None)', _NEVER_ABSENT),
+        ('task.get("attempts", 0)', 'task.get("attempts", )', _NEVER_ABSENT),
+        ('task.get("deferrals", 0)', 'task.get("deferrals", None)', _NEVER_ABSENT),
+        ('task.get("deferrals", 0)', 'task.get("deferrals", )', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", None) or 0)', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", ) or 0)', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", 1) or 0)', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", 0) or 1)', _NEVER_ABSENT),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),
