@@ -326,3 +326,19 @@ def test_an_unlimited_keys_job_holds_no_reservation(aws_jobs: Aws) -> None:
 
 def _keys(store: jobs.JobStore) -> list[str]:
     return [item["id"]["S"] for item in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]]
+
+
+def test_a_read_is_logged_with_its_operation_id(aws_jobs: Aws, log_output: io.StringIO) -> None:
+    _, operation = _submit("completionAsync", COMPLETION)
+    assert _get(operation["id"])[0] == 200
+    line = next(json.loads(x) for x in log_output.getvalue().splitlines() if '"operation": "get"' in x)
+    assert line["operation_id"] == operation["id"] and line["status"] == 200
+
+
+def test_a_refused_url_is_answered_by_the_function_with_the_requests_ids(aws_jobs: Aws) -> None:
+    _, operation = _submit("completionAsync", COMPLETION)
+    answer = operations_function.handler(_event("POST", f"/operations/{operation['id']}"), FakeContext())
+    assert answer["statusCode"] == 405 and answer["headers"]["x-request-id"] == "req-test"
+    answer = operations_function.handler(_event("POST", f"/operations/{operation['id']}:delete"), FakeContext())
+    assert answer["statusCode"] == 404 and "delete" in json.loads(answer["body"])["error"]["message"]
+    assert _store().item(operation["id"])["state"] == "queued"
