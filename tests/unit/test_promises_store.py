@@ -17,6 +17,7 @@ a 404, not a retryable 503) and write conflicts retried within their bound.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import types
@@ -895,3 +896,71 @@ def test_an_instance_keeps_one_store_until_reset(aws: Aws) -> None:
     jobs.reset_job_store()
     second = jobs.job_store(settings)
     assert second is not first and jobs.job_store(settings) is second
+
+
+class Wire:
+    """WSGI middleware: records each Document API request's operation and JSON body, as the service receives it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.seen = app, []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target.startswith("DynamoDB"):
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            self.seen.append((target.rpartition(".")[2], json.loads(body or b"{}")))
+        return self.app(environ, start_response)
+
+
+def test_reads_are_consistent_and_at_most_100_keys_a_call_as_the_api_allows(aws: Aws) -> None:
+    store = _store()
+    wire: list[Wire] = []
+    aws.wrap(lambda app: wire.append(Wire(app)) or wire[0])
+    store.records([f"k{n}" for n in range(230)])
+    store.item("k1")
+    batches = [body["RequestItems"]["jobs"] for op, body in wire[0].seen if op == "BatchGetItem"]
+    assert [len(b["Keys"]) for b in batches] == [100, 100, 30] and all(b["ConsistentRead"] is True for b in batches)
+    assert [body["ConsistentRead"] for op, body in wire[0].seen if op == "GetItem"] == [True]
+
+
+def test_a_discarded_or_retried_completion_says_so_in_the_log(aws: Aws, log_output: io.StringIO) -> None:
+    store = _store()
+    store.create(OP, "embedding", "d", "me", [b"{}"])
+    store.claim(OP, 0, "w1", 60)
+    aws.wrap(lambda app: Cancel(app, 1))
+    assert store.complete(OP, 0, "w1", b"{}") is True
+    aws.wrap(lambda app: Cancel(app, 1))
+    assert store.complete(OP, 0, "w2", b"{}") is False
+    lines = [json.loads(x) for x in log_output.getvalue().splitlines()]
+    retried = next(x for x in lines if x["msg"] == "completion cancelled while its conditions hold: trying again")
+    assert (retried["operation_id"], retried["task"], retried["attempt"], retried["level"]) == (OP, 0, 1, "INFO")
+    dropped = next(x for x in lines if x["msg"] == "task result discarded: another worker owns the task or the "
+                                                  "operation ended")
+    assert (dropped["operation_id"], dropped["task"], dropped["level"]) == (OP, 0, "WARN")
+
+
+def test_a_completion_that_never_goes_through_names_its_task(aws: Aws) -> None:
+    store = _store()
+    store.create(OP, "embedding", "d", "me", [b"{}", b"{}"])
+    store.claim(OP, 1, "w1", 60)
+    aws.wrap(lambda app: Cancel(app, 100))
+    with pytest.raises(jobs.StoreError, match=r"^job store: completion of task 1 cancelled 6 times while its "
+                                              r"conditions held$"):
+        store.complete(OP, 1, "w1", b"{}")
+
+
+def test_throttling_is_retried_three_times_by_the_patient_write(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's standard retries, max_attempts 3: three retries (four calls) before the refusal is the caller's."""
+    import botocore.endpoint
+
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=lambda s: None,
+                                                                         time=__import__("time").time))
+    store = _store()
+    refusal: list[Refuse] = []
+    aws.wrap(lambda app: refusal.append(Refuse(app, "UpdateItem", "ThrottlingException", times=3)) or refusal[0])
+    assert store.put_record("r", {"a": 1}) is True and refusal[0].calls == 4
+    refusal[0].calls, refusal[0].times = 0, 4
+    with pytest.raises(jobs.StoreError, match="^job store: ThrottlingException$"):
+        store.put_record("s", {"a": 1})
+    assert refusal[0].calls == 4
