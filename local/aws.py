@@ -55,7 +55,8 @@ def start_moto(port: int = 0, write_conflicts: bool = False, creating_describes:
     return server, f"http://{host}:{bound}"
 
 
-IN_PROCESS_URL = "http://127.0.0.1:9"  # the discard port: a client the transport is not installed in fails at once
+IN_PROCESS_URL = "http://127.0.0.1:4"  # an unassigned port, which no test uses for "unreachable" (those use :9, :1); a
+# client the transport is not installed in fails to connect at once
 
 
 class InProcessMoto:
