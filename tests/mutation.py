@@ -135,7 +135,14 @@ _STORE_EXPRESSIONS = (
     '"SET #state = :done, modified_at = :now, #error = :error"',
     '"SET #state = :done, modified_at = :now, result_key = :key, result_size = :size"',
     '"ADD #set :values SET expires_at = if_not_exists(expires_at, :expires)"', '"DELETE #set :values"',
-    '"attribute_exists(id) AND (attribute_not_exists(#marks) OR "', '"NOT contains(#marks, :one))"')
+    '"attribute_exists(id) AND (attribute_not_exists(#marks) OR "', '"NOT contains(#marks, :one))"',
+    '"ADD ops :op"', '"ADD attempts :one"', '"SET #state = :running, modified_at = :now"',
+    '"SET #state = :running, worker = :worker, lease_until = :until, started_at = :now, expires_at = :expires "',
+    '"attribute_not_exists(id) OR #state = :queued OR (#state = :running AND lease_until < :now)"',
+    '"SET #state = :done, result_key = :key, modified_at = :now"', '"SET modified_at = :now ADD tasks_done :one"')
+_NO_CODE = ("botocore gives every ClientError an Error.Code (the HTTP status when the body names none), so the "
+            "default is never read")
+_CLIENT_ERROR = "only a ClientError gets this far (its code was checked first), and it always has .response"
 _NEVER_ABSENT = ("a task record always has attempts (every claim ADDs it) and a running one lease_until (the claim "
                  "sets it), and a missing deferrals is 0 either way (`or 0`); clock times are far past 1")
 _ONE_CLAUSE = "an item key is <op>#i<n> and an operation id has no '#', so '#i' occurs once and every split agrees"
@@ -299,6 +306,24 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "err is a botocore ClientError, which always has .response", "add_usage"),
         ('getattr(err, "response", {})', 'getattr(err, "response", )',
          "err is a botocore ClientError, which always has .response", "add_usage"),
+        ('.get("Code", "")', '.get("Code", None)', _NO_CODE, "_code"),
+        ('.get("Code", "")', '.get("Code", )', _NO_CODE, "_code"),
+        ('.get("Code", "")', '.get("Code", "XXXX")', _NO_CODE, "_code"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", None)', _CLIENT_ERROR, "is_write_conflict"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", )', _CLIENT_ERROR, "is_write_conflict"),
+        ("if float(value).is_integer() else", "if (float(value).is_integer()) and False else",
+         "a whole number written as 7.0 is the number 7 to the Document API (numbers are values, not text) and to "
+         "Python when read back", "_n"),
+        ('settings.results_bucket or ""', 'settings.results_bucket or "XXXX"',
+         "require_store() refuses settings without a bucket first, so the default is never read"),
+        ('(condition or "")', '(condition or "XXXX")',
+         "the text is only searched for :placeholders and #names, and XXXX holds none", "_update"),
+        ('int(task.get("attempts", 1))', 'int(task.get("attempts", None))',
+         "a claim that won has just ADDed attempts, so the default is never read", "claim"),
+        ('int(task.get("attempts", 1))', 'int(task.get("attempts", ))',
+         "a claim that won has just ADDed attempts, so the default is never read", "claim"),
+        ('int(task.get("attempts", 1))', 'int(task.get("attempts", 2))',
+         "a claim that won has just ADDed attempts, so the default is never read", "claim"),
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
         (':zero": _n(0)', ':zero": _n(1)', "a lease that ran out at 1 s past the epoch is as over as one at 0"),
         ('key.rsplit("#i", 1)[1]', 'key.rsplit("#i", )[1]', _ONE_CLAUSE),
