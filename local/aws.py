@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,175 @@ def start_moto(port: int = 0, write_conflicts: bool = False, creating_describes:
     threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
     host, bound = server.server_address[:2]
     return server, f"http://{host}:{bound}"
+
+
+IN_PROCESS_URL = "http://127.0.0.1:4"  # an unassigned port, which no test uses for "unreachable" (those use :9, :1); a
+# client the transport is not installed in fails to connect at once
+
+
+class InProcessMoto:
+    """The app start_moto serves (SerializedDocumentApi over moto's DomainDispatcherApplication, and optionally
+    ConflictingWrites), reached without a socket: boto3 clients of the default session whose endpoint is
+    `url` hand each prepared request to it from a botocore `before-send` handler, and get its answer as an
+    AWSResponse; `requests_adapter()` does the same for a requests Session (the queue client's transport).
+
+    What a client sees is what it sees over loopback: the request is made into the WSGI environ werkzeug's
+    server (with moto's handler) makes from the same bytes, the answer's status, headers and body are the
+    app's (no body for HEAD, werkzeug's 500 page for an exception in the app), and each Document API call
+    runs whole under SerializedDocumentApi's lock, so racing threads meet exactly as at the server. It only
+    saves the socket, the HTTP parsing and the server thread: about 1.2 s at start and most of each call.
+    moto's backends are per process, as behind start_moto: `reset()` is POST /moto-api/reset."""
+
+    def __init__(self, write_conflicts: bool = False, creating_describes: int = 1, url: str = IN_PROCESS_URL) -> None:
+        os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "True"
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self.url = url.rstrip("/")
+        self.app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app), creating_describes)
+        if write_conflicts:
+            self.app = ConflictingWrites(self.app)
+        import boto3
+
+        # clients copy their session's handlers when made, so the handler goes on the default session once and
+        # sends on to whichever instance owns the request's endpoint (None: botocore sends it as usual)
+        session = boto3._get_default_session()  # noqa: SLF001 - the session boto3.client() builds clients from
+        session.events.register("before-send", _in_process_send, unique_id="local.aws.InProcessMoto")
+        _IN_PROCESS[self.url] = self
+
+    @classmethod
+    def shared(cls) -> InProcessMoto:
+        """The process's instance (made once, and warmed: moto imported, its DynamoDB, S3 and reset apps built and
+        the clients' service models loaded, about 2 s). A test module that calls this at import has it made
+        before a process forks its test runs (mutmut's forkserver), so each run starts warm."""
+        global _SHARED
+        with _SHARED_LOCK:
+            if _SHARED is None:
+                _SHARED = cls()
+                _SHARED.reset()
+                provision(_SHARED.url, queues=False, poll_s=0.001)
+                _SHARED.reset()
+            return _SHARED
+
+    def close(self) -> None:
+        if _IN_PROCESS.get(self.url) is self:
+            del _IN_PROCESS[self.url]
+
+    def reset(self) -> None:
+        """Empty every moto backend (what POST /moto-api/reset does at the server)."""
+        status, _, _ = self.call("POST", self.url + "/moto-api/reset", {}, b"")
+        assert status == 200, status
+
+    def call(self, method: str, url: str, headers: Any, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request through the app: (status, headers, body)."""
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        host, _, port = parts.netloc.partition(":")
+        environ: dict[str, Any] = {
+            "wsgi.version": (1, 0), "wsgi.url_scheme": parts.scheme, "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+            "SERVER_SOFTWARE": "in-process", "REQUEST_METHOD": method, "SCRIPT_NAME": "",
+            "PATH_INFO": _wsgi_text(unquote(parts.path)), "QUERY_STRING": _wsgi_text(parts.query),
+            "REQUEST_URI": _wsgi_text(target), "RAW_URI": _wsgi_text(target), "REMOTE_ADDR": "127.0.0.1",
+            "REMOTE_PORT": 0, "SERVER_NAME": host, "SERVER_PORT": port or "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": parts.netloc}
+        for name, value in headers.items():  # as werkzeug's server: names with '_' dropped, repeats joined
+            if "_" in name:
+                continue
+            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            key = name.upper().replace("-", "_")
+            key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
+            if key == "HTTP_HOST":
+                continue  # an absolute URL's host is the one the server uses
+            environ[key] = f"{environ[key]},{text}" if key in environ else text
+        if "CONTENT_LENGTH" not in environ and (body or method in ("POST", "PUT", "PATCH")):
+            environ["CONTENT_LENGTH"] = str(len(body))  # as http.client adds it
+        answer: list[Any] = []
+
+        def start_response(status: str, response_headers: Any, exc_info: Any = None) -> Any:
+            answer[:] = [status, list(response_headers)]
+            return lambda data: None
+
+        try:
+            result = self.app(environ, start_response)
+            try:
+                data = b"".join(result)
+            finally:
+                getattr(result, "close", lambda: None)()
+        except Exception:  # noqa: BLE001 - werkzeug's server answers an exception in the app with its 500 page
+            from werkzeug.exceptions import InternalServerError
+
+            error = InternalServerError()
+            data = error.get_body(environ).encode()
+            answer[:] = ["500 INTERNAL SERVER ERROR", error.get_headers(environ)]
+        status = int(str(answer[0]).split(None, 1)[0])
+        return status, answer[1], b"" if method == "HEAD" else data
+
+    def send(self, request: Any) -> Any:
+        """A botocore AWSPreparedRequest in, an AWSResponse out."""
+        from botocore.awsrequest import AWSResponse
+
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+            request.reset_stream()  # botocore may send it again (a retry)
+        elif isinstance(body, str):
+            body = body.encode()
+        status, headers, data = self.call(request.method, request.url, request.headers, body or b"")
+        return AWSResponse(request.url, status, dict(headers), _Raw(data))
+
+    def requests_adapter(self) -> Any:
+        """A requests transport adapter that sends through the app (mount it on the endpoint's prefix)."""
+        import requests
+        from requests.adapters import BaseAdapter
+        from requests.structures import CaseInsensitiveDict
+
+        moto = self
+
+        class Adapter(BaseAdapter):
+            def send(self, request: Any, **kwargs: Any) -> requests.Response:
+                body = request.body or b""
+                status, headers, data = moto.call(request.method, request.url, request.headers,
+                                                  body.encode() if isinstance(body, str) else body)
+                response = requests.Response()
+                response.status_code, response.url, response.request = status, request.url, request
+                response.headers = CaseInsensitiveDict(headers)
+                response.raw, response.encoding = _Raw(data), None
+                response._content = data  # noqa: SLF001 - read whole, as the adapter would once asked
+                return response
+
+            def close(self) -> None:
+                pass
+
+        return Adapter()
+
+
+_IN_PROCESS: dict[str, InProcessMoto] = {}
+_SHARED: InProcessMoto | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def _in_process_send(request: Any, **_: Any) -> Any:
+    for url, moto in list(_IN_PROCESS.items()):
+        if request.url == url or request.url.startswith(url + "/") or request.url.startswith(url + "?"):
+            return moto.send(request)
+    return None
+
+
+def _wsgi_text(text: str) -> str:
+    return text.encode().decode("latin-1")  # WSGI's native strings, as werkzeug's server makes them
+
+
+class _Raw(io.BytesIO):
+    """A response body botocore (and requests) read from: stream() for AWSResponse.content, read() for
+    a StreamingBody (S3 GetObject)."""
+
+    def stream(self, **_: Any) -> Any:
+        data = self.read()
+        while data:
+            yield data
+            data = self.read()
 
 
 class SerializedDocumentApi:
@@ -178,10 +348,13 @@ class Resources:
                 "JOBS_TABLE": self.table, "RESULTS_BUCKET": self.bucket, "YC_REGION": REGION,
                 "JOB_MAX_DELIVERIES": str(self.max_receive_count),
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-                **{f"{kind.upper()}_QUEUE_URL": self.queues[kind] for kind in JOB_KINDS}}
+                **{f"{kind.upper()}_QUEUE_URL": self.queues[kind] for kind in JOB_KINDS if kind in self.queues}}
 
 
-def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30) -> Resources:
+def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30, queues: bool = True,
+              session: Any = None, poll_s: float = 0.05) -> Resources:
+    """Create the table, the bucket and (unless `queues` is False) the queues; `session`: the requests Session
+    the queue calls go through (InProcessMoto.requests_adapter mounted, for the in-process stand-in)."""
     import boto3
 
     from shared.jobs.queue import QueueClient
@@ -192,17 +365,19 @@ def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30)
     resources = Resources(endpoint, max_receive_count=max_receive_count)
     db = boto3.client("dynamodb", **common)
     if resources.table not in db.list_tables().get("TableNames", []):
-        create_jobs_table(db, resources.table, poll_s=0.05)  # the stand-in counts describes, not seconds
+        create_jobs_table(db, resources.table, poll_s=poll_s)  # the stand-in counts describes, not seconds
     s3 = boto3.client("s3", **common, config=s3_config())
     if resources.bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=resources.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    queues = QueueClient(endpoint, REGION, ACCESS_KEY, SECRET_KEY)
+    if not queues:
+        return resources
+    client = QueueClient(endpoint, REGION, ACCESS_KEY, SECRET_KEY, session=session)
     for kind in JOB_KINDS:
-        dlq = queues.create_queue(f"{kind}-dlq")
-        dlq_arn = queues.attributes(dlq, ("QueueArn",))["QueueArn"]
-        url = queues.create_queue(kind, {
+        dlq = client.create_queue(f"{kind}-dlq")
+        dlq_arn = client.attributes(dlq, ("QueueArn",))["QueueArn"]
+        url = client.create_queue(kind, {
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
             "VisibilityTimeout": str(visibility_s)})
         resources.queues.update({kind: url, f"{kind}-dlq": dlq})
-        resources.arns.update({kind: queues.attributes(url, ("QueueArn",))["QueueArn"], f"{kind}-dlq": dlq_arn})
+        resources.arns.update({kind: client.attributes(url, ("QueueArn",))["QueueArn"], f"{kind}-dlq": dlq_arn})
     return resources

@@ -260,6 +260,103 @@ def fast(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> Emulator:
     return emulator
 
 
+# -- the job store's two stand-ins: moto server on loopback, and the same app in process (the fast layer) --
+
+class Aws:
+    """One stand-in for the YDB Document API and Object Storage, reset and provisioned (table and bucket) for
+    one test, its variables set. `layer` is "loopback" (start_moto's server) or "in-process" (InProcessMoto:
+    the same WSGI app, reached without a socket; see local/aws.py)."""
+
+    def __init__(self, layer: str, holder: Any, url: str) -> None:
+        self.layer, self.url = layer, url
+        self.resources: Any = None  # with aws_jobs: the provisioned queues (local.aws.Resources) and a client for them
+        self.queues: Any = None
+        self._holder = holder  # what serves the app: the werkzeug server or the InProcessMoto (both have .app)
+        self._base = holder.app
+
+    def refuse_next(self, operation: str, times: int) -> None:
+        """Answer the next `times` calls of a Document API write `operation` (PutItem, UpdateItem, DeleteItem,
+        TransactWriteItems) as a write conflict, as the Document API does (local.aws.ConflictingWrites)."""
+        from local.aws import ConflictingWrites
+
+        if not isinstance(self._holder.app, ConflictingWrites):
+            self._holder.app = ConflictingWrites(self._base)
+        self._holder.app.refuse_next[operation] = times
+
+    def wrap(self, middleware: Any) -> None:
+        """Put a WSGI middleware (a callable taking the app) in front of the stand-in for this test."""
+        self._holder.app = middleware(self._holder.app)
+
+    def restore(self) -> None:
+        self._holder.app = self._base
+
+
+@pytest.fixture(scope="session")
+def in_process_moto() -> Iterator[Any]:
+    from local.aws import InProcessMoto
+
+    yield InProcessMoto.shared()
+
+
+@pytest.fixture(scope="session")
+def loopback_moto() -> Iterator[Any]:
+    from local.aws import start_moto
+
+    server, url = start_moto()
+    server.url = url
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(params=["in-process"])
+def aws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    """The job store's stand-in for one test: in process by default (milliseconds a call, no server); a module
+    parametrizes it indirectly with "loopback" to run the same tests against moto server over a socket."""
+    from local.aws import provision
+
+    if request.param == "loopback":
+        holder = request.getfixturevalue("loopback_moto")
+        url = holder.url
+        import requests
+
+        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+    else:
+        holder = request.getfixturevalue("in_process_moto")
+        url = holder.url
+        holder.reset()
+    resources = provision(url, queues=False, poll_s=0.001)
+    for name, value in resources.env().items():
+        if name != "YMQ_ENDPOINT":
+            monkeypatch.setenv(name, value)
+    reset_caches()
+    stand_in = Aws(request.param, holder, url)
+    yield stand_in
+    stand_in.restore()
+
+
+@pytest.fixture
+def aws_jobs(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    """`aws` with the job queues too (each with its dead-letter queue; at most 3 receives), their variables set;
+    `aws.queues` is a QueueClient that reaches them (in process: through InProcessMoto.requests_adapter, which
+    the instance's queue client uses as well)."""
+    import requests
+
+    from local.aws import ACCESS_KEY, REGION, SECRET_KEY, provision
+    from shared.jobs import queue
+
+    session = requests.Session()
+    if aws.layer == "in-process":
+        session.mount(aws.url, aws._holder.requests_adapter())
+    resources = provision(aws.url, max_receive_count=3, session=session)  # the table and bucket are there
+    for name, value in resources.env().items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    aws.resources = resources
+    aws.queues = queue.QueueClient(aws.url, REGION, ACCESS_KEY, SECRET_KEY, session=session)
+    monkeypatch.setattr(queue, "_client", aws.queues)  # what queue_client() hands the code under test
+    return aws
+
+
 @pytest.fixture
 def clock() -> Iterator[ManualClock]:
     """A clock the test moves (tests/clock.py): sleeps return at once and are recorded; advance() moves time."""

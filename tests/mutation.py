@@ -35,10 +35,9 @@ MODULES: dict[str, list[str]] = {
                        "tests/integration/test_credentials.py"],
     "shared/logs.py": ["tests/unit/test_promises_logs.py", "tests/unit/test_client_and_logs.py"],
     "shared/jobs/queue.py": ["tests/unit/test_promises_queue.py", "tests/integration/test_queue_protocol.py"],
-    "shared/jobs/store.py": ["tests/integration/test_job_store.py", "tests/integration/test_promises_jobs.py",
-                             "tests/integration/test_async.py"],
-    "shared/jobs/operations.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py",
-                                  "tests/integration/test_batches.py"],
+    "shared/jobs/store.py": ["tests/unit/test_promises_store.py"],  # on the in-process stand-in (local.aws)
+    "shared/jobs/operations.py": ["tests/unit/test_promises_operations.py", "tests/unit/test_operations_routing.py"],
+    "shared/jobs/submit.py": ["tests/unit/test_promises_operations.py"],
     "shared/jobs/worker.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py"],
     "shared/jobs/poller.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
     "shared/jobs/batches.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
@@ -161,6 +160,30 @@ _ROLE_REQUIRED = ("ChatMessage's own schema requires role (a field without a def
 _SAME_ORDER = ("each place of a group key holds one type (a string, or a bool for batch), and str(False) < "
                "str(True) as False < True: the natural order is the order of the strings")
 _SAME_LENGTH = "a group key is made from query.group_by (_group_key): both always have the same length"
+
+# -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
+_KEYWORD_CASE = ("an expression's keywords (SET, ADD, DELETE, AND, OR, NOT) are read in any case by DynamoDB's "
+                 "expression grammar, which the Document API implements (moto, the stand-in, too); names and "
+                 "placeholders in these literals are lower-case already")
+_STORE_EXPRESSIONS = (
+    '"DELETE ops :op"', '"SET "', '"SET #state = :done, outcome = :outcome, failed = :failed"',
+    '"SET #state = :queued, last_error = :reason, lease_until = :now"', '" ADD deferrals :one"',
+    '"#state = :running AND worker = :worker"', '"SET last_error = :reason, modified_at = :now"',
+    '"ADD dead_letter_resends :one"', '"attribute_exists(id) AND #state <> :done"',
+    '"SET #state = :done, modified_at = :now, #error = :error"',
+    '"SET #state = :done, modified_at = :now, result_key = :key, result_size = :size"',
+    '"ADD #set :values SET expires_at = if_not_exists(expires_at, :expires)"', '"DELETE #set :values"',
+    '"attribute_exists(id) AND (attribute_not_exists(#marks) OR "', '"NOT contains(#marks, :one))"',
+    '"ADD ops :op"', '"ADD attempts :one"', '"SET #state = :running, modified_at = :now"',
+    '"SET #state = :running, worker = :worker, lease_until = :until, started_at = :now, expires_at = :expires "',
+    '"attribute_not_exists(id) OR #state = :queued OR (#state = :running AND lease_until < :now)"',
+    '"SET #state = :done, result_key = :key, modified_at = :now"', '"SET modified_at = :now ADD tasks_done :one"')
+_NO_CODE = ("botocore gives every ClientError an Error.Code (the HTTP status when the body names none), so the "
+            "default is never read")
+_CLIENT_ERROR = "only a ClientError gets this far (its code was checked first), and it always has .response"
+_NEVER_ABSENT = ("a task record always has attempts (every claim ADDs it) and a running one lease_until (the claim "
+                 "sets it), and a missing deferrals is 0 either way (`or 0`); clock times are far past 1")
+_ONE_CLAUSE = "an item key is <op>#i<n> and an operation id has no '#', so '#i' occurs once and every split agrees"
 
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
@@ -438,6 +461,59 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("inv.request.query_lists if inv.request is not None else {}",
          "inv.request.query_lists if (inv.request is not None) or True else {}",
          "the usage routes are HTTP routes: the runtime always hands them the request"),
+    ],
+    "shared/jobs/store.py": [
+        *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),
+        ("range(1, CONFLICT_ATTEMPTS + 1)", "range(1, CONFLICT_ATTEMPTS + 2)",
+         "the loop raises at attempt == CONFLICT_ATTEMPTS, so it never reaches one more", "add_usage"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", None)',
+         "err is a botocore ClientError, which always has .response", "add_usage"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", )',
+         "err is a botocore ClientError, which always has .response", "add_usage"),
+        ('.get("Code", "")', '.get("Code", None)', _NO_CODE, "_code"),
+        ('.get("Code", "")', '.get("Code", )', _NO_CODE, "_code"),
+        ('.get("Code", "")', '.get("Code", "XXXX")', _NO_CODE, "_code"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", None)', _CLIENT_ERROR, "is_write_conflict"),
+        ('getattr(err, "response", {})', 'getattr(err, "response", )', _CLIENT_ERROR, "is_write_conflict"),
+        ("if float(value).is_integer() else", "if (float(value).is_integer()) and False else",
+         "a whole number written as 7.0 is the number 7 to the Document API (numbers are values, not text) and to "
+         "Python when read back", "_n"),
+        ('settings.results_bucket or ""', 'settings.results_bucket or "XXXX"',
+         "require_store() refuses settings without a bucket first, so the default is never read"),
+        ('(condition or "")', '(condition or "XXXX")',
+         "the text is only searched for :placeholders and #names, and XXXX holds none", "_update"),
+        ('int(task.get("attempts", 1))', 'int(task.get("attempts", None))',
+         "a claim that won has just ADDed attempts, so the default is never read", "claim"),
+        ('int(task.get("attempts", 1))', 'int(task.get("attempts", ))',
+         "a claim that won has just ADDed attempts, so the default is never read", "claim"),
+        ('int(task.get("attempts", 1))', 'int(task.get("attempts", 2))',
+         "a claim that won has just ADDed attempts, so the default is never read", "claim"),
+        ('int(task.get("attempts", 0)))', 'int(task.get("attempts", 1)))',
+         "a claim loses only to a task record some claim made (an absent task is always won), which has attempts",
+         "claim"),
+        ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
+        (':zero": _n(0)', ':zero": _n(1)', "a lease that ran out at 1 s past the epoch is as over as one at 0"),
+        ('key.rsplit("#i", 1)[1]', 'key.rsplit("#i", )[1]', _ONE_CLAUSE),
+        ('key.rsplit("#i", 1)[1]', 'key.split("#i", 1)[1]', _ONE_CLAUSE),
+        ('key.rsplit("#i", 1)[1]', 'key.rsplit("#i", 2)[1]', _ONE_CLAUSE),
+        ('if error is not None else None)', 'if (error is not None) or True else None)',
+         "_update sends only the names its expressions use, so an unused #error is dropped", "finish"),
+        ('!= DONE or not task.get("result_key")', '!= DONE and not task.get("result_key")',
+         "a task gets its result_key in the same write that makes it done (complete), so the two never differ"),
+        ("condition = None", 'condition = ""', "_update tests the condition for truth only", "put_record"),
+        ('raise StoreError(f"job store: {type(err).__name__}") from None', "raise StoreError(None) from None",
+         "_write turns every BotoCoreError into a StoreError, so this except is never reached", "delete_record"),
+        ('raise StoreError(f"job store: {type(err).__name__}") from None',
+         'raise StoreError(f"job store: {type(None).__name__}") from None',
+         "_write turns every BotoCoreError into a StoreError, so this except is never reached", "delete_record"),
+        ('task.get("attempts", 0)', 'task.get("attempts", None)', _NEVER_ABSENT),
+        ('task.get("attempts", 0)', 'task.get("attempts", )', _NEVER_ABSENT),
+        ('task.get("deferrals", 0)', 'task.get("deferrals", None)', _NEVER_ABSENT),
+        ('task.get("deferrals", 0)', 'task.get("deferrals", )', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", None) or 0)', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", ) or 0)', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", 1) or 0)', _NEVER_ABSENT),
+        ('task.get("lease_until", 0) or 0)', 'task.get("lease_until", 0) or 1)', _NEVER_ABSENT),
     ],
     "shared/jobs/queue.py": [
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", )[-1]', _CLARK),
