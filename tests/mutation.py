@@ -61,9 +61,9 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/chat_response.py": ["tests/unit/test_promises_chat_response.py", "tests/unit/test_openai*.py"],
     "shared/openai/response_object.py": ["tests/unit/test_promises_response_object.py", "tests/unit/test_openai*.py"],
     "shared/jobs/usage.py": ["tests/unit/test_usage_and_prices.py", "tests/unit/test_usage_api.py",
-                             "tests/integration/test_promises_usage_entries.py"],
+                             "tests/unit/test_promises_usage_entries.py"],
     "shared/openai/usage_api.py": ["tests/unit/test_usage_api.py", "tests/unit/test_promises_usage_api.py",
-                                   "tests/integration/test_promises_usage_routes.py"],
+                                   "tests/unit/test_promises_usage_routes.py"],
     # the OpenAI request bodies and the chat and embeddings operations (the latter against the in-process emulator)
     "shared/openai/models.py": ["tests/unit/test_promises_openai_requests.py", "tests/unit/test_promises_openai_chat.py",
                                 "tests/unit/test_openai*.py"],

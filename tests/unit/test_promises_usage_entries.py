@@ -1,6 +1,6 @@
 """The usage ledger's own promises (shared/jobs/usage.py), each in a fraction of a second: entries built from what
 each door hands it (a synchronous route's summary fields, a task's upstream answer, a batch's item records), written
-once per call key into the job store in moto server, and read back exactly by day, by caller list and by (caller,
+once per call key into the job store in the in-process stand-in (local.aws.InProcessMoto: moto's app without a socket), and read back exactly by day, by caller list and by (caller,
 day) pair; a log line for every entry, store or not; nothing counted for a call that billed nothing; a broken input
 or store never raises. tests/integration/test_usage_ledger.py proves the doors end to end; this file is what
 `make mutate` runs for the module."""
@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
+from local.aws import InProcessMoto
 from shared.config import Settings
 from shared.jobs import usage
 from shared.jobs.store import JobStore
 from tests.clock import ManualClock
-from tests.conftest import FOLDER, Jobs, reset_caches
+from tests.conftest import FOLDER, Aws, reset_caches
 
-pytestmark = pytest.mark.integration
+InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
 LITE = f"gpt://{FOLDER}/yandexgpt-lite/latest"
 PRO = f"gpt://{FOLDER}/yandexgpt/latest"
@@ -55,7 +56,7 @@ def counts(**given: int) -> dict[str, int]:
 
 
 @pytest.fixture
-def store(jobs: Jobs, clock: ManualClock) -> JobStore:
+def store(aws: Aws, clock: ManualClock) -> JobStore:
     reset_caches()
     return JobStore(Settings.from_env())
 

@@ -1,6 +1,6 @@
 """The Usage and Costs routes' own promises (shared/openai/usage_api.py's handlers), each in a fraction of a second:
 the operations function invoked directly with a gateway event (the authorizer's verdict in its context) over a
-ledger written straight into the job store in moto server. Who sees what (the admin every caller, anyone else only
+ledger written straight into the job store in the in-process stand-in (local.aws.InProcessMoto: moto's app without a socket). Who sees what (the admin every caller, anyone else only
 itself, whatever it names), which days are read, the summary line's fields, and the 404 a deployment without the
 job store gives — but only when there is something to read. tests/integration/test_usage_api.py proves the same
 routes end to end through the gateway with real calls; this file is what `make mutate` runs for them."""
@@ -14,14 +14,15 @@ from urllib.parse import urlencode
 
 import pytest
 
+from local.aws import InProcessMoto
 from local.functions import load
 from shared.config import Settings
 from shared.jobs import usage
 from shared.jobs.store import JobStore
 from tests.clock import ManualClock
-from tests.conftest import FOLDER, FakeContext, Jobs, reset_caches
+from tests.conftest import FOLDER, Aws, Emulator, FakeContext, reset_caches
 
-pytestmark = pytest.mark.integration
+InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
 LITE = f"gpt://{FOLDER}/yandexgpt-lite/latest"
 EMB = f"emb://{FOLDER}/text-search-doc/latest"
@@ -47,7 +48,7 @@ def tokens(page: dict[str, Any]) -> list[list[tuple[Any, int]]]:
 
 
 @pytest.fixture
-def ledgered(jobs: Jobs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> int:
+def ledgered(aws: Aws, stack_env: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> int:
     """alice and bob used models yesterday and today; the admin is ops. The start of yesterday (UTC)."""
     monkeypatch.setenv("FM_ADMIN_CALLER", "ops")
     monkeypatch.setenv("FM_PRICES", PRICES)
