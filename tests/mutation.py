@@ -157,6 +157,10 @@ _NAMESPACE_LENGTH = "the field's max_length=64 refuses a longer name before this
 _ROLE_REQUIRED = ("ChatMessage's own schema requires role (a field without a default), so a oneOf branch that says it "
                   "again or not takes and refuses the same messages")
 
+_LEDGER_ITEM = ("every ledger item is written by one UpdateItem that sets its day (and a totals item its caller) and "
+                "ADDs to its set (models, callers): a read item always has them, so the default is never read")
+_NO_KIND_NAMED = ("an operation without a kind takes the embeddings branch whatever its default text: none of '', "
+                  "'None' and 'XXXX' is completion or classification")
 _SAME_ORDER = ("each place of a group key holds one type (a string, or a bool for batch), and str(False) < "
                "str(True) as False < True: the natural order is the order of the strings")
 _SAME_LENGTH = "a group key is made from query.group_by (_group_key): both always have the same length"
@@ -429,6 +433,26 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
         ('message_item(text_id, "")', "message_item(text_id, None)", _OPENED),
         ('message_item(text_id, "")', 'message_item(text_id, "XXXX")', _OPENED),
+    ],
+    "shared/jobs/usage.py": [
+        ('str(record.get("day", ""))', 'str(record.get("day", None))', _LEDGER_ITEM, "callers"),
+        ('str(record.get("day", ""))', 'str(record.get("day", ))', _LEDGER_ITEM, "callers"),
+        ('str(record.get("day", ""))', 'str(record.get("day", "XXXX"))', _LEDGER_ITEM, "callers"),
+        ('record.get("callers", [])', 'record.get("callers", None)', _LEDGER_ITEM, "callers"),
+        ('record.get("callers", [])', 'record.get("callers", )', _LEDGER_ITEM, "callers"),
+        ('str(record.get("caller", ""))', 'str(record.get("caller", None))', _LEDGER_ITEM, "pair_totals"),
+        ('str(record.get("caller", ""))', 'str(record.get("caller", ))', _LEDGER_ITEM, "pair_totals"),
+        ('str(record.get("caller", ""))', 'str(record.get("caller", "XXXX"))', _LEDGER_ITEM, "pair_totals"),
+        ('str(record.get("day", ""))', 'str(record.get("day", None))', _LEDGER_ITEM, "pair_totals"),
+        ('str(record.get("day", ""))', 'str(record.get("day", ))', _LEDGER_ITEM, "pair_totals"),
+        ('str(record.get("day", ""))', 'str(record.get("day", "XXXX"))', _LEDGER_ITEM, "pair_totals"),
+        ('record.get("models", [])', 'record.get("models", None)', _LEDGER_ITEM, "pair_totals"),
+        ('record.get("models", [])', 'record.get("models", )', _LEDGER_ITEM, "pair_totals"),
+        ('record.get("models", [])', 'record.get("models", None)', _LEDGER_ITEM, "days"),
+        ('record.get("models", [])', 'record.get("models", )', _LEDGER_ITEM, "days"),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", None))', _NO_KIND_NAMED),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", ))', _NO_KIND_NAMED),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", "XXXX"))', _NO_KIND_NAMED),
     ],
     "shared/openai/usage_api.py": [
         ('if query.kind is COSTS else {}', 'if (query.kind is COSTS) or True else {}',

@@ -21,6 +21,7 @@ from shared.jobs import usage
 from shared.jobs.store import JobStore
 from tests.clock import ManualClock
 from tests.conftest import FOLDER, Aws, reset_caches
+from tests.unit.test_promises_store import Refuse
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -292,7 +293,8 @@ def test_a_batch_request_gets_its_own_line_counted_with_its_batch(log_output: io
     usage.log_item({"id": "op9"}, 1, None)  # type: ignore[arg-type]
     unbuilt(log_output, operation_id="op9")
     usage.log_item({"id": "op3"}, 0, {})
-    assert lines(log_output, "usage")[-1]["usage"]["model"] == "unknown"
+    assert (lines(log_output, "usage")[-1]["usage"]["model"], lines(log_output, "usage")[-1]["usage"]["caller"]) == (
+        "unknown", "anonymous")
 
 
 @pytest.mark.parametrize(("given", "expected"), [
@@ -313,3 +315,61 @@ def test_native_usage_reads_int64_strings_and_tolerates_odd_shapes() -> None:
     assert usage.native_usage({"inputTextTokens": "2", "completionTokensDetails": "x"}) == {
         "input_tokens": 2, "output_tokens": 0, "reasoning_tokens": 0}
     assert usage.native_usage([1]) == {"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
+
+
+def test_pairs_sum_every_mode_over_every_shard(store: JobStore, settings: Settings) -> None:
+    for n in range(24):
+        mode = ("sync", "async", "batch")[n % 3]
+        usage.record(usage.Entry("alice", LITE, "x", mode, "job", f"k{n}", 1, 2, at=AT), settings)
+    usage.record(usage.Entry("alice", EMB, "x", "batch", "batch", "only-batch", 5, at=AT), settings)
+    each = counts(input_tokens=8, output_tokens=16, requests=8, units=8)
+    assert usage.pair_totals(store, [("alice", DAY)]) == {("alice", DAY): {
+        LITE: {"sync": each, "async": each, "batch": each}, EMB: {"batch": counts(input_tokens=5, requests=1, units=1)}}}
+    assert usage.days(store, "alice", [DAY])[DAY] == usage.pair_totals(store, [("alice", DAY)])[("alice", DAY)]
+
+
+class Settle:
+    """What shared/jobs/limits.py hands the ledger: it commits the ledger's transaction with its own item added."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool, str]] = []
+
+    def commit(self, store: JobStore, items: list[dict[str, Any]], mark: str, patient: bool, entry: Any) -> bool:
+        self.seen.append((mark, patient, entry.key))
+        return store.add_usage(items, mark, patient)
+
+
+def test_a_batch_and_a_task_settle_their_budget_in_the_ledgers_transaction_patiently(
+        store: JobStore, settings: Settings) -> None:
+    settle = Settle()
+    done = {0: {"state": "done", "outcome": json.dumps({"usage": {"inputTextTokens": "3"}})}}
+    assert usage.record_batch(operation("completion", model=LITE), done, inv(settings), settle=settle) is True
+    assert usage.record_task(operation("completion", id="op5"), 0, 1, {"modelUri": LITE},
+                             {"usage": {"inputTextTokens": "1"}}, inv(settings), settle=settle) is True
+    assert settle.seen == [("usage#call#op1#batch", True, "op1#batch"), ("usage#call#op5#0#1", True, "op5#0#1")]
+
+
+def test_the_engines_writes_ride_out_throttling_and_a_callers_request_does_not_wait_for_it(
+        aws: Aws, store: JobStore, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        log_output: io.StringIO) -> None:
+    import botocore.endpoint
+
+    monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=lambda s: None, time=__import__("time").time))
+    refusal: list[Refuse] = []
+    aws.wrap(lambda app: refusal.append(Refuse(app, "TransactWriteItems", "ThrottlingException", times=1))
+             or refusal[0])
+    done = {0: {"state": "done", "outcome": json.dumps({"usage": {"inputTextTokens": "3"}})}}
+    assert usage.record_batch(operation("completion", model=LITE), done, inv(settings)) is True
+    refusal[0].calls = 0
+    assert usage.record_task(operation("completion", id="op6"), 0, 1, {"modelUri": LITE},
+                             {"usage": {"inputTextTokens": "1"}}, inv(settings)) is True
+    refusal[0].calls = 0
+    assert usage.record_request("completion", inv(settings, model=LITE, input_tokens=1), "r-throttled") is None
+    assert lines(log_output)[-1]["msg"].startswith("usage not added to the totals")
+
+
+def test_a_finished_request_without_an_outcome_counts_as_a_request_of_no_tokens(store: JobStore,
+                                                                              settings: Settings) -> None:
+    assert usage.record_batch({"id": "op4", "kind": "completion"}, {0: {"state": "done"}}, inv(settings)) is True
+    assert usage.totals(store, "anonymous", usage.Entry("a", LITE, "r", "async", "batch", "k").day) == {
+        "unknown": {"async": counts(requests=1, units=1)}}
