@@ -86,6 +86,9 @@ def _lines(output: io.StringIO, message: str) -> list[dict[str, Any]]:
     return [json.loads(x) for x in output.getvalue().splitlines() if f'"{message}"' in x]
 
 
+RESENT = ("a task that failed fewer than JOB_MAX_DELIVERIES starts reached the dead-letter queue; sent again")
+
+
 def _summary(output: io.StringIO) -> dict[str, Any]:
     return [line for line in _lines(output, "request handled") if line.get("operation") == "consume"][-1]
 
@@ -324,3 +327,232 @@ def test_dead_letters_without_time_left_go_back_with_their_batch(env: Aws, stack
         _deliver(env, "completion", messages, remaining_ms=5_400, dead=True)
     assert _receive(env, "completion") == []  # given back, not sent again
     assert _store().item(op_id)["state"] == "queued"
+
+
+# -- the dead-letter queue --------------------------------------------------------------------------------
+
+def _failed_start(env: Aws, emulator: Emulator, op_id: str, times: int = 1) -> None:
+    """Start the job's task `times` times, each failing upstream with a 503 (the task is given back)."""
+    _fail_upstream(emulator, 503)
+    for _ in range(times):
+        with pytest.raises(worker.RedeliverError):
+            _deliver(env, "completion", _send(env, "completion", [json.dumps({"op": op_id, "task": 0})]))
+    emulator.post("/_emulator/reset", {})
+
+
+def _dead(env: Aws, op_id: str, number: int = 0, kind: str = "completion") -> dict[str, Any]:
+    return _deliver(env, kind, _send(env, f"{kind}-dlq", [json.dumps({"op": op_id, "task": number})]), dead=True)
+
+
+def test_a_task_that_failed_job_max_deliveries_starts_ends_its_operation_with_the_last_error(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO) -> None:
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "2")
+    op_id = _submit()
+    _receive(env, "completion")
+    _failed_start(env, stack_env, op_id, times=2)
+    assert _dead(env, op_id) == {"processed": 1, "outcomes": {"dead-failed": 1}}
+    error = _get(op_id)["error"]
+    last = _task(op_id)["last_error"]
+    assert error == {"code": 14, "details": [],
+                     "message": f"gave up on task 0 after 2 failed starts (JOB_MAX_DELIVERIES 2; dead-letter queue); "
+                                f"last error: {last}"}
+    assert last.endswith("emulated fault 503")
+    assert _store().active_ids() == [] and _receive(env, "completion") == []
+    line = _lines(log_output, "operation failed: its task reached the dead-letter queue")[-1]
+    assert (line["operation_id"], line["task"], line["level"]) == (op_id, 0, "WARN")
+
+
+def test_a_task_that_failed_fewer_starts_is_sent_again_and_counted(
+        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    op_id = _submit()
+    _receive(env, "completion")
+    _failed_start(env, stack_env, op_id, times=1)
+    messages = _send(env, "completion-dlq", [json.dumps({"op": op_id, "task": 0})])
+    assert _deliver(env, "completion", messages, dead=True) == {"processed": 1, "outcomes": {"dead-requeued": 1}}
+    assert [json.loads(m.body) for m in _receive(env, "completion")] == [{"op": op_id, "task": 0}]
+    assert _store().item(op_id)["dead_letter_resends"] == 1 and _get(op_id)["done"] is False
+    line = _lines(log_output, RESENT)[-1]
+    assert (line["operation_id"], line["task"], line["failed_starts"]) == (op_id, 0, 1)
+    assert line["receives"] == messages[0].attributes["ApproximateReceiveCount"]
+
+
+def test_a_resend_without_receive_count_says_several(env: Aws, log_output: io.StringIO) -> None:
+    op_id = _submit()
+    event = ymq_event(_send(env, "completion-dlq", [json.dumps({"op": op_id, "task": 0})]),
+                      env.resources.arns["completion-dlq"])
+    event["messages"][0]["details"]["message"]["attributes"] = {}
+    completion_function.handler(event, FakeContext())
+    assert _lines(log_output, RESENT)[-1]["receives"] == "several"
+
+
+def test_a_task_never_started_within_the_window_ends_as_never_run(
+        env: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "120")
+    op_id = _submit()
+    _receive(env, "completion")
+    clock.advance(119)
+    assert _dead(env, op_id)["outcomes"] == {"dead-requeued": 1}
+    clock.advance(2)
+    assert _dead(env, op_id)["outcomes"] == {"dead-expired": 1}
+    error = _get(op_id)["error"]
+    assert error == {"code": 4, "details": [], "message": (
+        "gave up on task 0 never started: no worker took it within JOB_QUEUE_WINDOW_S (120 s) of its submission "
+        "(its message was received but not run: the functions were busy or throttled)")}
+    assert _store().active_ids() == []
+
+
+def test_a_task_not_finished_within_the_window_of_its_last_start_ends_naming_its_failed_starts(
+        env: Aws, stack_env: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+        log_output: io.StringIO) -> None:
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "120")
+    op_id = _submit()
+    _receive(env, "completion")
+    clock.advance(100)
+    _failed_start(env, stack_env, op_id)  # started at +100 s (plus its retries' waits): the window counts from there
+    clock.advance(100)
+    assert _dead(env, op_id)["outcomes"] == {"dead-requeued": 1}
+    _receive(env, "completion")
+    clock.advance(21)
+    assert _dead(env, op_id)["outcomes"] == {"dead-expired": 1}
+    last = _task(op_id)["last_error"]
+    assert _get(op_id)["error"] == {"code": 4, "details": [], "message": (
+        f"gave up on task 0 not finished within JOB_QUEUE_WINDOW_S (120 s) of its last start, after 1 failed "
+        f"starts (fewer than JOB_MAX_DELIVERIES 3); last error: {last}")}
+    assert _lines(log_output, "operation failed: its task was not run in time")[-1]["operation_id"] == op_id
+
+
+def test_a_task_under_a_live_lease_is_sent_again_even_past_the_window(
+        env: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "60")
+    op_id = _submit()
+    _receive(env, "completion")
+    clock.advance(61)
+    _store().claim(op_id, 0, "slow-worker", 100)
+    clock.advance(61)  # past the window since its start too, but its lease is live: the worker may still finish
+    assert _dead(env, op_id)["outcomes"] == {"dead-requeued": 1}
+    clock.advance(40)  # the lease ran out: that start failed (1 of 3: the aws_jobs queues' maxReceiveCount), and the window has passed
+    assert _dead(env, op_id)["outcomes"] == {"dead-expired": 1}
+    assert "after 1 failed starts" in _get(op_id)["error"]["message"]
+    assert "last error: none recorded (the worker may have crashed or timed out)" in _get(op_id)["error"]["message"]
+
+
+def test_dead_letters_for_finished_or_unknown_work_are_consumed(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO) -> None:
+    monkeypatch.setenv("EMBEDDING_CHUNK_TEXTS", "1")
+    done = _submit()
+    _deliver(env, "completion", _receive(env, "completion"))
+    assert _dead(env, done)["outcomes"] == {"dead-skipped": 1}
+    assert _dead(env, "fmo0000000000none")["outcomes"] == {"dead-skipped": 1}
+    half = _submit("embedding", {"modelUri": "text-search-doc", "texts": ["one", "two"]})
+    messages = sorted(_receive(env, "embedding"), key=lambda m: json.loads(m.body)["task"])
+    _deliver(env, "embedding", messages[:1])
+    assert _dead(env, half, 0, kind="embedding")["outcomes"] == {"dead-skipped": 1}
+    assert _get(half)["done"] is False and _receive(env, "embedding") == []
+    event = ymq_event(_send(env, "completion-dlq", ["garbage"]), env.resources.arns["completion-dlq"])
+    assert completion_function.handler(event, FakeContext())["outcomes"] == {"dead-unreadable": 1}
+    line = _lines(log_output, "unreadable message reached the dead-letter queue; consumed")[-1]
+    assert line["body"] == "garbage" and line["queue_message"]["body"] == "garbage" and line["level"] == "ERROR"
+
+
+def test_the_last_task_done_through_a_dead_letter_finishes_its_operation(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_CHUNK_TEXTS", "1")
+    op_id = _submit("embedding", {"modelUri": "text-search-doc", "texts": ["one", "two"]})
+    messages = sorted(_receive(env, "embedding"), key=lambda m: json.loads(m.body)["task"])
+    _deliver(env, "embedding", messages)
+    store = _store()
+    store._update(op_id, "SET #state = :running", {":running": {"S": "running"}})  # as if it crashed before the finish
+    assert _dead(env, op_id, 1, kind="embedding")["outcomes"] == {"dead-skipped": 1}
+    assert _get(op_id)["done"] is True
+
+
+# -- what each kind's result is ---------------------------------------------------------------------------
+
+def test_a_classification_answers_with_upstreams_predictions(env: Aws, stack_env: Emulator) -> None:
+    op_id = _submit("classification", CLASSIFY)
+    assert _deliver(env, "classification", _receive(env, "classification"))["outcomes"] == {"done": 1}
+    response = _get(op_id)["response"]
+    upstream = stack_env.calls("fewShotTextClassification")
+    assert len(upstream) == 1
+    assert response["@type"] == "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.FewShotTextClassificationResponse"
+    assert [p["label"] for p in response["predictions"]] == ["alarm", "weather"] and response["modelVersion"]
+
+
+def test_embedding_tasks_are_joined_in_order_into_one_response(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_CHUNK_TEXTS", "2")
+    texts = ["alpha", "beta gamma", "delta epsilon zeta"]
+    op_id = _submit("embedding", {"modelUri": "text-search-doc", "texts": texts, "dim": 8})
+    messages = sorted(_receive(env, "embedding"), key=lambda m: -json.loads(m.body)["task"])  # the last one first
+    assert _deliver(env, "embedding", messages)["outcomes"] == {"done": 2}
+    response = _get(op_id)["response"]
+    singles = []
+    for text in texts:
+        single = _submit("embedding", {"modelUri": "text-search-doc", "text": text, "dim": 8})
+        _deliver(env, "embedding", _receive(env, "embedding"))
+        singles.append(_get(single)["response"])
+    assert response["@type"] == "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.TextEmbeddingBatchResponse"
+    assert response["embeddings"] == [s["embeddings"][0] for s in singles]
+    assert all(len(e) == 8 for e in response["embeddings"])
+    assert response["numTokens"] == str(sum(int(s["numTokens"]) for s in singles)) and int(response["numTokens"]) > 3
+    assert response["modelVersion"] == singles[0]["modelVersion"] != ""
+    record = _store().item(op_id)
+    assert record["result_key"] == f"results/{op_id}/response.json"
+    assert record["result_size"] == len(_store().get_object(record["result_key"]))
+    texts_sent = sorted(c["body"]["text"] for c in stack_env.calls("textEmbedding"))
+    assert texts_sent == sorted(texts * 2)
+
+
+def test_a_result_is_inline_up_to_result_inline_max_bytes_and_a_link_beyond(
+        env: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    op_id = _submit()
+    _deliver(env, "completion", _receive(env, "completion"))
+    record = _store().item(op_id)
+    data = _store().get_object(record["result_key"])
+    assert record["result_size"] == len(data) and json.loads(data) == _get(op_id)["response"]
+    monkeypatch.setenv("RESULT_INLINE_MAX_BYTES", str(len(data)))
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    assert _get(op_id)["response"] == json.loads(data)
+    monkeypatch.setenv("RESULT_INLINE_MAX_BYTES", str(len(data) - 1))
+    reset_caches()
+    assert record["result_key"] in json.dumps(_get(op_id)["response"])
+
+
+def test_a_door_jobs_embedding_requests_fail_alone_and_the_door_finishes_it(
+        env: Aws, stack_env: Emulator) -> None:
+    from shared import runtime
+    from shared.jobs import submit
+
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    uri = "emb://b1gtestfolder/text-search-doc/latest"
+    requests = [{"texts": ["one", "two"], "dim": 8}, {"texts": ["refused"]}, {"texts": []}, {"texts": ["three"]}]
+    submit.submit_tasks("embedding", [{"modelUri": uri, "requests": requests}], inv, op_id="fmo0000000door02",
+                        extra={"door": "openai"})
+    _fail_upstream(stack_env, 400, path="/foundationModels/v1/textEmbedding", bodyContains="refused")
+    assert _deliver(env, "embedding", _receive(env, "embedding"))["outcomes"] == {"done": 1}
+    store = _store()
+    (key,) = store.task_result_keys("fmo0000000door02", 1)
+    answers = json.loads(store.get_object(key))["requests"]
+    assert answers[1]["error"]["message"].endswith("emulated fault 400") and set(answers[1]) == {"error"}
+    assert answers[2] == {"embeddings": [], "numTokens": "0", "modelVersion": ""}
+    assert [len(e) for e in answers[0]["embeddings"]] == [8, 8] and len(answers[3]["embeddings"]) == 1
+    assert int(answers[0]["numTokens"]) == 2 and answers[0]["modelVersion"] and answers[3]["modelVersion"]
+    assert "dim" not in next(c for c in stack_env.calls("textEmbedding") if c["body"]["text"] == "three")["body"]
+    assert store.item("fmo0000000door02")["state"] != "done"  # its own door (the poller) finishes it
+
+
+def test_a_door_jobs_transient_failure_gives_the_whole_task_back(env: Aws, stack_env: Emulator) -> None:
+    from shared import runtime
+    from shared.jobs import submit
+
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    uri = "emb://b1gtestfolder/text-search-doc/latest"
+    submit.submit_tasks("embedding", [{"modelUri": uri, "requests": [{"texts": ["one"]}, {"texts": ["two"]}]}],
+                        inv, op_id="fmo0000000door03", extra={"door": "openai"})
+    _fail_upstream(stack_env, 503, path="/foundationModels/v1/textEmbedding", bodyContains="two")
+    with pytest.raises(worker.RedeliverError):
+        _deliver(env, "embedding", _receive(env, "embedding"))
+    assert _task("fmo0000000door03")["state"] == "queued"
