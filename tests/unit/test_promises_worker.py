@@ -556,3 +556,125 @@ def test_a_door_jobs_transient_failure_gives_the_whole_task_back(env: Aws, stack
     with pytest.raises(worker.RedeliverError):
         _deliver(env, "embedding", _receive(env, "embedding"))
     assert _task("fmo0000000door03")["state"] == "queued"
+
+
+# -- a key with a budget: what its job holds is settled by the worker ---------------------------------------
+
+LIMITED = json.dumps({"name": "alice", "monthly_tokens": 100000})
+
+
+def _limited_submit() -> tuple[str, str, int]:
+    event = _event("POST", f"{FM}/completionAsync", {**COMPLETION, "completionOptions": {"maxTokens": "50"}})
+    event["requestContext"]["authorizer"]["policy"] = LIMITED
+    answer = completion_function.handler(event, FakeContext())
+    assert answer["statusCode"] == 200, answer
+    op_id = json.loads(answer["body"])["id"]
+    store = _store()
+    held = json.loads(store.item(op_id)["limits"])["parts"]["t0"][0]
+    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
+                if i["id"]["S"].startswith("limits#alice#")]
+    assert store.item(month)["used_t"] == held > 0
+    return op_id, month, held
+
+
+def test_a_limited_keys_job_is_settled_to_what_upstream_used(env: Aws) -> None:
+    op_id, month, held = _limited_submit()
+    _deliver(env, "completion", _receive(env, "completion"))
+    used = int(_get(op_id)["response"]["usage"]["totalTokens"])
+    assert _store().item(month)["used_t"] == used != held
+
+
+def test_a_limited_keys_job_that_failed_gives_its_reservation_back(env: Aws, stack_env: Emulator,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "1")
+    op_id, month, _ = _limited_submit()
+    _fail_upstream(stack_env, 400, count=1)
+    assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"failed": 1}
+    assert _store().item(month)["used_t"] == 0
+    dead, month, held = _limited_submit()
+    assert _store().item(month)["used_t"] == held
+    _receive(env, "completion")
+    _failed_start(env, stack_env, dead)
+    assert _dead(env, dead)["outcomes"] == {"dead-failed": 1}
+    assert _store().item(month)["used_t"] == 0
+
+
+# -- a batch's chunks ----------------------------------------------------------------------------------
+
+def _batch(n: int) -> str:
+    body = {"modelUri": "yandexgpt-lite", "requests": [
+        {"customId": f"r{i}", "messages": [{"role": "user", "text": f"question {i}"}]} for i in range(n)]}
+    answer = completion_function.handler(_event("POST", f"{FM}/completionBatch", body), FakeContext())
+    assert answer["statusCode"] == 200, answer
+    return json.loads(answer["body"])["id"]
+
+
+def test_a_batch_chunk_starts_each_request_upstream_once(env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(3)
+    messages = _receive(env, "completion")
+    assert _deliver(env, "completion", messages)["outcomes"] == {"done": 1}
+    assert _deliver(env, "completion", messages)["outcomes"] == {"skipped": 1}
+    assert len(stack_env.calls("/completionAsync")) == 3
+    store = _store()
+    assert json.loads(store.get_object(_task(op_id)["result_key"])) == {"started": 3, "refused": 0}
+    assert sorted(r["custom_id"] for r in store.items(op_id, [0, 1, 2]).values()) == ["r0", "r1", "r2"]
+    assert store.item(op_id)["state"] != "done"  # the poller finishes a batch
+
+
+def test_a_batch_chunk_past_the_hourly_start_quota_comes_back_later_without_using_a_delivery(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_ASYNC_START_PER_HOUR", "2")
+    op_id = _batch(3)
+    assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"deferred": 1}
+    task = _task(op_id)
+    assert (task["state"], task["attempts"], task["deferrals"]) == ("queued", 1, 1)
+    assert task["last_error"] == "QuotaDeferred: hourly start quota (2) reached"
+    assert jobs.failed_starts(task, 0) == 0
+    counts = env.queues.attributes(env.resources.queues["completion"], ("ApproximateNumberOfMessagesDelayed",))
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert len(stack_env.calls("/completionAsync")) == 2
+
+
+def test_a_dead_batch_chunk_fails_only_its_unstarted_requests_and_the_batch_goes_on(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO) -> None:
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "1")
+    op_id = _batch(3)
+    messages = _receive(env, "completion")
+    _fail_upstream(stack_env, 503, path="/foundationModels/v1/completionAsync", after=1)  # the first one starts
+    with pytest.raises(worker.RedeliverError):
+        _deliver(env, "completion", messages)
+    stack_env.post("/_emulator/reset", {})
+    last = _task(op_id)["last_error"]
+    assert _dead(env, op_id)["outcomes"] == {"dead-chunk-failed": 1}
+    store = _store()
+    records = store.items(op_id, [0, 1, 2])
+    failed = [r for r in records.values() if r.get("failed")]
+    assert len(failed) == 2 and len(records) == 3
+    reason = json.loads(failed[0]["outcome"])
+    assert reason == {"code": 14, "details": [], "message": (
+        f"not started: gave up on its chunk (task 0) after 1 failed starts (JOB_MAX_DELIVERIES 1; dead-letter queue); "
+        f"last error: {last}")}
+    task = _task(op_id)
+    assert task["state"] == "done"
+    assert json.loads(store.get_object(task["result_key"])) == {"started": 0, "deadLettered": 2}
+    assert store.item(op_id)["state"] != "done" and op_id in store.active_ids()
+    line = _lines(log_output, "batch chunk failed: its message reached the dead-letter queue; the rest of the batch "
+                              "goes on")[-1]
+    assert (line["operation_id"], line["task"], line["requests_failed"]) == (op_id, 0, 2)
+    assert _dead(env, op_id)["outcomes"] == {"dead-skipped": 1}
+
+
+def test_a_dead_batch_chunk_held_by_a_live_worker_waits_for_it(
+        env: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "1")
+    op_id = _batch(2)
+    _receive(env, "completion")
+    store = _store()
+    store.claim(op_id, 0, "dead-worker", 10)
+    clock.advance(11)  # its lease ran out: one failed start
+    store.claim(op_id, 0, "dead-worker-2", 100)
+    clock.advance(11)
+    store._update(jobs.task_id(op_id, 0), "SET attempts = :n", {":n": {"N": "3"}})
+    with pytest.raises(worker.RedeliverError, match=f"task 0 of {op_id} is being processed by another worker"):
+        _dead(env, op_id)
+    assert store.items(op_id, [0, 1]) == {}
