@@ -227,3 +227,67 @@ def test_a_native_batch_follows_its_upstream_operation(env: Aws, stack_env: Emul
     record = _store().item(op_id)
     assert record["state"] == "running" and record["task_status"] == "PENDING" and record["total_batches"] == 10
     assert record["task_id"].startswith("cbt")
+
+
+def test_a_native_batch_ends_with_its_upstream_operation(env: Aws, stack_env: Emulator) -> None:
+    ids = []
+    for dataset in ("fdsdataset1", "fdsEMULATOR_FAIL"):
+        answer = completion_function.handler(_event("POST", f"{FM}/completionBatch", {
+            "modelUri": "yandexgpt-lite", "sourceDatasetId": dataset}), FakeContext())
+        ids.append(json.loads(answer["body"])["id"])
+    assert _poll() == {"native-finished": 2}
+    store = _store()
+    good, bad = store.item(ids[0]), store.item(ids[1])
+    assert good["state"] == "done" and good["task_status"] == "COMPLETED" and good["result_dataset_id"].startswith("fds")
+    assert "error" not in good and _get(ids[0])["response"]["resultDatasetId"] == good["result_dataset_id"]
+    assert json.loads(bad["error"]) == {"code": 3, "message": "emulated failure of this batch task", "details": []}
+    assert bad["task_status"] == "FAILED" and store.active_ids() == []
+    store.activate(ids[0])  # a done native batch still indexed is dropped without asking upstream
+    calls = len(_polls(stack_env))
+    assert _poll() == {} and store.active_ids() == [] and len(_polls(stack_env)) == calls
+
+
+def test_an_expired_batch_has_its_pending_requests_cancelled_upstream(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one", "two"])
+    store = _store()
+    store.set_fields(op_id, {"deadline_at": clock.now() + 5})
+    clock.advance(6)
+    assert _poll() == {"expired": 1, "items-finished": 2}
+    records = store.items(op_id, [0, 1])
+    assert json.loads(store.item(op_id)["error"]) == {
+        "code": 4, "message": "the job did not finish within its completion window", "details": []}
+    assert [json.loads(r["outcome"])["code"] for r in records.values()] == [1, 1]  # upstream's answer to the cancel
+    assert len(stack_env.calls(":cancel")) == 2 and store.active_ids() == []
+
+
+def test_a_limited_keys_batch_is_settled_to_its_usage_when_it_finishes(env: Aws) -> None:
+    body = {"modelUri": "yandexgpt-lite", "completionOptions": {"maxTokens": "40"}, "requests": [
+        {"messages": [{"role": "user", "text": text}]} for text in ("one", "two three")]}
+    event = _event("POST", f"{FM}/completionBatch", body)
+    event["requestContext"]["authorizer"]["policy"] = json.dumps({"name": "alice", "monthly_tokens": 100000})
+    answer = completion_function.handler(event, FakeContext())
+    assert answer["statusCode"] == 200, answer
+    op_id = json.loads(answer["body"])["id"]
+    completion_function.handler(ymq_event(_receive(env), env.resources.arns["completion"]), FakeContext())
+    store = _store()
+    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
+                if i["id"]["S"].startswith("limits#alice#")]
+    held = store.item(month)["used_t"]
+    assert _poll() == {"items-finished": 2, "batches-finished": 1}
+    lines = [json.loads(x) for x in store.get_object(store.item(op_id)["result_key"]).decode().splitlines()]
+    used = sum(int(x["response"]["usage"]["totalTokens"]) for x in lines)
+    assert [x["customId"] for x in lines] == ["0", "1"]
+    assert store.item(month)["used_t"] == used < held
+
+
+def test_progress_is_counted_from_the_request_records(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    op_id = _batch(env, ["one", "EMULATOR_FAIL two"])
+    stack_env.configure(asyncDelayMs=3_600_000)
+    body = {"modelUri": "yandexgpt-lite", "requests": [{"messages": [{"role": "user", "text": "late"}]}]}
+    completion_function.handler(_event("POST", f"{FM}/completionBatch", body), FakeContext())
+    completion_function.handler(ymq_event(_receive(env), env.resources.arns["completion"]), FakeContext())
+    summary = _poll()
+    assert summary == {"items-finished": 2, "batches-finished": 1, "items-pending": 1}
+    assert (_store().item(op_id)["items_done"], _store().item(op_id)["items_failed"]) == (2, 1)
