@@ -183,20 +183,21 @@ def test_the_lease_ends_with_the_invocation_plus_30_s_or_at_job_lease_s(
 
 # -- failures ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("status", [503, 500])
 def test_a_transient_upstream_failure_gives_the_task_back_with_the_reason_and_fails_the_invocation(
-        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+        env: Aws, stack_env: Emulator, log_output: io.StringIO, status: int) -> None:
     op_id = _submit()
     messages = _receive(env, "completion")
-    _fail_upstream(stack_env, 503)
-    with pytest.raises(worker.RedeliverError, match="^1 of 1 messages need another delivery: .*emulated fault 503$"):
+    _fail_upstream(stack_env, status)
+    with pytest.raises(worker.RedeliverError, match=f"^1 of 1 messages need another delivery: .*emulated fault {status}$"):
         _deliver(env, "completion", messages)
     task, operation = _task(op_id), _store().item(op_id)
     assert task["state"] == "queued" and task["attempts"] == 1
-    assert task["last_error"].startswith("UNAVAILABLE: ") and task["last_error"].endswith(": emulated fault 503")
+    assert task["last_error"].endswith(f": emulated fault {status}") and task["last_error"].split(":")[0].isupper()
     assert operation["last_error"] == task["last_error"]
     assert operation["state"] != "done" and _get(op_id)["done"] is False
     warning = _lines(log_output, "message will be redelivered")[-1]
-    assert warning["reason"].endswith(": emulated fault 503") and warning["message_index"] == 0
+    assert warning["reason"].endswith(f": emulated fault {status}") and warning["message_index"] == 0
     stack_env.post("/_emulator/reset", {})
     assert _deliver(env, "completion", messages)["outcomes"] == {"done": 1}
     assert _task(op_id)["attempts"] == 2 and _get(op_id)["done"] is True
@@ -544,7 +545,8 @@ def test_a_door_jobs_embedding_requests_fail_alone_and_the_door_finishes_it(
     assert store.item("fmo0000000door02")["state"] != "done"  # its own door (the poller) finishes it
 
 
-def test_a_door_jobs_transient_failure_gives_the_whole_task_back(env: Aws, stack_env: Emulator) -> None:
+@pytest.mark.parametrize("status", [503, 500, 429])
+def test_a_door_jobs_transient_failure_gives_the_whole_task_back(env: Aws, stack_env: Emulator, status: int) -> None:
     from shared import runtime
     from shared.jobs import submit
 
@@ -552,10 +554,11 @@ def test_a_door_jobs_transient_failure_gives_the_whole_task_back(env: Aws, stack
     uri = "emb://b1gtestfolder/text-search-doc/latest"
     submit.submit_tasks("embedding", [{"modelUri": uri, "requests": [{"texts": ["one"]}, {"texts": ["two"]}]}],
                         inv, op_id="fmo0000000door03", extra={"door": "openai"})
-    _fail_upstream(stack_env, 503, path="/foundationModels/v1/textEmbedding", bodyContains="two")
+    _fail_upstream(stack_env, status, path="/foundationModels/v1/textEmbedding", bodyContains="two")
     with pytest.raises(worker.RedeliverError):
         _deliver(env, "embedding", _receive(env, "embedding"))
-    assert _task("fmo0000000door03")["state"] == "queued"
+    task = _task("fmo0000000door03")
+    assert task["state"] == "queued" and task["last_error"].endswith(f"emulated fault {status}")
 
 
 # -- a key with a budget: what its job holds is settled by the worker ---------------------------------------
