@@ -123,6 +123,9 @@ _OPENED = ("the opened item's content is replaced by [] in the same expression, 
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
+_SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
+                "same length, so strict is never tested")
+
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
 # other (in that function only, when one is named).
@@ -280,6 +283,12 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('tag.rsplit("}", 1)[-1]', 'tag.rsplit("}", 2)[-1]', _CLARK),
         ('method="POST"', 'method="post"', "botocore upper-cases the method it signs, and the request goes out "
                                            "through session.post whatever the AWSRequest says"),
+    ],
+    # -- shared/jobs/worker.py (h-engine) --
+    "shared/jobs/worker.py": [
+        ("zip(flat, results, strict=True)", "zip(flat, results, strict=None)", _SAME_LENGTH, "embed_requests"),
+        ("zip(flat, results, strict=True)", "zip(flat, results, )", _SAME_LENGTH, "embed_requests"),
+        ("zip(flat, results, strict=True)", "zip(flat, results, strict=False)", _SAME_LENGTH, "embed_requests"),
     ],
 }
 

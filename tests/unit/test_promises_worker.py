@@ -125,6 +125,8 @@ def test_a_completion_runs_upstream_once_and_its_result_is_the_operations_respon
     assert response["@type"] == "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.CompletionResponse"
     assert response["alternatives"][0]["message"]["role"] == "assistant"
     assert _store().active_ids() == []
+    done = _lines(log_output, "operation done")[-1]
+    assert (done["operation_id"], done["result_bytes"], done["tasks"]) == (op_id, _store().item(op_id)["result_size"], 1)
     summary = _summary(log_output)
     assert (summary["operation"], summary["messages"], summary["outcomes"]) == ("consume", 1, {"done": 1})
 
@@ -216,6 +218,18 @@ def test_a_permanent_upstream_refusal_ends_the_operation_with_the_error_and_cons
     assert _lines(log_output, "operation failed permanently")[-1]["operation_id"] == op_id
 
 
+def test_a_long_upstream_error_is_cut_in_the_logs_and_the_invocations_error(
+        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    op_id = _submit()
+    stack_env.fault(path="/foundationModels/v1/completion", status=503, count=-1, message="m" * 1500)
+    with pytest.raises(worker.RedeliverError) as raised:
+        _deliver(env, "completion", _receive(env, "completion"))
+    reason = str(raised.value).removeprefix("1 of 1 messages need another delivery: ")
+    assert len(reason) == 200 and reason.startswith("Error in session request_id=")
+    assert len(_lines(log_output, "message will be redelivered")[-1]["reason"]) == 300
+    assert len(_task(op_id)["last_error"]) == 1000  # the store keeps 1000 characters of it
+
+
 def test_429_is_transient(env: Aws, stack_env: Emulator) -> None:
     op_id = _submit()
     _fail_upstream(stack_env, 429)
@@ -242,20 +256,24 @@ def test_a_bug_on_one_message_gives_its_task_back_and_its_batch_mates_go_on(
 
 @pytest.mark.parametrize("body", ["not json", '{"op": "fmo0000000000none"}', '{"task": 0}', '["fmo0000000000none", 0]',
                                   '{"op": "NOT-AN-ID", "task": 0}', '{"op": "fmo0000000000none", "task": -1}',
-                                  '{"op": "fmo0000000000none", "task": "x"}'])
-def test_a_message_that_is_no_job_reference_is_redelivered_and_named(env: Aws, stack_env: Emulator, body: str) -> None:
+                                  '{"op": "fmo0000000000none", "task": "x"}', "x" * 300])
+def test_a_message_that_is_no_job_reference_is_redelivered_and_named(env: Aws, stack_env: Emulator, body: str,
+                                                                      log_output: io.StringIO) -> None:
     messages = _send(env, "completion", [body])
     with pytest.raises(worker.RedeliverError) as raised:
         _deliver(env, "completion", messages)
-    assert f"message body is not a job reference: {body[:200]!r}" in str(raised.value)
+    reason = f"message body is not a job reference: {body[:200]!r}"
+    assert str(raised.value) == f"1 of 1 messages need another delivery: {reason[:200]}"
+    assert _lines(log_output, "message will be redelivered")[-1]["reason"] == reason
     assert stack_env.calls("/completion") == []
 
 
 def test_a_message_for_an_unknown_operation_is_consumed(env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
-    messages = _send(env, "completion", ['{"op": "fmo0000000000none", "task": 0}'])
+    body = json.dumps({"op": "fmo0000000000none", "task": 0, "pad": "x" * 600})
+    messages = _send(env, "completion", [body])
     assert _deliver(env, "completion", messages) == {"processed": 1, "outcomes": {"unknown": 1}}
     line = _lines(log_output, "message for an unknown operation consumed")[-1]
-    assert line["operation_id"] == "fmo0000000000none" and line["level"] == "ERROR"
+    assert line["operation_id"] == "fmo0000000000none" and line["level"] == "ERROR" and line["body"] == body[:500]
     assert stack_env.calls("/completion") == []
 
 
@@ -449,10 +467,11 @@ def test_dead_letters_for_finished_or_unknown_work_are_consumed(
     _deliver(env, "embedding", messages[:1])
     assert _dead(env, half, 0, kind="embedding")["outcomes"] == {"dead-skipped": 1}
     assert _get(half)["done"] is False and _receive(env, "embedding") == []
-    event = ymq_event(_send(env, "completion-dlq", ["garbage"]), env.resources.arns["completion-dlq"])
+    garbage = "garbage " * 300
+    event = ymq_event(_send(env, "completion-dlq", [garbage]), env.resources.arns["completion-dlq"])
     assert completion_function.handler(event, FakeContext())["outcomes"] == {"dead-unreadable": 1}
     line = _lines(log_output, "unreadable message reached the dead-letter queue; consumed")[-1]
-    assert line["body"] == "garbage" and line["queue_message"]["body"] == "garbage" and line["level"] == "ERROR"
+    assert line["body"] == garbage[:2000] and line["queue_message"]["body"] == garbage and line["level"] == "ERROR"
 
 
 def test_the_last_task_done_through_a_dead_letter_finishes_its_operation(
@@ -543,6 +562,21 @@ def test_a_door_jobs_embedding_requests_fail_alone_and_the_door_finishes_it(
     assert int(answers[0]["numTokens"]) == 2 and answers[0]["modelVersion"] and answers[3]["modelVersion"]
     assert "dim" not in next(c for c in stack_env.calls("textEmbedding") if c["body"]["text"] == "three")["body"]
     assert store.item("fmo0000000door02")["state"] != "done"  # its own door (the poller) finishes it
+
+
+def test_a_door_jobs_task_whose_requests_hold_no_text_is_done_without_upstream(env: Aws, stack_env: Emulator) -> None:
+    from shared import runtime
+    from shared.jobs import submit
+
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    uri = "emb://b1gtestfolder/text-search-doc/latest"
+    submit.submit_tasks("embedding", [{"modelUri": uri, "requests": [{"texts": []}, {"texts": []}]}], inv,
+                        op_id="fmo0000000door04", extra={"door": "openai"})
+    assert _deliver(env, "embedding", _receive(env, "embedding"))["outcomes"] == {"done": 1}
+    (key,) = _store().task_result_keys("fmo0000000door04", 1)
+    assert json.loads(_store().get_object(key))["requests"] == [{"embeddings": [], "numTokens": "0",
+                                                                 "modelVersion": ""}] * 2
+    assert stack_env.calls("textEmbedding") == []
 
 
 @pytest.mark.parametrize("status", [503, 500, 429])
