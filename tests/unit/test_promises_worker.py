@@ -715,3 +715,41 @@ def test_a_dead_batch_chunk_held_by_a_live_worker_waits_for_it(
     with pytest.raises(worker.RedeliverError, match=f"task 0 of {op_id} is being processed by another worker"):
         _dead(env, op_id)
     assert store.items(op_id, [0, 1]) == {}
+
+
+@pytest.fixture
+def proto3_embeddings(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator's embedding answers for a text holding "sparse" as upstream's proto3 JSON writes a zero
+    count: without numTokens (and, for this test, without modelVersion)."""
+    from local import emulator as emulator_module
+
+    route = emulator_module.Handler._route
+
+    def sparse(self: Any, method: str, path: str, raw: bytes) -> Any:
+        body = route(self, method, path, raw)
+        if path.endswith("/textEmbedding") and isinstance(body, dict) and b"sparse" in raw:
+            body = {k: v for k, v in body.items() if k not in ("numTokens", "modelVersion")}
+        return body
+
+    monkeypatch.setattr(emulator_module.Handler, "_route", sparse)
+
+
+def test_an_embedding_answer_without_zero_valued_fields_counts_no_tokens(
+        env: Aws, proto3_embeddings: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import runtime
+    from shared.jobs import submit
+
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    uri = "emb://b1gtestfolder/text-search-doc/latest"
+    submit.submit_tasks("embedding", [{"modelUri": uri, "requests": [{"texts": ["sparse", "sparse"]}, {"texts": ["sparse", "one"]}]}],
+                        inv, op_id="fmo0000000door05", extra={"door": "openai"})
+    _deliver(env, "embedding", _receive(env, "embedding"))
+    (key,) = _store().task_result_keys("fmo0000000door05", 1)
+    answers = json.loads(_store().get_object(key))["requests"]
+    assert [(a.get("numTokens"), a.get("modelVersion")) for a in answers] == [("0", ""), ("1", "")], answers
+    assert [len(a["embeddings"]) for a in answers] == [2, 2]
+    monkeypatch.setenv("EMBEDDING_CHUNK_TEXTS", "1")
+    op_id = _submit("embedding", {"modelUri": "text-search-doc", "texts": ["sparse", "two"]})
+    _deliver(env, "embedding", _receive(env, "embedding"))
+    response = _get(op_id)["response"]
+    assert response["numTokens"] == "1" and len(response["embeddings"]) == 2 and response["modelVersion"] == ""
