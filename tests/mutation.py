@@ -289,6 +289,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=None)", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, )", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=False)", _SAME_LENGTH, "embed_requests"),
+        ("store = job_store(inv.settings)", "store = job_store(None)",
+         "dead_letter, the only caller, has just called job_store(inv.settings), so the instance's store exists and "
+         "is returned whatever the argument", "_dead_chunk"),
     ],
 }
 

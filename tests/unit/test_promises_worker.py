@@ -72,7 +72,9 @@ def _receive(aws: Aws, queue: str) -> list[Any]:
 
 
 def _deliver(aws: Aws, kind: str, messages: list[Any], remaining_ms: int = 60_000, dead: bool = False) -> Any:
-    """Hand these messages to the kind's function as one trigger event; what it returned (or raised)."""
+    """Hand these messages to the kind's function as one trigger event, on an instance that has not used its
+    job store yet (as a fresh one would); what it returned (or raised)."""
+    jobs.reset_job_store()
     queue = f"{kind}-dlq" if dead else kind
     event = ymq_event(messages, aws.resources.arns[queue])
     return FUNCTIONS[kind].handler(event, FakeContext(remaining_ms=remaining_ms))
@@ -753,3 +755,29 @@ def test_an_embedding_answer_without_zero_valued_fields_counts_no_tokens(
     _deliver(env, "embedding", _receive(env, "embedding"))
     response = _get(op_id)["response"]
     assert response["numTokens"] == "1" and len(response["embeddings"]) == 2 and response["modelVersion"] == ""
+
+
+@pytest.mark.parametrize("failed_before", [True, False])
+def test_a_dead_batch_chunk_the_store_refuses_to_fail_goes_back_keeping_its_reason(
+        env: Aws, stack_env: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+        failed_before: bool) -> None:
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "1")
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "60")
+    op_id = _batch(2)
+    messages = _receive(env, "completion")
+    if failed_before:
+        _fail_upstream(stack_env, 503, path="/foundationModels/v1/completionAsync")
+        with pytest.raises(worker.RedeliverError):
+            _deliver(env, "completion", messages)
+    else:
+        clock.advance(61)  # never started within the window
+    before = _task(op_id).get("last_error")
+    assert bool(before) is failed_before
+    env.refuse_next("PutItem", 100)  # every request's failure record is refused
+    with pytest.raises(worker.RedeliverError):
+        _dead(env, op_id)
+    env.restore()
+    task = _task(op_id)
+    assert task["state"] == "queued"
+    assert task["last_error"] == (before if failed_before else "dead-letter handling failed")
+    assert _store().items(op_id, [0, 1]) == {}
