@@ -694,7 +694,8 @@ def test_a_dead_batch_chunk_fails_only_its_unstarted_requests_and_the_batch_goes
         f"not started: gave up on its chunk (task 0) after 1 failed starts (JOB_MAX_DELIVERIES 1; dead-letter queue); "
         f"last error: {last}")}
     task = _task(op_id)
-    assert task["state"] == "done"
+    assert task["state"] == "done" and task["worker"].endswith("/0")
+    assert float(task["lease_until"]) - float(task["started_at"]) == pytest.approx(59.5 + 30, abs=0.01)
     assert json.loads(store.get_object(task["result_key"])) == {"started": 0, "deadLettered": 2}
     assert store.item(op_id)["state"] != "done" and op_id in store.active_ids()
     line = _lines(log_output, "batch chunk failed: its message reached the dead-letter queue; the rest of the batch "
@@ -781,3 +782,19 @@ def test_a_dead_batch_chunk_the_store_refuses_to_fail_goes_back_keeping_its_reas
     assert task["state"] == "queued"
     assert task["last_error"] == (before if failed_before else "dead-letter handling failed")
     assert _store().items(op_id, [0, 1]) == {}
+
+
+def test_a_dead_batch_chunk_whose_payload_is_unreadable_fails_its_requests_by_position(
+        env: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "60")
+    op_id = _batch(3)
+    _receive(env, "completion")
+    store = _store()
+    store.put_object(jobs.payload_key(op_id, 0), b"not json")
+    clock.advance(61)
+    assert _dead(env, op_id)["outcomes"] == {"dead-chunk-failed": 1}
+    records = store.items(op_id, [0, 1, 2])
+    assert sorted((i, r["custom_id"], r["failed"]) for i, r in records.items()) == [
+        (0, "0", True), (1, "1", True), (2, "2", True)]
+    assert json.loads(records[0]["outcome"])["message"].startswith("not started: gave up on its chunk (task 0) never "
+                                                                    "started: no worker took it within")
