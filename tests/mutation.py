@@ -290,8 +290,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("zip(flat, results, strict=True)", "zip(flat, results, )", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=False)", _SAME_LENGTH, "embed_requests"),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
-         "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back), "
-         "so the remaining time is above both floors here"),
+         "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back); "
+         "before the claim come only a few store reads, so the remaining time is above both floors unless those "
+         "take over 4 s (then the lease differs by at most 1 s)"),
         ("store = job_store(inv.settings)", "store = job_store(None)",
          "dead_letter, the only caller, has just called job_store(inv.settings), so the instance's store exists and "
          "is returned whatever the argument", "_dead_chunk"),
