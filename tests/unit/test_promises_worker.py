@@ -131,6 +131,10 @@ def test_a_completion_runs_upstream_once_and_its_result_is_the_operations_respon
     assert (done["operation_id"], done["result_bytes"], done["tasks"]) == (op_id, _store().item(op_id)["result_size"], 1)
     summary = _summary(log_output)
     assert (summary["operation"], summary["messages"], summary["outcomes"]) == ("consume", 1, {"done": 1})
+    assert (summary["operation_id"], summary["task"]) == (op_id, 0)  # what the worker's lines are bound to
+    (usage,) = [line["usage"] for line in _lines(log_output, "usage")]
+    assert (usage["key"], usage["caller"], usage["counted"]) == (f"{op_id}#0#1", "alice", True)
+    assert usage["input_tokens"] == int(response["usage"]["inputTextTokens"]) > 0
 
 
 def test_a_message_delivered_twice_runs_upstream_once(env: Aws, stack_env: Emulator) -> None:
@@ -170,6 +174,7 @@ def test_a_task_held_by_a_live_worker_is_left_for_redelivery_and_taken_over_when
     clock.advance(101)
     assert _deliver(env, "completion", messages)["outcomes"] == {"done": 1}
     assert len(stack_env.calls("/completion")) == 1 and _task(op_id)["attempts"] == 2
+    assert [line["usage"]["key"] for line in _lines(log_output, "usage")] == [f"{op_id}#0#2"]  # the second start
 
 
 @pytest.mark.parametrize(("lease", "remaining_ms", "expected"), [(None, 60_000, 59.5 + 30), (None, 20_000, 19.5 + 30),
