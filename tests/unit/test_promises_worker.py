@@ -105,6 +105,27 @@ def _send(aws: Aws, queue: str, bodies: list[str]) -> list[Any]:
     return _receive(aws, queue)
 
 
+def _record_sends(aws: Aws) -> list[tuple[Any, str | None]]:
+    """What the queue is asked to send one message at a time (SendMessage): (body, DelaySeconds)."""
+    from urllib.parse import parse_qs
+
+    sent: list[tuple[Any, str | None]] = []
+
+    def middleware(app: Any) -> Any:
+        def recorder(environ: dict[str, Any], start_response: Any) -> Any:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+            if form.get("Action") == "SendMessage":
+                sent.append((json.loads(form["MessageBody"]), form.get("DelaySeconds")))
+            return app(environ, start_response)
+        return recorder
+
+    aws.wrap(middleware)
+    return sent
+
+
 def _fail_upstream(emulator: Emulator, status: int = 503, path: str = "/foundationModels/v1/completion",
                    count: int = -1, **more: Any) -> None:
     emulator.fault(path=path, status=status, count=count, message=f"emulated fault {status}", **more)
@@ -418,7 +439,7 @@ def test_a_task_never_started_within_the_window_ends_as_never_run(
     _receive(env, "completion")
     clock.advance(119)
     assert _dead(env, op_id)["outcomes"] == {"dead-requeued": 1}
-    clock.advance(2)
+    clock.advance(1)  # exactly JOB_QUEUE_WINDOW_S after its submission: the window has passed
     assert _dead(env, op_id)["outcomes"] == {"dead-expired": 1}
     error = _get(op_id)["error"]
     assert error == {"code": 4, "details": [], "message": (
@@ -456,7 +477,7 @@ def test_a_task_under_a_live_lease_is_sent_again_even_past_the_window(
     _store().claim(op_id, 0, "slow-worker", 100)
     clock.advance(61)  # past the window since its start too, but its lease is live: the worker may still finish
     assert _dead(env, op_id)["outcomes"] == {"dead-requeued": 1}
-    clock.advance(40)  # the lease ran out: that start failed (1 of 3: the aws_jobs queues' maxReceiveCount), and the window has passed
+    clock.advance(39)  # the lease runs out now: that start failed (1 of 3: the aws_jobs queues' maxReceiveCount), and the window has passed
     assert _dead(env, op_id)["outcomes"] == {"dead-expired": 1}
     assert "after 1 failed starts" in _get(op_id)["error"]["message"]
     assert "last error: none recorded (the worker may have crashed or timed out)" in _get(op_id)["error"]["message"]
@@ -666,8 +687,10 @@ def test_a_batch_chunk_starts_each_request_upstream_once(env: Aws, stack_env: Em
 
 
 def test_a_batch_chunk_past_the_hourly_start_quota_comes_back_later_without_using_a_delivery(
-        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> None:
     monkeypatch.setenv("FM_ASYNC_START_PER_HOUR", "2")
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "60")
+    sent = _record_sends(env)
     op_id = _batch(3)
     assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"deferred": 1}
     task = _task(op_id)
@@ -676,7 +699,15 @@ def test_a_batch_chunk_past_the_hourly_start_quota_comes_back_later_without_usin
     assert jobs.failed_starts(task, 0) == 0
     counts = env.queues.attributes(env.resources.queues["completion"], ("ApproximateNumberOfMessagesDelayed",))
     assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert sent == [({"op": op_id, "task": 0}, "900")]  # a quarter of an hour later
     assert len(stack_env.calls("/completionAsync")) == 2
+    clock.advance(61)  # no start of its own failed: past the window it ends as not finished, after 0 failed starts
+    assert _dead(env, op_id)["outcomes"] == {"dead-chunk-failed": 1}
+    (record,) = [r for r in _store().items(op_id, [0, 1, 2]).values() if r.get("failed")]
+    assert json.loads(record["outcome"]) == {"code": 4, "details": [], "message": (
+        "not started: gave up on its chunk (task 0) not finished within JOB_QUEUE_WINDOW_S (60 s) of its last start, "
+        "after 0 failed starts (fewer than JOB_MAX_DELIVERIES 3); last error: QuotaDeferred: hourly start quota (2) "
+        "reached")}
 
 
 def test_a_dead_batch_chunk_fails_only_its_unstarted_requests_and_the_batch_goes_on(
@@ -803,3 +834,51 @@ def test_a_dead_batch_chunk_whose_payload_is_unreadable_fails_its_requests_by_po
         (0, "0", True), (1, "1", True), (2, "2", True)]
     assert json.loads(records[0]["outcome"])["message"].startswith("not started: gave up on its chunk (task 0) never "
                                                                     "started: no worker took it within")
+
+
+def _door_completion(op_id: str) -> None:
+    from shared import runtime
+    from shared.jobs import submit
+
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    payload = {"modelUri": "gpt://b1gtestfolder/yandexgpt-lite/latest", "messages": [{"role": "user", "text": "hi"}]}
+    submit.submit_tasks("completion", [payload], inv, op_id=op_id, extra={"door": "openai"})
+
+
+def test_a_door_job_that_failed_stays_indexed_for_its_door_to_settle(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "1")
+    _door_completion("fmo0000000door06")
+    _fail_upstream(stack_env, 400, count=1)
+    assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"failed": 1}
+    store = _store()
+    assert store.item("fmo0000000door06")["state"] == "done" and "fmo0000000door06" in store.active_ids()
+    _door_completion("fmo0000000door07")
+    _receive(env, "completion")
+    _failed_start(env, stack_env, "fmo0000000door07")
+    assert _dead(env, "fmo0000000door07")["outcomes"] == {"dead-failed": 1}
+    assert store.item("fmo0000000door07")["state"] == "done" and "fmo0000000door07" in store.active_ids()
+
+
+def test_a_door_jobs_finished_task_leaves_the_operation_to_its_door(env: Aws) -> None:
+    _door_completion("fmo0000000door08")
+    assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"done": 1}
+    record = _store().item("fmo0000000door08")
+    assert record["state"] != "done" and record["tasks_done"] == 1
+
+
+def test_results_are_stored_as_utf8(env: Aws, stack_env: Emulator) -> None:
+    op_id = _submit(body={**COMPLETION, "messages": [{"role": "user", "text": "Расскажи про Волгу"}]})
+    _deliver(env, "completion", _receive(env, "completion"))
+    record = _store().item(op_id)
+    data = _store().get_object(record["result_key"])
+    text = _get(op_id)["response"]["alternatives"][0]["message"]["text"]
+    assert not text.isascii() and text.encode() in data and record["result_size"] == len(data)
+
+
+def test_one_text_to_embed_is_answered_as_a_batch_response(env: Aws) -> None:
+    op_id = _submit("embedding", {"modelUri": "text-search-doc", "text": "one"})
+    _deliver(env, "embedding", _receive(env, "embedding"))
+    response = _get(op_id)["response"]
+    assert response["@type"] == "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.TextEmbeddingBatchResponse"
+    assert len(response["embeddings"]) == 1 and _store().item(op_id)["result_key"] == f"results/{op_id}/response.json"
