@@ -123,6 +123,8 @@ _OPENED = ("the opened item's content is replaced by [] in the same expression, 
 _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field, so a field detail is always "
           "found and the default is never read")
 
+_HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
+             "it found, so the default is never read")
 _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
                 "same length, so strict is never tested")
 
@@ -289,6 +291,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=None)", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, )", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=False)", _SAME_LENGTH, "embed_requests"),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", None))', _HAS_KIND, "_queue_kind"),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", ))', _HAS_KIND, "_queue_kind"),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", "XXXX"))', _HAS_KIND, "_queue_kind"),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
          "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back); "
          "before the claim come only a few store reads, so the remaining time is above both floors unless those "

@@ -363,7 +363,12 @@ def test_deferred_messages_the_queue_refuses_go_back_with_the_batch(env: Aws, lo
     with pytest.raises(worker.RedeliverError, match="^1 of 1 messages need another delivery: deadline$"):
         _deliver(env, "completion", messages, remaining_ms=5_400)
     line = _lines(log_output, "could not send deferred messages again; the batch goes back to the queue")[-1]
-    assert line["messages"] == 1 and line["reason"]
+    from shared import errors
+    from shared.jobs import submit
+
+    with pytest.raises(errors.ApiError) as refused:  # what the queue answers such a send
+        submit.send_bodies(Settings.from_env(), "completion", [messages[0].body])
+    assert line["messages"] == 1 and line["reason"] == str(refused.value)[:300] and "queue" in line["reason"].lower()
 
 
 def test_dead_letters_without_time_left_go_back_with_their_batch(env: Aws, stack_env: Emulator) -> None:
@@ -882,3 +887,11 @@ def test_one_text_to_embed_is_answered_as_a_batch_response(env: Aws) -> None:
     response = _get(op_id)["response"]
     assert response["@type"] == "type.googleapis.com/yandex.cloud.ai.foundation_models.v1.TextEmbeddingBatchResponse"
     assert len(response["embeddings"]) == 1 and _store().item(op_id)["result_key"] == f"results/{op_id}/response.json"
+
+
+def test_a_dead_letter_is_sent_again_on_its_own_kinds_queue(env: Aws, stack_env: Emulator) -> None:
+    op_id = _submit("classification", CLASSIFY)
+    _receive(env, "classification")
+    assert _dead(env, op_id, kind="classification")["outcomes"] == {"dead-requeued": 1}
+    assert [json.loads(m.body) for m in _receive(env, "classification")] == [{"op": op_id, "task": 0}]
+    assert _receive(env, "completion") == []
