@@ -125,6 +125,7 @@ _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field,
 
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
+_OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
 _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
                 "same length, so strict is never tested")
 
@@ -294,6 +295,13 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('str(operation.get("kind", ""))', 'str(operation.get("kind", None))', _HAS_KIND, "_queue_kind"),
         ('str(operation.get("kind", ""))', 'str(operation.get("kind", ))', _HAS_KIND, "_queue_kind"),
         ('str(operation.get("kind", ""))', 'str(operation.get("kind", "XXXX"))', _HAS_KIND, "_queue_kind"),
+        ('p.get("numTokens", 0) or 0', 'p.get("numTokens", None) or 0', _OR_ZERO),
+        ('p.get("numTokens", 0) or 0', 'p.get("numTokens", ) or 0', _OR_ZERO),
+        ('r.get("numTokens", 0) or 0', 'r.get("numTokens", None) or 0', _OR_ZERO),
+        ('r.get("numTokens", 0) or 0', 'r.get("numTokens", ) or 0', _OR_ZERO),
+        ("limits.release_job(operation, inv.settings)", "limits.release_job(operation, None)",
+         "release_job reads the settings only to find the instance's store, which process or dead_letter has just "
+         "used (job_store returns that one whatever it is given), and Settle.finish never reads them", "_release"),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
          "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back); "
          "before the claim come only a few store reads, so the remaining time is above both floors unless those "

@@ -895,3 +895,37 @@ def test_a_dead_letter_is_sent_again_on_its_own_kinds_queue(env: Aws, stack_env:
     assert _dead(env, op_id, kind="classification")["outcomes"] == {"dead-requeued": 1}
     assert [json.loads(m.body) for m in _receive(env, "classification")] == [{"op": op_id, "task": 0}]
     assert _receive(env, "completion") == []
+
+
+def test_a_dead_letter_without_its_message_is_consumed_as_unreadable(env: Aws, log_output: io.StringIO) -> None:
+    event = {"messages": [{"event_metadata": {"event_type": "yandex.cloud.events.messagequeue.QueueMessage"},
+                           "details": {"queue_id": env.resources.arns["completion-dlq"]}}]}
+    assert completion_function.handler(event, FakeContext())["outcomes"] == {"dead-unreadable": 1}
+    line = _lines(log_output, "unreadable message reached the dead-letter queue; consumed")[-1]
+    assert line["body"] == "" and line["queue_message"] == {}
+
+
+def test_a_task_whose_payload_is_gone_fails_its_operation_at_once(env: Aws, stack_env: Emulator) -> None:
+    op_id = _submit()
+    _store().delete_object(jobs.payload_key(op_id, 0))
+    assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"failed": 1}
+    error = _get(op_id)["error"]
+    assert error["code"] == 5 and error["message"] == f"results bucket: no object {jobs.payload_key(op_id, 0)}"
+    assert stack_env.calls("/completion") == []
+
+
+def test_a_limited_keys_batch_that_failed_keeps_its_reservation_for_the_poller(env: Aws) -> None:
+    body = {"modelUri": "yandexgpt-lite", "completionOptions": {"maxTokens": "40"},
+            "requests": [{"messages": [{"role": "user", "text": "one"}]}]}
+    event = _event("POST", f"{FM}/completionBatch", body)
+    event["requestContext"]["authorizer"]["policy"] = LIMITED
+    answer = completion_function.handler(event, FakeContext())
+    assert answer["statusCode"] == 200, answer
+    op_id = json.loads(answer["body"])["id"]
+    store = _store()
+    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
+                if i["id"]["S"].startswith("limits#alice#")]
+    held = store.item(month)["used_t"]
+    store.delete_object(jobs.payload_key(op_id, 0))
+    assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"failed": 1}
+    assert store.item(op_id)["state"] == "done" and store.item(month)["used_t"] == held > 0
