@@ -126,6 +126,8 @@ _FIELD = ("resolve_model makes every BadRequestError with BadRequestError.field,
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
+_DETAILS = ("a message reaches dead_letter only when its details name a dead-letter queue (consume reads queue_id "
+            "from them), so they are there and the default is never read")
 _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
                 "same length, so strict is never tested")
 
@@ -302,6 +304,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("limits.release_job(operation, inv.settings)", "limits.release_job(operation, None)",
          "release_job reads the settings only to find the instance's store, which process or dead_letter has just "
          "used (job_store returns that one whatever it is given), and Settle.finish never reads them", "_release"),
+        ('message.get("details", {}).get("message", {})', 'message.get("details", None).get("message", {})', _DETAILS,
+         "dead_letter"),
+        ('message.get("details", {}).get("message", {})', 'message.get("details", ).get("message", {})', _DETAILS,
+         "dead_letter"),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
          "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back); "
          "before the claim come only a few store reads, so the remaining time is above both floors unless those "

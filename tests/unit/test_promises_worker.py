@@ -929,3 +929,15 @@ def test_a_limited_keys_batch_that_failed_keeps_its_reservation_for_the_poller(e
     store.delete_object(jobs.payload_key(op_id, 0))
     assert _deliver(env, "completion", _receive(env, "completion"))["outcomes"] == {"failed": 1}
     assert store.item(op_id)["state"] == "done" and store.item(month)["used_t"] == held > 0
+
+
+def test_a_dead_letter_of_a_cancelled_operation_is_consumed(env: Aws, stack_env: Emulator) -> None:
+    op_id = _submit()
+    _receive(env, "completion")
+    answer = operations_function.handler(_event("POST", f"/operations/{op_id}:cancel"), FakeContext())
+    assert answer["statusCode"] == 200
+    assert _dead(env, op_id)["outcomes"] == {"dead-skipped": 1}
+    assert _receive(env, "completion") == [] and "dead_letter_resends" not in _store().item(op_id)
+    assert _deliver(env, "completion", _send(env, "completion", [json.dumps({"op": op_id, "task": 0})])) == {
+        "processed": 1, "outcomes": {"skipped": 1}}  # nor is it run
+    assert stack_env.calls("/completion") == []
