@@ -470,7 +470,8 @@ def test_a_task_not_finished_within_the_window_of_its_last_start_ends_naming_its
     assert _get(op_id)["error"] == {"code": 4, "details": [], "message": (
         f"gave up on task 0 not finished within JOB_QUEUE_WINDOW_S (120 s) of its last start, after 1 failed "
         f"starts (fewer than JOB_MAX_DELIVERIES 3); last error: {last}")}
-    assert _lines(log_output, "operation failed: its task was not run in time")[-1]["operation_id"] == op_id
+    line = _lines(log_output, "operation failed: its task was not run in time")[-1]
+    assert (line["operation_id"], line["task"], line["level"]) == (op_id, 0, "WARN")
 
 
 def test_a_task_under_a_live_lease_is_sent_again_even_past_the_window(
@@ -941,3 +942,23 @@ def test_a_dead_letter_of_a_cancelled_operation_is_consumed(env: Aws, stack_env:
     assert _deliver(env, "completion", _send(env, "completion", [json.dumps({"op": op_id, "task": 0})])) == {
         "processed": 1, "outcomes": {"skipped": 1}}  # nor is it run
     assert stack_env.calls("/completion") == []
+
+
+def test_a_dead_task_without_its_own_error_reports_its_operations_last_one(
+        env: Aws, stack_env: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_CHUNK_TEXTS", "1")
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "1")
+    op_id = _submit("embedding", {"modelUri": "text-search-doc", "texts": ["one", "two"]})
+    messages = sorted(_receive(env, "embedding"), key=lambda m: json.loads(m.body)["task"])
+    _fail_upstream(stack_env, 503, path="/foundationModels/v1/textEmbedding")
+    with pytest.raises(worker.RedeliverError):
+        _deliver(env, "embedding", messages[1:])  # task 1 fails: the operation's last error
+    stack_env.post("/_emulator/reset", {})
+    _store().claim(op_id, 0, "a-worker-that-died", 10)
+    clock.advance(11)  # task 0's start failed without a word
+    assert "last_error" not in _task(op_id, 0)
+    assert _dead(env, op_id, 0, kind="embedding")["outcomes"] == {"dead-failed": 1}
+    last = _store().item(op_id)["last_error"]
+    assert last.endswith("emulated fault 503")
+    assert _get(op_id)["error"]["message"] == (f"gave up on task 0 after 1 failed starts (JOB_MAX_DELIVERIES 1; "
+                                               f"dead-letter queue); last error: {last}")
