@@ -128,6 +128,10 @@ _HAS_KIND = ("every operation record is written by JobStore.create with its kind
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
 _DETAILS = ("a message reaches dead_letter only when its details name a dead-letter queue (consume reads queue_id "
             "from them), so they are there and the default is never read")
+_CREATED = ("JobStore.create writes tasks_total, tasks_done and created_at into every operation record, so these "
+            "defaults are never read")
+_EPOCH = ("a missing time reads as 0 or 1 s after the epoch either way: both are long before now and before any "
+          "created_at, so the max() and the comparison with now come out the same")
 _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
                 "same length, so strict is never tested")
 
@@ -308,6 +312,24 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "dead_letter"),
         ('message.get("details", {}).get("message", {})', 'message.get("details", ).get("message", {})', _DETAILS,
          "dead_letter"),
+        ('operation.get("tasks_total", 1)', 'operation.get("tasks_total", None)', _CREATED, 'finalize'),
+        ('operation.get("tasks_total", 1)', 'operation.get("tasks_total", )', _CREATED, 'finalize'),
+        ('operation.get("tasks_total", 1)', 'operation.get("tasks_total", 2)', _CREATED, 'finalize'),
+        ('operation.get("tasks_done", 0)', 'operation.get("tasks_done", None)', _CREATED, 'finalize'),
+        ('operation.get("tasks_done", 0)', 'operation.get("tasks_done", )', _CREATED, 'finalize'),
+        ('operation.get("tasks_done", 0)', 'operation.get("tasks_done", 1)', _CREATED, 'finalize'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", None) or 0)', _CREATED, 'dead_letter'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", ) or 0)', _CREATED, 'dead_letter'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", 1) or 0)', _CREATED, 'dead_letter'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", 0) or 1)', _CREATED, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", None) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", ) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", 1) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", 0) or 1)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", None) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", ) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", 1) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", 0) or 1)', _EPOCH, 'dead_letter'),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
          "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back); "
          "before the claim come only a few store reads, so the remaining time is above both floors unless those "

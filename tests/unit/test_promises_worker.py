@@ -962,3 +962,47 @@ def test_a_dead_task_without_its_own_error_reports_its_operations_last_one(
     assert last.endswith("emulated fault 503")
     assert _get(op_id)["error"]["message"] == (f"gave up on task 0 after 1 failed starts (JOB_MAX_DELIVERIES 1; "
                                                f"dead-letter queue); last error: {last}")
+
+
+def test_classification_tasks_share_the_instances_pace_with_synchronous_requests(
+        env: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_CLASSIFICATION_RPS", "1")
+    op_id = _submit("classification", CLASSIFY)
+    answer = classification_function.handler(_event("POST", f"{FM}/fewShotTextClassification", CLASSIFY),
+                                             FakeContext())
+    assert answer["statusCode"] == 200, answer
+    waited = sum(clock.sleeps)
+    _deliver(env, "classification", _receive(env, "classification"))
+    assert _get(op_id)["done"] is True
+    assert sum(clock.sleeps) - waited == pytest.approx(1.0, abs=0.05)  # one request a second, the sync one first
+
+
+def test_a_job_of_an_unknown_kind_fails_naming_it(env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    _store().create("fmo00000000weird", "weird", "d", "alice", [b"{}"])
+    messages = _send(env, "completion", ['{"op": "fmo00000000weird", "task": 0}'])
+    assert _deliver(env, "completion", messages)["outcomes"] == {"failed": 1}
+    assert _get("fmo00000000weird")["error"] == {"code": 3, "message": "unknown job kind 'weird'", "details": []}
+    line = _lines(log_output, "operation failed permanently")[-1]
+    assert (line["operation_id"], line["error"]) == ("fmo00000000weird", "unknown job kind 'weird'")
+
+
+@pytest.fixture
+def resultless_completions(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator answers a completion whose text holds "resultless" with 200 and a body without a result."""
+    from local import emulator as emulator_module
+
+    route = emulator_module.Handler._route
+
+    def resultless(self: Any, method: str, path: str, raw: bytes) -> Any:
+        body = route(self, method, path, raw)
+        return {"alternatives": []} if path.endswith("/completion") and b"resultless" in raw else body
+
+    monkeypatch.setattr(emulator_module.Handler, "_route", resultless)
+
+
+def test_a_completion_answer_without_a_result_gives_the_task_back(env: Aws, resultless_completions: None) -> None:
+    op_id = _submit(body={**COMPLETION, "messages": [{"role": "user", "text": "resultless"}]})
+    with pytest.raises(worker.RedeliverError, match="upstream completion answer has no result object"):
+        _deliver(env, "completion", _receive(env, "completion"))
+    assert _task(op_id)["state"] == "queued"
+    assert _task(op_id)["last_error"].endswith(": upstream completion answer has no result object")
