@@ -330,6 +330,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", ) or 0)', _EPOCH, 'dead_letter'),
         ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", 1) or 0)', _EPOCH, 'dead_letter'),
         ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", 0) or 1)', _EPOCH, 'dead_letter'),
+        ("finalize(op_id, store, inv.settings)", "finalize(op_id, store, None)",
+         "finalize never reads its settings argument (the store it is given is the instance's)"),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
          "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back); "
          "before the claim come only a few store reads, so the remaining time is above both floors unless those "
