@@ -1006,3 +1006,25 @@ def test_a_completion_answer_without_a_result_gives_the_task_back(env: Aws, resu
         _deliver(env, "completion", _receive(env, "completion"))
     assert _task(op_id)["state"] == "queued"
     assert _task(op_id)["last_error"].endswith(": upstream completion answer has no result object")
+
+
+def test_a_worker_without_credentials_gives_its_tasks_back(env: Aws, stack_env: Emulator,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import runtime
+    from shared.jobs import submit
+    from tests.conftest import reset_caches
+
+    op_id = _submit()
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    submit.submit_tasks("embedding", [{"modelUri": "emb://b1gtestfolder/text-search-doc/latest",
+                                       "requests": [{"texts": ["one"]}, {"texts": ["two"]}]}], inv,
+                        op_id="fmo0000000door09", extra={"door": "openai"})
+    monkeypatch.delenv("YC_API_KEY")  # a misconfigured instance: no credentials at all (a 500, not the task's fault)
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    for kind, op in (("completion", op_id), ("embedding", "fmo0000000door09")):
+        with pytest.raises(worker.RedeliverError):
+            _deliver(env, kind, _receive(env, kind))
+        task = _task(op)
+        assert task["state"] == "queued" and task["last_error"].startswith("UNAUTHENTICATED: "), task
+    assert _get(op_id)["done"] is False
