@@ -1028,3 +1028,27 @@ def test_a_worker_without_credentials_gives_its_tasks_back(env: Aws, stack_env: 
         task = _task(op)
         assert task["state"] == "queued" and task["last_error"].startswith("UNAUTHENTICATED: "), task
     assert _get(op_id)["done"] is False
+
+
+def test_a_dead_batch_chunk_finished_by_another_copy_just_before_its_claim_is_left_alone(
+        env: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_QUEUE_WINDOW_S", "60")
+    op_id = _batch(2)
+    _receive(env, "completion")
+    clock.advance(61)  # past the window: the dead letter would fail the chunk's requests
+    task_key = jobs.task_id(op_id, 0)
+    raced: list[bool] = []
+
+    def middleware(app: Any) -> Any:
+        def racing(environ: dict[str, Any], start_response: Any) -> Any:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            if not raced and b"ADD attempts" in body and task_key.encode() in body:
+                raced.append(True)  # another copy of the chunk's message finishes it just before this claim
+                _store().set_fields(task_key, {"state": "done"})
+            return app(environ, start_response)
+        return racing
+
+    env.wrap(middleware)
+    assert _dead(env, op_id)["outcomes"] == {"dead-skipped": 1}
+    assert raced and _store().items(op_id, [0, 1]) == {}  # none of its requests failed
