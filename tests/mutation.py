@@ -135,6 +135,7 @@ _EPOCH = ("a missing time reads as 0 or 1 s after the epoch either way: both are
           "created_at, so the max() and the comparison with now come out the same")
 _READ_BODY = ("the attributes are read only for a message whose body was a job reference, and consume took that body "
               "from details.message: the message is there, so the default is never read")
+_LAST_OR = "`last` is read only as `last or \"dead-letter handling failed\"`, where '' and None are alike"
 _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
                 "same length, so strict is never tested")
 
@@ -335,6 +336,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", 0) or 1)', _EPOCH, 'dead_letter'),
         ('.get("message", {}).get("attributes")', '.get("message", None).get("attributes")', _READ_BODY, "dead_letter"),
         ('.get("message", {}).get("attributes")', '.get("message", ).get("attributes")', _READ_BODY, "dead_letter"),
+        ('.get("last_error", "")', '.get("last_error", None)', _LAST_OR, "_dead_chunk"),
+        ('.get("last_error", "")', '.get("last_error", )', _LAST_OR, "_dead_chunk"),
         ("finalize(op_id, store, inv.settings)", "finalize(op_id, store, None)",
          "finalize never reads its settings argument (the store it is given is the instance's)"),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
