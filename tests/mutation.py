@@ -308,6 +308,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('p.get("numTokens", 0) or 0', 'p.get("numTokens", None) or 0', _OR_ZERO),
         ('p.get("numTokens", 0) or 0', 'p.get("numTokens", ) or 0', _OR_ZERO),
         ('r.get("numTokens", 0) or 0', 'r.get("numTokens", None) or 0', _OR_ZERO),
+        ('task.get("attempts", 0) or 0', 'task.get("attempts", None) or 0', _OR_ZERO, "dead_letter"),
+        ('task.get("attempts", 0) or 0', 'task.get("attempts", ) or 0', _OR_ZERO, "dead_letter"),
         ('r.get("numTokens", 0) or 0', 'r.get("numTokens", ) or 0', _OR_ZERO),
         ("limits.release_job(operation, inv.settings)", "limits.release_job(operation, None)",
          "release_job reads the settings only to find the instance's store, which process or dead_letter has just "
