@@ -1052,3 +1052,20 @@ def test_a_dead_batch_chunk_finished_by_another_copy_just_before_its_claim_is_le
     env.wrap(middleware)
     assert _dead(env, op_id)["outcomes"] == {"dead-skipped": 1}
     assert raced and _store().items(op_id, [0, 1]) == {}  # none of its requests failed
+
+
+def test_a_dead_task_reports_its_own_last_error_before_its_operations(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_CHUNK_TEXTS", "1")
+    monkeypatch.setenv("JOB_MAX_DELIVERIES", "1")
+    op_id = _submit("embedding", {"modelUri": "text-search-doc", "texts": ["one", "two"]})
+    messages = sorted(_receive(env, "embedding"), key=lambda m: json.loads(m.body)["task"])
+    for number, text in ((0, "one"), (1, "two")):
+        stack_env.fault(path="/foundationModels/v1/textEmbedding", status=503, count=-1, bodyContains=text,
+                        message=f"failure of task {number}")
+        with pytest.raises(worker.RedeliverError):
+            _deliver(env, "embedding", messages[number:number + 1])
+        stack_env.post("/_emulator/reset", {})
+    assert _store().item(op_id)["last_error"].endswith("failure of task 1")
+    assert _dead(env, op_id, 0, kind="embedding")["outcomes"] == {"dead-failed": 1}
+    assert _get(op_id)["error"]["message"].endswith(": failure of task 0")
