@@ -136,6 +136,9 @@ _EPOCH = ("a missing time reads as 0 or 1 s after the epoch either way: both are
 _READ_BODY = ("the attributes are read only for a message whose body was a job reference, and consume took that body "
               "from details.message: the message is there, so the default is never read")
 _LAST_OR = "`last` is read only as `last or \"dead-letter handling failed\"`, where '' and None are alike"
+_NO_SIZE = "JobStore.finish writes a result size only with a result; with an error the size is never written"
+_MERGED = ("responses are merged only for an operation of several tasks, and only embeddings are split into tasks: "
+           "the kind is embedding, which RESPONSE_TYPES has, so the default is never read")
 _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
                 "same length, so strict is never tested")
 
@@ -340,6 +343,16 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('.get("message", {}).get("attributes")', '.get("message", ).get("attributes")', _READ_BODY, "dead_letter"),
         ('.get("last_error", "")', '.get("last_error", None)', _LAST_OR, "_dead_chunk"),
         ('.get("last_error", "")', '.get("last_error", )', _LAST_OR, "_dead_chunk"),
+        ("store.finish(op_id, None, 0, error,", "store.finish(op_id, None, None, error,", _NO_SIZE, "dead_letter"),
+        ("store.finish(op_id, None, 0, error,", "store.finish(op_id, None, 1, error,", _NO_SIZE, "dead_letter"),
+        ('kind = operation.get("kind", "")', 'kind = operation.get("kind", None)', _HAS_KIND, "finalize"),
+        ('kind = operation.get("kind", "")', 'kind = operation.get("kind", )', _HAS_KIND, "finalize"),
+        ('kind = operation.get("kind", "")', 'kind = operation.get("kind", "XXXX")', _HAS_KIND, "finalize"),
+        ('RESPONSE_TYPES.get(kind, "")', "RESPONSE_TYPES.get(kind, None)", _MERGED, "finalize"),
+        ('RESPONSE_TYPES.get(kind, "")', "RESPONSE_TYPES.get(kind, )", _MERGED, "finalize"),
+        ('RESPONSE_TYPES.get(kind, "")', 'RESPONSE_TYPES.get(kind, "XXXX")', _MERGED, "finalize"),
+        ("json.dumps(response, ensure_ascii=False)", "json.dumps(response, ensure_ascii=None)",
+         "json.dumps only tests ensure_ascii for truth", "finalize"),
         ("finalize(op_id, store, inv.settings)", "finalize(op_id, store, None)",
          "finalize never reads its settings argument (the store it is given is the instance's)"),
         ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
