@@ -38,9 +38,10 @@ MODULES: dict[str, list[str]] = {
     "shared/jobs/store.py": ["tests/unit/test_promises_store.py"],  # on the in-process stand-in (local.aws)
     "shared/jobs/operations.py": ["tests/unit/test_promises_operations.py", "tests/unit/test_operations_routing.py"],
     "shared/jobs/submit.py": ["tests/unit/test_promises_operations.py"],
-    "shared/jobs/worker.py": ["tests/integration/test_async.py", "tests/integration/test_promises_jobs.py"],
-    "shared/jobs/poller.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
-    "shared/jobs/batches.py": ["tests/integration/test_batches.py", "tests/integration/test_promises_jobs.py"],
+    "shared/jobs/worker.py": ["tests/unit/test_promises_worker.py"],  # on the in-process stand-in and the emulator
+    "shared/jobs/poller.py": ["tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
+    "shared/jobs/batches.py": ["tests/unit/test_promises_batches.py", "tests/unit/test_promises_worker.py",
+                               "tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
     # the base modules and the pure parts of the surfaces, each against fast (unit) tests only
     "shared/routes.py": ["tests/unit/test_promises_routes.py", "tests/unit/test_config_events_routes.py",
                          "tests/terraform/test_openapi.py"],
@@ -163,7 +164,7 @@ _NO_KIND_NAMED = ("an operation without a kind takes the embeddings branch whate
                   "'None' and 'XXXX' is completion or classification")
 _SAME_ORDER = ("each place of a group key holds one type (a string, or a bool for batch), and str(False) < "
                "str(True) as False < True: the natural order is the order of the strings")
-_SAME_LENGTH = "a group key is made from query.group_by (_group_key): both always have the same length"
+_SAME_GROUP_LENGTH = "a group key is made from query.group_by (_group_key): both always have the same length"
 
 # -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
 _KEYWORD_CASE = ("an expression's keywords (SET, ADD, DELETE, AND, OR, NOT) are read in any case by DynamoDB's "
@@ -188,6 +189,24 @@ _CLIENT_ERROR = "only a ClientError gets this far (its code was checked first), 
 _NEVER_ABSENT = ("a task record always has attempts (every claim ADDs it) and a running one lease_until (the claim "
                  "sets it), and a missing deferrals is 0 either way (`or 0`); clock times are far past 1")
 _ONE_CLAUSE = "an item key is <op>#i<n> and an operation id has no '#', so '#i' occurs once and every split agrees"
+
+_HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
+             "it found, so the default is never read")
+_OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
+_DETAILS = ("a message reaches dead_letter only when its details name a dead-letter queue (consume reads queue_id "
+            "from them), so they are there and the default is never read")
+_CREATED = ("JobStore.create writes tasks_total, tasks_done and created_at into every operation record, so these "
+            "defaults are never read")
+_EPOCH = ("a missing time reads as 0 or 1 s after the epoch either way: both are long before now and before any "
+          "created_at, so the max() and the comparison with now come out the same")
+_READ_BODY = ("the attributes are read only for a message whose body was a job reference, and consume took that body "
+              "from details.message: the message is there, so the default is never read")
+_LAST_OR = "`last` is read only as `last or \"dead-letter handling failed\"`, where '' and None are alike"
+_NO_SIZE = "JobStore.finish writes a result size only with a result; with an error the size is never written"
+_MERGED = ("responses are merged only for an operation of several tasks, and only embeddings are split into tasks: "
+           "the kind is embedding, which RESPONSE_TYPES has, so the default is never read")
+_SAME_LENGTH = ("services.fan_out returns one result per item, in order, or raises: the two lists always have the "
+                "same length, so strict is never tested")
 
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
@@ -473,9 +492,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "a UTC midnight's timestamp is a whole multiple of DAY, so / and // give the same whole number"),
         ("key=lambda k: tuple(str(part) for part in k))", "key=None)", _SAME_ORDER),
         ("sorted(groups, key=lambda k: tuple(str(part) for part in k))", "sorted(groups, )", _SAME_ORDER),
-        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=None)", _SAME_LENGTH),
-        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=False)", _SAME_LENGTH),
-        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, )", _SAME_LENGTH),
+        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=None)", _SAME_GROUP_LENGTH),
+        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, strict=False)", _SAME_GROUP_LENGTH),
+        ("zip(query.group_by, key, strict=True)", "zip(query.group_by, key, )", _SAME_GROUP_LENGTH),
         ("report(query, callers, totals,", "report(query, None, totals,",
          "totals hold the pairs of `callers` only (they are what was read, or nothing when callers is empty): "
          "filtering them by callers again changes nothing"),
@@ -582,6 +601,69 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "the client hands a stream's events as the text of each data line (client.sse_data: a list of str)"),
         ('(f"?{query}" if query else "")', '(f"?{query}" if (query) or True else "")',
          "requests drops a '?' with nothing after it when it prepares the URL: the same request goes out"),
+    ],
+    # -- shared/jobs/worker.py (h-engine) --
+    "shared/jobs/worker.py": [
+        ("zip(flat, results, strict=True)", "zip(flat, results, strict=None)", _SAME_LENGTH, "embed_requests"),
+        ("zip(flat, results, strict=True)", "zip(flat, results, )", _SAME_LENGTH, "embed_requests"),
+        ("zip(flat, results, strict=True)", "zip(flat, results, strict=False)", _SAME_LENGTH, "embed_requests"),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", None))', _HAS_KIND, "_queue_kind"),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", ))', _HAS_KIND, "_queue_kind"),
+        ('str(operation.get("kind", ""))', 'str(operation.get("kind", "XXXX"))', _HAS_KIND, "_queue_kind"),
+        ('p.get("numTokens", 0) or 0', 'p.get("numTokens", None) or 0', _OR_ZERO),
+        ('p.get("numTokens", 0) or 0', 'p.get("numTokens", ) or 0', _OR_ZERO),
+        ('r.get("numTokens", 0) or 0', 'r.get("numTokens", None) or 0', _OR_ZERO),
+        ('task.get("attempts", 0) or 0', 'task.get("attempts", None) or 0', _OR_ZERO, "dead_letter"),
+        ('task.get("attempts", 0) or 0', 'task.get("attempts", ) or 0', _OR_ZERO, "dead_letter"),
+        ('r.get("numTokens", 0) or 0', 'r.get("numTokens", ) or 0', _OR_ZERO),
+        ("limits.release_job(operation, inv.settings)", "limits.release_job(operation, None)",
+         "release_job reads the settings only to find the instance's store, which process or dead_letter has just "
+         "used (job_store returns that one whatever it is given), and Settle.finish never reads them", "_release"),
+        ('message.get("details", {}).get("message", {})', 'message.get("details", None).get("message", {})', _DETAILS,
+         "dead_letter"),
+        ('message.get("details", {}).get("message", {})', 'message.get("details", ).get("message", {})', _DETAILS,
+         "dead_letter"),
+        ('operation.get("tasks_total", 1)', 'operation.get("tasks_total", None)', _CREATED, 'finalize'),
+        ('operation.get("tasks_total", 1)', 'operation.get("tasks_total", )', _CREATED, 'finalize'),
+        ('operation.get("tasks_total", 1)', 'operation.get("tasks_total", 2)', _CREATED, 'finalize'),
+        ('operation.get("tasks_done", 0)', 'operation.get("tasks_done", None)', _CREATED, 'finalize'),
+        ('operation.get("tasks_done", 0)', 'operation.get("tasks_done", )', _CREATED, 'finalize'),
+        ('operation.get("tasks_done", 0)', 'operation.get("tasks_done", 1)', _CREATED, 'finalize'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", None) or 0)', _CREATED, 'dead_letter'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", ) or 0)', _CREATED, 'dead_letter'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", 1) or 0)', _CREATED, 'dead_letter'),
+        ('float(operation.get("created_at", 0) or 0)', 'float(operation.get("created_at", 0) or 1)', _CREATED, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", None) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", ) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", 1) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("started_at", 0) or 0)', 'float(task.get("started_at", 0) or 1)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", None) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", ) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", 1) or 0)', _EPOCH, 'dead_letter'),
+        ('float(task.get("lease_until", 0) or 0)', 'float(task.get("lease_until", 0) or 1)', _EPOCH, 'dead_letter'),
+        ('.get("message", {}).get("attributes")', '.get("message", None).get("attributes")', _READ_BODY, "dead_letter"),
+        ('.get("message", {}).get("attributes")', '.get("message", ).get("attributes")', _READ_BODY, "dead_letter"),
+        ('.get("last_error", "")', '.get("last_error", None)', _LAST_OR, "_dead_chunk"),
+        ('.get("last_error", "")', '.get("last_error", )', _LAST_OR, "_dead_chunk"),
+        ("store.finish(op_id, None, 0, error,", "store.finish(op_id, None, None, error,", _NO_SIZE, "dead_letter"),
+        ("store.finish(op_id, None, 0, error,", "store.finish(op_id, None, 1, error,", _NO_SIZE, "dead_letter"),
+        ('kind = operation.get("kind", "")', 'kind = operation.get("kind", None)', _HAS_KIND, "finalize"),
+        ('kind = operation.get("kind", "")', 'kind = operation.get("kind", )', _HAS_KIND, "finalize"),
+        ('kind = operation.get("kind", "")', 'kind = operation.get("kind", "XXXX")', _HAS_KIND, "finalize"),
+        ('RESPONSE_TYPES.get(kind, "")', "RESPONSE_TYPES.get(kind, None)", _MERGED, "finalize"),
+        ('RESPONSE_TYPES.get(kind, "")', "RESPONSE_TYPES.get(kind, )", _MERGED, "finalize"),
+        ('RESPONSE_TYPES.get(kind, "")', 'RESPONSE_TYPES.get(kind, "XXXX")', _MERGED, "finalize"),
+        ("json.dumps(response, ensure_ascii=False)", "json.dumps(response, ensure_ascii=None)",
+         "json.dumps only tests ensure_ascii for truth", "finalize"),
+        ("finalize(op_id, store, inv.settings)", "finalize(op_id, store, None)",
+         "finalize never reads its settings argument (the store it is given is the instance's)"),
+        ("max(inv.call.remaining(), 0)", "max(inv.call.remaining(), 1)",
+         "a message is taken only with at least MIN_TIME_FOR_A_MESSAGE_S (5 s) left (consume gives the rest back); "
+         "before the claim come only a few store reads, so the remaining time is above both floors unless those "
+         "take over 4 s (then the lease differs by at most 1 s)"),
+        ("store = job_store(inv.settings)", "store = job_store(None)",
+         "dead_letter, the only caller, has just called job_store(inv.settings), so the instance's store exists and "
+         "is returned whatever the argument", "_dead_chunk"),
     ],
 }
 

@@ -1,0 +1,293 @@
+"""What the batch poller promises (shared/jobs/poller.py), in process: batches are submitted through their front
+door and their chunks run by the worker (as in tests/unit/test_promises_worker.py), upstream is the in-process FM
+emulator, and the poller is the batch_poller function invoked with a real timer event (local/triggers.py).
+
+Each due request is polled upstream, recorded once and finished with the batch as one JSON Lines object in input
+order; a request not done yet is polled again later, on a growing interval; a cancelled batch's upstream work is
+cancelled; a job whose tasks sat queued or whose worker died is sent again; a job past its deadline ends."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from functions.batch_poller import handler as poller_function
+from functions.completion import handler as completion_function
+from functions.operations import handler as operations_function
+from local.aws import InProcessMoto
+from local.triggers import timer_event, ymq_event
+from shared.config import Settings
+from shared.jobs import store as jobs
+from tests.clock import ManualClock
+from tests.conftest import Aws, Emulator, FakeContext
+
+InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
+
+FM = "/foundationModels/v1"
+
+
+@pytest.fixture
+def env(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, aws_jobs: Aws, clock: ManualClock) -> Aws:
+    """The emulator (its async operations done at once), then the in-process store and queues, the manual clock."""
+    stack_env.configure(asyncDelayMs=0)
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", aws_jobs.queues)
+    return aws_jobs
+
+
+def _event(method: str, path: str, body: Any = None, caller: str = "alice") -> dict[str, Any]:
+    return {"httpMethod": method, "url": path, "headers": {}, "body": json.dumps(body) if body is not None else None,
+            "requestContext": {"authorizer": {"caller": caller}}}
+
+
+def _get(op_id: str) -> dict[str, Any]:
+    answer = operations_function.handler(_event("GET", f"/operations/{op_id}"), FakeContext())
+    assert answer["statusCode"] == 200, answer
+    return json.loads(answer["body"])
+
+
+def _store() -> jobs.JobStore:
+    return jobs.JobStore(Settings.from_env())
+
+
+def _receive(aws: Aws, queue: str = "completion") -> list[Any]:
+    found: list[Any] = []
+    while batch := aws.queues.receive(aws.resources.queues[queue], max_messages=10):
+        found += batch
+    return found
+
+
+def _batch(aws: Aws, texts: list[str], run: bool = True) -> str:
+    body = {"modelUri": "yandexgpt-lite", "requests": [
+        {"customId": f"r{i}", "messages": [{"role": "user", "text": text}]} for i, text in enumerate(texts)]}
+    answer = completion_function.handler(_event("POST", f"{FM}/completionBatch", body), FakeContext())
+    assert answer["statusCode"] == 200, answer
+    op_id = json.loads(answer["body"])["id"]
+    if run:
+        messages = _receive(aws)
+        completion_function.handler(ymq_event(messages, aws.resources.arns["completion"]), FakeContext())
+    return op_id
+
+
+def _poll(remaining_ms: int = 60_000) -> dict[str, Any]:
+    return poller_function.handler(timer_event(), FakeContext(remaining_ms=remaining_ms))
+
+
+def _polls(emulator: Emulator) -> list[dict[str, Any]]:
+    return [c for c in emulator.calls() if c["path"].startswith("/operations/")]
+
+
+def _lines(output: io.StringIO, message: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in output.getvalue().splitlines() if f'"{message}"' in x]
+
+
+def test_a_batch_whose_requests_are_done_upstream_is_finished_with_one_line_each_in_input_order(
+        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    op_id = _batch(env, ["one", "EMULATOR_FAIL two", "three"])
+    assert _poll() == {"items-finished": 3, "batches-finished": 1}
+    assert len(_polls(stack_env)) == 3
+    store = _store()
+    record = store.item(op_id)
+    assert record["state"] == "done" and op_id not in store.active_ids()
+    data = store.get_object(record["result_key"])
+    assert record["result_key"] == f"results/{op_id}/results.jsonl" and record["result_size"] == len(data)
+    assert data.endswith(b"\n")
+    lines = [json.loads(x) for x in data.decode().splitlines()]
+    assert [x["customId"] for x in lines] == ["r0", "r1", "r2"]
+    assert lines[1] == {"customId": "r1", "error": {"code": 3, "message": "emulated failure of this request",
+                                                    "details": []}}
+    assert lines[0]["response"]["alternatives"][0]["message"]["role"] == "assistant" and "error" not in lines[0]
+    assert (record["items_done"], record["items_failed"]) == (3, 1)
+    read = _get(op_id)
+    assert read["done"] is True and read["response"]["succeeded"] == "2" and read["response"]["failed"] == "1"
+    line = _lines(log_output, "batch finished")[-1]
+    assert (line["operation_id"], line["requests"], line["failed"], line["result_bytes"]) == (op_id, 3, 1, len(data))
+    summary = [x for x in _lines(log_output, "request handled") if x.get("operation") == "tick"][-1]
+    assert summary["poller"] == {"items-finished": 3, "batches-finished": 1}
+    assert _poll() == {}  # nothing left to do
+
+
+def test_a_request_not_done_upstream_is_polled_again_later_on_a_growing_interval(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one"])
+    assert _poll() == {"items-pending": 1}
+    store = _store()
+    item = store.item(jobs.item_id(op_id, 0))
+    assert item["polls"] == 1 and float(item["next_poll_at"]) == pytest.approx(clock.now() + 1.5, abs=0.01)
+    assert _poll() == {}  # not due yet: upstream is not asked
+    assert len(_polls(stack_env)) == 1
+    clock.advance(1.6)
+    assert _poll() == {"items-pending": 1}
+    item = store.item(jobs.item_id(op_id, 0))
+    assert item["polls"] == 2 and float(item["next_poll_at"]) == pytest.approx(clock.now() + 2.25, abs=0.01)
+    store.set_fields(jobs.item_id(op_id, 0), {"polls": 20})
+    clock.advance(3)
+    _poll()
+    assert float(store.item(jobs.item_id(op_id, 0))["next_poll_at"]) == pytest.approx(clock.now() + 30, abs=0.01)
+    progress = _get(op_id)["metadata"]
+    assert (progress["completedBatches"], progress["totalBatches"]) == ("0", "1")
+
+
+def test_a_request_upstream_no_longer_knows_is_settled_as_lost_and_a_5xx_is_tried_again(
+        env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one", "two"])
+    stack_env.post("/_emulator/reset", {})  # upstream forgets its operations
+    stack_env.configure(asyncDelayMs=0)
+    stack_env.fault(path="/operations/", status=503, count=-1)
+    assert _poll() == {"poll-errors": 2}
+    assert _store().items(op_id, [0, 1])[0]["state"] != "done"
+    stack_env.post("/_emulator/reset", {})
+    assert _poll() == {"items-lost": 2, "batches-finished": 1}
+    lines = [json.loads(x) for x in _store().get_object(_store().item(op_id)["result_key"]).decode().splitlines()]
+    assert [x["error"]["code"] for x in lines] == [5, 5] and "not found" in lines[0]["error"]["message"]
+
+
+def test_a_cancelled_batch_has_its_upstream_work_cancelled_and_leaves_the_index(
+        env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one", "two"])
+    answer = operations_function.handler(_event("POST", f"/operations/{op_id}:cancel"), FakeContext())
+    assert answer["statusCode"] == 200
+    store = _store()
+    assert op_id in store.active_ids()
+    assert _poll() == {"items-finished": 2}
+    assert len(stack_env.calls(":cancel")) == 2 and op_id not in store.active_ids()
+    records = store.items(op_id, [0, 1])
+    assert all(r["failed"] and json.loads(r["outcome"])["code"] == 1 for r in records.values())
+
+
+def test_a_batch_leased_by_another_poller_is_left_to_it(env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one"])
+    assert _store().lease(op_id, "poll", "other-poller", 60)
+    assert _poll() == {"leased-elsewhere": 1}
+    assert _polls(stack_env) == []
+
+
+def test_the_poller_stops_a_second_before_its_deadline(env: Aws, stack_env: Emulator) -> None:
+    _batch(env, ["one"])
+    assert _poll(remaining_ms=1_400) == {"deadline": 1}  # 0.9 s left
+    assert _polls(stack_env) == []
+    assert _poll(remaining_ms=1_600) == {"items-finished": 1, "batches-finished": 1}
+
+
+def test_an_index_entry_without_its_operation_is_dropped(env: Aws) -> None:
+    store = _store()
+    store.activate("fmo0000000000gone")
+    assert "fmo0000000000gone" in store.active_ids()
+    assert _poll() == {}
+    assert store.active_ids() == []
+
+
+def test_a_job_whose_task_sat_queued_is_sent_again_once_per_threshold(
+        env: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO) -> None:
+    answer = completion_function.handler(_event("POST", f"{FM}/completionAsync", {
+        "modelUri": "yandexgpt-lite", "messages": [{"role": "user", "text": "hi"}]}), FakeContext())
+    op_id = json.loads(answer["body"])["id"]
+    _receive(env)  # its message is lost
+    assert _poll() == {}
+    clock.advance(301)
+    assert _poll() == {"requeued-tasks": 1}
+    assert [json.loads(m.body) for m in _receive(env)] == [{"op": op_id, "task": 0}]
+    assert _lines(log_output, "re-enqueued stuck tasks")[-1]["tasks"] == [0]
+    assert _poll() == {}  # not again before another threshold
+    clock.advance(301)
+    store = _store()
+    store.claim(op_id, 0, "live-worker", 600)
+    assert _poll() == {}  # a live worker holds it
+    clock.advance(601)
+    assert _poll() == {"requeued-tasks": 1}  # that worker died
+
+
+def test_a_job_past_its_deadline_ends_as_expired(env: Aws, clock: ManualClock, log_output: io.StringIO) -> None:
+    store = _store()
+    store.create("fmo000000000late", "completion", "d", "alice", [b"{}"], numbers={"deadline_at": clock.now() + 10})
+    assert _poll() == {}
+    clock.advance(11)
+    assert _poll() == {"expired": 1}
+    error = json.loads(store.item("fmo000000000late")["error"])
+    assert error == {"code": 4, "message": "the job did not finish within its completion window", "details": []}
+    assert store.active_ids() == []
+
+
+def test_a_native_batch_follows_its_upstream_operation(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    answer = completion_function.handler(_event("POST", f"{FM}/completionBatch", {
+        "modelUri": "yandexgpt-lite", "sourceDatasetId": "fdsdataset1"}), FakeContext())
+    assert answer["statusCode"] == 200, answer
+    op_id = json.loads(answer["body"])["id"]
+    assert _poll() == {"native-pending": 1}
+    record = _store().item(op_id)
+    assert record["state"] == "running" and record["task_status"] == "PENDING" and record["total_batches"] == 10
+    assert record["task_id"].startswith("cbt")
+
+
+def test_a_native_batch_ends_with_its_upstream_operation(env: Aws, stack_env: Emulator) -> None:
+    ids = []
+    for dataset in ("fdsdataset1", "fdsEMULATOR_FAIL"):
+        answer = completion_function.handler(_event("POST", f"{FM}/completionBatch", {
+            "modelUri": "yandexgpt-lite", "sourceDatasetId": dataset}), FakeContext())
+        ids.append(json.loads(answer["body"])["id"])
+    assert _poll() == {"native-finished": 2}
+    store = _store()
+    good, bad = store.item(ids[0]), store.item(ids[1])
+    assert good["state"] == "done" and good["task_status"] == "COMPLETED" and good["result_dataset_id"].startswith("fds")
+    assert "error" not in good and _get(ids[0])["response"]["resultDatasetId"] == good["result_dataset_id"]
+    assert json.loads(bad["error"]) == {"code": 3, "message": "emulated failure of this batch task", "details": []}
+    assert bad["task_status"] == "FAILED" and store.active_ids() == []
+    store.activate(ids[0])  # a done native batch still indexed is dropped without asking upstream
+    calls = len(_polls(stack_env))
+    assert _poll() == {} and store.active_ids() == [] and len(_polls(stack_env)) == calls
+
+
+def test_an_expired_batch_has_its_pending_requests_cancelled_upstream(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one", "two"])
+    store = _store()
+    store.set_fields(op_id, {"deadline_at": clock.now() + 5})
+    clock.advance(6)
+    assert _poll() == {"expired": 1, "items-finished": 2}
+    records = store.items(op_id, [0, 1])
+    assert json.loads(store.item(op_id)["error"]) == {
+        "code": 4, "message": "the job did not finish within its completion window", "details": []}
+    assert [json.loads(r["outcome"])["code"] for r in records.values()] == [1, 1]  # upstream's answer to the cancel
+    assert len(stack_env.calls(":cancel")) == 2 and store.active_ids() == []
+
+
+def test_a_limited_keys_batch_is_settled_to_its_usage_when_it_finishes(env: Aws) -> None:
+    body = {"modelUri": "yandexgpt-lite", "completionOptions": {"maxTokens": "40"}, "requests": [
+        {"messages": [{"role": "user", "text": text}]} for text in ("one", "two three")]}
+    event = _event("POST", f"{FM}/completionBatch", body)
+    event["requestContext"]["authorizer"]["policy"] = json.dumps({"name": "alice", "monthly_tokens": 100000})
+    answer = completion_function.handler(event, FakeContext())
+    assert answer["statusCode"] == 200, answer
+    op_id = json.loads(answer["body"])["id"]
+    completion_function.handler(ymq_event(_receive(env), env.resources.arns["completion"]), FakeContext())
+    store = _store()
+    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
+                if i["id"]["S"].startswith("limits#alice#")]
+    held = store.item(month)["used_t"]
+    assert _poll() == {"items-finished": 2, "batches-finished": 1}
+    lines = [json.loads(x) for x in store.get_object(store.item(op_id)["result_key"]).decode().splitlines()]
+    used = sum(int(x["response"]["usage"]["totalTokens"]) for x in lines)
+    assert [x["customId"] for x in lines] == ["0", "1"]
+    assert store.item(month)["used_t"] == used < held
+
+
+def test_progress_is_counted_from_the_request_records(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    op_id = _batch(env, ["one", "EMULATOR_FAIL two"])
+    stack_env.configure(asyncDelayMs=3_600_000)
+    body = {"modelUri": "yandexgpt-lite", "requests": [{"messages": [{"role": "user", "text": "late"}]}]}
+    completion_function.handler(_event("POST", f"{FM}/completionBatch", body), FakeContext())
+    completion_function.handler(ymq_event(_receive(env), env.resources.arns["completion"]), FakeContext())
+    summary = _poll()
+    assert summary == {"items-finished": 2, "batches-finished": 1, "items-pending": 1}
+    assert (_store().item(op_id)["items_done"], _store().item(op_id)["items_failed"]) == (2, 1)
