@@ -86,29 +86,8 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
 
-# Measured 2026-12-06 on the 2-core machine shared with five other agents (nice -n 19, MUTATE_JOBS=1), each module
-# against its tests in MODULES (unit tests only: each run takes minutes). The authorizer's, policy.py's and
-# runtime.py's rows were measured again later that day (nice -n 15), the authorizer with stored keys included.
-#
-# | module                            | mutants | killed | equivalent | survived | score  | wall time |
-# | shared/routes.py                  |     114 |    112 |          2 |        0 | 100%   | 0.9 min   |
-# | shared/events.py                  |     289 |    283 |          6 |        0 | 100%   | 0.9 min   |
-# | functions/authorizer/handler.py   |     343 |    316 |         23 |        4 | 98.8%  | 6.3 min   |
-# | shared/policy.py                  |     116 |    114 |          2 |        0 | 100%   | 1.7 min   |
-# | shared/runtime.py                 |     456 |    445 |         11 |        0 | 100%   | 3.4 min   |
-# | shared/jobs/access.py             |      45 |     39 |          6 |        0 | 100%   | 0.3 min   |
-# | shared/jobs/views.py              |     423 |    416 |          7 |        0 | 100%   | 1.4 min   |
-# | shared/native/models.py           |     199 |    191 |          8 |        0 | 100%   | 1.2 min   |
-# | shared/openai/catalog.py          |     217 |    211 |          4 |        2 | 99.1%  | 0.9 min   |
-# | shared/openai/batch_lines.py      |     255 |    244 |          9 |        2 | 99.2%  | 1.3 min   |
-# | shared/openai/batch_outcomes.py   |     481 |    464 |         17 |        0 | 100%   | 2.0 min   |
-# | shared/openai/translate.py        |     271 |    270 |          1 |        0 | 100%   | 1.0 min   |
-# | shared/openai/chat_response.py    |     358 |    356 |          1 |        1 | 99.7%  | 1.2 min   |
-# | shared/openai/response_object.py  |     689 |    686 |          3 |        0 | 100%   | 2.4 min   |
-#
-# The survivors left, none argued equivalent: the authorizer's four are its store lookup's per-try timeout (2 s
-# to connect, 4 s to read: wall time, unseen by fast tests); catalog's and batch_lines' two each are a model URI
-# holding '://' a second time (rpartition); chat_response's one is the length of a tool call's random id.
+# The measured scores (mutants, killed, equivalent, score), the survivors left and the modules not measured yet
+# are in one table, docs/testing.md's "Mutation testing" section; a run writes its own to .mutmut/scores.md.
 
 _FIRST_WORD = ("the word is only compared with api-key and bearer: a header match is exactly two words, so every "
                "variant finds the same first one, and for the other patterns none can yield either word")

@@ -101,23 +101,6 @@ def test_the_active_index_is_spread_over_shards_and_reads_back_whole(jobs: Jobs)
     assert store.active_ids() == sorted(ids[1::2])
 
 
-def test_ids_indexed_elsewhere_are_still_read_and_removed(jobs: Jobs) -> None:
-    """Ids written by an older version (the single index item) or under another shard count are found
-    and, once deactivated, gone, so changing the layout strands nothing."""
-    store = _store()
-    legacy, moved = "fmo00000000old01", next(f"fmo0000000move{n:02d}" for n in range(99)
-                                            if store.index_key(f"fmo0000000move{n:02d}").endswith("#5"))
-    store._update(jobs_module.ACTIVE_INDEX, "ADD ops :op", {":op": {"SS": [legacy]}})
-    jobs_module.JobStore(Settings.from_env(), active_shards=4).activate(moved)  # shard #1 of 4
-    store.activate("fmo00000000new01")
-    assert store.active_ids() == sorted([legacy, moved, "fmo00000000new01"])
-    store.deactivate(legacy)
-    store.deactivate(moved)
-    assert store.active_ids() == ["fmo00000000new01"]
-    assert all(not item.get("ops") for key, item in store._batch_get(store.index_keys()).items()
-               if key != store.index_key("fmo00000000new01"))
-
-
 def test_moto_is_started_only_through_the_serialised_stand_in() -> None:
     """Every moto server the project starts (tests, `make run`, the bench) goes through local.aws.start_moto,
     whose Document API is serialised: nothing else imports moto or runs its server."""
