@@ -137,6 +137,10 @@ _NAMESPACE_LENGTH = "the field's max_length=64 refuses a longer name before this
 _ROLE_REQUIRED = ("ChatMessage's own schema requires role (a field without a default), so a oneOf branch that says it "
                   "again or not takes and refuses the same messages")
 
+_PAYLOAD_JSON = ("a task's payload is read back only by json.loads (the worker), which reads \\u escapes and UTF-8 "
+                 "alike: the same payload either way")
+_FAILED_SIZE = ("an operation finished with an error has no result: its result_size is never read (views answer "
+                "the error, and the result link is made only for a done operation without one)")
 _LEDGER_ITEM = ("every ledger item is written by one UpdateItem that sets its day (and a totals item its caller) and "
                 "ADDs to its set (models, callers): a read item always has them, so the default is never read")
 _NO_KIND_NAMED = ("an operation without a kind takes the embeddings branch whatever its default text: none of '', "
@@ -431,6 +435,13 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("ensure_ascii=False", "ensure_ascii=None", "json.dumps only tests ensure_ascii for truth"),
         ('message_item(text_id, "")', "message_item(text_id, None)", _OPENED),
         ('message_item(text_id, "")', 'message_item(text_id, "XXXX")', _OPENED),
+    ],
+    "shared/jobs/submit.py": [
+        ("json.dumps(payload, ensure_ascii=False)", "json.dumps(payload, ensure_ascii=None)", _PAYLOAD_JSON),
+        ("json.dumps(payload, ensure_ascii=False)", "json.dumps(payload, )", _PAYLOAD_JSON),
+        ("json.dumps(payload, ensure_ascii=False)", "json.dumps(payload, ensure_ascii=True)", _PAYLOAD_JSON),
+        ("store.finish(op_id, None, 0,", "store.finish(op_id, None, None,", _FAILED_SIZE),
+        ("store.finish(op_id, None, 0,", "store.finish(op_id, None, 1,", _FAILED_SIZE),
     ],
     "shared/jobs/usage.py": [
         ('str(record.get("day", ""))', 'str(record.get("day", None))', _LEDGER_ITEM, "callers"),
