@@ -143,6 +143,8 @@ _FAILED_SIZE = ("an operation finished with an error has no result: its result_s
                 "the error, and the result link is made only for a done operation without one)")
 _LEDGER_ITEM = ("every ledger item is written by one UpdateItem that sets its day (and a totals item its caller) and "
                 "ADDs to its set (models, callers): a read item always has them, so the default is never read")
+_ALL_COUNTERS = ("add() ADDs every counter of a (model, mode) in one update, so an item that has its _req counter "
+                 "(the check just above) has all of them: the default is never read")
 _NO_KIND_NAMED = ("an operation without a kind takes the embeddings branch whatever its default text: none of '', "
                   "'None' and 'XXXX' is completion or classification")
 _SAME_ORDER = ("each place of a group key holds one type (a string, or a bool for batch), and str(False) < "
@@ -459,6 +461,11 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('record.get("models", [])', 'record.get("models", )', _LEDGER_ITEM, "pair_totals"),
         ('record.get("models", [])', 'record.get("models", None)', _LEDGER_ITEM, "days"),
         ('record.get("models", [])', 'record.get("models", )', _LEDGER_ITEM, "days"),
+        ('str(record.get("day", ""))', 'str(record.get("day", None))', _LEDGER_ITEM, "days"),
+        ('str(record.get("day", ""))', 'str(record.get("day", ))', _LEDGER_ITEM, "days"),
+        ('str(record.get("day", ""))', 'str(record.get("day", "XXXX"))', _LEDGER_ITEM, "days"),
+        *(('_SHORT[counter]}", 0))', f'_SHORT[counter]}}", {other}))', _ALL_COUNTERS, function)
+          for other in ("None", "", "1") for function in ("days", "pair_totals")),
         ('str(operation.get("kind", ""))', 'str(operation.get("kind", None))', _NO_KIND_NAMED),
         ('str(operation.get("kind", ""))', 'str(operation.get("kind", ))', _NO_KIND_NAMED),
         ('str(operation.get("kind", ""))', 'str(operation.get("kind", "XXXX"))', _NO_KIND_NAMED),
