@@ -165,6 +165,7 @@ def test_a_synchronous_route_is_counted_from_its_summary_fields(store: JobStore,
                                                   reasoning_tokens=2, upstream_request_id="up-9"), "req-1") is True
     assert usage.record_request("createEmbedding", inv(settings, model=EMB, input_tokens=9, texts=3), "req-2") is True
     assert usage.record_request("textEmbedding", inv(settings, model=EMB, input_tokens=1), "req-3") is True
+    assert usage.record_request("textEmbedding", inv(settings, model=EMB, input_tokens=4, texts=2), "req-4") is True
     logged = {line["usage"]["key"]: line["usage"] for line in lines(log_output, "usage")}
     assert logged["sync#req-1"] | {"time": None} == {
         "caller": "alice", "model": LITE, "route": "completion", "mode": "sync", "door": "sync", "key": "sync#req-1",
@@ -172,6 +173,7 @@ def test_a_synchronous_route_is_counted_from_its_summary_fields(store: JobStore,
         "request_id": "up-9", "time": None, "day": logged["sync#req-1"]["day"], "counted": True}
     assert (logged["sync#req-2"]["requests"], logged["sync#req-2"]["units"]) == (3, 3)  # one call per text
     assert (logged["sync#req-3"]["requests"], logged["sync#req-3"]["request_id"]) == (1, "req-3")
+    assert (logged["sync#req-4"]["requests"], logged["sync#req-4"]["units"]) == (2, 2)  # the native route's texts
 
 
 @pytest.mark.parametrize(("operation", "fields"), [
@@ -221,8 +223,8 @@ def test_a_task_counts_upstreams_answer_for_its_kind(store: JobStore, settings: 
     usage.record_task(operation("completion"), 0, 1, {"modelUri": LITE}, {"usage": {
         "inputTextTokens": "11", "completionTokens": "6", "completionTokensDetails": {"reasoningTokens": "2"}}}, s)
     line = task_line(log_output)
-    assert (line["key"], line["route"], line["door"], line["caller"], line["request_id"]) == (
-        "op1#0#1", "completionAsync", "job", "bob", "op1")
+    assert (line["key"], line["route"], line["door"], line["caller"], line["request_id"], line["model"]) == (
+        "op1#0#1", "completionAsync", "job", "bob", "op1", LITE)
     assert (line["input_tokens"], line["output_tokens"], line["reasoning_tokens"], line["mode"]) == (11, 6, 2, "sync")
     usage.record_task(operation("classification"), 1, 2, {"modelUri": CLS}, {"inputTokens": "40"}, s)
     line = task_line(log_output)
