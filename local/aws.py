@@ -39,20 +39,27 @@ def start_moto(port: int = 0, write_conflicts: bool = False, creating_describes:
     `write_conflicts=True` adds the Document API's optimistic concurrency (see ConflictingWrites), for
     `make bench`; `server.app` is then that layer, which counts the conflicts it answered.
     """
-    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "True"  # moto knows no ru-central1 otherwise
     import logging
 
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app), creating_describes)
-    if write_conflicts:
-        app = ConflictingWrites(app)
+    app = moto_app(write_conflicts, creating_describes)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
     host, bound = server.server_address[:2]
     return server, f"http://{host}:{bound}"
+
+
+def moto_app(write_conflicts: bool = False, creating_describes: int = 1) -> Any:
+    """The WSGI app both start_moto and InProcessMoto serve: moto's server app with its Document API serialised
+    (SerializedDocumentApi), behind ConflictingWrites when asked."""
+    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "True"  # moto knows no ru-central1 otherwise
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app), creating_describes)
+    return ConflictingWrites(app) if write_conflicts else app
 
 
 IN_PROCESS_URL = "http://127.0.0.1:4"  # an unassigned port, which no test uses for "unreachable" (those use :9, :1); a
@@ -73,13 +80,8 @@ class InProcessMoto:
     moto's backends are per process, as behind start_moto: `reset()` is POST /moto-api/reset."""
 
     def __init__(self, write_conflicts: bool = False, creating_describes: int = 1, url: str = IN_PROCESS_URL) -> None:
-        os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "True"
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
         self.url = url.rstrip("/")
-        self.app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app), creating_describes)
-        if write_conflicts:
-            self.app = ConflictingWrites(self.app)
+        self.app: Any = moto_app(write_conflicts, creating_describes)
         import boto3
 
         # clients copy their session's handlers when made, so the handler goes on the default session once and
