@@ -283,9 +283,11 @@ class Aws:
             self._holder.app = ConflictingWrites(self._base)
         self._holder.app.refuse_next[operation] = times
 
-    def wrap(self, middleware: Any) -> None:
-        """Put a WSGI middleware (a callable taking the app) in front of the stand-in for this test."""
+    def wrap(self, middleware: Any) -> Any:
+        """Put a WSGI middleware (a callable taking the app) in front of the stand-in for this test; the wrapped app
+        (what the middleware returned), so a test can read what it counted."""
         self._holder.app = middleware(self._holder.app)
+        return self._holder.app
 
     def restore(self) -> None:
         self._holder.app = self._base

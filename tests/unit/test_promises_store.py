@@ -352,10 +352,9 @@ def test_a_completion_cancelled_without_reasons_while_ours_is_tried_again(aws: A
     store = _store()
     store.create(OP, "embedding", "d", "me", [b"{}"])
     store.claim(OP, 0, "w1", 60)
-    cancel: list[Cancel] = []
-    aws.wrap(lambda app: cancel.append(Cancel(app, 2)) or cancel[0])
+    cancel: Cancel = aws.wrap(lambda app: Cancel(app, 2))
     assert store.complete(OP, 0, "w1", b'{"ok": 1}') is True
-    assert cancel[0].calls == 3 and len(clock.sleeps) == 2
+    assert cancel.calls == 3 and len(clock.sleeps) == 2
     assert store.item(OP)["tasks_done"] == 1
 
 
@@ -363,21 +362,19 @@ def test_a_completion_cancelled_without_reasons_for_another_worker_is_dropped_at
     store = _store()
     store.create(OP, "embedding", "d", "me", [b"{}"])
     store.claim(OP, 0, "w1", 60)
-    cancel: list[Cancel] = []
-    aws.wrap(lambda app: cancel.append(Cancel(app, 100)) or cancel[0])
+    cancel: Cancel = aws.wrap(lambda app: Cancel(app, 100))
     assert store.complete(OP, 0, "w2", b"{}") is False
-    assert cancel[0].calls == 1
+    assert cancel.calls == 1
 
 
 def test_a_completion_cancelled_while_ours_every_time_ends_in_a_store_error(aws: Aws, clock: ManualClock) -> None:
     store = _store()
     store.create(OP, "embedding", "d", "me", [b"{}"])
     store.claim(OP, 0, "w1", 60)
-    cancel: list[Cancel] = []
-    aws.wrap(lambda app: cancel.append(Cancel(app, 100)) or cancel[0])
+    cancel: Cancel = aws.wrap(lambda app: Cancel(app, 100))
     with pytest.raises(jobs.StoreError, match="cancelled 6 times"):
         store.complete(OP, 0, "w1", b"{}")
-    assert cancel[0].calls == jobs.CONFLICT_ATTEMPTS
+    assert cancel.calls == jobs.CONFLICT_ATTEMPTS
     assert len(clock.sleeps) == jobs.CONFLICT_ATTEMPTS - 1
     assert all(0 <= s <= min(jobs.CONFLICT_CAP_S, jobs.CONFLICT_BASE_S * 2 ** n) for n, s in enumerate(clock.sleeps))
     task = store.item(jobs.task_id(OP, 0))
@@ -856,15 +853,13 @@ def test_throttling_is_retried_by_the_patient_write_only(aws: Aws, monkeypatch: 
     waits: list[float] = []
     monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=waits.append, time=__import__("time").time))
     store = _store()
-    refusal: list[Refuse] = []
-    aws.wrap(lambda app: refusal.append(Refuse(app, "TransactWriteItems", "ThrottlingException", times=1))
-             or refusal[0])
+    refusal: Refuse = aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "ThrottlingException", times=1))
     assert store.add_usage(_usage_items("mark#1", 1), "mark#1", True) is True
-    assert refusal[0].calls == 2 and len(waits) == 1  # botocore's own retry, after a backoff
-    refusal[0].calls, refusal[0].times = 0, 1
+    assert refusal.calls == 2 and len(waits) == 1  # botocore's own retry, after a backoff
+    refusal.calls, refusal.times = 0, 1
     with pytest.raises(jobs.StoreError, match="ThrottlingException"):  # one round trip, no retry
         store.add_usage(_usage_items("mark#2", 1), "mark#2", False)
-    assert refusal[0].calls == 1 and len(waits) == 1
+    assert refusal.calls == 1 and len(waits) == 1
 
 
 def test_an_unreachable_store_is_a_store_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -915,13 +910,12 @@ class Wire:
 
 def test_reads_are_consistent_and_at_most_100_keys_a_call_as_the_api_allows(aws: Aws) -> None:
     store = _store()
-    wire: list[Wire] = []
-    aws.wrap(lambda app: wire.append(Wire(app)) or wire[0])
+    wire: Wire = aws.wrap(Wire)
     store.records([f"k{n}" for n in range(230)])
     store.item("k1")
-    batches = [body["RequestItems"]["jobs"] for op, body in wire[0].seen if op == "BatchGetItem"]
+    batches = [body["RequestItems"]["jobs"] for op, body in wire.seen if op == "BatchGetItem"]
     assert [len(b["Keys"]) for b in batches] == [100, 100, 30] and all(b["ConsistentRead"] is True for b in batches)
-    assert [body["ConsistentRead"] for op, body in wire[0].seen if op == "GetItem"] == [True]
+    assert [body["ConsistentRead"] for op, body in wire.seen if op == "GetItem"] == [True]
 
 
 def test_a_discarded_or_retried_completion_says_so_in_the_log(aws: Aws, log_output: io.StringIO) -> None:
@@ -957,10 +951,9 @@ def test_throttling_is_retried_three_times_by_the_patient_write(aws: Aws, monkey
     monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=lambda s: None,
                                                                          time=__import__("time").time))
     store = _store()
-    refusal: list[Refuse] = []
-    aws.wrap(lambda app: refusal.append(Refuse(app, "UpdateItem", "ThrottlingException", times=3)) or refusal[0])
-    assert store.put_record("r", {"a": 1}) is True and refusal[0].calls == 4
-    refusal[0].calls, refusal[0].times = 0, 4
+    refusal: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "ThrottlingException", times=3))
+    assert store.put_record("r", {"a": 1}) is True and refusal.calls == 4
+    refusal.calls, refusal.times = 0, 4
     with pytest.raises(jobs.StoreError, match="^job store: ThrottlingException$"):
         store.put_record("s", {"a": 1})
-    assert refusal[0].calls == 4
+    assert refusal.calls == 4

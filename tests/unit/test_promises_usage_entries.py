@@ -357,15 +357,13 @@ def test_the_engines_writes_ride_out_throttling_and_a_callers_request_does_not_w
     import botocore.endpoint
 
     monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=lambda s: None, time=__import__("time").time))
-    refusal: list[Refuse] = []
-    aws.wrap(lambda app: refusal.append(Refuse(app, "TransactWriteItems", "ThrottlingException", times=1))
-             or refusal[0])
+    refusal: Refuse = aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "ThrottlingException", times=1))
     done = {0: {"state": "done", "outcome": json.dumps({"usage": {"inputTextTokens": "3"}})}}
     assert usage.record_batch(operation("completion", model=LITE), done, inv(settings)) is True
-    refusal[0].calls = 0
+    refusal.calls = 0
     assert usage.record_task(operation("completion", id="op6"), 0, 1, {"modelUri": LITE},
                              {"usage": {"inputTextTokens": "1"}}, inv(settings)) is True
-    refusal[0].calls = 0
+    refusal.calls = 0
     assert usage.record_request("completion", inv(settings, model=LITE, input_tokens=1), "r-throttled") is None
     assert lines(log_output)[-1]["msg"].startswith("usage not added to the totals")
 
