@@ -186,6 +186,26 @@ def log_output() -> Iterator[io.StringIO]:
     logs.configure(level="INFO", stream=_sys.stdout)
 
 
+def race(count: int, action: Any, timeout: float | None = None) -> list[Any]:
+    """`action(i)` for i in range(count), each in its own thread, all released together by a barrier (which gives
+    up after `timeout` seconds when set); the results, by i."""
+    import threading
+
+    results: list[Any] = [None] * count
+    barrier = threading.Barrier(count, timeout=timeout)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = action(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 class FakeContext:
     """The Cloud Functions context object, with a settable remaining time and token."""
 

@@ -17,7 +17,7 @@ import pytest
 from shared.config import Settings
 from shared.jobs import store as jobs_module
 from tests.clock import ManualClock
-from tests.conftest import Jobs
+from tests.conftest import Jobs, race
 
 pytestmark = pytest.mark.integration
 
@@ -26,26 +26,10 @@ def _store() -> jobs_module.JobStore:
     return jobs_module.JobStore(Settings.from_env())
 
 
-def _race(count: int, action) -> list:  # type: ignore[no-untyped-def]
-    results: list = []
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results.append(action(index))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 def test_only_one_of_many_workers_claims_a_task(jobs: Jobs) -> None:
     store = _store()
     store.create("fmo00000000race1", "completion", "d", "me", [b"{}"])
-    outcomes = _race(8, lambda i: store.claim("fmo00000000race1", 0, f"w{i}", 60).outcome)
+    outcomes = race(8, lambda i: store.claim("fmo00000000race1", 0, f"w{i}", 60).outcome)
     assert sorted(outcomes) == ["busy"] * 7 + ["claimed"]
     operation = store.item("fmo00000000race1")
     assert operation["state"] == "running"
@@ -56,7 +40,7 @@ def test_completion_counts_once_and_only_for_the_lease_holder(jobs: Jobs) -> Non
     store.create("fmo00000000race2", "embedding", "d", "me", [b"{}", b"{}"])
     assert store.claim("fmo00000000race2", 0, "w1", 60).outcome == "claimed"
     assert store.complete("fmo00000000race2", 0, "w2", b"{}") is False  # not the holder
-    results = _race(4, lambda i: store.complete("fmo00000000race2", 0, "w1", b"{}"))
+    results = race(4, lambda i: store.complete("fmo00000000race2", 0, "w1", b"{}"))
     assert sorted(results) == [False, False, False, True]
     assert store.item("fmo00000000race2")["tasks_done"] == 1
     assert store.claim("fmo00000000race2", 0, "w3", 60).outcome == "done"
@@ -80,7 +64,7 @@ def test_expired_lease_is_taken_over_and_released_task_is_claimable(jobs: Jobs, 
 def test_an_operation_finishes_once_with_exactly_one_outcome(jobs: Jobs) -> None:
     store = _store()
     store.create("fmo00000000race4", "completion", "d", "me", [b"{}"])
-    results = _race(6, lambda i: store.finish("fmo00000000race4", "k", 1, None) if i % 2 else
+    results = race(6, lambda i: store.finish("fmo00000000race4", "k", 1, None) if i % 2 else
                     store.finish("fmo00000000race4", None, 0, {"code": 3, "message": "x", "details": []}))
     assert results.count(True) == 1
     item = store.item("fmo00000000race4")

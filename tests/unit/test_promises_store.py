@@ -31,7 +31,7 @@ from shared import errors
 from shared.config import Settings
 from shared.jobs import store as jobs
 from tests.clock import ManualClock
-from tests.conftest import Aws
+from tests.conftest import Aws, race
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -44,19 +44,7 @@ def _store(**overrides: Any) -> jobs.JobStore:
 
 
 def _race(count: int, action: Callable[[int], Any]) -> list[Any]:
-    results: list[Any] = [None] * count
-    barrier = threading.Barrier(count, timeout=10)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = action(index)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return race(count, action, timeout=10)
 
 
 class Gate:
