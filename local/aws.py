@@ -53,12 +53,29 @@ def start_moto(port: int = 0, write_conflicts: bool = False, creating_describes:
 
 
 def moto_app(write_conflicts: bool = False, creating_describes: int = 1) -> Any:
-    """The WSGI app both start_moto and InProcessMoto serve: moto's server app with its Document API serialised
+    """The WSGI app both start_moto and InProcessMoto serve: moto's server app (which host is which service,
+    remembered) behind Touches (which notes changes for renew()), its Document API serialised
     (SerializedDocumentApi), behind ConflictingWrites when asked."""
     os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "True"  # moto knows no ru-central1 otherwise
+    # renew() empties a queue with PurgeQueue between tests, which moto otherwise refuses within 60 s of the last
+    # purge, as SQS does; nothing in the project purges a queue, so no code under test meets the difference
+    os.environ["MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR"] = "false"
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    app: Any = SerializedDocumentApi(DomainDispatcherApplication(create_backend_app), creating_describes)
+    class Dispatcher(DomainDispatcherApplication):
+        """moto's dispatcher, with the backend it finds for a host remembered: it lists moto's package directory
+        (and stats each of its ~150 entries) on every request otherwise, about a tenth of a test's time."""
+
+        def __init__(self) -> None:
+            super().__init__(create_backend_app)
+            self.backends: dict[str | None, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host not in self.backends:
+                self.backends[host] = super().get_backend_for_host(host)
+            return self.backends[host]
+
+    app: Any = SerializedDocumentApi(Touches(Dispatcher()), creating_describes)
     return ConflictingWrites(app) if write_conflicts else app
 
 
@@ -336,6 +353,186 @@ class ConflictingWrites:
         return [data]
 
 
+class Changes:
+    """What moto's backends may have had changed since `renew()` last left them as provisioned, whichever stand-in
+    the request came through: moto keeps one set of backends per process, so every app of this process (each
+    start_moto server, the InProcessMoto) notes into the one CHANGES.
+
+    A data change is noted by where it is: items by table, objects by bucket, messages by queue. `anything`
+    (a table, bucket or queue made, deleted or altered, a moto reset, a request not recognised) makes the next
+    `renew()` reset moto and provision it again. Requests made while `quiet` (renew's own) are not noted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.quiet = False
+        self.provisioned: tuple[tuple[Any, ...], Resources] | None = None  # (how, what) renew() last made
+        self.anything = True  # nothing is known of backends renew() has not provisioned
+        self.tables: set[str] = set()
+        self.buckets: set[str] = set()
+        self.queues: set[str] = set()  # queue names
+
+    def note(self, kind: str, name: str) -> None:
+        with self.lock:
+            if kind == "anything" or (kind != "read" and not name):
+                self.anything = True
+            elif kind != "read":
+                {"table": self.tables, "bucket": self.buckets, "queue": self.queues}[kind].add(name)
+
+
+CHANGES = Changes()
+
+
+class Touches:
+    """WSGI middleware just in front of moto: notes in CHANGES what each request may change.
+
+    Data: Document API item writes (PutItem, UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems) by
+    table; object writes and deletes by bucket; message operations (SendMessage, ReceiveMessage,
+    DeleteMessage, ChangeMessageVisibility and their batches, PurgeQueue) by queue, since a receive moves
+    messages to the queue's dead-letter queue and a received message stays in flight. Reads change nothing.
+    Anything else is `anything`."""
+
+    DOC_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable",
+                           "ListTables", "DescribeTimeToLive"})
+    DOC_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+    QUEUE_READS = frozenset({"GetQueueAttributes", "GetQueueUrl", "ListQueues", "ListDeadLetterSourceQueues",
+                             "ListQueueTags"})
+    QUEUE_DATA = frozenset({"SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage",
+                            "DeleteMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch",
+                            "PurgeQueue"})
+
+    def __init__(self, app: Any, changes: Changes = CHANGES) -> None:
+        self.app = app
+        self.changes = changes
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not self.changes.quiet:
+            self.changes.note(*self.change(environ))
+        return self.app(environ, start_response)
+
+    def change(self, environ: dict[str, Any]) -> tuple[str, str]:
+        """What a request may change: ("read", ""), ("table" | "bucket" | "queue", its name) or ("anything", "")."""
+        from urllib.parse import parse_qs
+
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        service, _, operation = str(environ.get("HTTP_X_AMZ_TARGET", "")).partition(".")
+        if path.startswith("/moto-api"):
+            return "anything", ""
+        if service.startswith("DynamoDB"):
+            if operation in self.DOC_READS:
+                return "read", ""
+            if operation not in self.DOC_WRITES:
+                return "anything", ""
+            request = json.loads(self._body(environ) or b"{}")
+            tables = {str(e.get("TableName", "")) for e in (next(iter(t.values())) for t in request["TransactItems"])} \
+                if operation == "TransactWriteItems" else set(request.get("RequestItems", {})) \
+                if operation == "BatchWriteItem" else {str(request.get("TableName", ""))}
+            return ("table", tables.pop()) if len(tables) == 1 else ("anything", "")
+        if service == "AmazonSQS":  # the JSON protocol (boto3's), which only tests use
+            return self._queue(operation, str(json.loads(self._body(environ) or b"{}").get("QueueUrl", "")), path)
+        signer = str(environ.get("HTTP_AUTHORIZATION", "")).partition("Credential=")[2].split(",")[0].split("/")
+        signed_for = signer[3] if len(signer) > 3 else ""
+        if signed_for == "sqs":  # the query protocol (Message Queue's, the project's queue client's)
+            params = parse_qs(environ.get("QUERY_STRING", ""))
+            if "form-urlencoded" in str(environ.get("CONTENT_TYPE", "")):
+                params.update(parse_qs(self._body(environ).decode("latin-1")))
+            return self._queue(params.get("Action", [""])[0], params.get("QueueUrl", [""])[0], path)
+        if method in ("GET", "HEAD"):
+            return "read", ""
+        bucket, _, key = path.lstrip("/").partition("/")
+        if signed_for == "s3" and (key or (method == "POST" and "delete" in parse_qs(
+                environ.get("QUERY_STRING", ""), keep_blank_values=True))):
+            return "bucket", bucket  # an object written or deleted (path-style addresses, as s3_config asks)
+        return "anything", ""
+
+    def _queue(self, action: str, queue_url: str, path: str) -> tuple[str, str]:
+        if action in self.QUEUE_READS:
+            return "read", ""
+        if action in self.QUEUE_DATA:
+            return "queue", (queue_url or path).rstrip("/").rpartition("/")[2]
+        return "anything", ""
+
+    @staticmethod
+    def _body(environ: dict[str, Any]) -> bytes:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        return body
+
+
+def renew(url: str, max_receive_count: int = 5, visibility_s: int = 30, queues: bool = True,
+          session: Any = None) -> Resources:
+    """The stand-in this process serves at `url` (start_moto's or an InProcessMoto) as `provision()` with these
+    arguments leaves a fresh moto, at the least cost: if `renew()` last provisioned it so, at this URL, and only
+    data has changed since (CHANGES), the items, objects and messages are deleted (a Scan and a BatchWriteItem, a ListObjectsV2
+    and a DeleteObjects, a PurgeQueue for each queue used and its dead-letter queue); otherwise moto is reset and
+    provisioned again. `session`: the requests Session the queue calls go through (see provision)."""
+    import requests
+
+    how = (url, max_receive_count, visibility_s, queues)
+    session = session or requests.Session()
+    changes = CHANGES
+    with changes.lock:
+        known, changes.provisioned = changes.provisioned, None  # until this one is done
+        anything, tables, buckets, names = changes.anything, changes.tables, changes.buckets, changes.queues
+        changes.anything, changes.tables, changes.buckets, changes.queues = True, set(), set(), set()
+        changes.quiet = True
+    try:
+        if known is None or known[0] != how or anything:
+            session.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+            resources = provision(url, max_receive_count, visibility_s, queues, session, poll_s=0.001)
+        else:
+            resources = known[1]
+            _empty(url, resources, session, tables & {resources.table}, buckets & {resources.bucket}, names)
+        with changes.lock:
+            changes.provisioned, changes.anything = (how, resources), False
+    finally:
+        changes.quiet = False
+    return Resources(resources.endpoint, dict(resources.queues), dict(resources.arns), resources.table,
+                     resources.bucket, resources.max_receive_count)
+
+
+def _empty(url: str, resources: Resources, session: Any, tables: set[str], buckets: set[str],
+           names: set[str]) -> None:
+    """Delete the items of `tables`, the objects of `buckets` and the messages of the queues `names` (and of
+    their dead-letter queues) of a provisioned stand-in."""
+    from shared.jobs.queue import QueueClient
+
+    db, s3 = _clients(url)
+    for table in tables:
+        for page in db.get_paginator("scan").paginate(TableName=table, ProjectionExpression="#k",
+                                                      ExpressionAttributeNames={"#k": "id"}, ConsistentRead=True):
+            keys = [{"DeleteRequest": {"Key": item}} for item in page.get("Items", [])]
+            for start in range(0, len(keys), 25):
+                db.batch_write_item(RequestItems={table: keys[start:start + 25]})
+    for bucket in buckets:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            if page.get("Contents"):
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in page["Contents"]],
+                                                          "Quiet": True})
+    client = QueueClient(url, REGION, ACCESS_KEY, SECRET_KEY, session=session)
+    for name in sorted(names | {f"{n}-dlq" for n in names}):
+        if name in resources.queues:
+            client.call("PurgeQueue", resources.queues[name], {})
+
+
+def _clients(endpoint: str) -> tuple[Any, Any]:
+    """Document API and Object Storage clients for a stand-in, made once per endpoint (boto3 clients are slow to
+    build, and thread-safe)."""
+    with _CLIENTS_LOCK:
+        if endpoint not in _CLIENTS:
+            import boto3
+
+            from shared.jobs.store import s3_config
+
+            common = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": ACCESS_KEY,
+                      "aws_secret_access_key": SECRET_KEY}
+            _CLIENTS[endpoint] = (boto3.client("dynamodb", **common), boto3.client("s3", **common, config=s3_config()))
+        return _CLIENTS[endpoint]
+
+
+_CLIENTS: dict[str, tuple[Any, Any]] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
 @dataclass
 class Resources:
     endpoint: str
@@ -357,18 +554,13 @@ def provision(endpoint: str, max_receive_count: int = 5, visibility_s: int = 30,
               session: Any = None, poll_s: float = 0.05) -> Resources:
     """Create the table, the bucket and (unless `queues` is False) the queues; `session`: the requests Session
     the queue calls go through (InProcessMoto.requests_adapter mounted, for the in-process stand-in)."""
-    import boto3
-
     from shared.jobs.queue import QueueClient
-    from shared.jobs.store import create_jobs_table, s3_config
+    from shared.jobs.store import create_jobs_table
 
-    common = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": ACCESS_KEY,
-              "aws_secret_access_key": SECRET_KEY}
     resources = Resources(endpoint, max_receive_count=max_receive_count)
-    db = boto3.client("dynamodb", **common)
+    db, s3 = _clients(endpoint)
     if resources.table not in db.list_tables().get("TableNames", []):
         create_jobs_table(db, resources.table, poll_s=poll_s)  # the stand-in counts describes, not seconds
-    s3 = boto3.client("s3", **common, config=s3_config())
     if resources.bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=resources.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     if not queues:

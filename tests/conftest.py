@@ -255,12 +255,9 @@ class Jobs:
 
 @pytest.fixture
 def jobs(moto_server: str, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Jobs:
-    import requests
+    from local.aws import renew
 
-    from local.aws import provision
-
-    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
-    resources = provision(moto_server, max_receive_count=3)
+    resources = renew(moto_server, max_receive_count=3)  # as provisioned: what the last test changed is undone
     for name, value in resources.env().items():
         monkeypatch.setenv(name, value)
     reset_caches()
@@ -289,8 +286,9 @@ class Aws:
 
     def __init__(self, layer: str, holder: Any, url: str) -> None:
         self.layer, self.url = layer, url
-        self.resources: Any = None  # with aws_jobs: the provisioned queues (local.aws.Resources) and a client for them
-        self.queues: Any = None
+        self.resources: Any = None  # what is provisioned (local.aws.Resources): with aws_jobs, the queues too
+        self.queues: Any = None  # with aws_jobs: a QueueClient that reaches them
+        self.session: Any = None  # a requests Session that reaches the stand-in
         self._holder = holder  # what serves the app: the werkzeug server or the InProcessMoto (both have .app)
         self._base = holder.app
 
@@ -333,25 +331,25 @@ def loopback_moto() -> Iterator[Any]:
 @pytest.fixture(params=["in-process"])
 def aws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     """The job store's stand-in for one test: in process by default (milliseconds a call, no server); a module
-    parametrizes it indirectly with "loopback" to run the same tests against moto server over a socket."""
-    from local.aws import provision
+    parametrizes it indirectly with "loopback" to run the same tests against moto server over a socket. Fresh
+    as provisioned, by local.aws.renew: what the last test changed is undone (with the queues too if the test
+    asks for `aws_jobs`)."""
+    import requests
 
-    if request.param == "loopback":
-        holder = request.getfixturevalue("loopback_moto")
-        url = holder.url
-        import requests
+    from local.aws import renew
 
-        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
-    else:
-        holder = request.getfixturevalue("in_process_moto")
-        url = holder.url
-        holder.reset()
-    resources = provision(url, queues=False, poll_s=0.001)
+    holder = request.getfixturevalue("loopback_moto" if request.param == "loopback" else "in_process_moto")
+    session = requests.Session()
+    if request.param == "in-process":
+        session.mount(holder.url, holder.requests_adapter())
+    queues = "aws_jobs" in request.fixturenames
+    resources = renew(holder.url, max_receive_count=3 if queues else 5, queues=queues, session=session)
     for name, value in resources.env().items():
-        if name != "YMQ_ENDPOINT":
+        if queues or name != "YMQ_ENDPOINT":
             monkeypatch.setenv(name, value)
     reset_caches()
-    stand_in = Aws(request.param, holder, url)
+    stand_in = Aws(request.param, holder, holder.url)
+    stand_in.resources, stand_in.session = resources, session
     yield stand_in
     stand_in.restore()
 
@@ -361,20 +359,10 @@ def aws_jobs(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
     """`aws` with the job queues too (each with its dead-letter queue; at most 3 receives), their variables set;
     `aws.queues` is a QueueClient that reaches them (in process: through InProcessMoto.requests_adapter, which
     the instance's queue client uses as well)."""
-    import requests
-
-    from local.aws import ACCESS_KEY, REGION, SECRET_KEY, provision
+    from local.aws import ACCESS_KEY, REGION, SECRET_KEY
     from shared.jobs import queue
 
-    session = requests.Session()
-    if aws.layer == "in-process":
-        session.mount(aws.url, aws._holder.requests_adapter())
-    resources = provision(aws.url, max_receive_count=3, session=session)  # the table and bucket are there
-    for name, value in resources.env().items():
-        monkeypatch.setenv(name, value)
-    reset_caches()
-    aws.resources = resources
-    aws.queues = queue.QueueClient(aws.url, REGION, ACCESS_KEY, SECRET_KEY, session=session)
+    aws.queues = queue.QueueClient(aws.url, REGION, ACCESS_KEY, SECRET_KEY, session=aws.session)
     monkeypatch.setattr(queue, "_client", aws.queues)  # what queue_client() hands the code under test
     return aws
 
