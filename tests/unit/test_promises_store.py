@@ -5,7 +5,7 @@ server app), reached without a socket. boto3 clients whose endpoint is its URL h
 prepared request to the app from a botocore `before-send` handler and get the app's answer back as an
 AWSResponse; the request is made into the WSGI environ werkzeug's server makes, so the app sees what it sees
 over loopback, and each Document API call still runs whole under one lock (racing threads meet as at the
-server). The `aws` fixture (tests/conftest.py) resets moto and provisions the table and bucket for each test.
+server). The `aws` fixture (tests/conftest.py) gives each test the table and bucket as provisioned (local.aws.renew).
 tests/integration/test_store_contract.py runs every test here again against moto server on loopback (the
 same fixture, parametrized "loopback"), which is how the fast layer is shown to behave as the server does;
 the CPU-burner race (tests/integration/test_job_store.py) stays on the server only.
