@@ -40,8 +40,7 @@ MODULES: dict[str, list[str]] = {
     "shared/jobs/submit.py": ["tests/unit/test_promises_operations.py"],
     "shared/jobs/worker.py": ["tests/unit/test_promises_worker.py"],  # on the in-process stand-in and the emulator
     "shared/jobs/poller.py": ["tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
-    "shared/jobs/batches.py": ["tests/unit/test_promises_batches.py", "tests/unit/test_promises_worker.py",
-                               "tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
+    "shared/jobs/batches.py": ["tests/unit/test_promises_batches.py"],  # on the in-process stand-in and the emulator
     # the base modules and the pure parts of the surfaces, each against fast (unit) tests only
     "shared/routes.py": ["tests/unit/test_promises_routes.py", "tests/unit/test_config_events_routes.py",
                          "tests/terraform/test_openapi.py"],
