@@ -346,6 +346,18 @@ OP = "fmo0000000deadch"
 REASON = {"code": 14, "message": "not started: gave up on its chunk", "details": []}
 
 
+class CountWrites:
+    """WSGI middleware in front of the store's stand-in: counts the Document API's item writes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.count = app, 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).endswith(("PutItem", "UpdateItem", "TransactWriteItems")):
+            self.count += 1
+        return self.app(environ, start_response)
+
+
 def _chunk(store: jobs.JobStore, number: int, indexes: list[int]) -> None:
     items = [{"index": i, "customId": f"id-{i}", "body": {}} for i in indexes]
     store.put_object(jobs.payload_key(OP, number), json.dumps({"items": items}).encode())
@@ -362,12 +374,15 @@ def test_a_dead_chunk_fails_its_requests_without_a_record_once_with_their_own_id
     store.item_started(OP, 4, "upstream4", "id-4")
     store.item_finished(OP, 5, "id-5", {"code": 3, "message": "refused", "details": []}, True, from_state=None)
     operation = {"items_total": 9, "chunk_items": 3}  # the payload, not these numbers, names the requests
+    writes: CountWrites = aws.wrap(CountWrites)
     assert batches.fail_chunk(OP, 1, operation, REASON, store) == 2
+    assert writes.count == 2  # one record for each request without one; the others are not written to at all
     assert _outcomes(store, range(10)) == {
         3: ("done", "id-3", True, REASON), 4: ("running", "id-4", None, None),
         5: ("done", "id-5", True, {"code": 3, "message": "refused", "details": []}), 6: ("done", "id-6", True, REASON)}
     assert all(r["expires_at"] > clock.now() for r in store.items(OP, [3, 6]).values())
     assert batches.fail_chunk(OP, 1, operation, {**REASON, "message": "again"}, store) == 0  # a redelivered dead letter
+    assert writes.count == 2  # wrote nothing
     assert _outcomes(store, range(10))[3] == ("done", "id-3", True, REASON)
 
 
@@ -510,3 +525,16 @@ def test_an_upstream_start_answered_without_an_object_id_gives_the_chunk_back(
     with pytest.raises(worker.RedeliverError, match="upstream completionAsync answered without an operation id"):
         _run(env)
     assert _store().items(op_id, [0]) == {}
+
+
+def test_a_start_that_fails_on_our_side_with_a_500_gives_the_chunk_back_and_refuses_no_request(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import reset_caches
+
+    op_id = _batch_of(2)
+    monkeypatch.delenv("YC_API_KEY")  # the instance has no credentials (and the metadata address answers nothing)
+    reset_caches()
+    with pytest.raises(worker.RedeliverError, match="no credentials found"):
+        _run(env)
+    assert _store().items(op_id, [0, 1]) == {} and stack_env.calls("/completionAsync") == []
+    assert _store().item(jobs.task_id(op_id, 0))["last_error"].startswith("UNAUTHENTICATED: no credentials found")
