@@ -321,6 +321,17 @@ def test_the_hourly_window_lets_limit_starts_through_in_any_hour_and_frees_each_
     assert window.take() is True
 
 
+def test_the_hourly_window_frees_the_oldest_start_first(hour_clock: ManualClock) -> None:
+    window = batches.HourlyWindow(2)
+    assert window.take() is True
+    hour_clock.advance(1800)
+    assert (window.take(), window.take()) == (True, False)
+    hour_clock.advance(1800)  # the first start is an hour old, the second half an hour
+    assert (window.take(), window.take()) == (True, False)
+    hour_clock.advance(1800)  # now the second is an hour old
+    assert (window.take(), window.take()) == (True, False)
+
+
 def test_a_refused_start_takes_no_slot(hour_clock: ManualClock) -> None:
     window = batches.HourlyWindow(1)
     assert window.take() is True

@@ -343,3 +343,31 @@ def test_a_refused_url_is_answered_by_the_function_with_the_requests_ids(aws_job
     answer = operations_function.handler(_event("POST", f"/operations/{operation['id']}:delete"), FakeContext())
     assert answer["statusCode"] == 404 and "delete" in json.loads(answer["body"])["error"]["message"]
     assert _store().item(operation["id"])["state"] == "queued"
+
+
+def test_a_keys_model_allow_list_holds_for_async_submissions(aws_jobs: Aws) -> None:
+    policy = json.dumps({"name": "alice", "models": ["text-search-query"]})
+    status, body = _submit("textEmbeddingAsync", {"modelUri": "text-search-doc", "text": "one"},
+                           function=embedding_function, policy=policy)
+    assert status == 403 and body["error"]["message"].startswith("modelUri: "), body
+    assert _store().active_ids() == [] and _messages(aws_jobs, "embedding") == []
+    status, operation = _submit("textEmbeddingAsync", {"modelUri": "text-search-query", "text": "one"},
+                                function=embedding_function, policy=policy)
+    assert status == 200, operation
+
+
+def test_a_fresh_instance_reads_and_cancels_with_its_own_store(aws_jobs: Aws, log_output: io.StringIO) -> None:
+    _, operation = _submit("completionAsync", COMPLETION)
+    jobs.reset_job_store()  # the operations function's instance has not used the store yet
+    assert _get(operation["id"]) == (200, operation)
+    jobs.reset_job_store()
+    status, cancelled = _cancel(operation["id"])
+    assert status == 200 and cancelled["done"] is True
+    jobs.reset_job_store()
+    status, body = _cancel("fmo0000000000none")
+    assert status == 404 and body["error"]["message"] == "operation fmo0000000000none not found"
+    _, other = _submit("completionAsync", COMPLETION)
+    status, body = _cancel(other["id"], caller="mallory")
+    assert status == 404 and body["error"]["message"] == f"operation {other['id']} not found"
+    line = next(json.loads(x) for x in log_output.getvalue().splitlines() if "another caller's work" in x)
+    assert (line["caller"], line["id"], line["kind"]) == ("mallory", other["id"], "operation")
