@@ -563,6 +563,12 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # the native services: a pacer's name only tells its quota from the others (classification, operation-get,
     # async-start); every embedding call goes through embed_one, the only place that names the embedding quota
+    # -- shared/jobs/operations.py (h-batches) --
+    "shared/jobs/operations.py": [
+        *(("store.finish(op_id, None, 0, cancelled,", f"store.finish(op_id, None, {size}, cancelled,",
+           "a cancel finishes the operation with an error, and JobStore.finish writes a result size only with a "
+           "result: the size handed with an error is never written or read", "cancel") for size in ("None", "1")),
+    ],
     # -- shared/jobs/batches.py (h-batches) --
     "shared/jobs/batches.py": [
         *((text, mutated, "a native batch's body is request.upstream(), which leaves out None fields, and exactly one "

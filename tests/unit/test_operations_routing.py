@@ -93,6 +93,9 @@ def test_the_refusals_name_what_the_operation_service_does_instead() -> None:
         operations.by_url(_event("POST", f"/operations/{OP_ID}%3Adelete"))
     assert unknown.value.message == (f"operations/{OP_ID}:delete: the operation service has no method 'delete'; "
                                      "use :cancel")
+    for url in (f"/operations/{OP_ID}:cancelX", f"/operations/{OP_ID}:x:cancel", f"/operations/{OP_ID}%3Ax%3Acancel"):
+        with pytest.raises(errors.NotFoundError):  # only the exact verb after the first colon cancels
+            operations.by_url(_event("POST", url))
     with pytest.raises(errors.NotFoundError) as empty:
         operations.by_url(_event("GET", f"/operations/{OP_ID}:"))
     assert "has no method ''" in empty.value.message
