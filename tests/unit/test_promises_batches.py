@@ -536,6 +536,8 @@ def test_an_upstream_start_answered_without_an_object_id_gives_the_chunk_back(
     with pytest.raises(worker.RedeliverError, match="upstream completionAsync answered without an operation id"):
         _run(env)
     assert _store().items(op_id, [0]) == {}
+    assert _store().item(jobs.task_id(op_id, 0))["last_error"] == (
+        "UNKNOWN: upstream completionAsync answered without an operation id")
 
 
 def test_a_start_that_fails_on_our_side_with_a_500_gives_the_chunk_back_and_refuses_no_request(
@@ -549,3 +551,18 @@ def test_a_start_that_fails_on_our_side_with_a_500_gives_the_chunk_back_and_refu
         _run(env)
     assert _store().items(op_id, [0, 1]) == {} and stack_env.calls("/completionAsync") == []
     assert _store().item(jobs.task_id(op_id, 0))["last_error"].startswith("UNAUTHENTICATED: no credentials found")
+
+
+def test_a_keys_model_allow_list_holds_for_batches(env: Aws, stack_env: Emulator) -> None:
+    policy = json.dumps({"name": "alice", "models": ["yandexgpt"]})
+    for body in ({"modelUri": "yandexgpt-lite", "requests": _requests(1)},
+                 {"modelUri": "yandexgpt-lite", "sourceDatasetId": "fdsdataset1"}):
+        event = _event("POST", f"{FM}/completionBatch", body)
+        event["requestContext"]["authorizer"]["policy"] = policy
+        answer = completion_function.handler(event, FakeContext())
+        assert answer["statusCode"] == 403, answer
+        assert json.loads(answer["body"])["error"]["message"].startswith("modelUri: ")
+    assert _store().active_ids() == [] and stack_env.calls("/completionBatch") == []
+    event = _event("POST", f"{FM}/completionBatch", {"modelUri": "yandexgpt", "requests": _requests(1)})
+    event["requestContext"]["authorizer"]["policy"] = policy
+    assert completion_function.handler(event, FakeContext())["statusCode"] == 200
