@@ -568,6 +568,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         *(("store.finish(op_id, None, 0, cancelled,", f"store.finish(op_id, None, {size}, cancelled,",
            "a cancel finishes the operation with an error, and JobStore.finish writes a result size only with a "
            "result: the size handed with an error is never written or read", "cancel") for size in ("None", "1")),
+        ('inv.path_params.get("operationId", "")', 'inv.path_params.get("operationId", "XXXX")',
+         "a missing operationId is refused as a bad one either way: neither '' nor 'XXXX' (upper case) matches "
+         "OPERATION_ID, and the refusal does not name the value", "_operation_id"),
     ],
     # -- shared/jobs/batches.py (h-batches) --
     "shared/jobs/batches.py": [

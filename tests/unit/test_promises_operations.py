@@ -235,6 +235,8 @@ def test_the_admin_caller_reads_anyones_but_only_the_owner_gets_a_result_link(
     assert "results/big.json" not in json.dumps(admin[1])
     assert admin[1]["createdBy"] == "alice"
     assert _cancel(operation["id"], caller="root")[1] == admin[1]  # done: a cancel changes nothing
+    cancelled = _cancel(operation["id"])  # and answers the owner with the link, as a read does
+    assert "url" in json.dumps(cancelled[1]["response"]) and "results/big.json" in json.dumps(cancelled[1]["response"])
 
 
 def test_a_done_operation_reads_with_its_result(aws_jobs: Aws) -> None:
@@ -371,3 +373,11 @@ def test_a_fresh_instance_reads_and_cancels_with_its_own_store(aws_jobs: Aws, lo
     assert status == 404 and body["error"]["message"] == f"operation {other['id']} not found"
     line = next(json.loads(x) for x in log_output.getvalue().splitlines() if "another caller's work" in x)
     assert (line["caller"], line["id"], line["kind"]) == ("mallory", other["id"], "operation")
+
+
+def test_a_direct_invocation_without_an_operation_id_is_refused_naming_it(aws_jobs: Aws) -> None:
+    for operation in ("get", "cancel"):
+        event = {"httpMethod": "GET", "url": "", "queryStringParameters": {"operation": operation}, "headers": {},
+                 "body": "", "requestContext": {"authorizer": {"caller": "alice"}}}
+        status, body = _call(operations_function, event)
+        assert status == 400 and body["error"]["message"] == "operationId: must be 8-64 lower-case letters and digits"
