@@ -40,8 +40,7 @@ MODULES: dict[str, list[str]] = {
     "shared/jobs/submit.py": ["tests/unit/test_promises_operations.py"],
     "shared/jobs/worker.py": ["tests/unit/test_promises_worker.py"],  # on the in-process stand-in and the emulator
     "shared/jobs/poller.py": ["tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
-    "shared/jobs/batches.py": ["tests/unit/test_promises_batches.py", "tests/unit/test_promises_worker.py",
-                               "tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
+    "shared/jobs/batches.py": ["tests/unit/test_promises_batches.py"],  # on the in-process stand-in and the emulator
     # the base modules and the pure parts of the surfaces, each against fast (unit) tests only
     "shared/routes.py": ["tests/unit/test_promises_routes.py", "tests/unit/test_config_events_routes.py",
                          "tests/terraform/test_openapi.py"],
@@ -564,6 +563,36 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # the native services: a pacer's name only tells its quota from the others (classification, operation-get,
     # async-start); every embedding call goes through embed_one, the only place that names the embedding quota
+    # -- shared/jobs/operations.py (h-batches) --
+    "shared/jobs/operations.py": [
+        *(("store.finish(op_id, None, 0, cancelled,", f"store.finish(op_id, None, {size}, cancelled,",
+           "a cancel finishes the operation with an error, and JobStore.finish writes a result size only with a "
+           "result: the size handed with an error is never written or read", "cancel") for size in ("None", "1")),
+        ('inv.path_params.get("operationId", "")', 'inv.path_params.get("operationId", "XXXX")',
+         "a missing operationId is refused as a bad one either way: neither '' nor 'XXXX' (upper case) matches "
+         "OPERATION_ID, and the refusal does not name the value", "_operation_id"),
+    ],
+    # -- shared/jobs/batches.py (h-batches) --
+    "shared/jobs/batches.py": [
+        *((text, mutated, "a native batch's body is request.upstream(), which leaves out None fields, and exactly one "
+           "of sourceDatasetId and requests is set: the body has no requests key to pop, whatever the key popped",
+           "_submit_native") for text, mutated in (('body.pop("requests", None)', 'body.pop(None, None)'),
+                                                   ('body.pop("requests", None)', 'body.pop("XXrequestsXX", None)'),
+                                                   ('body.pop("requests", None)', 'body.pop("REQUESTS", None)'))),
+        *((f'metadata.get("{name}", 0) or 0', f'metadata.get("{name}", {other}) or 0',
+           "a missing count is None or 0 before `or 0`, which makes either 0", "_submit_native")
+          for name in ("completedBatches", "totalBatches") for other in ("None", "")),
+        ("store = job_store(inv.settings)", "store = job_store(None)",
+         "worker.process, the only caller, has just called job_store(inv.settings), so the instance's store exists "
+         "and is returned whatever the argument", "start_chunk"),
+        *(('services.pacer("async-start",', f"services.pacer({name},",
+           "the name only keys the instance's table of pacers, and no other quota's pacer has any of these names: "
+           "the starts get a pacer of their own at the same rate either way", "start_chunk")
+          for name in ("None", '"XXasync-startXX"', '"ASYNC-START"')),
+        ('turns["taken"] + 1', 'turns["taken"] - 1',
+         "counting the turns down instead of up: -n % START_CHECK_EVERY == 0 exactly when n % START_CHECK_EVERY == 0 "
+         "(Python's % takes the divisor's sign), so the same turns look at the operation", "start_chunk"),
+    ],
     "shared/native/services.py": [
         ('pacer("embedding",', "pacer(None,", "the embedding quota is named only here; any other name that no other "
                                               "quota uses is the same one pacer", "embed_one"),

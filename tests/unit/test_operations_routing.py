@@ -3,6 +3,7 @@ integration context: a mis-tagged route cannot turn a read into a cancel (issue 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -68,3 +69,67 @@ def test_a_direct_invocation_keeps_the_operation_it_names() -> None:
     event = {"httpMethod": "POST", "url": "", "path": "", "queryStringParameters": {"operation": "cancel"},
              "headers": {}, "body": ""}
     assert operations.by_url(event) is event
+
+
+def test_what_is_no_http_request_for_an_operation_is_handed_on_as_it_came() -> None:
+    timer = {"messages": [{"event_metadata": {"event_type": "yandex.cloud.events.serverless.triggers.TimerMessage"}}]}
+    assert operations.by_url(timer) is timer
+    undecodable = {**_event("POST", f"/operations/{OP_ID}:cancel"), "isBase64Encoded": True, "body": "not base64!"}
+    assert operations.by_url(undecodable) is undecodable  # the runtime answers its 400, with the request's ids
+    files = _event("GET", "/v1/files")
+    assert operations.by_url(files) is files  # another route of the function: the route table decides
+    assert operations.by_url("not an event") == "not an event"
+
+
+@pytest.mark.parametrize("url", ["/operations/", "/operations//", f"/operations/{OP_ID}/extra", "/operations/a/b/"])
+def test_a_path_that_names_no_single_operation_is_404(url: str) -> None:
+    with pytest.raises(errors.NotFoundError) as raised:
+        operations.by_url(_event("GET", url))
+    assert raised.value.message == f"no route for {url}"
+
+
+def test_the_refusals_name_what_the_operation_service_does_instead() -> None:
+    with pytest.raises(errors.NotFoundError) as unknown:
+        operations.by_url(_event("POST", f"/operations/{OP_ID}%3Adelete"))
+    assert unknown.value.message == (f"operations/{OP_ID}:delete: the operation service has no method 'delete'; "
+                                     "use :cancel")
+    for url in (f"/operations/{OP_ID}:cancelX", f"/operations/{OP_ID}:x:cancel", f"/operations/{OP_ID}%3Ax%3Acancel"):
+        with pytest.raises(errors.NotFoundError):  # only the exact verb after the first colon cancels
+            operations.by_url(_event("POST", url))
+    with pytest.raises(errors.NotFoundError) as empty:
+        operations.by_url(_event("GET", f"/operations/{OP_ID}:"))
+    assert "has no method ''" in empty.value.message
+    with pytest.raises(errors.MethodNotAllowedError) as plain:
+        operations.by_url(_event("POST", f"/operations/{OP_ID}"))
+    assert plain.value.message == (f"POST is not allowed on /operations/{OP_ID}; GET reads it, "
+                                   f"POST /operations/{OP_ID}:cancel cancels it")
+    assert plain.value.allow == ("GET",)
+    with pytest.raises(errors.MethodNotAllowedError) as put:
+        operations.by_url(_event("PUT", f"/operations/{OP_ID}:cancel"))
+    assert put.value.message.startswith(f"PUT is not allowed on /operations/{OP_ID};") and put.value.allow == ("GET",)
+
+
+@pytest.mark.parametrize("payload_format", ["0.1", "1.0"])
+def test_the_routed_event_keeps_everything_else_and_the_original_is_untouched(payload_format: str) -> None:
+    event = _event("POST", f"/operations/{OP_ID}:cancel?x=1", tagged="get", payload_format=payload_format)
+    event["requestContext"]["authorizer"] = {"caller": "alice"}
+    event["requestContext"]["apiGateway"]["other"] = "kept"
+    own, other = ("pathParameters", "pathParams") if payload_format == "1.0" else ("pathParams", "pathParameters")
+    event[own] = {"operationId": "fmo0000000000else", "extra": "dropped"}  # whatever the gateway matched
+    before = json.loads(json.dumps(event))
+    routed = operations.by_url(event)
+    assert event == before
+    assert routed[own] == {"operationId": OP_ID} and other not in routed
+    assert routed["requestContext"] == {"requestId": "r1", "authorizer": {"caller": "alice"}, "apiGateway": {
+        "other": "kept", "operationContext": {"operation": "cancel"}}}
+    assert {k: v for k, v in routed.items() if k not in (own, "requestContext")} == {
+        k: v for k, v in event.items() if k not in (own, "requestContext")}
+
+
+def test_an_event_without_a_gateway_context_gets_one() -> None:
+    event = _event("GET", f"/operations/{OP_ID}")
+    del event["requestContext"]
+    routed = operations.by_url(event)
+    assert routed["requestContext"] == {"apiGateway": {"operationContext": {"operation": "get"}}}
+    event["requestContext"] = {"apiGateway": None}
+    assert operations.by_url(event)["requestContext"] == {"apiGateway": {"operationContext": {"operation": "get"}}}

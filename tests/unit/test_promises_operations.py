@@ -97,7 +97,7 @@ def test_a_completion_is_stored_queued_and_announced_by_one_message(aws_jobs: Aw
 
 def test_a_streamed_async_completion_is_refused_naming_the_field(aws_jobs: Aws) -> None:
     status, body = _submit("completionAsync", {**COMPLETION, "completionOptions": {"stream": True}})
-    assert status == 400 and "completionOptions.stream" in json.dumps(body)
+    assert status == 400 and body["error"]["message"] == "completionOptions.stream: is not available in async mode"
     assert _store().active_ids() == [] and _messages(aws_jobs, "completion") == []
 
 
@@ -207,7 +207,8 @@ def test_operation_ids_are_fresh_and_of_the_checked_form() -> None:
 def test_only_an_operation_id_is_read_or_cancelled(aws_jobs: Aws, op_id: str) -> None:
     for call in (_get, _cancel):
         status, body = call(op_id)
-        assert status == 400 and "operationId" in json.dumps(body), body
+        assert status == 400, body
+        assert body["error"]["message"] == "operationId: must be 8-64 lower-case letters and digits"
 
 
 def test_an_unknown_operation_and_another_callers_are_the_same_404(aws_jobs: Aws, log_output: io.StringIO) -> None:
@@ -234,6 +235,8 @@ def test_the_admin_caller_reads_anyones_but_only_the_owner_gets_a_result_link(
     assert "results/big.json" not in json.dumps(admin[1])
     assert admin[1]["createdBy"] == "alice"
     assert _cancel(operation["id"], caller="root")[1] == admin[1]  # done: a cancel changes nothing
+    cancelled = _cancel(operation["id"])  # and answers the owner with the link, as a read does
+    assert "url" in json.dumps(cancelled[1]["response"]) and "results/big.json" in json.dumps(cancelled[1]["response"])
 
 
 def test_a_done_operation_reads_with_its_result(aws_jobs: Aws) -> None:
@@ -342,3 +345,39 @@ def test_a_refused_url_is_answered_by_the_function_with_the_requests_ids(aws_job
     answer = operations_function.handler(_event("POST", f"/operations/{operation['id']}:delete"), FakeContext())
     assert answer["statusCode"] == 404 and "delete" in json.loads(answer["body"])["error"]["message"]
     assert _store().item(operation["id"])["state"] == "queued"
+
+
+def test_a_keys_model_allow_list_holds_for_async_submissions(aws_jobs: Aws) -> None:
+    policy = json.dumps({"name": "alice", "models": ["text-search-query"]})
+    status, body = _submit("textEmbeddingAsync", {"modelUri": "text-search-doc", "text": "one"},
+                           function=embedding_function, policy=policy)
+    assert status == 403 and body["error"]["message"].startswith("modelUri: "), body
+    assert _store().active_ids() == [] and _messages(aws_jobs, "embedding") == []
+    status, operation = _submit("textEmbeddingAsync", {"modelUri": "text-search-query", "text": "one"},
+                                function=embedding_function, policy=policy)
+    assert status == 200, operation
+
+
+def test_a_fresh_instance_reads_and_cancels_with_its_own_store(aws_jobs: Aws, log_output: io.StringIO) -> None:
+    _, operation = _submit("completionAsync", COMPLETION)
+    jobs.reset_job_store()  # the operations function's instance has not used the store yet
+    assert _get(operation["id"]) == (200, operation)
+    jobs.reset_job_store()
+    status, cancelled = _cancel(operation["id"])
+    assert status == 200 and cancelled["done"] is True
+    jobs.reset_job_store()
+    status, body = _cancel("fmo0000000000none")
+    assert status == 404 and body["error"]["message"] == "operation fmo0000000000none not found"
+    _, other = _submit("completionAsync", COMPLETION)
+    status, body = _cancel(other["id"], caller="mallory")
+    assert status == 404 and body["error"]["message"] == f"operation {other['id']} not found"
+    line = next(json.loads(x) for x in log_output.getvalue().splitlines() if "another caller's work" in x)
+    assert (line["caller"], line["id"], line["kind"]) == ("mallory", other["id"], "operation")
+
+
+def test_a_direct_invocation_without_an_operation_id_is_refused_naming_it(aws_jobs: Aws) -> None:
+    for operation in ("get", "cancel"):
+        event = {"httpMethod": "GET", "url": "", "queryStringParameters": {"operation": operation}, "headers": {},
+                 "body": "", "requestContext": {"authorizer": {"caller": "alice"}}}
+        status, body = _call(operations_function, event)
+        assert status == 400 and body["error"]["message"] == "operationId: must be 8-64 lower-case letters and digits"
