@@ -40,6 +40,8 @@ MODULES: dict[str, list[str]] = {
     "shared/jobs/submit.py": ["tests/unit/test_promises_operations.py"],
     "shared/jobs/worker.py": ["tests/unit/test_promises_worker.py"],  # on the in-process stand-in and the emulator
     "shared/jobs/poller.py": ["tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
+    "shared/jobs/keys.py": ["tests/unit/test_promises_keys.py"],  # on the in-process stand-in
+    "shared/jobs/limits.py": ["tests/unit/test_promises_limits.py"],  # on the in-process stand-in
     "shared/jobs/batches.py": ["tests/unit/test_promises_batches.py", "tests/unit/test_promises_worker.py",
                                "tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
     # the base modules and the pure parts of the surfaces, each against fast (unit) tests only
