@@ -393,6 +393,66 @@ def test_tokens_per_minute_count_worst_cases_and_settle_to_the_real_usage_in_the
     assert (found["used_t"], found["set_t"]) == (WORST + 7, 7)  # the second one still held
 
 
+class Late:
+    """WSGI middleware: the clock moves on by `seconds` while the store applies the next UpdateItem."""
+
+    def __init__(self, app: Any, clock: ManualClock, seconds: float) -> None:
+        self.app, self.clock, self.seconds = app, clock, seconds
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        answer = self.app(environ, start_response)
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).endswith(".UpdateItem") and self.seconds:
+            self.clock.advance(self.seconds)
+            self.seconds = 0
+        return answer
+
+
+def test_an_admission_whose_minute_ended_meanwhile_answers_a_reset_of_zero(
+        store: JobStore, settings: Settings, aws: Aws, clock: ManualClock) -> None:
+    at(clock, datetime(2026, 12, 1, 10, 0, 59, tzinfo=UTC).timestamp())
+    aws.wrap(lambda app: Late(app, clock, 2))
+    request = inv(settings, rpm=3, tpm=10**5)
+    limits.admit(request, body(), "completion", LITE)
+    assert request.reservation.headers == {
+        "x-ratelimit-limit-requests": "3", "x-ratelimit-remaining-requests": "2", "x-ratelimit-reset-requests": "0s",
+        "x-ratelimit-limit-tokens": "100000", "x-ratelimit-remaining-tokens": str(10**5 - WORST),
+        "x-ratelimit-reset-tokens": "0s"}
+    assert settle(request, 1, 2) is True  # settled in the next minute: its own minute's counter is left as it is
+    assert item(store)[f"k{request.reservation.minute}"] == WORST
+
+
+def test_a_part_that_reserved_no_tokens_settles_none_into_the_minute(store: JobStore, settings: Settings) -> None:
+    request = inv(settings, tpm=10**5)
+    limits.admit_job(request, "embedding", [{"modelUri": EMB, "text": "no texts"}])
+    res = request.reservation
+    assert res.parts["t0"].tokens == 0
+    operation = {"id": "op1", "kind": "embedding", "created_by": "alice", "limits": res.to_record()}
+    part = limits.for_part(operation, "t0", settings)
+    assert part is not None
+    usage.record_task(operation, 0, 1, {"modelUri": EMB, "text": "x"}, {"embeddings": [[0.5]], "numTokens": "3"},
+                      SimpleNamespace(settings=settings), settle=part)
+    found = item(store)
+    assert (found["used_t"], found["set_t"], found[f"k{res.minute}"], held(found)) == (3, 3, 0, {})
+
+
+def test_a_ledger_that_fails_leaves_the_settle_to_finish_with_the_real_usage(
+        store: JobStore, settings: Settings, aws: Aws, log_output: io.StringIO) -> None:
+    request = inv(settings, monthly_tokens=10**6)
+    limits.admit_job(request, "completion", [body()])
+    operation = {"id": "op1", "kind": "completion", "created_by": "alice", "limits": request.reservation.to_record()}
+    part = limits.for_part(operation, "t0", settings)
+    assert part is not None
+    aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "ValidationException"))
+    assert usage.record_task(operation, 0, 1, body(), {"usage": {"inputTextTokens": "4", "completionTokens": "3"}},
+                             SimpleNamespace(settings=settings), settle=part) is None
+    assert len(lines(log_output, "usage not added to the totals (the log line is the record)")) == 1
+    assert item(store)["used_t"] == WORST and not part.done
+    aws.restore()
+    part.finish(store)  # settles alone, to the usage the ledger was handed
+    found = item(store)
+    assert (found["used_t"], found["set_t"], held(found), part.done) == (7, 7, {}, True)
+
+
 def test_a_key_without_per_minute_limits_keeps_no_per_minute_counters(store: JobStore, settings: Settings) -> None:
     request = inv(settings, monthly_tokens=10**6)
     limits.admit(request, body(), "completion", LITE)
@@ -405,12 +465,12 @@ def test_a_key_used_now_and_then_keeps_few_per_minute_counters(store: JobStore, 
                                                                clock: ManualClock, log_output: io.StringIO) -> None:
     at(clock, datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC).timestamp())
     counts = []
-    for _ in range(20):
+    for _ in range(10):
         limits.admit(inv(settings, rpm=100), body(), "completion", LITE)
         clock.advance(120)  # a gap: the previous minute's counters are not the ones left behind
         counts.append(len([name for name in item(store) if name[:1] in "rk" and name[1:].isdigit()]))
     # this minute's two, and earlier ones until TIDY_AT of them are there: the admission that sees them removes them
-    assert counts == [2 + 2 * (n % (limits.TIDY_AT // 2)) for n in range(20)]
+    assert counts == [2 + 2 * (n % (limits.TIDY_AT // 2)) for n in range(10)]
     assert not lines(log_output, "stale per-minute counters not removed")
 
 
@@ -675,7 +735,8 @@ def test_other_jobs_reserve_their_payloads_as_they_are(store: JobStore, settings
 
 def test_a_jobs_record_carries_its_reservation_and_an_unreadable_one_is_a_warning(
         store: JobStore, settings: Settings, log_output: io.StringIO) -> None:
-    request = inv(settings, caller="team/a", rpm=3, monthly_budget=2.5, models=("x",))
+    request = inv(settings, caller="team/a", rpm=3, tpm=10**6, monthly_tokens=10**7, monthly_budget=2.5,
+                  models=("x",))
     limits.admit_job(request, "completion", [body()])
     res = request.reservation
     back = limits.job_reservation({"limits": res.to_record()})
@@ -683,8 +744,9 @@ def test_a_jobs_record_carries_its_reservation_and_an_unreadable_one_is_a_warnin
     assert (back.caller, back.month, back.rid, back.minute, back.model, back.mode, back.kind) == (
         res.caller, res.month, res.rid, res.minute, res.model, res.mode, res.kind)
     assert back.parts == res.parts and back.open == {"t0"} and back.key == res.key
-    assert back.policy == KeyPolicy(name="team/a", rpm=3, monthly_budget=2.5)
-    assert json.loads(res.to_record())["limits"] == {"rpm": 3, "monthly_budget": 2.5}
+    assert back.policy == KeyPolicy(name="team/a", rpm=3, tpm=10**6, monthly_tokens=10**7, monthly_budget=2.5)
+    assert json.loads(res.to_record())["limits"] == {"rpm": 3, "tpm": 10**6, "monthly_tokens": 10**7,
+                                                     "monthly_budget": 2.5}  # the allow-list is not a limit
     plain = limits.Reservation("a", "202612", "r", {}, 0, 0.0, "", "sync", "completion")
     assert json.loads(plain.to_record())["limits"] == {}
     assert limits.job_reservation({"id": "op1"}) is None and limits.job_reservation({"limits": ""}) is None
