@@ -153,6 +153,13 @@ _SAME_ORDER = ("each place of a group key holds one type (a string, or a bool fo
                "str(True) as False < True: the natural order is the order of the strings")
 _SAME_GROUP_LENGTH = "a group key is made from query.group_by (_group_key): both always have the same length"
 
+# -- shared/jobs/keys.py and limits.py (against test_promises_keys.py and test_promises_limits.py, in process) --
+_TWO_ROUNDS = "the loop's value is never read: it runs twice either way"
+_ROTATED_DIGEST = ("`changed` is shown (_view) and copied into the authorizer's record (_lookup_fields), neither of "
+                   "which has the digest: the new digest is written from `digest` itself")
+_NO_NAME_GIVEN = "KeyUpdateRequest has no name field, so the fields given never include it"
+_REVOKED_VIEW = "_view reads `now` only for a key that is not revoked: a revoked key is 'revoked' at any time"
+
 # -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
 _KEYWORD_CASE = ("an expression's keywords (SET, ADD, DELETE, AND, OR, NOT) are read in any case by DynamoDB's "
                  "expression grammar, which the Document API implements (moto, the stand-in, too); names and "
@@ -503,6 +510,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("inv.request.query_lists if inv.request is not None else {}",
          "inv.request.query_lists if (inv.request is not None) or True else {}",
          "the usage routes are HTTP routes: the runtime always hands them the request"),
+    ],
+    "shared/jobs/keys.py": [
+        ("for _attempt in (1, 2)", "for _attempt in (2, 2)", _TWO_ROUNDS),
+        ("for _attempt in (1, 2)", "for _attempt in (1, 3)", _TWO_ROUNDS),
+        ('{**record, "digest": digest', '{**record, "XXdigestXX": digest', _ROTATED_DIGEST, "rotate"),
+        ('{**record, "digest": digest', '{**record, "DIGEST": digest', _ROTATED_DIGEST, "rotate"),
+        ('if name != "name"]', 'if name != "XXnameXX"]', _NO_NAME_GIVEN, "_stored_names"),
+        ('if name != "name"]', 'if name != "NAME"]', _NO_NAME_GIVEN, "_stored_names"),
+        ("return Reply(_view(record, clock.now()))", "return Reply(_view(record, None))", _REVOKED_VIEW, "revoke"),
     ],
     "shared/jobs/store.py": [
         *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),

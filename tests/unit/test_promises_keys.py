@@ -364,6 +364,18 @@ def test_a_rotate_racing_a_patch_leaves_both_records_agreeing(store: JobStore, a
     assert seen_by_authorizer(store, rotated["key"]) == KeyPolicy(name="k", rpm=2)
 
 
+def test_a_revoke_racing_a_rotate_leaves_no_secret_working(store: JobStore, aws: Aws) -> None:
+    """The revoke has read the key; the rotate lands before its write: the revoke is tried again on the new state."""
+    old = make("k", rpm=1)["key"]
+    rotations: list[Any] = []
+    aws.wrap(lambda app: Before(app, lambda: rotations.append(call("POST", "/admin/keys/k/rotate"))))
+    status, revoked = call("DELETE", "/admin/keys/k")
+    ((rotated_status, rotated),) = rotations
+    assert (status, rotated_status, revoked["status"]) == (200, 200, "revoked")
+    assert seen_by_authorizer(store, old) is None and seen_by_authorizer(store, rotated["key"]) is None
+    assert revoked["redacted_value"] == rotated["redacted_value"]  # the rotated key is the one revoked
+
+
 # -- revoke and rotate ----------------------------------------------------------------------------------------------
 
 def test_a_revoked_key_stops_at_once_keeps_its_record_and_revoking_it_again_answers_the_same(
