@@ -158,6 +158,19 @@ _TWO_ROUNDS = "the loop's value is never read: it runs twice either way"
 _ROTATED_DIGEST = ("`changed` is shown (_view) and copied into the authorizer's record (_lookup_fields), neither of "
                    "which has the digest: the new digest is written from `digest` itself")
 _NO_NAME_GIVEN = "KeyUpdateRequest has no name field, so the fields given never include it"
+_NAME_NOT_IN_SETS = ("the changes come from _policy_fields, which leaves the name out: `sets` has no name to keep or "
+                     "drop")
+_UNREACHABLE = "the loop above returns or raises in its second round: this line never runs"
+_NAME_PARAM = ("every route that reaches _existing has {name} in its path (routes.py), so path_params always has it "
+               "and the default is never read")
+_DEFAULT_ENTROPY = "token_urlsafe(None) draws secrets.DEFAULT_ENTROPY bytes, which is 32"
+_NAME_FROM_REQUEST = ("create's record sets name from request.name beside these fields: a name among them is the same "
+                      "value, and update's fields never include it")
+_NO_BOOL = ("no field of a key is a bool (pydantic reads true as 1 for the int and float limits), so _typed never "
+            "gets one")
+_SAME_NUMBER = ("the Document API keeps a number's value, not its text: 2, '2.', '2.000000' and '.5' are read back as "
+                "the same numbers")
+_CREATED = "create writes created_at into every key record, so the default is never read"
 _REVOKED_VIEW = "_view reads `now` only for a key that is not revoked: a revoked key is 'revoked' at any time"
 
 # -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
@@ -519,6 +532,34 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('if name != "name"]', 'if name != "XXnameXX"]', _NO_NAME_GIVEN, "_stored_names"),
         ('if name != "name"]', 'if name != "NAME"]', _NO_NAME_GIVEN, "_stored_names"),
         ("return Reply(_view(record, clock.now()))", "return Reply(_view(record, None))", _REVOKED_VIEW, "revoke"),
+        ('_view({**record, "revoked_at": now}, now)', '_view({**record, "revoked_at": now}, None)', _REVOKED_VIEW,
+         "revoke"),
+        ("keep_name=False)", "keep_name=None)", _NAME_NOT_IN_SETS, "update"),
+        ("keep_name=False)", "keep_name=True)", _NAME_NOT_IN_SETS, "update"),
+        ("_lookup_fields(sets, keep_name=False)", "_lookup_fields(sets, )", _NAME_NOT_IN_SETS, "update"),
+        ('AssertionError("unreachable")', "AssertionError(None)", _UNREACHABLE, "update"),
+        ('AssertionError("unreachable")', 'AssertionError("XXunreachableXX")', _UNREACHABLE, "update"),
+        ('AssertionError("unreachable")', 'AssertionError("UNREACHABLE")', _UNREACHABLE, "update"),
+        ('get("name", "")', 'get("name", None)', _NAME_PARAM, "_existing"),
+        ('get("name", "")', 'get("name", )', _NAME_PARAM, "_existing"),
+        ('get("name", "")', 'get("name", "XXXX")', _NAME_PARAM, "_existing"),
+        ("secrets.token_urlsafe(32)", "secrets.token_urlsafe(None)", _DEFAULT_ENTROPY, "new_secret"),
+        ('if name == "name":', 'if name == "XXnameXX":', _NAME_FROM_REQUEST, "_policy_fields"),
+        ('if name == "name":', 'if name == "NAME":', _NAME_FROM_REQUEST, "_policy_fields"),
+        ("if keep_name else ()", "if (keep_name) or True else ()", _NAME_NOT_IN_SETS, "_lookup_fields"),
+        ('{"BOOL": value}', '{"XXBOOLXX": value}', _NO_BOOL, "_typed"), ('{"BOOL": value}', '{"bool": value}', _NO_BOOL, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("0").rstrip(None)', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("0").lstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip(None).rstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.lstrip("0").rstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("XX0XX").rstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("0").rstrip("XX.XX")', _SAME_NUMBER, "_typed"),
+        ('record.get("created_at", 0)', 'record.get("created_at", None)', _CREATED, "_view"),
+        ('record.get("created_at", 0)', 'record.get("created_at", )', _CREATED, "_view"),
+        ('record.get("created_at", 0)', 'record.get("created_at", 1)', _CREATED, "_view"),
+        ('"SET "', '"set "', _KEYWORD_CASE, "_change"), ('"REMOVE "', '"remove "', _KEYWORD_CASE, "_change"),
+        ('" AND #d = :d AND "', '" and #d = :d and "', _KEYWORD_CASE, "_change"),
+        ('"ADD #r :one"', '"add #r :one"', _KEYWORD_CASE, "_change"),
     ],
     "shared/jobs/store.py": [
         *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),
