@@ -560,6 +560,7 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('"SET "', '"set "', _KEYWORD_CASE, "_change"), ('"REMOVE "', '"remove "', _KEYWORD_CASE, "_change"),
         ('" AND #d = :d AND "', '" and #d = :d and "', _KEYWORD_CASE, "_change"),
         ('"ADD #r :one"', '"add #r :one"', _KEYWORD_CASE, "_change"),
+        ('"ADD #n :n"', '"add #n :n"', _KEYWORD_CASE, "create"),
     ],
     "shared/jobs/store.py": [
         *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),

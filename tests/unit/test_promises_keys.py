@@ -162,6 +162,8 @@ def test_without_an_admin_caller_only_anonymous_and_the_configured_names_are_res
         store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings.from_env().model_copy(update={"admin_caller": None})
     assert keys.reserved_names(settings) == {"anonymous", "ops", "boot"}
+    other = settings.model_copy(update={"admin_caller": "root", "caller_names": ("boot",)})
+    assert keys.reserved_names(other) == {"anonymous", "boot", "root"}  # an admin caller is reserved too
 
 
 def test_a_name_is_taken_for_good_even_by_a_revoked_key(store: JobStore) -> None:
