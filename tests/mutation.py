@@ -171,6 +171,12 @@ _NO_BOOL = ("no field of a key is a bool (pydantic reads true as 1 for the int a
 _SAME_NUMBER = ("the Document API keeps a number's value, not its text: 2, '2.', '2.000000' and '.5' are read back as "
                 "the same numbers")
 _CREATED = "create writes created_at into every key record, so the default is never read"
+_CLAIM_DECIDES = ("a80/a100 as read only spare a claim that would fail: claim_alert's conditional write decides who "
+                  "sends, so a threshold already claimed is not sent again either way (one more write)")
+_POST_DEFAULT = "urllib sends a Request with data as a POST when no method is given"
+_HEADER_CASE = "urllib.request.Request stores header names capitalized (Content-type) whatever their case"
+_FINISH_SETTINGS = "Settle.finish reads no settings (only commit, for the real usage, and the alerts do)"
+_TYPE_NAME = "an exception type's name is far shorter than 100 characters"
 _REVOKED_VIEW = "_view reads `now` only for a key that is not revoked: a revoked key is 'revoked' at any time"
 
 # -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
@@ -561,6 +567,19 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('" AND #d = :d AND "', '" and #d = :d and "', _KEYWORD_CASE, "_change"),
         ('"ADD #r :one"', '"add #r :one"', _KEYWORD_CASE, "_change"),
         ('"ADD #n :n"', '"add #n :n"', _KEYWORD_CASE, "create"),
+    ],
+    "shared/jobs/limits.py": [
+        *[(f'"{n}": _num(item, "{n}")', f'{key}: _num(item, "{n}")', _CLAIM_DECIDES)
+          for n in ("a80", "a100") for key in (f'"XX{n}XX"', f'"{n.upper()}"')],
+        *[(f'"{n}": _num(item, "{n}")', f'"{n}": _num(item, {arg})', _CLAIM_DECIDES)
+          for n in ("a80", "a100") for arg in ("None", f'"XX{n}XX"', f'"{n.upper()}"')],
+        ("Settle(res, part, settings).finish(store)", "Settle(res, part, None).finish(store)", _FINISH_SETTINGS,
+         "release_job"),
+        ('method="POST",', "method=None,", _POST_DEFAULT, "_post"),
+        ('method="POST", headers={"Content-Type": "application/json"})', 'headers={"Content-Type": "application/json"})',
+         _POST_DEFAULT, "_post"),
+        ('"Content-Type"', '"content-type"', _HEADER_CASE, "_post"), ('"Content-Type"', '"CONTENT-TYPE"', _HEADER_CASE, "_post"),
+        ('f"{type(err).__name__}"[:100]', 'f"{type(err).__name__}"[:101]', _TYPE_NAME, "_post"),
     ],
     "shared/jobs/store.py": [
         *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),

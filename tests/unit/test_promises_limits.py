@@ -614,9 +614,26 @@ def test_a_request_finished_without_usage_releases_its_reservation(store: JobSto
     limits.admit(swept, body(), "completion", LITE)
     clock.advance(settings.limits_reservation_s + 1)
     limits.sweep_key(store, "alice")
-    limits.finish_request(swept)  # swept meanwhile and no usage: nothing to add
-    assert item(store)["used_t"] == 0
+    limits.finish_request(swept)  # swept meanwhile and no usage: nothing to add, and nothing left to do
+    assert (item(store)["used_t"], item(store)["used_m"], item(store)["set_t"], swept.reservation.open) == (0, 0, 0, set())
     limits.finish_request(SimpleNamespace(reservation=None))
+
+
+def test_a_request_whose_ledger_failed_and_whose_reservation_was_swept_still_counts_its_usage(
+        store: JobStore, settings: Settings, aws: Aws, clock: ManualClock, log_output: io.StringIO) -> None:
+    request = inv(settings, monthly_tokens=10**6, monthly_budget=1.0)
+    limits.admit(request, body(), "completion", LITE)
+    aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "ValidationException"))
+    request.log_fields.update(model=LITE, input_tokens=6, completion_tokens=4)
+    assert usage.record_request("completion", request, "r1") is None  # the ledger failed: logged, not raised
+    aws.restore()
+    clock.advance(settings.limits_reservation_s + 1)
+    assert limits.sweep_key(store, "alice") is True and item(store)["used_t"] == 0
+    limits.finish_request(request)  # settles alone: its reservation is gone, so the real usage is added
+    found = item(store)
+    assert (found["used_t"], found["set_t"], found["used_m"], found["set_m"], held(found)) == (10, 10, 15, 15, {})
+    assert request.reservation.open == set()
+    assert not lines(log_output, "budget reservation not settled (it is released when it expires)")
 
 
 def test_a_finish_that_cannot_write_is_a_warning(store: JobStore, settings: Settings, aws: Aws,
@@ -697,6 +714,7 @@ def test_a_job_reserves_a_part_per_task_and_its_worker_settles_each(store: JobSt
     found = item(store)
     assert (found["used_t"], found["set_t"], list(held(found))) == (10 + worst[1], 10, [res.attribute("t1")])
     assert limits.for_part(operation, "t9", settings) is None
+    reset_caches()  # a fresh instance (the poller's, say)
     limits.release_job(operation, settings)  # the job failed: what it still holds is released
     assert (item(store)["used_t"], held(item(store))) == (10, {})
 
@@ -866,6 +884,19 @@ def test_the_alert_is_seen_by_the_admission_after_the_job_that_reached_it(
                       SimpleNamespace(settings=settings), settle=part)
     assert [a["threshold_percent"] for a in alerts(log_output)] == [80]
     assert alerts(log_output)[0]["tokens_used"] == 90 * WORST
+
+
+def test_a_jobs_money_reaching_80_percent_alerts_from_the_settled_totals(
+        store: JobStore, settings: Settings, log_output: io.StringIO) -> None:
+    request = inv(settings, monthly_budget=10**6 / 10**9)  # a million billionths
+    limits.admit_job(request, "completion", [body()])
+    operation = {"id": "op1", "kind": "completion", "created_by": "alice", "limits": request.reservation.to_record()}
+    part = limits.for_part(operation, "t0", settings)
+    assert part is not None
+    usage.record_task(operation, 0, 1, body(), {"usage": {"inputTextTokens": str(540_000)}},  # 810,000 billionths
+                      SimpleNamespace(settings=settings), settle=part)
+    (event,) = alerts(log_output)
+    assert (event["threshold_percent"], event["money_used"], event["tokens_used"]) == (80, 0.00081, 540_000)
 
 
 def test_an_alert_is_claimed_by_exactly_one_of_racing_writers(store: JobStore, settings: Settings) -> None:
