@@ -176,6 +176,15 @@ _CLAIM_DECIDES = ("a80/a100 as read only spare a claim that would fail: claim_al
 _POST_DEFAULT = "urllib sends a Request with data as a POST when no method is given"
 _HEADER_CASE = "urllib.request.Request stores header names capitalized (Content-type) whatever their case"
 _FINISH_SETTINGS = "Settle.finish reads no settings (only commit, for the real usage, and the alerts do)"
+_RECORD_JSON = "a job's reservation record is read back only by json.loads (from_record): spaces or none, the same data"
+_JOB_EXPIRY = ("a reservation read back from a job's record is only settled or released, which never read its expiry "
+               "(only the admission that wrote it did)")
+_JOB_MODEL = "a job has at least one payload with its model (submission refuses an empty one): `model or ...` sets it"
+_CLAIMED_AT = "a80/a100 are only ever written as the time of their claim, so they are never 0 or 1"
+_SEEN_HAS = "every `seen` an alert is sent from was built with set_t and set_m: the defaults are never read"
+_SAME_KIND = "`X if kind == X else kind` is kind either way"
+_COMPLETION_PATH = ("worst_case tells only embedding and classification apart: any other kind takes the completion "
+                    "path")
 _TYPE_NAME = "an exception type's name is far shorter than 100 characters"
 _REVOKED_VIEW = "_view reads `now` only for a key that is not revoked: a revoked key is 'revoked' at any time"
 
@@ -575,6 +584,24 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
           for n in ("a80", "a100") for arg in ("None", f'"XX{n}XX"', f'"{n.upper()}"')],
         ("Settle(res, part, settings).finish(store)", "Settle(res, part, None).finish(store)", _FINISH_SETTINGS,
          "release_job"),
+        ('separators=(",", ":"))', "separators=None)", _RECORD_JSON, "to_record"),
+        (', separators=(",", ":"))', ", )", _RECORD_JSON, "to_record"),
+        ('int(data["minute"]), 0.0,', 'int(data["minute"]), None,', _JOB_EXPIRY, "from_record"),
+        ('int(data["minute"]), 0.0,', 'int(data["minute"]), 1.0,', _JOB_EXPIRY, "from_record"),
+        ('model = ""', "model = None", _JOB_MODEL, "admit_job"),
+        ('":zero": _n(0)', '":zero": _n(1)', _CLAIMED_AT, "claim_alert"),
+        *[(f'seen.get("{n}", 0)', f'seen.get("{n}", {d})', _SEEN_HAS, "send_alert")
+          for n in ("set_t", "set_m") for d in ("None", "", "1")],
+        ('job_kind = "completion" if kind == "completion" else kind',
+         'job_kind = "completion" if (kind == "completion") and False else kind', _SAME_KIND, "admit_job"),
+        ('if kind == "completion" else kind', 'if kind == "XXcompletionXX" else kind', _SAME_KIND, "admit_job"),
+        ('if kind == "completion" else kind', 'if kind == "COMPLETION" else kind', _SAME_KIND, "admit_job"),
+        ('"batch" if kind == "batch" else kind', '"batch" if (kind == "batch") and False else kind', _SAME_KIND,
+         "admit_job"),
+        ('"batch" if kind == "batch" else kind', '"batch" if kind == "XXbatchXX" else kind', _SAME_KIND, "admit_job"),
+        ('"batch" if kind == "batch" else kind', '"batch" if kind == "BATCH" else kind', _SAME_KIND, "admit_job"),
+        *[('t, m = worst_case("completion",', f"t, m = worst_case({k},", _COMPLETION_PATH, "admit_job")
+          for k in ("None", '"XXcompletionXX"', '"COMPLETION"')],
         ('method="POST",', "method=None,", _POST_DEFAULT, "_post"),
         ('method="POST", headers={"Content-Type": "application/json"})', 'headers={"Content-Type": "application/json"})',
          _POST_DEFAULT, "_post"),
