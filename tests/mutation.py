@@ -185,6 +185,10 @@ _SEEN_HAS = "every `seen` an alert is sent from was built with set_t and set_m: 
 _SAME_KIND = "`X if kind == X else kind` is kind either way"
 _COMPLETION_PATH = ("worst_case tells only embedding and classification apart: any other kind takes the completion "
                     "path")
+_ADDS_ZERO = "with real == (0, 0) the write ADDs zeros: the same item either way"
+_HELD_FALSY = "_update tests `held` for truth only: None is as false as False"
+_NO_CODE_SAME = ("only a ClientError carries a code here: without one, every variant finds no ConditionalCheckFailed "
+                 "(or fails reading it) and the error ends in the same warning")
 _TYPE_NAME = "an exception type's name is far shorter than 100 characters"
 _REVOKED_VIEW = "_view reads `now` only for a key that is not revoked: a revoked key is 'revoked' at any time"
 
@@ -602,6 +606,14 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('"batch" if kind == "batch" else kind', '"batch" if kind == "BATCH" else kind', _SAME_KIND, "admit_job"),
         *[('t, m = worst_case("completion",', f"t, m = worst_case({k},", _COMPLETION_PATH, "admit_job")
           for k in ("None", '"XXcompletionXX"', '"COMPLETION"')],
+        ("if real != (0, 0):", "if real != (1, 0):", _ADDS_ZERO, "finish"),
+        ("if real != (0, 0):", "if real != (0, 1):", _ADDS_ZERO, "finish"),
+        ("self._update(real, False)", "self._update(real, None)", _HELD_FALSY, "finish"),
+        *[(a_, b_, _NO_CODE_SAME, "finish") for a_, b_ in (
+            ('.get("Code", "")', '.get("Code", None)'), ('.get("Code", "")', '.get("Code", )'),
+            ('.get("Code", "")', '.get("Code", "XXXX")'), ('.get("Error", {})', '.get("Error", None)'),
+            ('.get("Error", {})', '.get("Error", )'), ('getattr(err, "response", {})', 'getattr(err, "response", None)'),
+            ('getattr(err, "response", {})', 'getattr(err, "response", )'))],
         ('method="POST",', "method=None,", _POST_DEFAULT, "_post"),
         ('method="POST", headers={"Content-Type": "application/json"})', 'headers={"Content-Type": "application/json"})',
          _POST_DEFAULT, "_post"),
