@@ -40,6 +40,8 @@ MODULES: dict[str, list[str]] = {
     "shared/jobs/submit.py": ["tests/unit/test_promises_operations.py"],
     "shared/jobs/worker.py": ["tests/unit/test_promises_worker.py"],  # on the in-process stand-in and the emulator
     "shared/jobs/poller.py": ["tests/unit/test_promises_poller.py"],  # on the in-process stand-in and the emulator
+    "shared/jobs/keys.py": ["tests/unit/test_promises_keys.py"],  # on the in-process stand-in
+    "shared/jobs/limits.py": ["tests/unit/test_promises_limits.py"],  # on the in-process stand-in
     "shared/jobs/batches.py": ["tests/unit/test_promises_batches.py"],  # on the in-process stand-in and the emulator
     # the base modules and the pure parts of the surfaces, each against fast (unit) tests only
     "shared/routes.py": ["tests/unit/test_promises_routes.py", "tests/unit/test_config_events_routes.py",
@@ -149,6 +151,45 @@ _NO_KIND_NAMED = ("an operation without a kind takes the embeddings branch whate
 _SAME_ORDER = ("each place of a group key holds one type (a string, or a bool for batch), and str(False) < "
                "str(True) as False < True: the natural order is the order of the strings")
 _SAME_GROUP_LENGTH = "a group key is made from query.group_by (_group_key): both always have the same length"
+
+# -- shared/jobs/keys.py and limits.py (against test_promises_keys.py and test_promises_limits.py, in process) --
+_TWO_ROUNDS = "the loop's value is never read: it runs twice either way"
+_ROTATED_DIGEST = ("`changed` is shown (_view) and copied into the authorizer's record (_lookup_fields), neither of "
+                   "which has the digest: the new digest is written from `digest` itself")
+_NO_NAME_GIVEN = "KeyUpdateRequest has no name field, so the fields given never include it"
+_NAME_NOT_IN_SETS = ("the changes come from _policy_fields, which leaves the name out: `sets` has no name to keep or "
+                     "drop")
+_UNREACHABLE = "the loop above returns or raises in its second round: this line never runs"
+_NAME_PARAM = ("every route that reaches _existing has {name} in its path (routes.py), so path_params always has it "
+               "and the default is never read")
+_DEFAULT_ENTROPY = "token_urlsafe(None) draws secrets.DEFAULT_ENTROPY bytes, which is 32"
+_NAME_FROM_REQUEST = ("create's record sets name from request.name beside these fields: a name among them is the same "
+                      "value, and update's fields never include it")
+_NO_BOOL = ("no field of a key is a bool (pydantic reads true as 1 for the int and float limits), so _typed never "
+            "gets one")
+_SAME_NUMBER = ("the Document API keeps a number's value, not its text: 2, '2.', '2.000000' and '.5' are read back as "
+                "the same numbers")
+_CREATED = "create writes created_at into every key record, so the default is never read"
+_CLAIM_DECIDES = ("a80/a100 as read only spare a claim that would fail: claim_alert's conditional write decides who "
+                  "sends, so a threshold already claimed is not sent again either way (one more write)")
+_POST_DEFAULT = "urllib sends a Request with data as a POST when no method is given"
+_HEADER_CASE = "urllib.request.Request stores header names capitalized (Content-type) whatever their case"
+_FINISH_SETTINGS = "Settle.finish reads no settings (only commit, for the real usage, and the alerts do)"
+_RECORD_JSON = "a job's reservation record is read back only by json.loads (from_record): spaces or none, the same data"
+_JOB_EXPIRY = ("a reservation read back from a job's record is only settled or released, which never read its expiry "
+               "(only the admission that wrote it did)")
+_JOB_MODEL = "a job has at least one payload with its model (submission refuses an empty one): `model or ...` sets it"
+_CLAIMED_AT = "a80/a100 are only ever written as the time of their claim, so they are never 0 or 1"
+_SEEN_HAS = "every `seen` an alert is sent from was built with set_t and set_m: the defaults are never read"
+_SAME_KIND = "`X if kind == X else kind` is kind either way"
+_COMPLETION_PATH = ("worst_case tells only embedding and classification apart: any other kind takes the completion "
+                    "path")
+_ADDS_ZERO = "with real == (0, 0) the write ADDs zeros: the same item either way"
+_HELD_FALSY = "_update tests `held` for truth only: None is as false as False"
+_NO_CODE_SAME = ("only a ClientError carries a code here: without one, every variant finds no ConditionalCheckFailed "
+                 "(or fails reading it) and the error ends in the same warning")
+_TYPE_NAME = "an exception type's name is far shorter than 100 characters"
+_REVOKED_VIEW = "_view reads `now` only for a key that is not revoked: a revoked key is 'revoked' at any time"
 
 # -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
 _KEYWORD_CASE = ("an expression's keywords (SET, ADD, DELETE, AND, OR, NOT) are read in any case by DynamoDB's "
@@ -500,6 +541,83 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("inv.request.query_lists if inv.request is not None else {}",
          "inv.request.query_lists if (inv.request is not None) or True else {}",
          "the usage routes are HTTP routes: the runtime always hands them the request"),
+    ],
+    "shared/jobs/keys.py": [
+        ("for _attempt in (1, 2)", "for _attempt in (2, 2)", _TWO_ROUNDS),
+        ("for _attempt in (1, 2)", "for _attempt in (1, 3)", _TWO_ROUNDS),
+        ('{**record, "digest": digest', '{**record, "XXdigestXX": digest', _ROTATED_DIGEST, "rotate"),
+        ('{**record, "digest": digest', '{**record, "DIGEST": digest', _ROTATED_DIGEST, "rotate"),
+        ('if name != "name"]', 'if name != "XXnameXX"]', _NO_NAME_GIVEN, "_stored_names"),
+        ('if name != "name"]', 'if name != "NAME"]', _NO_NAME_GIVEN, "_stored_names"),
+        ("return Reply(_view(record, clock.now()))", "return Reply(_view(record, None))", _REVOKED_VIEW, "revoke"),
+        ('_view({**record, "revoked_at": now}, now)', '_view({**record, "revoked_at": now}, None)', _REVOKED_VIEW,
+         "revoke"),
+        ("keep_name=False)", "keep_name=None)", _NAME_NOT_IN_SETS, "update"),
+        ("keep_name=False)", "keep_name=True)", _NAME_NOT_IN_SETS, "update"),
+        ("_lookup_fields(sets, keep_name=False)", "_lookup_fields(sets, )", _NAME_NOT_IN_SETS, "update"),
+        ('AssertionError("unreachable")', "AssertionError(None)", _UNREACHABLE, "update"),
+        ('AssertionError("unreachable")', 'AssertionError("XXunreachableXX")', _UNREACHABLE, "update"),
+        ('AssertionError("unreachable")', 'AssertionError("UNREACHABLE")', _UNREACHABLE, "update"),
+        ('get("name", "")', 'get("name", None)', _NAME_PARAM, "_existing"),
+        ('get("name", "")', 'get("name", )', _NAME_PARAM, "_existing"),
+        ('get("name", "")', 'get("name", "XXXX")', _NAME_PARAM, "_existing"),
+        ("secrets.token_urlsafe(32)", "secrets.token_urlsafe(None)", _DEFAULT_ENTROPY, "new_secret"),
+        ('if name == "name":', 'if name == "XXnameXX":', _NAME_FROM_REQUEST, "_policy_fields"),
+        ('if name == "name":', 'if name == "NAME":', _NAME_FROM_REQUEST, "_policy_fields"),
+        ("if keep_name else ()", "if (keep_name) or True else ()", _NAME_NOT_IN_SETS, "_lookup_fields"),
+        ('{"BOOL": value}', '{"XXBOOLXX": value}', _NO_BOOL, "_typed"), ('{"BOOL": value}', '{"bool": value}', _NO_BOOL, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("0").rstrip(None)', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("0").lstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip(None).rstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.lstrip("0").rstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("XX0XX").rstrip(".")', _SAME_NUMBER, "_typed"),
+        ('.rstrip("0").rstrip(".")', '.rstrip("0").rstrip("XX.XX")', _SAME_NUMBER, "_typed"),
+        ('record.get("created_at", 0)', 'record.get("created_at", None)', _CREATED, "_view"),
+        ('record.get("created_at", 0)', 'record.get("created_at", )', _CREATED, "_view"),
+        ('record.get("created_at", 0)', 'record.get("created_at", 1)', _CREATED, "_view"),
+        ('"SET "', '"set "', _KEYWORD_CASE, "_change"), ('"REMOVE "', '"remove "', _KEYWORD_CASE, "_change"),
+        ('" AND #d = :d AND "', '" and #d = :d and "', _KEYWORD_CASE, "_change"),
+        ('"ADD #r :one"', '"add #r :one"', _KEYWORD_CASE, "_change"),
+        ('"ADD #n :n"', '"add #n :n"', _KEYWORD_CASE, "create"),
+    ],
+    "shared/jobs/limits.py": [
+        *[(f'"{n}": _num(item, "{n}")', f'{key}: _num(item, "{n}")', _CLAIM_DECIDES)
+          for n in ("a80", "a100") for key in (f'"XX{n}XX"', f'"{n.upper()}"')],
+        *[(f'"{n}": _num(item, "{n}")', f'"{n}": _num(item, {arg})', _CLAIM_DECIDES)
+          for n in ("a80", "a100") for arg in ("None", f'"XX{n}XX"', f'"{n.upper()}"')],
+        ("Settle(res, part, settings).finish(store)", "Settle(res, part, None).finish(store)", _FINISH_SETTINGS,
+         "release_job"),
+        ('separators=(",", ":"))', "separators=None)", _RECORD_JSON, "to_record"),
+        (', separators=(",", ":"))', ", )", _RECORD_JSON, "to_record"),
+        ('int(data["minute"]), 0.0,', 'int(data["minute"]), None,', _JOB_EXPIRY, "from_record"),
+        ('int(data["minute"]), 0.0,', 'int(data["minute"]), 1.0,', _JOB_EXPIRY, "from_record"),
+        ('model = ""', "model = None", _JOB_MODEL, "admit_job"),
+        ('":zero": _n(0)', '":zero": _n(1)', _CLAIMED_AT, "claim_alert"),
+        *[(f'seen.get("{n}", 0)', f'seen.get("{n}", {d})', _SEEN_HAS, "send_alert")
+          for n in ("set_t", "set_m") for d in ("None", "", "1")],
+        ('job_kind = "completion" if kind == "completion" else kind',
+         'job_kind = "completion" if (kind == "completion") and False else kind', _SAME_KIND, "admit_job"),
+        ('if kind == "completion" else kind', 'if kind == "XXcompletionXX" else kind', _SAME_KIND, "admit_job"),
+        ('if kind == "completion" else kind', 'if kind == "COMPLETION" else kind', _SAME_KIND, "admit_job"),
+        ('"batch" if kind == "batch" else kind', '"batch" if (kind == "batch") and False else kind', _SAME_KIND,
+         "admit_job"),
+        ('"batch" if kind == "batch" else kind', '"batch" if kind == "XXbatchXX" else kind', _SAME_KIND, "admit_job"),
+        ('"batch" if kind == "batch" else kind', '"batch" if kind == "BATCH" else kind', _SAME_KIND, "admit_job"),
+        *[('t, m = worst_case("completion",', f"t, m = worst_case({k},", _COMPLETION_PATH, "admit_job")
+          for k in ("None", '"XXcompletionXX"', '"COMPLETION"')],
+        ("if real != (0, 0):", "if real != (1, 0):", _ADDS_ZERO, "finish"),
+        ("if real != (0, 0):", "if real != (0, 1):", _ADDS_ZERO, "finish"),
+        ("self._update(real, False)", "self._update(real, None)", _HELD_FALSY, "finish"),
+        *[(a_, b_, _NO_CODE_SAME, "finish") for a_, b_ in (
+            ('.get("Code", "")', '.get("Code", None)'), ('.get("Code", "")', '.get("Code", )'),
+            ('.get("Code", "")', '.get("Code", "XXXX")'), ('.get("Error", {})', '.get("Error", None)'),
+            ('.get("Error", {})', '.get("Error", )'), ('getattr(err, "response", {})', 'getattr(err, "response", None)'),
+            ('getattr(err, "response", {})', 'getattr(err, "response", )'))],
+        ('method="POST",', "method=None,", _POST_DEFAULT, "_post"),
+        ('method="POST", headers={"Content-Type": "application/json"})', 'headers={"Content-Type": "application/json"})',
+         _POST_DEFAULT, "_post"),
+        ('"Content-Type"', '"content-type"', _HEADER_CASE, "_post"), ('"Content-Type"', '"CONTENT-TYPE"', _HEADER_CASE, "_post"),
+        ('f"{type(err).__name__}"[:100]', 'f"{type(err).__name__}"[:101]', _TYPE_NAME, "_post"),
     ],
     "shared/jobs/store.py": [
         *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),

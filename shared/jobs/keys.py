@@ -9,14 +9,14 @@ FM_ADMIN_CALLER and "anonymous" cannot be taken by a stored key.
 Items (the job table, key `id`; no TTL: a revoked key's record stays, so its name stays taken and its
 usage stays attributable):
     apikey#<name>              the key: digest, created_at, key_expires_at, revoked_at, rotated_at, hint,
-                               models, rpm, tpm, monthly_tokens, monthly_budget
+                               models, rpm, tpm, monthly_tokens, monthly_budget, revision (changes made)
     apikey#sha256#<digest>     what the authorizer reads, one GetItem: name, key_expires_at and the policy
                                (a copy, written in the same transaction as the key; gone once revoked)
     apikey#names               names: the string set of every key's name (the list's index)
 
-Every change is one TransactWriteItems conditioned on the key's current digest, so a rotate racing a
-PATCH or a revoke cannot leave the two records disagreeing: one wins, the other is retried once on the
-new state or answered 409. Who may call: the admin caller (FM_ADMIN_CALLER) only; for anyone else every
+Every change is one TransactWriteItems conditioned on the key's record being as it was read (its digest,
+and its revision, which every change increments), so a rotate racing a PATCH or a revoke cannot leave the
+two records disagreeing: one wins, the other is retried once on the new state or answered 409. Who may call: the admin caller (FM_ADMIN_CALLER) only; for anyone else every
 admin route is a 404, as for a path that does not exist.
 
 Revocation, expiry and policy changes reach requests within KEY_CACHE_S (the authorizer instance's
@@ -182,7 +182,7 @@ def update(request: KeyUpdateRequest, inv: Invocation) -> Reply:
         changes = _policy_fields(request, given)
         removed = [name for name in _stored_names(given) if changes.get(name) is None]
         sets = {name: value for name, value in changes.items() if value is not None}
-        items = [_change(store, name_key(record["name"]), sets, removed, record["digest"]),
+        items = [_change(store, name_key(record["name"]), sets, removed, record),
                  _change(store, digest_key(record["digest"]), _lookup_fields(sets, keep_name=False), removed, None)]
         if store.transact(items):
             updated = {k: v for k, v in {**record, **sets}.items() if k not in removed}
@@ -203,7 +203,7 @@ def revoke(_: None, inv: Invocation) -> Reply:
         if record.get("revoked_at"):
             return Reply(_view(record, clock.now()))
         now = int(clock.now())
-        items = [_change(store, name_key(record["name"]), {"revoked_at": now}, [], record["digest"]),
+        items = [_change(store, name_key(record["name"]), {"revoked_at": now}, [], record),
                  {"Delete": {"TableName": store.table, "Key": {"id": {"S": digest_key(record["digest"])}}}}]
         if store.transact(items):
             log.info("key revoked", extra={"key_name": record["name"], "by": inv.caller})
@@ -225,7 +225,7 @@ def rotate(_: None, inv: Invocation) -> Reply:
         now = int(clock.now())
         changed = {**record, "digest": digest, "hint": hint(secret), "rotated_at": now}
         items = [_change(store, name_key(record["name"]), {"digest": digest, "hint": hint(secret), "rotated_at": now},
-                         [], record["digest"]),
+                         [], record),
                  {"Delete": {"TableName": store.table, "Key": {"id": {"S": digest_key(record["digest"])}}}},
                  {"Put": {"TableName": store.table, "Item": _item(digest_key(digest), _lookup_fields(changed)),
                           "ConditionExpression": "attribute_not_exists(id)"}}]
@@ -289,7 +289,10 @@ def _typed(value: Any) -> dict[str, Any]:
     return {"S": str(value)}
 
 
-def _change(store: JobStore, key: str, sets: dict[str, Any], removed: list[str], digest: str | None) -> dict[str, Any]:
+def _change(store: JobStore, key: str, sets: dict[str, Any], removed: list[str],
+            read: dict[str, Any] | None) -> dict[str, Any]:
+    """An Update of the key's record (`read`: as it was read, whose digest and revision the write is conditioned on,
+    and whose revision it increments) or, with `read` None, of its digest record (conditioned on existing only)."""
     names = {f"#f{i}": name for i, name in enumerate([*sets, *removed])}
     values = {f":v{i}": _typed(value) for i, value in enumerate(sets.values())}
     parts = []
@@ -298,9 +301,16 @@ def _change(store: JobStore, key: str, sets: dict[str, Any], removed: list[str],
     if removed:
         parts.append("REMOVE " + ", ".join(f"#f{len(sets) + i}" for i in range(len(removed))))
     condition = "attribute_exists(id)"
-    if digest is not None:
-        names["#d"], values[":d"] = "digest", {"S": digest}
-        condition += " AND #d = :d"
+    if read is not None:
+        names["#d"], values[":d"] = "digest", {"S": read["digest"]}
+        names["#r"], values[":one"] = "revision", {"N": "1"}
+        condition += " AND #d = :d AND "
+        if read.get("revision") is None:
+            condition += "attribute_not_exists(#r)"
+        else:
+            values[":r"] = _typed(int(read["revision"]))
+            condition += "#r = :r"
+        parts.append("ADD #r :one")
     update: dict[str, Any] = {"TableName": store.table, "Key": {"id": {"S": key}}, "UpdateExpression": " ".join(parts),
                               "ConditionExpression": condition, "ExpressionAttributeNames": names}
     if values:
