@@ -109,16 +109,19 @@ class InProcessMoto:
 
     @classmethod
     def shared(cls) -> InProcessMoto:
-        """The process's instance (made once, and warmed: moto imported, its DynamoDB, S3 and reset apps built and
-        the clients' service models loaded, about 2 s). A test module that calls this at import has it made
-        before a process forks its test runs (mutmut's forkserver), so each run starts warm."""
+        """The process's instance (made once, and warmed: moto imported, its DynamoDB, S3 and reset apps built, the
+        clients' service models loaded, and the table and bucket provisioned by renew(); about 2 s). A test module
+        that calls this at import has it made before a process forks its test runs (mutmut's forkserver), so each
+        run starts warm."""
         global _SHARED
         with _SHARED_LOCK:
             if _SHARED is None:
+                import requests
+
                 _SHARED = cls()
-                _SHARED.reset()
-                provision(_SHARED.url, queues=False, poll_s=0.001)
-                _SHARED.reset()
+                session = requests.Session()
+                session.mount(_SHARED.url, _SHARED.requests_adapter())
+                renew(_SHARED.url, queues=False, session=session)  # left as the `aws` fixture's first test wants it
             return _SHARED
 
     def close(self) -> None:

@@ -16,14 +16,13 @@ import io
 import json
 import re
 import threading
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from functions.operations.handler import handler
-from local.aws import InProcessMoto, provision
+from local.aws import InProcessMoto
 from shared import errors, policy
 from shared.config import Settings
 from shared.jobs import keys
@@ -33,37 +32,7 @@ from tests.clock import ManualClock
 from tests.conftest import Aws, race, reset_caches
 from tests.unit.test_promises_store import Cancel, Refuse
 
-
-def _emptied_store() -> dict[str, str]:
-    """The in-process stand-in with the jobs table and bucket there (made when missing: another module's `aws`
-    resets the stand-in) and no item in the table; the variables that reach it."""
-    import boto3
-
-    resources = provision(InProcessMoto.shared().url, queues=False, poll_s=0.001)
-    env = {name: value for name, value in resources.env().items() if name != "YMQ_ENDPOINT"}
-    db = boto3.client("dynamodb", endpoint_url=env["DOCAPI_ENDPOINT"], region_name=env["YC_REGION"],
-                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    for page in db.get_paginator("scan").paginate(TableName=resources.table, ProjectionExpression="id"):
-        for item in page["Items"]:
-            db.delete_item(TableName=resources.table, Key={"id": item["id"]})
-    return env
-
-
-_emptied_store()  # made at import, so a process forked after collection (mutmut's forkserver) starts provisioned
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    """conftest's `aws` (in process) for these tests, made faster: the table is provisioned once per process and
-    emptied for each test instead of moto being reset and provisioned again. These tests read and write the jobs
-    table only."""
-    for name, value in _emptied_store().items():
-        monkeypatch.setenv(name, value)
-    reset_caches()
-    holder = InProcessMoto.shared()
-    stand_in = Aws("in-process", holder, holder.url)
-    yield stand_in
-    stand_in.restore()
+InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
 ADMIN = "ops"
 SECRET_RULE = r"fmk_[A-Za-z0-9_-]{43}"

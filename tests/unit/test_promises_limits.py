@@ -34,11 +34,9 @@ from shared.policy import KeyPolicy
 from shared.prices import table
 from tests.clock import ManualClock
 from tests.conftest import FOLDER, Aws, race, reset_caches
-from tests.unit.test_promises_keys import aws
 from tests.unit.test_promises_store import Refuse
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
-__all__ = ["aws"]  # test_promises_keys.py's faster `aws` (the table provisioned once a process, emptied per test)
 
 LITE = f"gpt://{FOLDER}/yandexgpt-lite/latest"
 PRO = f"gpt://{FOLDER}/yandexgpt/latest"
