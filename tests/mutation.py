@@ -82,6 +82,13 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/usage_schemas.py": ["tests/unit/test_promises_schemas.py"],
     "shared/jobs/doors.py": ["tests/unit/test_promises_doors.py"],
     "shared/openai/responses_upstream.py": ["tests/unit/test_promises_responses_upstream.py"],
+    # the OpenAI Files and Batch API, in process (the store's stand-in, the emulator, the test clock)
+    "shared/openai/files.py": ["tests/unit/test_promises_openai_files.py", "tests/unit/test_openai_batch_parts.py"],
+    "shared/openai/batch_store.py": ["tests/unit/test_promises_openai_files.py",
+                                     "tests/unit/test_promises_openai_batches.py",
+                                     "tests/unit/test_openai_batch_parts.py"],
+    "shared/openai/batch_output.py": ["tests/unit/test_promises_openai_batches.py"],
+    "shared/openai/batches.py": ["tests/unit/test_promises_openai_batches.py", "tests/unit/test_openai_batch_parts.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
