@@ -215,7 +215,7 @@ def test_a_batch_with_only_refusals_has_no_output_file_and_no_usage(env: Aws) ->
 
 
 def test_a_poller_that_dies_after_writing_the_files_leaves_no_second_set(
-        env: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+        env: Aws, monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> None:
     batch = start([chat_line(0, "fine"), chat_line(1, "refused EMULATOR_FAIL")])
     real = jobs.JobStore.set_fields
     died: list[str] = []
@@ -234,8 +234,10 @@ def test_a_poller_that_dies_after_writing_the_files_leaves_no_second_set(
     written = {f["id"] for f in call("GET", "/v1/files", query={"purpose": "batch_output"}).json()["data"]}
     assert len(written) == 2
     first_finalizing = store().item(job_id(batch))["oa_finalizing_at"]
+    clock.advance(30)
     finished = run_to_end(env, batch["id"])
     assert finished["status"] == "completed" and finished["finalizing_at"] == first_finalizing
+    assert finished["completed_at"] == first_finalizing + 30
     assert {finished["output_file_id"], finished["error_file_id"]} == written
     listed = {f["id"] for f in call("GET", "/v1/files", query={"purpose": "batch_output"}).json()["data"]}
     assert listed == written
@@ -495,3 +497,52 @@ def test_the_listing_takes_twenty_by_default_and_limit_up_to_a_hundred(
     assert call("GET", "/v1/batches", query={"limit": 100}).json()["has_more"] is False
     assert refused(call("GET", "/v1/batches", query={"limit": 101})) == (
         "limit", "limit: must be a whole number from 1 to 100")
+
+
+def test_a_responses_batch_answers_each_line_as_the_sync_route_would(env: Aws, log_output: Any) -> None:
+    lines = [{"custom_id": f"r-{i}", "method": "POST", "url": "/v1/responses",
+              "body": {"model": "yandexgpt-lite", "input": text, "instructions": "be brief"}}
+             for i, text in enumerate(["hello", "refused EMULATOR_FAIL", "again"])]
+    batch = start(lines, endpoint="/v1/responses")
+    assert batch["endpoint"] == "/v1/responses" and batch["model"] == LITE
+    assert store().item(job_id(batch))["description"] == "OpenAI Batch (responses)"
+    finished = run_to_end(env, batch["id"])
+    assert finished["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
+    answers = lines_of(finished["output_file_id"])
+    assert [line["custom_id"] for line in answers] == ["r-0", "r-2"]
+    for line in answers:
+        body = line["response"]["body"]
+        assert body["object"] == "response" and body["status"] == "completed" and body["store"] is False
+        assert body["instructions"] == "be brief" and body["output"][0]["content"][0]["text"]
+    assert finished["usage"]["input_tokens"] == sum(line["response"]["body"]["usage"]["input_tokens"]
+                                                    for line in answers)
+    (refusal,) = lines_of(finished["error_file_id"])
+    assert refusal["custom_id"] == "r-1" and refusal["response"]["status_code"] == 400
+    settled = [json.loads(x) for x in log_output.getvalue().splitlines() if '"openai batch settled"' in x]
+    assert [(x["operation_id"], x["succeeded"], x["errors"]) for x in settled] == [(job_id(batch), 2, 1)]
+
+
+def test_an_embeddings_job_settled_by_a_poller_that_died_before_finishing_it_is_finished_with_the_same_result(
+        env: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = start([embedding_line(0), embedding_line(1)], endpoint=EMB)
+    real = jobs.JobStore.finish
+    died: list[str] = []
+
+    def dies_before_finishing(self: jobs.JobStore, op_id: str, *args: Any, **kwargs: Any) -> Any:
+        if not died:
+            died.append(op_id)
+            raise KeyboardInterrupt("the poller's instance was stopped")
+        return real(self, op_id, *args, **kwargs)
+
+    monkeypatch.setattr(jobs.JobStore, "finish", dies_before_finishing)
+    work(env)
+    with pytest.raises(KeyboardInterrupt):
+        poll()
+    settled = store().item(job_id(batch))
+    assert settled["oa_settled"] and settled["state"] != "done"
+    output = settled["oa_output_file_id"]
+    finished = run_to_end(env, batch["id"])
+    assert finished["status"] == "completed" and finished["output_file_id"] == output
+    job = store().item(job_id(batch))
+    assert job["result_key"] == f"results/{job_id(batch)}/results.jsonl"
+    assert int(job["result_size"]) == len(store().get_object(job["result_key"])) > 0
