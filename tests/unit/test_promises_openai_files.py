@@ -13,7 +13,9 @@ file is gone from every route and from the listing."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -435,3 +437,43 @@ def test_a_delete_whose_cleanup_fails_still_answers_deleted(env: Aws, monkeypatc
     monkeypatch.setattr(jobs.JobStore, "delete_object", refuse)
     assert call("DELETE", f"/v1/files/{created['id']}").json()["deleted"] is True
     assert call("GET", f"/v1/files/{created['id']}").status == 404 and listing()["data"] == []
+
+
+# -- the ids and the caller's list records (batch_store.py) ----------------------------------------------------
+
+def test_ids_carry_their_creation_time_and_sort_by_it(clock: ManualClock) -> None:
+    ms = int(clock.now() * 1000)
+    file_id, job = batch_store.new_file_id(), batch_store.new_batch_job_id()
+    assert file_id[:17] == f"file-{ms:012x}" and len(file_id) == 29 and int(file_id[17:], 16) >= 0
+    assert job[:16] == f"fmob{ms:012x}" and len(job) == 29 and int(job[16:], 16) >= 0
+    assert batch_store.created_ms(file_id) == ms == batch_store.created_ms(batch_store.batch_id(job))
+    assert len({batch_store.new_file_id() for _ in range(50)}) == 50
+    assert len({batch_store.new_batch_job_id() for _ in range(50)}) == 50
+    clock.advance(0.002)
+    assert batch_store.new_file_id() > file_id and batch_store.new_batch_job_id() > job
+    assert batch_store.batch_id(job) == "batch_" + job and batch_store.job_of("batch_" + job) == job
+    assert batch_store.job_of(job) == "" and batch_store.job_of("batch_") == ""
+    for other in ("file-zzzzzzzzzzzz0", "fmob" + job[4:], "batch_" + file_id, "x"):
+        assert batch_store.created_ms(other) is None, other
+
+
+def test_a_list_record_outlives_its_entries(env: Aws, clock: ManualClock) -> None:
+    created = upload(purpose="vision")
+    hour = batch_store._hour(batch_store.created_ms(created["id"]))
+    assert hour == datetime.fromtimestamp(created["created_at"], UTC).strftime("%Y%m%d%H")
+    key = batch_store.list_key("file", "alice", hour)
+    assert key == f"list#file#{hashlib.sha256(b'alice').hexdigest()[:16]}#{hour}"
+    record = store().item(key)
+    assert record["ids"] == [f"{created['id']}|vision"]
+    ms = batch_store.created_ms(created["id"])
+    assert float(record["expires_at"]) == pytest.approx(ms / 1000 + 3 * DAY + 7200, abs=1)
+
+
+def test_records_past_expires_at_are_expired_and_loads_reads_only_json_text(clock: ManualClock) -> None:
+    now = clock.now()
+    assert batch_store.expired({"expires_at": now - 1}) and not batch_store.expired({"expires_at": now + 1})
+    assert batch_store.expired({"expires_at": 100}, now=101) and not batch_store.expired({"expires_at": 100}, 100)
+    assert batch_store.expired({}) and batch_store.expired({"expires_at": None})
+    assert batch_store.loads('{"a": 1}') == {"a": 1} and batch_store.loads("[1]", {}) == [1]
+    assert batch_store.loads("", {"d": 1}) == {"d": 1} and batch_store.loads(None) is None
+    assert batch_store.loads(b'{"a": 1}', "d") == "d" and batch_store.loads("{nope", "d") == "d"
