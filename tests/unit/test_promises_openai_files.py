@@ -477,3 +477,17 @@ def test_records_past_expires_at_are_expired_and_loads_reads_only_json_text(cloc
     assert batch_store.loads('{"a": 1}') == {"a": 1} and batch_store.loads("[1]", {}) == [1]
     assert batch_store.loads("", {"d": 1}) == {"d": 1} and batch_store.loads(None) is None
     assert batch_store.loads(b'{"a": 1}', "d") == "d" and batch_store.loads("{nope", "d") == "d"
+
+
+def test_an_id_too_long_to_be_ours_is_a_404_without_a_lookup(env: Aws) -> None:
+    for file_id in ("file-" + "0" * 3000, "file-" + "0" * 60):
+        assert refused(call("GET", f"/v1/files/{file_id}"), 404)[1] == f"file {file_id} not found"
+
+
+def test_the_summary_line_names_the_file(env: Aws, log_output: Any) -> None:
+    created = upload(b"12345", purpose="evals")
+    call("GET", f"/v1/files/{created['id']}")
+    lines = [json.loads(x) for x in log_output.getvalue().splitlines() if x.startswith("{")]
+    summaries = [x for x in lines if x.get("msg") in ("request handled", "request failed")]
+    assert [(x.get("file_id"), x.get("bytes"), x.get("purpose")) for x in summaries] == [
+        (created["id"], 5, "evals"), (created["id"], None, None)]
