@@ -203,6 +203,18 @@ _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or rais
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
 # other (in that function only, when one is named).
+# -- shared/openai/files.py, batch_store.py, batch_output.py, batches.py (the OpenAI Files and Batch API) --
+_FILE_PARAM = ("the routes /v1/files/{file_id}[/content] always bind file_id (routes.resolve), so the default is "
+               "never read")
+_ONE_STORE = ("job_store returns the instance's one store, made on first use: owned_file made it with these "
+              "settings just before (a 404 stops earlier), so the argument is never read here")
+_FILE_RECORD = ("every file record is written by batch_store.save_file, with bytes, content_type and object_key "
+                "files/<id> (the key the fallback names too): the defaults and fallbacks are never read")
+_HTTP_ONLY = ("a route is served only for an HTTP request (runtime.serve parses one before routing), so "
+              "inv.request is never None here")
+_OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
+            "start with file- is not a file record either way")
+
 EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/client.py": [
         ("idempotent=False", "idempotent=None", "only `not idempotent` is read, and None is as falsy as False"),
@@ -668,6 +680,30 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("store = job_store(inv.settings)", "store = job_store(None)",
          "dead_letter, the only caller, has just called job_store(inv.settings), so the instance's store exists and "
          "is returned whatever the argument", "_dead_chunk"),
+    ],
+    # -- the OpenAI Files and Batch API --
+    "shared/openai/files.py": [
+        ('get("file_id", "")', 'get("file_id", None)', _FILE_PARAM),
+        ('get("file_id", "")', 'get("file_id", )', _FILE_PARAM),
+        ('get("file_id", "")', 'get("file_id", "XXXX")', _FILE_PARAM),
+        ("job_store(inv.settings)", "job_store(None)", _ONE_STORE, "content"),
+        ("job_store(inv.settings)", "job_store(None)", _ONE_STORE, "delete"),
+        ('record.get("bytes", 0)', 'record.get("bytes", None)', _FILE_RECORD),
+        ('record.get("bytes", 0)', 'record.get("bytes", )', _FILE_RECORD),
+        ('record.get("bytes", 0)', 'record.get("bytes", 1)', _FILE_RECORD),
+        ('record.get("object_key") or', 'record.get("object_key") and', _FILE_RECORD),
+        ('record.get("object_key")', 'record.get(None)', _FILE_RECORD),
+        ('record.get("object_key")', 'record.get("XXobject_keyXX")', _FILE_RECORD),
+        ('record.get("object_key")', 'record.get("OBJECT_KEY")', _FILE_RECORD),
+        ("f\"files/{record['id']}\"", "f\"files/{record['XXidXX']}\"", _FILE_RECORD),
+        ("f\"files/{record['id']}\"", "f\"files/{record['ID']}\"", _FILE_RECORD),
+        ('or "application/octet-stream"})', 'or "XXapplication/octet-streamXX"})', _FILE_RECORD),
+        ('or "application/octet-stream"})', 'or "APPLICATION/OCTET-STREAM"})', _FILE_RECORD),
+        ("if inv.request is not None else", "if (inv.request is not None) or True else", _HTTP_ONLY),
+        ("startswith(batch_store.FILE_PREFIX) and len(file_id)", "startswith(batch_store.FILE_PREFIX) or len(file_id)",
+         _OUR_IDS),
+        ("len(file_id) <= 64", "len(file_id) < 64", _OUR_IDS),
+        ("len(file_id) <= 64", "len(file_id) <= 65", _OUR_IDS),
     ],
 }
 
