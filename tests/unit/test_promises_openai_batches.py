@@ -148,6 +148,7 @@ def test_a_chat_batch_is_in_progress_at_once_and_completes_with_its_output_file(
                      "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
                      "request_counts": {"total": 3, "completed": 0, "failed": 0}, "metadata": {"team": "catalogue"},
                      "model": LITE, "usage": None}
+    assert batch["input_file_id"].startswith("file-")
     record = store().item(job_id(batch))
     assert (record["kind"], record["door"], record["created_by"]) == ("batch", "openai", "alice")
     assert record["description"] == "OpenAI Batch (chat completions)" and int(record["chunk_items"]) == 100
@@ -546,3 +547,56 @@ def test_an_embeddings_job_settled_by_a_poller_that_died_before_finishing_it_is_
     job = store().item(job_id(batch))
     assert job["result_key"] == f"results/{job_id(batch)}/results.jsonl"
     assert int(job["result_size"]) == len(store().get_object(job["result_key"])) > 0
+
+
+def test_a_model_mismatch_names_the_line_of_the_first_request(env: Aws) -> None:
+    other = chat_line(2)
+    other["body"]["model"] = "yandexgpt"
+    batch = invalid(["", "not json", chat_line(1), other])
+    assert problems(batch)[1] == (4, "model_mismatch", "body.model", "body.model: every line of a batch must use one "
+                                                                     f"model (line 3 uses {LITE})")
+    assert store().item(job_id(batch))["model"] == LITE
+
+
+def test_an_invalid_file_is_a_failed_batch_with_its_door_fields(env: Aws, log_output: Any) -> None:
+    source = upload(b"nope\n")
+    answer = create({"input_file_id": source["id"], "endpoint": EMB, "completion_window": "24h",
+                     "metadata": {"k": "v"}})
+    batch = answer.json()
+    assert (batch["status"], batch["endpoint"], batch["input_file_id"]) == ("failed", EMB, source["id"])
+    assert batch["metadata"] == {"k": "v"} and batch["model"] is None and batch["output_file_id"] is None
+    record = store().item(job_id(batch))
+    assert record["description"] == "OpenAI Batch (embeddings)" and record["model"] == ""
+    assert (record["kind"], record["door"], record["created_by"]) == ("batch", "openai", "alice")
+    assert json.loads(record["oa"]) == {"endpoint": EMB, "input_file_id": source["id"], "completion_window": "24h",
+                                        "metadata": {"k": "v"}, "model": "", "output_expires_s": None}
+    lines = [json.loads(x) for x in log_output.getvalue().splitlines() if x.startswith("{")]
+    (summary,) = [x for x in lines if x.get("msg") == "request handled" and x.get("operation") == "createBatch"]
+    assert (summary["batch_id"], summary["operation_id"], summary["requests"], summary["invalid_lines"]) == (
+        batch["id"], job_id(batch), 0, 1)
+    assert [b["id"] for b in call("GET", "/v1/batches").json()["data"]] == [batch["id"]]
+
+
+def test_a_batch_that_failed_in_the_engine_says_why(clock: ManualClock) -> None:
+    record = {"id": "fmob0000000000001aaaaaaaaaaaaa", "state": "done", "items_total": 4, "items_done": 3,
+              "items_failed": 1, "created_at": 1000.7, "modified_at": 1500.2, "deadline_at": 87400,
+              "error": json.dumps({"code": 14, "message": "the chunk was dead-lettered"}),
+              "oa": json.dumps({"endpoint": CHAT, "input_file_id": "file-1", "model": LITE, "metadata": None})}
+    view = batches.batch_object(record)
+    assert view["status"] == "failed" and view["failed_at"] == 1500 and view["completed_at"] is None
+    assert view["errors"] == {"object": "list", "data": [{"code": "batch_failed", "message": "the chunk was "
+                                                          "dead-lettered", "param": None, "line": None}]}
+    assert view["request_counts"] == {"total": 4, "completed": 2, "failed": 1}
+    assert view["created_at"] == 1000 and view["in_progress_at"] == 1000 and view["usage"] is None
+    assert view["expired_at"] is None and view["cancelled_at"] is None and view["cancelling_at"] is None
+    running = batches.batch_object({**record, "state": "running", "error": None, "items_done": 0})
+    assert running["errors"] is None and running["failed_at"] is None and running["status"] == "in_progress"
+    late = batches.batch_object({**record, "error": json.dumps({"code": 4, "message": "late"}), "oa_settled": 1,
+                                 "oa_settled_at": 1600.9, "oa_completed": 3, "oa_failed": 1,
+                                 "oa_finalizing_at": 1550.5})
+    assert (late["status"], late["expired_at"], late["finalizing_at"], late["errors"]) == ("expired", 1600, 1550, None)
+    assert late["request_counts"] == {"total": 4, "completed": 3, "failed": 1}
+    bare = batches.batch_object({"state": "running"})
+    assert bare["id"] == "batch_" and bare["endpoint"] == "" and bare["input_file_id"] == ""
+    assert bare["created_at"] == 0 and bare["expires_at"] is None and bare["model"] is None
+    assert bare["request_counts"] == {"total": 0, "completed": 0, "failed": 0} and bare["status"] == "in_progress"
