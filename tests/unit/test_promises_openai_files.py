@@ -426,7 +426,8 @@ def test_a_deleted_file_is_gone_from_every_route_and_the_listing(env: Aws, clock
     assert store().item(batch_store.list_key("file", "alice", hour))["ids"] == [f"{keep}|vision"]
 
 
-def test_a_delete_whose_cleanup_fails_still_answers_deleted(env: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_delete_whose_cleanup_fails_still_answers_deleted(env: Aws, monkeypatch: pytest.MonkeyPatch,
+                                                            log_output: Any) -> None:
     from shared import errors
 
     created = upload()
@@ -437,6 +438,9 @@ def test_a_delete_whose_cleanup_fails_still_answers_deleted(env: Aws, monkeypatc
     monkeypatch.setattr(jobs.JobStore, "delete_object", refuse)
     assert call("DELETE", f"/v1/files/{created['id']}").json()["deleted"] is True
     assert call("GET", f"/v1/files/{created['id']}").status == 404 and listing()["data"] == []
+    lines = [json.loads(x) for x in log_output.getvalue().splitlines() if x.startswith("{")]
+    (left,) = [x for x in lines if x.get("msg") == "deleted file left behind (it expires)"]
+    assert (left["file_id"], left["reason"], left["level"]) == (created["id"], "the bucket is away", "WARN")
 
 
 # -- the ids and the caller's list records (batch_store.py) ----------------------------------------------------
@@ -491,3 +495,52 @@ def test_the_summary_line_names_the_file(env: Aws, log_output: Any) -> None:
     summaries = [x for x in lines if x.get("msg") in ("request handled", "request failed")]
     assert [(x.get("file_id"), x.get("bytes"), x.get("purpose")) for x in summaries] == [
         (created["id"], 5, "evals"), (created["id"], None, None)]
+
+
+def test_a_list_entry_goes_to_its_ids_creation_hour(env: Aws, clock: ManualClock) -> None:
+    file_id = batch_store.new_file_id()  # made now, listed two hours later (as a batch's output file chosen once)
+    clock.advance(7200)
+    batch_store.add_to_list(store(), "file", "alice", file_id)
+    hour = batch_store._hour(batch_store.created_ms(file_id))
+    record = store().item(batch_store.list_key("file", "alice", hour))
+    assert record["ids"] == [file_id]
+    assert int(record["expires_at"]) == int(batch_store.created_ms(file_id) / 1000 + 3 * DAY + 7200)
+
+
+def test_a_file_is_listed_until_its_last_second(env: Aws, clock: ManualClock) -> None:
+    created = upload()
+    clock.advance(3 * DAY - 1)
+    assert ids(listing()) == [created["id"]] and ids(listing(order="asc")) == [created["id"]]
+    clock.advance(2)
+    assert listing()["data"] == []
+
+
+def test_a_listing_reaches_back_past_a_hundred_hours(env: Aws, clock: ManualClock,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_TTL_DAYS", "6")
+    reset_caches()
+    old = upload()["id"]
+    clock.advance(5 * DAY)  # 120 hours: its list record is in the second read of 100 hours
+    new = upload()["id"]
+    page = listing(limit=1)
+    assert ids(page) == [new] and page["has_more"] is True
+    assert ids(listing()) == [new, old] and ids(listing(after=new)) == [old]
+    assert ids(listing(order="asc", limit=1)) == [old] and listing(order="asc", limit=1)["has_more"] is True
+
+
+def test_the_bytes_are_stored_with_their_content_type(env: Aws) -> None:
+    created = upload(kind="text/csv; charset=utf-8")
+    head = store().s3.head_object(Bucket=store().bucket, Key=f"files/{created['id']}")
+    assert head["ContentType"] == "text/csv; charset=utf-8"
+
+
+def test_a_file_saved_again_under_its_id_keeps_its_first_record(env: Aws, clock: ManualClock) -> None:
+    file_id = batch_store.new_file_id()
+    first = batch_store.save_file(store(), "alice", "a.jsonl", "batch_output", b"one", "application/jsonl", 7200,
+                                  file_id=file_id)
+    clock.advance(60)
+    again = batch_store.save_file(store(), "alice", "b.jsonl", "batch_output", b"two!", "application/jsonl", None,
+                                  file_id=file_id)
+    assert again == first == store().item(file_id)
+    assert first["expires_at"] == first["created_at"] + 7200 and first["bytes"] == 3
+    assert ids(listing(purpose="batch_output")) == [file_id]
