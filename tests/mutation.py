@@ -704,6 +704,7 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          _OUR_IDS),
         ("len(file_id) <= 64", "len(file_id) < 64", _OUR_IDS),
         ("len(file_id) <= 64", "len(file_id) <= 65", _OUR_IDS),
+        ('.decode("utf-8")', '.decode("UTF-8")', "codec names are case-insensitive"),
     ],
 }
 
