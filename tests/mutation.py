@@ -212,6 +212,8 @@ _FILE_RECORD = ("every file record is written by batch_store.save_file, with byt
                 "files/<id> (the key the fallback names too): the defaults and fallbacks are never read")
 _HTTP_ONLY = ("a route is served only for an HTTP request (runtime.serve parses one before routing), so "
               "inv.request is never None here")
+_TASKS_TOTAL = ("every job record is written by JobStore.create, with tasks_total (0 for an invalid batch's): the "
+                "default is never read")
 _OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
             "start with file- is not a file record either way")
 
@@ -705,6 +707,11 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("len(file_id) <= 64", "len(file_id) < 64", _OUR_IDS),
         ("len(file_id) <= 64", "len(file_id) <= 65", _OUR_IDS),
         ('.decode("utf-8")', '.decode("UTF-8")', "codec names are case-insensitive"),
+    ],
+    "shared/openai/batch_output.py": [
+        ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", None)', _TASKS_TOTAL),
+        ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", )', _TASKS_TOTAL),
+        ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", 1)', _TASKS_TOTAL),
     ],
 }
 

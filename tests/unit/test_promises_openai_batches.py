@@ -600,3 +600,16 @@ def test_a_batch_that_failed_in_the_engine_says_why(clock: ManualClock) -> None:
     assert bare["id"] == "batch_" and bare["endpoint"] == "" and bare["input_file_id"] == ""
     assert bare["created_at"] == 0 and bare["expires_at"] is None and bare["model"] is None
     assert bare["request_counts"] == {"total": 0, "completed": 0, "failed": 0} and bare["status"] == "in_progress"
+
+
+def test_a_cancelled_batch_whose_first_chunk_is_gone_still_names_the_rest(
+        env: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "CHUNK_ITEMS", 1)
+    batch = start([chat_line(i) for i in range(3)])
+    assert int(store().item(job_id(batch))["tasks_total"]) == 3
+    store().delete_object(jobs.payload_key(job_id(batch), 0))
+    assert call("POST", f"/v1/batches/{batch['id']}/cancel").status == 200
+    cancelled = run_to_end(env, batch["id"])
+    rest = lines_of(cancelled["error_file_id"])
+    assert [line["custom_id"] for line in rest] == ["0", "req-1", "req-2"]  # the lost chunk's request by its index
+    assert {line["error"]["code"] for line in rest} == {"batch_cancelled"}
