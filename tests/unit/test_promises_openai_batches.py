@@ -613,3 +613,25 @@ def test_a_cancelled_batch_whose_first_chunk_is_gone_still_names_the_rest(
     rest = lines_of(cancelled["error_file_id"])
     assert [line["custom_id"] for line in rest] == ["0", "req-1", "req-2"]  # the lost chunk's request by its index
     assert {line["error"]["code"] for line in rest} == {"batch_cancelled"}
+
+
+def test_the_files_are_utf8_json_lines_served_as_jsonl(env: Aws, clock: ManualClock) -> None:
+    lines = [{**chat_line(0, "привет"), "custom_id": "запрос-0"},
+             {**chat_line(1, "нет EMULATOR_FAIL"), "custom_id": "запрос-1"}]
+    batch = start(lines, metadata={"team": "команда"})
+    work(env)
+    clock.advance(9)
+    finished = run_to_end(env, batch["id"])
+    for file_id, custom_id in ((finished["output_file_id"], "запрос-0"), (finished["error_file_id"], "запрос-1")):
+        content = call("GET", f"/v1/files/{file_id}/content")
+        assert content.headers["Content-Type"] == "application/jsonl"
+        assert f'"custom_id": "{custom_id}"'.encode() in content.content and content.content.endswith(b"}\n")
+    (line,) = lines_of(finished["output_file_id"])
+    assert line["response"]["body"]["created"] == int(clock.now())
+    embedded = start([{**embedding_line(0, "тест"), "custom_id": "вектор"}], endpoint=EMB)
+    run_to_end(env, embedded["id"])
+    native = store().get_object(store().item(job_id(embedded))["result_key"])
+    assert '"customId": "вектор"'.encode() in native
+    assert '"team": "команда"' in store().item(job_id(batch))["oa"]  # the door's fields as UTF-8 too
+    invalid_batch = invalid([{**chat_line(0), "custom_id": "дубль"}, {**chat_line(1), "custom_id": "дубль"}])
+    assert "'дубль' repeats line 1" in store().item(job_id(invalid_batch))["oa_errors"]
