@@ -214,6 +214,8 @@ _HTTP_ONLY = ("a route is served only for an HTTP request (runtime.serve parses 
               "inv.request is never None here")
 _TASKS_TOTAL = ("every job record is written by JobStore.create, with tasks_total (0 for an invalid batch's): the "
                 "default is never read")
+_COUNTED_ONCE = ("store.add_once adds a task's counts only if its mark is not in oa_counted yet (a conditional update), "
+                 "so a task read again is not counted again: the set read here only spares the result's read")
 _OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
             "start with file- is not a file record either way")
 
@@ -712,6 +714,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", None)', _TASKS_TOTAL),
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", )', _TASKS_TOTAL),
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", 1)', _TASKS_TOTAL),
+        ('operation.get("oa_counted")', 'operation.get(None)', _COUNTED_ONCE),
+        ('operation.get("oa_counted")', 'operation.get("XXoa_countedXX")', _COUNTED_ONCE),
+        ('operation.get("oa_counted")', 'operation.get("OA_COUNTED")', _COUNTED_ONCE),
+        ('operation.get("oa_counted") or []', 'operation.get("oa_counted") and []', _COUNTED_ONCE),
     ],
 }
 
