@@ -216,6 +216,15 @@ _TASKS_TOTAL = ("every job record is written by JobStore.create, with tasks_tota
                 "default is never read")
 _COUNTED_ONCE = ("store.add_once adds a task's counts only if its mark is not in oa_counted yet (a conditional update), "
                  "so a task read again is not counted again: the set read here only spares the result's read")
+_MARK_SET = ("the name of the mark set add_once keeps: every call names the same one, and it is read back only by "
+             "the `counted` shortcut argued above (_COUNTED_ONCE)")
+_RESULT_ONCE_DONE = ("a task gets its result_key only when it is finished (JobStore.finish sets state done with it), so "
+                     "`not result_key` already skips every task that is not done")
+_TASK_RESULT = ("an embedding task's result is written only by the worker, as {\"requests\": [...]}: the default is "
+                "never read")
+_TASKS_DONE = "every job record is written by JobStore.create with tasks_done 0, so the default is never read"
+_STALE_ROUND = ("the operation was read at the start of this poller round: a record read again differs only if a task "
+                "finished since, and then the next round (every minute) finds it done; the caller's view is the same")
 _OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
             "start with file- is not a file record either way")
 
@@ -717,7 +726,18 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('operation.get("oa_counted")', 'operation.get(None)', _COUNTED_ONCE),
         ('operation.get("oa_counted")', 'operation.get("XXoa_countedXX")', _COUNTED_ONCE),
         ('operation.get("oa_counted")', 'operation.get("OA_COUNTED")', _COUNTED_ONCE),
-        ('operation.get("oa_counted") or []', 'operation.get("oa_counted") and []', _COUNTED_ONCE),
+        ("or str(number) in counted or not", "or str(number) in counted and not", _COUNTED_ONCE),
+        ("or str(number) in counted", "or str(None) in counted", _COUNTED_ONCE),
+        ('task.get("state") != "done" or str(number) in counted', 'task.get("state") != "done" and str(number) in counted',
+         _RESULT_ONCE_DONE),
+        ('"items_failed": failed}, "oa_counted"', '"items_failed": failed}, "XXoa_countedXX"', _MARK_SET),
+        ('"items_failed": failed}, "oa_counted"', '"items_failed": failed}, "OA_COUNTED"', _MARK_SET),
+        ('.get("requests", [])', '.get("requests", None)', _TASK_RESULT),
+        ('.get("requests", [])', '.get("requests", )', _TASK_RESULT),
+        ("fresh = store.item(op_id) or operation", "fresh = store.item(op_id) and operation", _STALE_ROUND, "advance"),
+        ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", None)', _TASKS_DONE),
+        ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", )', _TASKS_DONE),
+        ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", 1)', _TASKS_DONE),
     ],
 }
 

@@ -272,32 +272,39 @@ def test_a_cancelled_batch_is_cancelling_until_the_poller_has_written_what_finis
 
 def test_an_embeddings_batch_counts_its_requests_as_its_tasks_finish(
         env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> None:
-    configure(env, monkeypatch, EMBEDDING_CHUNK_TEXTS="2")
+    configure(env, monkeypatch, EMBEDDING_CHUNK_TEXTS="3")
     stack_env.fault(path="/foundationModels/v1/textEmbedding", status=400, count=-1, bodyContains="refuse me",
                     message="bad text")
     lines = [embedding_line(0), embedding_line(1, "refuse me"), embedding_line(2), embedding_line(3),
-             embedding_line(4, encoding_format="base64")]
+             embedding_line(4, encoding_format="base64"), embedding_line(5), embedding_line(6)]
     batch = start(lines, endpoint=EMB)
-    assert batch["model"] == DOC and batch["request_counts"]["total"] == 5
+    assert batch["model"] == DOC and batch["request_counts"]["total"] == 7
     record = store().item(job_id(batch))
     assert record["kind"] == "embedding" and int(record["tasks_total"]) == 3
     tasks = [json.loads(store().get_object(jobs.payload_key(job_id(batch), n))) for n in range(3)]
-    assert [[r["customId"] for r in t["requests"]] for t in tasks] == [["emb-0", "emb-1"], ["emb-2", "emb-3"],
-                                                                        ["emb-4"]]
+    assert [[r["customId"] for r in t["requests"]] for t in tasks] == [
+        ["emb-0", "emb-1", "emb-2"], ["emb-3", "emb-4", "emb-5"], ["emb-6"]]
     assert all(t["modelUri"] == DOC for t in tasks)
-    work(env, one=True)  # the first task: one answer, one refusal
+    messages = receive(env, "embedding")
+    by_task = {json.loads(m.body)["task"]: m for m in messages}
+    arn = env.resources.arns["embedding"]
+    embedding_function.handler(ymq_event([by_task[1]], arn), FakeContext())  # the second task finishes first
     poll()
     progress = get(batch["id"])
     assert progress["status"] == "in_progress"
-    assert progress["request_counts"] == {"total": 5, "completed": 1, "failed": 1}
+    assert progress["request_counts"] == {"total": 7, "completed": 3, "failed": 0}
+    embedding_function.handler(ymq_event([by_task[0]], arn), FakeContext())  # then the first: two answers, a refusal
+    poll()
+    assert get(batch["id"])["request_counts"] == {"total": 7, "completed": 5, "failed": 1}
     poll()  # counted once, however many pollers look
-    assert get(batch["id"])["request_counts"] == {"total": 5, "completed": 1, "failed": 1}
+    assert get(batch["id"])["request_counts"] == {"total": 7, "completed": 5, "failed": 1}
     clock.advance(4)
+    embedding_function.handler(ymq_event([by_task[2]], arn), FakeContext())
     finished = run_to_end(env, batch["id"])
     assert finished["status"] == "completed"
-    assert finished["request_counts"] == {"total": 5, "completed": 4, "failed": 1}
+    assert finished["request_counts"] == {"total": 7, "completed": 6, "failed": 1}
     answers = {line["custom_id"]: line for line in lines_of(finished["output_file_id"])}
-    assert list(answers) == ["emb-0", "emb-2", "emb-3", "emb-4"]
+    assert list(answers) == ["emb-0", "emb-2", "emb-3", "emb-4", "emb-5", "emb-6"]
     assert isinstance(answers["emb-0"]["response"]["body"]["data"][0]["embedding"], list)
     assert isinstance(answers["emb-4"]["response"]["body"]["data"][0]["embedding"], str)
     assert answers["emb-2"]["response"]["request_id"] == f"{job_id(batch)}-2"
@@ -308,8 +315,8 @@ def test_an_embeddings_batch_counts_its_requests_as_its_tasks_finish(
     assert job["result_key"] == f"results/{job_id(batch)}/results.jsonl"
     native = store().get_object(job["result_key"])
     assert int(job["result_size"]) == len(native) and native.endswith(b"\n")
-    assert len(native.decode().splitlines()) == 5
-    assert (int(job["items_done"]), int(job["items_failed"])) == (5, 1)
+    assert len(native.decode().splitlines()) == 7
+    assert (int(job["items_done"]), int(job["items_failed"])) == (7, 1)
 
 
 def test_an_embeddings_batch_past_its_window_expires_and_keeps_what_finished(
