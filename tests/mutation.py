@@ -738,6 +738,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", None)', _TASKS_DONE),
         ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", )', _TASKS_DONE),
         ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", 1)', _TASKS_DONE),
+        ("answers = None", 'answers = ""', "batch_outcomes.embedding_outcomes reads a task's answers only at a "
+         "position < len(answers): '' has none, so its requests are not run either way, as with None"),
     ],
 }
 
