@@ -225,6 +225,10 @@ _TASK_RESULT = ("an embedding task's result is written only by the worker, as {\
 _TASKS_DONE = "every job record is written by JobStore.create with tasks_done 0, so the default is never read"
 _STALE_ROUND = ("the operation was read at the start of this poller round: a record read again differs only if a task "
                 "finished since, and then the next round (every minute) finds it done; the caller's view is the same")
+_RECORDS_HANDED = ("the poller hands a chat batch's settle its item records (both calls are in poller._poll_batch), "
+                   "so the store read for records=None is never made; the requests read more often only names again "
+                   "the custom ids the records already carry")
+_ITEMS_TOTAL = "every batch's job record is written by JobStore.create with items_total, so the default is never read"
 _OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
             "start with file- is not a file record either way")
 
@@ -738,6 +742,22 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", None)', _TASKS_DONE),
         ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", )', _TASKS_DONE),
         ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", 1)', _TASKS_DONE),
+        ("if records is None:", "if records is not None:", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = None", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(None, list(range(total)))",
+         _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, None)", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(list(range(total)))",
+         _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, )", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, list(None))",
+         _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, list(range(None)))",
+         _RECORDS_HANDED),
+        ("if missing or responses else", "if (missing or responses) or True else", _RECORDS_HANDED),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", None))', _ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", ))', _ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", 1))', _ITEMS_TOTAL),
         ("answers = None", 'answers = ""', "batch_outcomes.embedding_outcomes reads a task's answers only at a "
          "position < len(answers): '' has none, so its requests are not run either way, as with None"),
     ],
