@@ -229,6 +229,13 @@ _RECORDS_HANDED = ("the poller hands a chat batch's settle its item records (bot
                    "so the store read for records=None is never made; the requests read more often only names again "
                    "the custom ids the records already carry")
 _ITEMS_TOTAL = "every batch's job record is written by JobStore.create with items_total, so the default is never read"
+_RETURN_IGNORED = ("the poller reads settle's return only for a job that is not a batch (_sweep_job); a chat batch's "
+                   "(poller._poll_batch) is ignored, so returning the tuple for it too changes nothing")
+_NATIVE_KEPT = ("oa_settled is set after oa_native_key and oa_native_size were written for every job that is not a batch "
+                "(one set_fields before it): the defaults are never read")
+_SETTLE_FRESH = ("the poller hands settle the operation it read this round; read again, it differs only when another "
+                 "poller settled it meanwhile, and settling twice writes the same files (ids chosen once, each record "
+                 "written once)")
 _OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
             "start with file- is not a file record either way")
 
@@ -758,6 +765,20 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", None))', _ITEMS_TOTAL),
         ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", ))', _ITEMS_TOTAL),
         ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", 1))', _ITEMS_TOTAL),
+        ('if fresh.get("kind") != "batch" else None', 'if (fresh.get("kind") != "batch") or True else None',
+         _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get(None) != "batch" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("XXkindXX") != "batch" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("KIND") != "batch" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("kind") != "XXbatchXX" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("kind") != "BATCH" else None', _RETURN_IGNORED),
+        ('fresh.get("oa_native_key", "")', 'fresh.get("oa_native_key", None)', _NATIVE_KEPT),
+        ('fresh.get("oa_native_key", "")', 'fresh.get("oa_native_key", )', _NATIVE_KEPT),
+        ('fresh.get("oa_native_key", "")', 'fresh.get("oa_native_key", "XXXX")', _NATIVE_KEPT),
+        ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", None)', _NATIVE_KEPT),
+        ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", )', _NATIVE_KEPT),
+        ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", 1)', _NATIVE_KEPT),
+        ("fresh = store.item(op_id) or operation", "fresh = store.item(op_id) and operation", _SETTLE_FRESH, "settle"),
         ("answers = None", 'answers = ""', "batch_outcomes.embedding_outcomes reads a task's answers only at a "
          "position < len(answers): '' has none, so its requests are not run either way, as with None"),
     ],

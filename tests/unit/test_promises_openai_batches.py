@@ -638,3 +638,33 @@ def test_the_files_are_utf8_json_lines_served_as_jsonl(env: Aws, clock: ManualCl
     assert '"team": "команда"' in store().item(job_id(batch))["oa"]  # the door's fields as UTF-8 too
     invalid_batch = invalid([{**chat_line(0), "custom_id": "дубль"}, {**chat_line(1), "custom_id": "дубль"}])
     assert "'дубль' repeats line 1" in store().item(job_id(invalid_batch))["oa_errors"]
+
+
+def test_a_batch_settled_by_a_poller_that_died_before_letting_it_go_keeps_its_settled_time(
+        env: Aws, monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> None:
+    configure(env, monkeypatch, EMBEDDING_CHUNK_TEXTS="1")
+    batch = start([embedding_line(0), embedding_line(1)], endpoint=EMB)
+    work(env, one=True)
+    poll()
+    clock.advance(DAY + 1)
+    real = jobs.JobStore.deactivate
+    died: list[str] = []
+
+    def dies_before_letting_go(self: jobs.JobStore, op_id: str) -> Any:
+        if not died:
+            died.append(op_id)
+            raise KeyboardInterrupt("the poller's instance was stopped")
+        return real(self, op_id)
+
+    monkeypatch.setattr(jobs.JobStore, "deactivate", dies_before_letting_go)
+    for _ in range(3):  # the window passes: the job is stopped, then settled, and the poller dies
+        try:
+            poll()
+        except KeyboardInterrupt:
+            break
+    assert died
+    first = get(batch["id"])
+    assert first["status"] == "expired" and first["expired_at"] == int(clock.now())
+    clock.advance(60)
+    poll()  # the next poller settles it again: nothing changes
+    assert get(batch["id"]) == first
