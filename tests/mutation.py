@@ -236,6 +236,9 @@ _NATIVE_KEPT = ("oa_settled is set after oa_native_key and oa_native_size were w
 _SETTLE_FRESH = ("the poller hands settle the operation it read this round; read again, it differs only when another "
                  "poller settled it meanwhile, and settling twice writes the same files (ids chosen once, each record "
                  "written once)")
+_DOOR_FIELDS = "every OpenAI batch's job record is written with its `oa` fields (batches.create), so the default is never read"
+_STOPPED_WITH_ERROR = ("settle runs before the finish for a job whose work completed (its state is not done yet), and a "
+                       "job whose state is done was stopped with an error: `or` and `and` agree on every record")
 _OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
             "start with file- is not a file record either way")
 
@@ -779,6 +782,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", )', _NATIVE_KEPT),
         ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", 1)', _NATIVE_KEPT),
         ("fresh = store.item(op_id) or operation", "fresh = store.item(op_id) and operation", _SETTLE_FRESH, "settle"),
+        ('owner = fresh.get("created_by", "")', 'owner = fresh.get("created_by", None)', _OWNER),
+        ('owner = fresh.get("created_by", "")', 'owner = fresh.get("created_by", )', _OWNER),
+        ('owner = fresh.get("created_by", "")', 'owner = fresh.get("created_by", "XXXX")', _OWNER),
+        ("ensure_ascii=False", "ensure_ascii=None", "None is false, as False is: nothing is escaped either way"),
+        ('batch_store.loads(fresh.get("oa"), {})', 'batch_store.loads(fresh.get("oa"), None)', _DOOR_FIELDS),
+        ('batch_store.loads(fresh.get("oa"), {})', 'batch_store.loads(fresh.get("oa"), )', _DOOR_FIELDS),
+        ('isinstance(error, dict) and fresh.get("state") == "done"', 'isinstance(error, dict) or fresh.get("state") == "done"',
+         _STOPPED_WITH_ERROR),
+        ("_chat_outcomes(fresh, store, records, door", "_chat_outcomes(fresh, store, None, door", _RECORDS_HANDED),
         ("answers = None", 'answers = ""', "batch_outcomes.embedding_outcomes reads a task's answers only at a "
          "position < len(answers): '' has none, so its requests are not run either way, as with None"),
     ],
