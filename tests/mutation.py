@@ -791,6 +791,7 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('isinstance(error, dict) and fresh.get("state") == "done"', 'isinstance(error, dict) or fresh.get("state") == "done"',
          _STOPPED_WITH_ERROR),
         ("_chat_outcomes(fresh, store, records, door", "_chat_outcomes(fresh, store, None, door", _RECORDS_HANDED),
+        ("native = None", 'native = ""', _RETURN_IGNORED),
         ("answers = None", 'answers = ""', "batch_outcomes.embedding_outcomes reads a task's answers only at a "
          "position < len(answers): '' has none, so its requests are not run either way, as with None"),
     ],
