@@ -83,6 +83,13 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/usage_schemas.py": ["tests/unit/test_promises_schemas.py"],
     "shared/jobs/doors.py": ["tests/unit/test_promises_doors.py"],
     "shared/openai/responses_upstream.py": ["tests/unit/test_promises_responses_upstream.py"],
+    # the OpenAI Files and Batch API, in process (the store's stand-in, the emulator, the test clock)
+    "shared/openai/files.py": ["tests/unit/test_promises_openai_files.py", "tests/unit/test_openai_batch_parts.py"],
+    "shared/openai/batch_store.py": ["tests/unit/test_promises_openai_files.py",
+                                     "tests/unit/test_promises_openai_batches.py",
+                                     "tests/unit/test_openai_batch_parts.py"],
+    "shared/openai/batch_output.py": ["tests/unit/test_promises_openai_batches.py"],
+    "shared/openai/batches.py": ["tests/unit/test_promises_openai_batches.py", "tests/unit/test_openai_batch_parts.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
@@ -236,6 +243,45 @@ _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or rais
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
 # other (in that function only, when one is named).
+# -- shared/openai/files.py, batch_store.py, batch_output.py, batches.py (the OpenAI Files and Batch API) --
+_FILE_PARAM = ("the routes /v1/files/{file_id}[/content] always bind file_id (routes.resolve), so the default is "
+               "never read")
+_ONE_STORE = ("job_store returns the instance's one store, made on first use: owned_file made it with these "
+              "settings just before (a 404 stops earlier), so the argument is never read here")
+_FILE_RECORD = ("every file record is written by batch_store.save_file, with bytes, content_type and object_key "
+                "files/<id> (the key the fallback names too): the defaults and fallbacks are never read")
+_HTTP_ONLY = ("a route is served only for an HTTP request (runtime.serve parses one before routing), so "
+              "inv.request is never None here")
+_TASKS_TOTAL = ("every job record is written by JobStore.create, with tasks_total (0 for an invalid batch's): the "
+                "default is never read")
+_COUNTED_ONCE = ("store.add_once adds a task's counts only if its mark is not in oa_counted yet (a conditional update), "
+                 "so a task read again is not counted again: the set read here only spares the result's read")
+_MARK_SET = ("the name of the mark set add_once keeps: every call names the same one, and it is read back only by "
+             "the `counted` shortcut argued above (_COUNTED_ONCE)")
+_RESULT_ONCE_DONE = ("a task gets its result_key only when it is finished (JobStore.finish sets state done with it), so "
+                     "`not result_key` already skips every task that is not done")
+_TASK_RESULT = ("an embedding task's result is written only by the worker, as {\"requests\": [...]}: the default is "
+                "never read")
+_TASKS_DONE = "every job record is written by JobStore.create with tasks_done 0, so the default is never read"
+_STALE_ROUND = ("the operation was read at the start of this poller round: a record read again differs only if a task "
+                "finished since, and then the next round (every minute) finds it done; the caller's view is the same")
+_RECORDS_HANDED = ("the poller hands a chat batch's settle its item records (both calls are in poller._poll_batch), "
+                   "so the store read for records=None is never made; the requests read more often only names again "
+                   "the custom ids the records already carry")
+_ITEMS_TOTAL = "every batch's job record is written by JobStore.create with items_total, so the default is never read"
+_RETURN_IGNORED = ("the poller reads settle's return only for a job that is not a batch (_sweep_job); a chat batch's "
+                   "(poller._poll_batch) is ignored, so returning the tuple for it too changes nothing")
+_NATIVE_KEPT = ("oa_settled is set after oa_native_key and oa_native_size were written for every job that is not a batch "
+                "(one set_fields before it): the defaults are never read")
+_SETTLE_FRESH = ("the poller hands settle the operation it read this round; read again, it differs only when another "
+                 "poller settled it meanwhile, and settling twice writes the same files (ids chosen once, each record "
+                 "written once)")
+_DOOR_FIELDS = "every OpenAI batch's job record is written with its `oa` fields (batches.create), so the default is never read"
+_STOPPED_WITH_ERROR = ("settle runs before the finish for a job whose work completed (its state is not done yet), and a "
+                       "job whose state is done was stopped with an error: `or` and `and` agree on every record")
+_OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
+            "start with file- is not a file record either way")
+
 EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/client.py": [
         ("idempotent=False", "idempotent=None", "only `not idempotent` is read, and None is as falsy as False"),
@@ -808,6 +854,93 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("store = job_store(inv.settings)", "store = job_store(None)",
          "dead_letter, the only caller, has just called job_store(inv.settings), so the instance's store exists and "
          "is returned whatever the argument", "_dead_chunk"),
+    ],
+    # -- the OpenAI Files and Batch API --
+    "shared/openai/files.py": [
+        ('get("file_id", "")', 'get("file_id", None)', _FILE_PARAM),
+        ('get("file_id", "")', 'get("file_id", )', _FILE_PARAM),
+        ('get("file_id", "")', 'get("file_id", "XXXX")', _FILE_PARAM),
+        ("job_store(inv.settings)", "job_store(None)", _ONE_STORE, "content"),
+        ("job_store(inv.settings)", "job_store(None)", _ONE_STORE, "delete"),
+        ('record.get("bytes", 0)', 'record.get("bytes", None)', _FILE_RECORD),
+        ('record.get("bytes", 0)', 'record.get("bytes", )', _FILE_RECORD),
+        ('record.get("bytes", 0)', 'record.get("bytes", 1)', _FILE_RECORD),
+        ('record.get("object_key") or', 'record.get("object_key") and', _FILE_RECORD),
+        ('record.get("object_key")', 'record.get(None)', _FILE_RECORD),
+        ('record.get("object_key")', 'record.get("XXobject_keyXX")', _FILE_RECORD),
+        ('record.get("object_key")', 'record.get("OBJECT_KEY")', _FILE_RECORD),
+        ("f\"files/{record['id']}\"", "f\"files/{record['XXidXX']}\"", _FILE_RECORD),
+        ("f\"files/{record['id']}\"", "f\"files/{record['ID']}\"", _FILE_RECORD),
+        ('or "application/octet-stream"})', 'or "XXapplication/octet-streamXX"})', _FILE_RECORD),
+        ('or "application/octet-stream"})', 'or "APPLICATION/OCTET-STREAM"})', _FILE_RECORD),
+        ("if inv.request is not None else", "if (inv.request is not None) or True else", _HTTP_ONLY),
+        ("startswith(batch_store.FILE_PREFIX) and len(file_id)", "startswith(batch_store.FILE_PREFIX) or len(file_id)",
+         _OUR_IDS),
+        ("len(file_id) <= 64", "len(file_id) < 64", _OUR_IDS),
+        ("len(file_id) <= 64", "len(file_id) <= 65", _OUR_IDS),
+        ('.decode("utf-8")', '.decode("UTF-8")', "codec names are case-insensitive"),
+    ],
+    "shared/openai/batch_output.py": [
+        ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", None)', _TASKS_TOTAL),
+        ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", )', _TASKS_TOTAL),
+        ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", 1)', _TASKS_TOTAL),
+        ('operation.get("oa_counted")', 'operation.get(None)', _COUNTED_ONCE),
+        ('operation.get("oa_counted")', 'operation.get("XXoa_countedXX")', _COUNTED_ONCE),
+        ('operation.get("oa_counted")', 'operation.get("OA_COUNTED")', _COUNTED_ONCE),
+        ("or str(number) in counted or not", "or str(number) in counted and not", _COUNTED_ONCE),
+        ("or str(number) in counted", "or str(None) in counted", _COUNTED_ONCE),
+        ('task.get("state") != "done" or str(number) in counted', 'task.get("state") != "done" and str(number) in counted',
+         _RESULT_ONCE_DONE),
+        ('"items_failed": failed}, "oa_counted"', '"items_failed": failed}, "XXoa_countedXX"', _MARK_SET),
+        ('"items_failed": failed}, "oa_counted"', '"items_failed": failed}, "OA_COUNTED"', _MARK_SET),
+        ('.get("requests", [])', '.get("requests", None)', _TASK_RESULT),
+        ('.get("requests", [])', '.get("requests", )', _TASK_RESULT),
+        ("fresh = store.item(op_id) or operation", "fresh = store.item(op_id) and operation", _STALE_ROUND, "advance"),
+        ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", None)', _TASKS_DONE),
+        ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", )', _TASKS_DONE),
+        ('fresh.get("tasks_done", 0)', 'fresh.get("tasks_done", 1)', _TASKS_DONE),
+        ("if records is None:", "if records is not None:", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = None", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(None, list(range(total)))",
+         _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, None)", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(list(range(total)))",
+         _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, )", _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, list(None))",
+         _RECORDS_HANDED),
+        ("records = store.items(op_id, list(range(total)))", "records = store.items(op_id, list(range(None)))",
+         _RECORDS_HANDED),
+        ("if missing or responses else", "if (missing or responses) or True else", _RECORDS_HANDED),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", None))', _ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", ))', _ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", 1))', _ITEMS_TOTAL),
+        ('if fresh.get("kind") != "batch" else None', 'if (fresh.get("kind") != "batch") or True else None',
+         _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get(None) != "batch" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("XXkindXX") != "batch" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("KIND") != "batch" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("kind") != "XXbatchXX" else None', _RETURN_IGNORED),
+        ('if fresh.get("kind") != "batch" else None', 'if fresh.get("kind") != "BATCH" else None', _RETURN_IGNORED),
+        ('fresh.get("oa_native_key", "")', 'fresh.get("oa_native_key", None)', _NATIVE_KEPT),
+        ('fresh.get("oa_native_key", "")', 'fresh.get("oa_native_key", )', _NATIVE_KEPT),
+        ('fresh.get("oa_native_key", "")', 'fresh.get("oa_native_key", "XXXX")', _NATIVE_KEPT),
+        ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", None)', _NATIVE_KEPT),
+        ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", )', _NATIVE_KEPT),
+        ('fresh.get("oa_native_size", 0)', 'fresh.get("oa_native_size", 1)', _NATIVE_KEPT),
+        ("fresh = store.item(op_id) or operation", "fresh = store.item(op_id) and operation", _SETTLE_FRESH, "settle"),
+        ('owner = fresh.get("created_by", "")', 'owner = fresh.get("created_by", None)', _OWNER),
+        ('owner = fresh.get("created_by", "")', 'owner = fresh.get("created_by", )', _OWNER),
+        ('owner = fresh.get("created_by", "")', 'owner = fresh.get("created_by", "XXXX")', _OWNER),
+        ("ensure_ascii=False", "ensure_ascii=None", "None is false, as False is: nothing is escaped either way"),
+        ('batch_store.loads(fresh.get("oa"), {})', 'batch_store.loads(fresh.get("oa"), None)', _DOOR_FIELDS),
+        ('batch_store.loads(fresh.get("oa"), {})', 'batch_store.loads(fresh.get("oa"), )', _DOOR_FIELDS),
+        ('isinstance(error, dict) and fresh.get("state") == "done"', 'isinstance(error, dict) or fresh.get("state") == "done"',
+         _STOPPED_WITH_ERROR),
+        ("_chat_outcomes(fresh, store, records, door", "_chat_outcomes(fresh, store, None, door", _RECORDS_HANDED),
+        ("native = None", 'native = ""', _RETURN_IGNORED),
+        ("answers = None", 'answers = ""', "batch_outcomes.embedding_outcomes reads a task's answers only at a "
+         "position < len(answers): '' has none, so its requests are not run either way, as with None"),
     ],
 }
 
