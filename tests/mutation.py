@@ -82,6 +82,10 @@ MODULES: dict[str, list[str]] = {
     "shared/openai/usage_schemas.py": ["tests/unit/test_promises_schemas.py"],
     "shared/jobs/doors.py": ["tests/unit/test_promises_doors.py"],
     "shared/openai/responses_upstream.py": ["tests/unit/test_promises_responses_upstream.py"],
+    # stored responses and the /v1/responses routes (the in-process stand-in and the emulator)
+    "shared/openai/response_store.py": ["tests/unit/test_promises_responses_api.py"],
+    "shared/openai/responses_api.py": ["tests/unit/test_promises_responses_api.py",
+                                       "tests/unit/test_openai_responses_parts.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
