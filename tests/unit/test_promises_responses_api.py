@@ -18,6 +18,7 @@ import pytest
 from local.aws import InProcessMoto
 from local.functions import load
 from local.triggers import ymq_event
+from shared import errors
 from shared.config import settings
 from shared.jobs import store as jobs
 from shared.openai import response_object, response_store
@@ -292,6 +293,8 @@ def test_a_request_without_settings_gets_the_defaults_echoed(env: Emulator) -> N
         "text": {"format": {"type": "text"}, "verbosity": "medium"}, "metadata": {}, "store": True, "user": None,
         "background": False, "max_tool_calls": None, "safety_identifier": None, "prompt_cache_key": None}
     assert upstream(env) == [{"modelUri": URI, "messages": [user("hello")]}]
+    assert create(input="hello", text={"verbosity": "medium"})["text"] == {"format": {"type": "text"},
+                                                                           "verbosity": "medium"}
     with_summary = create(input="hello", reasoning={"generate_summary": "concise"}, store=True, parallel_tool_calls=True)
     assert with_summary["reasoning"] == {"effort": None, "summary": "concise"} and with_summary["store"] is True
     assert with_summary["parallel_tool_calls"] is True
@@ -408,6 +411,15 @@ def test_a_chain_sends_every_earlier_turn_in_order_without_earlier_instructions(
         *(i["id"] for i in stored(second["id"])[1]["context"]), response_object.item_id("message", third["id"], 0),  # type: ignore[index]
         third["output"][0]["id"]]
     assert [i["content"][0]["text"] for i in ask("GET", f"/{third['id']}/input_items")[1]["data"]] == ["question 2"]
+    assert ask("GET", f"/{first['id']}") == (200, first) and ask("GET", f"/{second['id']}") == (200, second)
+
+
+def test_a_continued_response_needs_no_input_of_its_own(env: Emulator) -> None:
+    first = create(input="question 0")
+    second = create(previous_response_id=first["id"])
+    assert upstream(env)[1]["messages"][0] == user("question 0") and len(upstream(env)[1]["messages"]) == 2
+    assert ask("GET", f"/{second['id']}/input_items")[1]["data"] == []
+    assert second["output"][0]["id"] == response_object.item_id("message", second["id"], 0)
 
 
 def test_an_unknown_previous_response_is_a_400_with_the_code_clients_match_on(env: Emulator) -> None:
@@ -517,13 +529,33 @@ def test_function_calls_in_a_row_are_one_assistant_turn_and_their_outputs_name_t
      "input[1].content[0]", "a 'refusal' part is not supported: this model takes text parts only"),
     ({"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_file", "file_id": "f"}]},
      "input[1].output[0]", "a 'input_file' part is not supported: this model takes text parts only"),
-    ({"type": "function_call_output", "call_id": "nope", "output": "x"}, "input[1].call_id", None),
+    ({"type": "function_call_output", "call_id": "nope", "output": "x"}, "input[1].call_id",
+     "'nope' matches no tool call earlier in the conversation"),
+    ({"role": "user", "content": [{"type": "input_text", "text": ""}]}, "input[1].content", "must not be empty"),
+    ({"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}, "input[1].arguments",
+     "must be a JSON object, as text"),
 ])
 def test_a_part_this_model_cannot_take_is_a_400_naming_where_it_is(env: Emulator, item: dict[str, Any], param: str,
-                                                                     rule: str | None) -> None:
-    got, text = refused("POST", body={"model": "yandexgpt-lite", "input": [message("hi"), item]})
-    assert got == param and (rule is None or text == f"{param}: {rule}") and "nope" in text or rule is not None
+                                                                     rule: str) -> None:
+    assert refused("POST", body={"model": "yandexgpt-lite", "input": [message("hi"), item]}) == (param,
+                                                                                              f"{param}: {rule}")
     assert upstream(env) == []
+
+
+def test_a_repeated_call_id_is_a_400_naming_the_second(env: Emulator) -> None:
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    assert refused("POST", body={"model": "yandexgpt-lite", "input": [message("hi"), call, message("again"), call]}) == (
+        "input[3].call_id", "input[3].call_id: 'c1' repeats an earlier tool call id")
+
+
+def test_an_assistant_text_then_a_call_are_two_assistant_messages(env: Emulator) -> None:
+    create(store=False, input=[message("go"), {"role": "assistant", "content": "Let me check."},
+                               {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                               {"type": "function_call_output", "call_id": "c1", "output": "done"}])
+    assert upstream(env)[0]["messages"] == [
+        user("go"), {"role": "assistant", "text": "Let me check."},
+        {"role": "assistant", "toolCallList": {"toolCalls": [{"functionCall": {"name": "f", "arguments": {}}}]}},
+        {"role": "user", "toolResultList": {"toolResults": [{"functionResult": {"name": "f", "content": "done"}}]}}]
 
 
 def test_a_conversation_with_nothing_to_answer_is_a_400(env: Emulator) -> None:
@@ -565,7 +597,9 @@ def test_tool_choice_forms_reach_upstream(env: Emulator) -> None:
 
 
 @pytest.mark.parametrize(("choice", "param", "rule"), [
-    ({"type": "function", "name": "missing"}, "tool_choice.name", None),
+    ({"type": "function", "name": "missing"}, "tool_choice.name", "'missing' is not one of tools"),
+    ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "missing"}]},
+     "tool_choice.tools", "'missing' is not one of tools"),
     ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_weather"},
                                                          {"type": "web_search"}]},
      "tool_choice.tools[1]", "only function tools are offered on this model"),
@@ -649,7 +683,7 @@ def test_input_items_default_to_twenty(env: Emulator) -> None:
 
 def test_input_tokens_counts_the_translated_request_with_the_native_tokenizer(env: Emulator) -> None:
     first = create(input="question one")
-    status, answer = ask("POST", "/input_tokens", {"model": "yandexgpt-lite", "input": "two more words",
+    status, answer = ask("POST", "/input_tokens", {"model": "yandexgpt-lite", "input": "two more words", "stream": True,
                                                    "previous_response_id": first["id"], "instructions": "Be terse."})
     [call] = env.calls("/tokenizeCompletion")
     assert call["body"] == {"modelUri": URI, "messages": [
@@ -693,6 +727,7 @@ def test_a_background_run_that_ends_is_the_finished_response_stored_from_then_on
     clock.advance(7.5)
     run(engine)
     finished = int(clock.now())
+    clock.advance(100)  # read later: the answer's time is its run's end
     [sent] = upstream(engine.emulator)  # type: ignore[attr-defined]
     assert sent["messages"] == [user("a"), user("b")]
     status, done = ask("GET", f"/{answer['id']}")
@@ -740,7 +775,8 @@ def test_cancel_stops_a_background_run_and_it_stays_cancelled(engine: Aws, log_o
     status, cancelled = ask("POST", f"/{answer['id']}/cancel")
     assert (status, cancelled) == (200, {**answer, "status": "cancelled"})
     assert summary(log_output)["cancelled"] is True
-    assert json.loads(store().item(job)["error"])["code"] == 1  # type: ignore[index]
+    assert json.loads(store().item(job)["error"]) == {  # type: ignore[index]
+        "code": 1, "message": "cancelled by the caller", "details": []}
     run(engine)  # its message still comes: nothing runs upstream
     assert upstream(engine.emulator) == []  # type: ignore[attr-defined]
     assert ask("GET", f"/{answer['id']}")[1] == cancelled == ask("POST", f"/{answer['id']}/cancel")[1]
@@ -800,3 +836,38 @@ def refuse_objects(aws: Aws) -> None:
         return refusing
 
     aws.wrap(middleware)
+
+
+# -- without the store (a batch's lines) and upstream's own responses --------------------------------------------
+
+def test_a_request_planned_without_the_store_cannot_continue_or_reference_anything() -> None:
+    from shared.openai.models import validate
+    from shared.openai.responses_api import ResponseCreateRequest, plan_request
+
+    def plan(**body: Any) -> Any:
+        return plan_request(validate(ResponseCreateRequest, {"model": "yandexgpt-lite", **body}), URI, None,
+                            "resp_" + "0" * 32, stream=False)
+
+    with pytest.raises(errors.BadRequestError) as caught:
+        plan(input="x", previous_response_id="resp_" + "1" * 32)
+    assert caught.value.to_openai_body()["error"]["code"] == "previous_response_not_found"
+    with pytest.raises(errors.BadRequestError) as caught:
+        plan(input=[{"type": "item_reference", "id": "msg_" + "1" * 32 + "_0"}])
+    assert caught.value.details[0]["field"] == "input"
+    assert plan(input="x", stream=True).body == {"modelUri": URI, "messages": [user("x")]}
+
+
+def test_the_routes_of_a_response_upstream_made_are_forwarded_there(env: Emulator,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_RESPONSES_URL", env.url + "/v1")
+    reset_caches()
+    made = create(model="gpt-oss-120b", input="hello")
+    rid = made["id"]
+    assert ask("GET", f"/{rid}")[1]["id"] == rid
+    assert ask("GET", f"/{rid}/input_items")[0] == 200
+    ask("POST", f"/{rid}/cancel")
+    assert ask("DELETE", f"/{rid}")[0] == 200
+    assert [(c["method"], c["path"]) for c in env.calls("")][1:] == [
+        ("GET", f"/v1/responses/{rid}"), ("GET", f"/v1/responses/{rid}/input_items"),
+        ("POST", f"/v1/responses/{rid}/cancel"), ("DELETE", f"/v1/responses/{rid}")]
+    assert ask("GET", f"/{rid}")[0] == 404
