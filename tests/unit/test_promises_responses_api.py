@@ -63,11 +63,15 @@ def run(aws: Aws) -> None:
     load("completion")(ymq_event(messages, aws.resources.arns["completion"]), FakeContext())
 
 
-def ask(method: str, path: str = "", body: Any = None, caller: str = "alice", query: str = "") -> tuple[int, Any]:
-    """(status, body) of /v1/responses<path> as the completion function answers it; an event stream as its events."""
+def ask(method: str, path: str = "", body: Any = None, caller: str = "alice", query: str = "",
+        policy: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """(status, body) of /v1/responses<path> as the completion function answers it; an event stream as its events.
+    `policy`: the caller key's limits, as the authorizer hands them on."""
+    authorizer: dict[str, Any] = {"caller": caller}
+    if policy is not None:
+        authorizer["policy"] = json.dumps({"name": caller, **policy})
     event = {"httpMethod": method, "url": f"/v1/responses{path}{query}", "headers": {},
-             "body": json.dumps(body) if body is not None else None,
-             "requestContext": {"authorizer": {"caller": caller}}}
+             "body": json.dumps(body) if body is not None else None, "requestContext": {"authorizer": authorizer}}
     answer = load("completion")(event, FakeContext())
     if answer["headers"]["Content-Type"].startswith("text/event-stream"):
         return answer["statusCode"], [json.loads(chunk.removeprefix("data: "))
@@ -871,3 +875,24 @@ def test_the_routes_of_a_response_upstream_made_are_forwarded_there(env: Emulato
         ("GET", f"/v1/responses/{rid}"), ("GET", f"/v1/responses/{rid}/input_items"),
         ("POST", f"/v1/responses/{rid}/cancel"), ("DELETE", f"/v1/responses/{rid}")]
     assert ask("GET", f"/{rid}")[0] == 404
+
+
+def month(caller: str) -> dict[str, Any]:
+    """The caller key's budget item this month: used_t (settled and reserved tokens) and its held reservations."""
+    from shared import clock
+    from shared.jobs import limits
+
+    item = store().item(limits.item_key(caller, limits.month_of(clock.now()))) or {}
+    return {"used_t": int(item.get("used_t", 0)), "held": sorted(k for k in item if k.startswith("v_"))}
+
+
+def test_a_key_with_a_budget_is_charged_what_a_response_used_and_a_cancelled_run_costs_nothing(engine: Aws) -> None:
+    budget = {"monthly_tokens": 10**6}
+    status, answer = ask("POST", body={"model": "yandexgpt-lite", "input": "hello"}, caller="capped", policy=budget)
+    assert status == 200 and month("capped") == {"used_t": answer["usage"]["total_tokens"], "held": []}
+    assert "maxTokens" in upstream(engine.emulator)[0]["completionOptions"]  # type: ignore[attr-defined]  # bounded
+    status, queued_ = ask("POST", body={"model": "yandexgpt-lite", "input": "hello", "background": True},
+                          caller="capped", policy=budget)
+    assert status == 200 and month("capped")["used_t"] > answer["usage"]["total_tokens"]  # its worst case reserved
+    assert ask("POST", f"/{queued_['id']}/cancel", caller="capped", policy=budget)[0] == 200
+    assert month("capped") == {"used_t": answer["usage"]["total_tokens"], "held": []}
