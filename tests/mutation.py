@@ -200,6 +200,14 @@ _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or rais
 # Survivors that no test can kill, because the mutant behaves exactly as the original. Each entry is
 # (original text, mutated text, why[, function]): a survivor matches when its diff turns the one into the
 # other (in that function only, when one is named).
+# -- shared/openai/response_store.py and responses_api.py (h-responses) --
+_KEYED = ("every response record a route reads its document through or deletes was written by save() with "
+          "object_key = object_key(id) (upstream's records, which have none, are forwarded or refused first), so "
+          "found.get('object_key') is that key: the fallback is never evaluated, and a mutant that falls back "
+          "names the same key")
+_EXPIRES = ("save() writes expires_at on every response record, and a missing one would read as 0, None or 1, each "
+            "long before now: expired either way")
+
 EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/client.py": [
         ("idempotent=False", "idempotent=None", "only `not idempotent` is read, and None is as falsy as False"),
@@ -602,6 +610,21 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "the client hands a stream's events as the text of each data line (client.sse_data: a list of str)"),
         ('(f"?{query}" if query else "")', '(f"?{query}" if (query) or True else "")',
          "requests drops a '?' with nothing after it when it prepares the URL: the same request goes out"),
+    ],
+    # -- shared/openai/response_store.py (h-responses) --
+    "shared/openai/response_store.py": [
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", None) or 0', _EXPIRES),
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", ) or 0', _EXPIRES),
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", 1) or 0', _EXPIRES),
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", 0) or 1', _EXPIRES),
+        ('found.get("object_key") or object_key(found["id"])', 'found.get("object_key") and object_key(found["id"])',
+         _KEYED),
+        ('found.get("object_key")', 'found.get(None)', _KEYED),
+        ('found.get("object_key")', 'found.get("XXobject_keyXX")', _KEYED),
+        ('found.get("object_key")', 'found.get("OBJECT_KEY")', _KEYED),
+        ('object_key(found["id"]))', 'object_key(None))', _KEYED),
+        ('object_key(found["id"]))', 'object_key(found["XXidXX"]))', _KEYED),
+        ('object_key(found["id"]))', 'object_key(found["ID"]))', _KEYED),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [

@@ -224,7 +224,7 @@ def test_another_callers_response_is_unknown_on_every_route_and_the_attempt_is_l
     assert refused("POST", body={"model": "yandexgpt-lite", "input": [{"type": "item_reference", "id": item}]},
                    caller="bob")[0] == "input"
     attempts = [json.loads(line) for line in log_output.getvalue().splitlines() if "another caller's work" in line]
-    assert [(a["caller"], a["id"]) for a in attempts] == [("bob", mine["id"])] * 6
+    assert [(a["caller"], a["id"], a["kind"]) for a in attempts] == [("bob", mine["id"], "response")] * 6
     assert ask("GET", f"/{mine['id']}")[1] == mine  # nothing of alice's changed
 
 
@@ -896,3 +896,12 @@ def test_a_key_with_a_budget_is_charged_what_a_response_used_and_a_cancelled_run
     assert status == 200 and month("capped")["used_t"] > answer["usage"]["total_tokens"]  # its worst case reserved
     assert ask("POST", f"/{queued_['id']}/cancel", caller="capped", policy=budget)[0] == 200
     assert month("capped") == {"used_t": answer["usage"]["total_tokens"], "held": []}
+
+
+def test_an_empty_answer_in_the_stored_conversation_is_a_400_naming_previous_response_id(env: Emulator) -> None:
+    env.fault(path=COMPLETION, kind="answer", body={"result": {
+        "alternatives": [{"message": {"role": "assistant", "text": ""}, "status": "ALTERNATIVE_STATUS_FINAL"}],
+        "usage": {"inputTextTokens": "1", "completionTokens": "0", "totalTokens": "1"}}})
+    empty = create(input="say nothing")
+    assert refused("POST", body={"model": "yandexgpt-lite", "input": "more", "previous_response_id": empty["id"]}) == (
+        "previous_response_id.content", "previous_response_id.content: must not be empty")
