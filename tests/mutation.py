@@ -205,6 +205,8 @@ _KEYED = ("every response record a route reads its document through or deletes w
           "object_key = object_key(id) (upstream's records, which have none, are forwarded or refused first), so "
           "found.get('object_key') is that key: the fallback is never evaluated, and a mutant that falls back "
           "names the same key")
+_DOCUMENT_JSON = ("a response's document is read back only by json.loads (response_store.document), which reads \\u "
+                  "escapes and raw UTF-8, and any separators, alike: the same document either way")
 _EXPIRES = ("save() writes expires_at on every response record, and a missing one would read as 0, None or 1, each "
             "long before now: expired either way")
 
@@ -625,6 +627,12 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('object_key(found["id"]))', 'object_key(None))', _KEYED),
         ('object_key(found["id"]))', 'object_key(found["XXidXX"]))', _KEYED),
         ('object_key(found["id"]))', 'object_key(found["ID"]))', _KEYED),
+        ("ensure_ascii=False, separators", "ensure_ascii=None, separators", _DOCUMENT_JSON),
+        ("ensure_ascii=False, separators", "ensure_ascii=True, separators", _DOCUMENT_JSON),
+        ("ensure_ascii=False, separators", "separators", _DOCUMENT_JSON),
+        ('separators=(",", ":"))', "separators=None)", _DOCUMENT_JSON),
+        ('ensure_ascii=False, separators=(",", ":"))', "ensure_ascii=False, )", _DOCUMENT_JSON),
+        ('c in "_-"', 'c in "XX_-XX"', _X_IS_ALNUM),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
