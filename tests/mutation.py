@@ -634,6 +634,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('ensure_ascii=False, separators=(",", ":"))', "ensure_ascii=False, )", _DOCUMENT_JSON),
         ('c in "_-"', 'c in "XX_-XX"', _X_IS_ALNUM),
     ],
+    # -- shared/openai/responses_api.py (h-responses) --
+    "shared/openai/responses_api.py": [
+        ("return operation(body, inv)", "return operation(None, inv)",
+         "the forwarded routes (retrieve, delete, cancel, input_items) take no request body: body is always None",
+         "_forwarded"),
+        ("run.__doc__ = operation.__doc__", "run.__doc__ = None",
+         "nothing reads a route's docstring at run time (the spec's descriptions come from shared/routes.py)",
+         "_forwarded"),
+    ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=None)", _SAME_LENGTH, "embed_requests"),

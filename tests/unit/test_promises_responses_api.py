@@ -905,3 +905,39 @@ def test_an_empty_answer_in_the_stored_conversation_is_a_400_naming_previous_res
     empty = create(input="say nothing")
     assert refused("POST", body={"model": "yandexgpt-lite", "input": "more", "previous_response_id": empty["id"]}) == (
         "previous_response_id.content", "previous_response_id.content: must not be empty")
+
+
+def test_a_route_made_forwardable_forwards_upstreams_responses_with_its_method_and_action_and_runs_the_rest(
+        env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wrapper the routes get (applied here, as the routes have it applied when the module is imported)."""
+    from shared import events, runtime
+    from shared.client import Call
+    from shared.openai import responses_api
+    from shared.responses import Reply
+
+    monkeypatch.setenv("FM_RESPONSES_URL", env.url + "/v1")
+    reset_caches()
+    made = create(model="gpt-oss-120b", input="hello")
+    record = store().records([made["id"]])[made["id"]]
+
+    def operation(body: None, inv: runtime.Invocation) -> Reply:
+        if inv.path_params["response_id"] == made["id"]:
+            raise responses_api._Upstream(record)
+        return Reply({"ran": True, "body": body, "caller": inv.caller})
+
+    def invocation(response_id: str) -> runtime.Invocation:
+        request = events.parse_http({"httpMethod": "GET", "url": f"/v1/responses/{response_id}/input_items?limit=1"})
+        return runtime.Invocation(settings(), Call.from_context(None), caller="alice", request=request,
+                                  path_params={"response_id": response_id})
+
+    listed = responses_api._forwarded("GET", "/input_items")(operation)(None, invocation(made["id"]))
+    assert listed.body == ask("GET", f"/{made['id']}/input_items", query="?limit=1")[1]
+    deleted = responses_api._forwarded("DELETE", "")(operation)(None, invocation(made["id"]))
+    assert deleted.body["id"] == made["id"] and deleted.body["deleted"] is True
+    for method, action in [("GET", "/input_items"), ("DELETE", "")]:
+        assert responses_api._forwarded(method, action)(operation)(None, invocation("resp_other")).body == {
+            "ran": True, "body": None, "caller": "alice"}
+    calls = [(c["method"], c["path"], c["query"]) for c in env.calls("") if c["path"].startswith("/v1/responses/")]
+    assert calls == [("GET", f"/v1/responses/{made['id']}/input_items", "limit=1")] * 2 + [
+        ("DELETE", f"/v1/responses/{made['id']}", None)]
+    assert stored(made["id"])[0] is None  # a forwarded DELETE takes the record too
