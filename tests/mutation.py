@@ -640,7 +640,7 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "the forwarded routes (retrieve, delete, cancel, input_items) take no request body: body is always None",
          "_forwarded"),
         ("run.__doc__ = operation.__doc__", "run.__doc__ = None",
-         "nothing reads a route's docstring at run time (the spec's descriptions come from shared/routes.py)",
+         "nothing reads a route's docstring at run time (the spec's summaries are the Route entries in shared/routes.py)",
          "_forwarded"),
     ],
     # -- shared/jobs/worker.py (h-engine) --
