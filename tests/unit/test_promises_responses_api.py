@@ -343,9 +343,12 @@ def test_with_upstreams_responses_api_a_pass_through_model_goes_there_with_its_r
 
 
 def test_an_answer_without_a_result_is_a_502_and_nothing_is_stored(env: Emulator, aws: Aws) -> None:
-    env.fault(path=COMPLETION, kind="answer", raw="{\"notresult\": 1}")
-    status, answer = ask("POST", body={"model": "yandexgpt-lite", "input": "hello"})
-    assert status == 502 and answer["error"]["message"] == "upstream completion answer has no result object"
+    seen = counting(aws)
+    for wrong in ({"notresult": 1}, [{"result": {}}], {"result": [1]}):
+        env.fault(path=COMPLETION, kind="answer", body=wrong)
+        status, answer = ask("POST", body={"model": "yandexgpt-lite", "input": "hello"})
+        assert status == 502 and answer["error"]["message"] == "upstream completion answer has no result object"
+    assert not any(s.startswith("PUT ") for s in seen)  # no document stored
 
 
 def test_output_items_are_numbered_after_the_input_items_and_the_answer_time_is_the_clock(
@@ -698,9 +701,10 @@ def test_input_tokens_counts_the_translated_request_with_the_native_tokenizer(en
     env.fault(path="/foundationModels/v1/tokenizeCompletion", kind="answer", body={"tokens": [{"id": "1"}] * 3})
     assert ask("POST", "/input_tokens", {"model": "yandexgpt-lite", "input": "x"}) == (
         200, {"object": "response.input_tokens", "input_tokens": 3})
-    env.fault(path="/foundationModels/v1/tokenizeCompletion", kind="answer", body={"notokens": 1})
-    status, answer = ask("POST", "/input_tokens", {"model": "yandexgpt-lite", "input": "x"})
-    assert status == 502 and answer["error"]["message"] == "upstream tokenizeCompletion answer has no tokens"
+    for wrong in ({"notokens": 1}, [{"id": "1"}]):
+        env.fault(path="/foundationModels/v1/tokenizeCompletion", kind="answer", body=wrong)
+        status, answer = ask("POST", "/input_tokens", {"model": "yandexgpt-lite", "input": "x"})
+        assert status == 502 and answer["error"]["message"] == "upstream tokenizeCompletion answer has no tokens"
     assert tokens > 0
 
 
