@@ -642,6 +642,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("run.__doc__ = operation.__doc__", "run.__doc__ = None",
          "nothing reads a route's docstring at run time (the spec's summaries are the Route entries in shared/routes.py)",
          "_forwarded"),
+        ("store.finish(op_id, None, 0,", "store.finish(op_id, None, None,", _FAILED_SIZE, "_cancel_job"),
+        ("store.finish(op_id, None, 0,", "store.finish(op_id, None, 1,", _FAILED_SIZE, "_cancel_job"),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [

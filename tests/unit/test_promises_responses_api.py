@@ -111,9 +111,9 @@ def stored(response_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | No
     return record, document
 
 
-def summary(log: io.StringIO) -> dict[str, Any]:
+def summary(log: io.StringIO, msg: str = "request handled") -> dict[str, Any]:
     lines = [json.loads(line) for line in log.getvalue().splitlines()]
-    return next(line for line in reversed(lines) if line.get("msg") == "request handled")
+    return next(line for line in reversed(lines) if line.get("msg") == msg)
 
 
 def user(text: str) -> dict[str, str]:
@@ -342,12 +342,14 @@ def test_with_upstreams_responses_api_a_pass_through_model_goes_there_with_its_r
     assert native["model"] == URI and len(upstream(env)) == 1
 
 
-def test_an_answer_without_a_result_is_a_502_and_nothing_is_stored(env: Emulator, aws: Aws) -> None:
+def test_an_answer_without_a_result_is_a_502_and_nothing_is_stored(env: Emulator, aws: Aws,
+                                                                  log_output: io.StringIO) -> None:
     seen = counting(aws)
     for wrong in ({"notresult": 1}, [{"result": {}}], {"result": [1]}):
         env.fault(path=COMPLETION, kind="answer", body=wrong)
         status, answer = ask("POST", body={"model": "yandexgpt-lite", "input": "hello"})
         assert status == 502 and answer["error"]["message"] == "upstream completion answer has no result object"
+        assert len(summary(log_output, "request failed")["upstream_request_id"]) == 36  # which answer it was
     assert not any(s.startswith("PUT ") for s in seen)  # no document stored
 
 
@@ -688,7 +690,8 @@ def test_input_items_default_to_twenty(env: Emulator) -> None:
     assert len(body["data"]) == 20 and body["has_more"] is True
 
 
-def test_input_tokens_counts_the_translated_request_with_the_native_tokenizer(env: Emulator) -> None:
+def test_input_tokens_counts_the_translated_request_with_the_native_tokenizer(env: Emulator,
+                                                                             log_output: io.StringIO) -> None:
     first = create(input="question one")
     status, answer = ask("POST", "/input_tokens", {"model": "yandexgpt-lite", "input": "two more words", "stream": True,
                                                    "previous_response_id": first["id"], "instructions": "Be terse."})
@@ -705,6 +708,7 @@ def test_input_tokens_counts_the_translated_request_with_the_native_tokenizer(en
         env.fault(path="/foundationModels/v1/tokenizeCompletion", kind="answer", body=wrong)
         status, answer = ask("POST", "/input_tokens", {"model": "yandexgpt-lite", "input": "x"})
         assert status == 502 and answer["error"]["message"] == "upstream tokenizeCompletion answer has no tokens"
+        assert len(summary(log_output, "request failed")["upstream_request_id"]) == 36  # which answer it was
     assert tokens > 0
 
 
