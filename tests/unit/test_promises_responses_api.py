@@ -328,6 +328,13 @@ def test_a_pass_through_model_without_upstreams_responses_api_is_a_400_naming_th
     assert env.calls() == []
 
 
+def test_without_upstreams_responses_api_hosted_tools_are_not_offered_and_the_model_answers(env: Emulator) -> None:
+    answer = create(input="Search my files", store=False, tools=[
+        {"type": "file_search", "vector_store_ids": ["vs_1"]}, {"type": "code_interpreter"}, WEATHER])
+    assert answer["status"] == "completed" and [t["type"] for t in answer["tools"]] == ["function"]
+    assert [c["path"] for c in env.calls()] == [COMPLETION]
+
+
 def test_with_upstreams_responses_api_a_pass_through_model_goes_there_with_its_references_refused(
         env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FM_RESPONSES_URL", env.url + "/v1")
