@@ -644,6 +644,12 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "_forwarded"),
         ("store.finish(op_id, None, 0,", "store.finish(op_id, None, None,", _FAILED_SIZE, "_cancel_job"),
         ("store.finish(op_id, None, 0,", "store.finish(op_id, None, 1,", _FAILED_SIZE, "_cancel_job"),
+        ('missing.code = "previous_response_not_found"', 'missing.code = "PREVIOUS_RESPONSE_NOT_FOUND"',
+         "an error's code reaches a caller only through to_openai_body (every /v1 route) or a batch's problem list, "
+         "and both lower-case it", "_chain"),
+        ("limits.release_job(job, settings())", "limits.release_job(job, None)",
+         "the route built the instance's store from its settings before (_current), so job_store hands that store "
+         "back whatever it is given; and a release (Settle.finish with no usage) reads no setting", "_cancel_job"),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
