@@ -913,6 +913,21 @@ def test_a_key_with_a_budget_is_charged_what_a_response_used_and_a_cancelled_run
     assert month("capped") == {"used_t": answer["usage"]["total_tokens"], "held": []}
 
 
+
+def test_a_key_with_a_money_budget_is_charged_the_price_of_the_model_it_used(engine: Aws,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FM_PRICES", '{"units": {"text_generation": 0.002, "text_generation_alt": 0.001}}')
+    reset_caches()
+    status, answer = ask("POST", body={"model": "yandexgpt-lite", "input": "hello"}, caller="priced",
+                         policy={"monthly_budget": 10.0})
+    assert status == 200, answer
+    from shared import clock
+    from shared.jobs import limits
+
+    item = store().item(limits.item_key("priced", limits.month_of(clock.now()))) or {}
+    assert int(item.get("used_m", 0)) > 0 and not [k for k in item if k.startswith("v_")]
+
+
 def test_an_empty_answer_in_the_stored_conversation_is_a_400_naming_previous_response_id(env: Emulator) -> None:
     env.fault(path=COMPLETION, kind="answer", body={"result": {
         "alternatives": [{"message": {"role": "assistant", "text": ""}, "status": "ALTERNATIVE_STATUS_FINAL"}],
