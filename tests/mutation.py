@@ -207,6 +207,9 @@ _KEYED = ("every response record a route reads its document through or deletes w
           "names the same key")
 _DOCUMENT_JSON = ("a response's document is read back only by json.loads (response_store.document), which reads \\u "
                   "escapes and raw UTF-8, and any separators, alike: the same document either way")
+_PENDING_JOB = ("settle is handed only a record whose status is queued or in_progress, which only a background "
+                "response's record has, and _background writes every such record with its job: the job is always "
+                "there")
 _EXPIRES = ("save() writes expires_at on every response record, and a missing one would read as 0, None or 1, each "
             "long before now: expired either way")
 
@@ -650,6 +653,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("limits.release_job(job, settings())", "limits.release_job(job, None)",
          "the route built the instance's store from its settings before (_current), so job_store hands that store "
          "back whatever it is given; and a release (Settle.finish with no usage) reads no setting", "_cancel_job"),
+        ("document = settle(store, found, document, inv)", "document = settle(store, found, document, None)",
+         "settle reads no field of its invocation"),
+        ('if found.get("job") else None', 'if (found.get("job")) or True else None', _PENDING_JOB, "settle"),
+        ('found.get("job") or "")', 'found.get("job") or "XXXX")', _PENDING_JOB, "settle"),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
