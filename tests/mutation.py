@@ -207,6 +207,8 @@ _KEYED = ("every response record a route reads its document through or deletes w
           "names the same key")
 _DOCUMENT_JSON = ("a response's document is read back only by json.loads (response_store.document), which reads \\u "
                   "escapes and raw UTF-8, and any separators, alike: the same document either way")
+_CANCELLED = ("response_object.failed writes an error only for state 'failed': a cancelled response has error None, "
+              "so the code and message it is handed are never read")
 _PENDING_JOB = ("settle is handed only a record whose status is queued or in_progress, which only a background "
                 "response's record has, and _background writes every such record with its job: the job is always "
                 "there")
@@ -657,6 +659,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "settle reads no field of its invocation"),
         ('if found.get("job") else None', 'if (found.get("job")) or True else None', _PENDING_JOB, "settle"),
         ('found.get("job") or "")', 'found.get("job") or "XXXX")', _PENDING_JOB, "settle"),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, None, "", state="cancelled")', _CANCELLED),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, "", None, state="cancelled")', _CANCELLED),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, "XXXX", "", state="cancelled")', _CANCELLED),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, "", "XXXX", state="cancelled")', _CANCELLED),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
