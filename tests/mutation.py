@@ -209,6 +209,8 @@ _DOCUMENT_JSON = ("a response's document is read back only by json.loads (respon
                   "escapes and raw UTF-8, and any separators, alike: the same document either way")
 _CANCELLED = ("response_object.failed writes an error only for state 'failed': a cancelled response has error None, "
               "so the code and message it is handed are never read")
+_ROUTE_PARAM = ("every route that reads a stored response has {response_id} in its path (shared/routes.py), so the "
+                "parameter is always there and the default is never read")
 _PENDING_JOB = ("settle is handed only a record whose status is queued or in_progress, which only a background "
                 "response's record has, and _background writes every such record with its job: the job is always "
                 "there")
@@ -659,6 +661,11 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "settle reads no field of its invocation"),
         ('if found.get("job") else None', 'if (found.get("job")) or True else None', _PENDING_JOB, "settle"),
         ('found.get("job") or "")', 'found.get("job") or "XXXX")', _PENDING_JOB, "settle"),
+        ("inv.log_fields.update(operation_id=op_id, background=True)", "inv.log_fields.update(background=True)",
+         "submit_tasks, handed op_id, has put the same operation_id in the log fields already", "_background"),
+        ('inv.path_params.get("response_id", "")', 'inv.path_params.get("response_id", None)', _ROUTE_PARAM, "_current"),
+        ('inv.path_params.get("response_id", "")', 'inv.path_params.get("response_id", )', _ROUTE_PARAM, "_current"),
+        ('inv.path_params.get("response_id", "")', 'inv.path_params.get("response_id", "XXXX")', _ROUTE_PARAM, "_current"),
         ('failed(response, "", "", state="cancelled")', 'failed(response, None, "", state="cancelled")', _CANCELLED),
         ('failed(response, "", "", state="cancelled")', 'failed(response, "", None, state="cancelled")', _CANCELLED),
         ('failed(response, "", "", state="cancelled")', 'failed(response, "XXXX", "", state="cancelled")', _CANCELLED),
