@@ -381,6 +381,9 @@ def test_a_stream_is_the_typed_events_and_its_final_response_is_stored_and_logge
     status, events = ask("POST", body={"model": "yandexgpt-lite", "input": "hello there", "stream": True})
     assert status == 200 and events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
     final = events[-1]["response"]
+    assert [e["response"]["status"] for e in events[:2]] == ["in_progress", "in_progress"]  # before the answer
+    assert {**events[0]["response"], "status": "completed", "output": final["output"], "usage": final["usage"],
+            "completed_at": final["completed_at"]} == final
     assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == \
         final["output"][0]["content"][0]["text"]
     assert final["output"][0]["id"] == response_object.item_id("message", final["id"], 1)
