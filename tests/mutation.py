@@ -211,6 +211,8 @@ _CANCELLED = ("response_object.failed writes an error only for state 'failed': a
               "so the code and message it is handed are never read")
 _ROUTE_PARAM = ("every route that reads a stored response has {response_id} in its path (shared/routes.py), so the "
                 "parameter is always there and the default is never read")
+_OVERRIDDEN = ("every use of the skeleton sets a status over it (finished, failed, stream_events' in_progress, "
+               "_background's queued; a batch line's answer is finished or failed): the skeleton's own is never seen")
 _PENDING_JOB = ("settle is handed only a record whose status is queued or in_progress, which only a background "
                 "response's record has, and _background writes every such record with its job: the job is always "
                 "there")
@@ -661,6 +663,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "settle reads no field of its invocation"),
         ('if found.get("job") else None', 'if (found.get("job")) or True else None', _PENDING_JOB, "settle"),
         ('found.get("job") or "")', 'found.get("job") or "XXXX")', _PENDING_JOB, "settle"),
+        ('"status": "in_progress",', '"status": "XXin_progressXX",', _OVERRIDDEN, "skeleton"),
+        ('"status": "in_progress",', '"status": "IN_PROGRESS",', _OVERRIDDEN, "skeleton"),
         ("inv.log_fields.update(operation_id=op_id, background=True)", "inv.log_fields.update(background=True)",
          "submit_tasks, handed op_id, has put the same operation_id in the log fields already", "_background"),
         ('inv.path_params.get("response_id", "")', 'inv.path_params.get("response_id", None)', _ROUTE_PARAM, "_current"),
