@@ -90,6 +90,10 @@ MODULES: dict[str, list[str]] = {
                                      "tests/unit/test_openai_batch_parts.py"],
     "shared/openai/batch_output.py": ["tests/unit/test_promises_openai_batches.py"],
     "shared/openai/batches.py": ["tests/unit/test_promises_openai_batches.py", "tests/unit/test_openai_batch_parts.py"],
+    # stored responses and the /v1/responses routes (the in-process stand-in and the emulator)
+    "shared/openai/response_store.py": ["tests/unit/test_promises_responses_api.py"],
+    "shared/openai/responses_api.py": ["tests/unit/test_promises_responses_api.py",
+                                       "tests/unit/test_openai_responses_parts.py"],
     # the OpenAI translation: every module under shared/openai/, against every OpenAI test
     "shared/openai/*.py": ["tests/unit/test_openai*.py", "tests/integration/test_openai*.py"],
 }
@@ -281,6 +285,24 @@ _STOPPED_WITH_ERROR = ("settle runs before the finish for a job whose work compl
                        "job whose state is done was stopped with an error: `or` and `and` agree on every record")
 _OUR_IDS = ("our file ids are 29 characters (new_file_id): no record has an id of 64 or 65, and one that does not "
             "start with file- is not a file record either way")
+# -- shared/openai/response_store.py and responses_api.py (h-responses) --
+_KEYED = ("every response record a route reads its document through or deletes was written by save() with "
+          "object_key = object_key(id) (upstream's records, which have none, are forwarded or refused first), so "
+          "found.get('object_key') is that key: the fallback is never evaluated, and a mutant that falls back "
+          "names the same key")
+_DOCUMENT_JSON = ("a response's document is read back only by json.loads (response_store.document), which reads \\u "
+                  "escapes and raw UTF-8, and any separators, alike: the same document either way")
+_CANCELLED = ("response_object.failed writes an error only for state 'failed': a cancelled response has error None, "
+              "so the code and message it is handed are never read")
+_ROUTE_PARAM = ("every route that reads a stored response has {response_id} in its path (shared/routes.py), so the "
+                "parameter is always there and the default is never read")
+_OVERRIDDEN = ("every use of the skeleton sets a status over it (finished, failed, stream_events' in_progress, "
+               "_background's queued; a batch line's answer is finished or failed): the skeleton's own is never seen")
+_PENDING_JOB = ("settle is handed only a record whose status is queued or in_progress, which only a background "
+                "response's record has, and _background writes every such record with its job: the job is always "
+                "there")
+_EXPIRES = ("save() writes expires_at on every response record, and a missing one would read as 0, None or 1, each "
+            "long before now: expired either way")
 
 EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/client.py": [
@@ -791,6 +813,59 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "the client hands a stream's events as the text of each data line (client.sse_data: a list of str)"),
         ('(f"?{query}" if query else "")', '(f"?{query}" if (query) or True else "")',
          "requests drops a '?' with nothing after it when it prepares the URL: the same request goes out"),
+    ],
+    # -- shared/openai/response_store.py (h-responses) --
+    "shared/openai/response_store.py": [
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", None) or 0', _EXPIRES),
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", ) or 0', _EXPIRES),
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", 1) or 0', _EXPIRES),
+        ('found.get("expires_at", 0) or 0', 'found.get("expires_at", 0) or 1', _EXPIRES),
+        ('found.get("object_key") or object_key(found["id"])', 'found.get("object_key") and object_key(found["id"])',
+         _KEYED),
+        ('found.get("object_key")', 'found.get(None)', _KEYED),
+        ('found.get("object_key")', 'found.get("XXobject_keyXX")', _KEYED),
+        ('found.get("object_key")', 'found.get("OBJECT_KEY")', _KEYED),
+        ('object_key(found["id"]))', 'object_key(None))', _KEYED),
+        ('object_key(found["id"]))', 'object_key(found["XXidXX"]))', _KEYED),
+        ('object_key(found["id"]))', 'object_key(found["ID"]))', _KEYED),
+        ("ensure_ascii=False, separators", "ensure_ascii=None, separators", _DOCUMENT_JSON),
+        ("ensure_ascii=False, separators", "ensure_ascii=True, separators", _DOCUMENT_JSON),
+        ("ensure_ascii=False, separators", "separators", _DOCUMENT_JSON),
+        ('separators=(",", ":"))', "separators=None)", _DOCUMENT_JSON),
+        ('ensure_ascii=False, separators=(",", ":"))', "ensure_ascii=False, )", _DOCUMENT_JSON),
+        ('c in "_-"', 'c in "XX_-XX"', _X_IS_ALNUM),
+    ],
+    # -- shared/openai/responses_api.py (h-responses) --
+    "shared/openai/responses_api.py": [
+        ("return operation(body, inv)", "return operation(None, inv)",
+         "the forwarded routes (retrieve, delete, cancel, input_items) take no request body: body is always None",
+         "_forwarded"),
+        ("run.__doc__ = operation.__doc__", "run.__doc__ = None",
+         "nothing reads a route's docstring at run time (the spec's summaries are the Route entries in shared/routes.py)",
+         "_forwarded"),
+        ("store.finish(op_id, None, 0,", "store.finish(op_id, None, None,", _FAILED_SIZE, "_cancel_job"),
+        ("store.finish(op_id, None, 0,", "store.finish(op_id, None, 1,", _FAILED_SIZE, "_cancel_job"),
+        ('missing.code = "previous_response_not_found"', 'missing.code = "PREVIOUS_RESPONSE_NOT_FOUND"',
+         "an error's code reaches a caller only through to_openai_body (every /v1 route) or a batch's problem list, "
+         "and both lower-case it", "_chain"),
+        ("limits.release_job(job, settings())", "limits.release_job(job, None)",
+         "the route built the instance's store from its settings before (_current), so job_store hands that store "
+         "back whatever it is given; and a release (Settle.finish with no usage) reads no setting", "_cancel_job"),
+        ("document = settle(store, found, document, inv)", "document = settle(store, found, document, None)",
+         "settle reads no field of its invocation"),
+        ('if found.get("job") else None', 'if (found.get("job")) or True else None', _PENDING_JOB, "settle"),
+        ('found.get("job") or "")', 'found.get("job") or "XXXX")', _PENDING_JOB, "settle"),
+        ('"status": "in_progress",', '"status": "XXin_progressXX",', _OVERRIDDEN, "skeleton"),
+        ('"status": "in_progress",', '"status": "IN_PROGRESS",', _OVERRIDDEN, "skeleton"),
+        ("inv.log_fields.update(operation_id=op_id, background=True)", "inv.log_fields.update(background=True)",
+         "submit_tasks, handed op_id, has put the same operation_id in the log fields already", "_background"),
+        ('inv.path_params.get("response_id", "")', 'inv.path_params.get("response_id", None)', _ROUTE_PARAM, "_current"),
+        ('inv.path_params.get("response_id", "")', 'inv.path_params.get("response_id", )', _ROUTE_PARAM, "_current"),
+        ('inv.path_params.get("response_id", "")', 'inv.path_params.get("response_id", "XXXX")', _ROUTE_PARAM, "_current"),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, None, "", state="cancelled")', _CANCELLED),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, "", None, state="cancelled")', _CANCELLED),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, "XXXX", "", state="cancelled")', _CANCELLED),
+        ('failed(response, "", "", state="cancelled")', 'failed(response, "", "XXXX", state="cancelled")', _CANCELLED),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
