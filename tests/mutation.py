@@ -180,7 +180,7 @@ _NO_BOOL = ("no field of a key is a bool (pydantic reads true as 1 for the int a
             "gets one")
 _SAME_NUMBER = ("the Document API keeps a number's value, not its text: 2, '2.', '2.000000' and '.5' are read back as "
                 "the same numbers")
-_CREATED = "create writes created_at into every key record, so the default is never read"
+_KEY_CREATED = "create writes created_at into every key record, so the default is never read"
 _CLAIM_DECIDES = ("a80/a100 as read only spare a claim that would fail: claim_alert's conditional write decides who "
                   "sends, so a threshold already claimed is not sent again either way (one more write)")
 _POST_DEFAULT = "urllib sends a Request with data as a POST when no method is given"
@@ -640,9 +640,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('.rstrip("0").rstrip(".")', '.lstrip("0").rstrip(".")', _SAME_NUMBER, "_typed"),
         ('.rstrip("0").rstrip(".")', '.rstrip("XX0XX").rstrip(".")', _SAME_NUMBER, "_typed"),
         ('.rstrip("0").rstrip(".")', '.rstrip("0").rstrip("XX.XX")', _SAME_NUMBER, "_typed"),
-        ('record.get("created_at", 0)', 'record.get("created_at", None)', _CREATED, "_view"),
-        ('record.get("created_at", 0)', 'record.get("created_at", )', _CREATED, "_view"),
-        ('record.get("created_at", 0)', 'record.get("created_at", 1)', _CREATED, "_view"),
+        ('record.get("created_at", 0)', 'record.get("created_at", None)', _KEY_CREATED, "_view"),
+        ('record.get("created_at", 0)', 'record.get("created_at", )', _KEY_CREATED, "_view"),
+        ('record.get("created_at", 0)', 'record.get("created_at", 1)', _KEY_CREATED, "_view"),
         ('"SET "', '"set "', _KEYWORD_CASE, "_change"), ('"REMOVE "', '"remove "', _KEYWORD_CASE, "_change"),
         ('" AND #d = :d AND "', '" and #d = :d and "', _KEYWORD_CASE, "_change"),
         ('"ADD #r :one"', '"add #r :one"', _KEYWORD_CASE, "_change"),
