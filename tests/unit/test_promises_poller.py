@@ -291,3 +291,150 @@ def test_progress_is_counted_from_the_request_records(env: Aws, stack_env: Emula
     summary = _poll()
     assert summary == {"items-finished": 2, "batches-finished": 1, "items-pending": 1}
     assert (_store().item(op_id)["items_done"], _store().item(op_id)["items_failed"]) == (2, 1)
+
+
+# -- a native batch: its record follows what each upstream answer says --------------------------------------
+
+def _native(dataset: str = "fdsdataset1") -> str:
+    answer = completion_function.handler(_event("POST", f"{FM}/completionBatch", {
+        "modelUri": "yandexgpt-lite", "sourceDatasetId": dataset}), FakeContext())
+    assert answer["statusCode"] == 200, answer
+    return str(json.loads(answer["body"])["id"])
+
+
+def _answer_next_poll(emulator: Emulator, body: Any) -> None:
+    """Upstream's next answer on /operations/ is this 200 body (the emulator's "answer" fault)."""
+    emulator.fault(path="/operations/", kind="answer", body=body)
+
+
+def test_a_native_batchs_progress_is_what_upstream_last_said(env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _native()
+    store = _store()
+    upstream_id = store.item(op_id)["upstream_id"]
+    _answer_next_poll(stack_env, {"id": upstream_id, "done": False, "metadata": {
+        "taskId": "cbtlater", "taskStatus": "IN_PROGRESS", "completedBatches": "4", "totalBatches": "12"}})
+    assert _poll() == {"native-pending": 1}
+    record = store.item(op_id)
+    assert (record["state"], record["task_status"], record["task_id"]) == ("running", "IN_PROGRESS", "cbtlater")
+    assert (record["completed_batches"], record["total_batches"]) == (4, 12)
+    modified = record["modified_at"]
+    _answer_next_poll(stack_env, ["not", "an", "operation"])  # an answer that is no object: not done yet
+    assert _poll() == {"native-pending": 1}
+    assert store.item(op_id) == {**record, "poll_until": 0, "modified_at": modified}
+    _answer_next_poll(stack_env, {"id": upstream_id, "done": False, "metadata": {"taskStatus": "IN_PROGRESS"}})
+    assert _poll() == {"native-pending": 1}
+    record = store.item(op_id)
+    assert (record["task_id"], record["completed_batches"], record["total_batches"]) == ("cbtlater", 0, 0)
+    _answer_next_poll(stack_env, {"id": upstream_id, "done": True, "response": {"resultDatasetId": "fdsresult"}})
+    assert _poll() == {"native-finished": 1}
+    record = store.item(op_id)
+    assert (record["state"], record["task_status"], record["result_dataset_id"]) == ("done", "COMPLETED", "fdsresult")
+    assert "error" not in record and store.active_ids() == []
+
+
+def test_a_native_batchs_answer_without_metadata_keeps_its_recorded_progress(env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _native()
+    store = _store()
+    _poll()
+    record = store.item(op_id)
+    assert record["state"] == "running"
+    _answer_next_poll(stack_env, {"id": record["upstream_id"], "done": False, "metadata": None})
+    assert _poll() == {"native-pending": 1}
+    assert store.item(op_id) == record  # nothing written: not even the state it already has
+
+
+def test_native_polls_share_the_operation_get_quota_with_batch_polls(
+        env: Aws, stack_env: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    _batch(env, ["one"])
+    _native()
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")  # one operation GET every 2 s, whoever makes it
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    clock.sleeps.clear()
+    assert _poll() == {"items-finished": 1, "batches-finished": 1, "native-finished": 1}
+    assert len(_polls(stack_env)) == 2
+    assert sum(clock.sleeps) == pytest.approx(2.0, abs=0.01)
+
+
+def test_an_operation_the_poller_cannot_advance_is_counted_and_logged_and_the_others_go_on(
+        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    ids = [_native(), _native()]
+    stack_env.fault(path="/operations/", status=403, count=1)  # refused: not retried, nothing recorded
+    assert _poll() == {"errors": 1, "native-pending": 1}
+    (line,) = _lines(log_output, "poller could not advance an operation")
+    assert line["operation_id"] in ids and line["error"] == "emulated fault 403" and line["level"] == "WARN"
+    store = _store()
+    assert sorted(store.active_ids()) == sorted(ids)
+    assert all(store.lease(op_id, "poll", "another-poller", 60) for op_id in ids)  # its lease was given back
+
+
+class _Leases:
+    """WSGI middleware: records each poller lease taken (the Document API's UpdateItem that sets poll_until)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.until = app, []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(size)
+        environ["wsgi.input"] = io.BytesIO(body)
+        request = json.loads(body or b"{}")
+        if "SET poll_until = :until," in request.get("UpdateExpression", ""):
+            self.until.append(float(request["ExpressionAttributeValues"][":until"]["N"]))
+        return self.app(environ, start_response)
+
+
+@pytest.mark.parametrize(("remaining_ms", "lease_s"), [(600_000, 120.0), (60_000, 64.5), (1_800, 6.3)])
+def test_a_poller_holds_a_batch_for_what_its_invocation_has_left_plus_5_s_and_at_most_120_s(
+        env: Aws, stack_env: Emulator, clock: ManualClock, remaining_ms: int, lease_s: float) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    _batch(env, ["one"])
+    leases: _Leases = env.wrap(_Leases)
+    _poll(remaining_ms=remaining_ms)
+    assert leases.until == [pytest.approx(clock.now() + lease_s, abs=0.01)]  # (0.5 s of it is the answer's margin)
+
+
+# -- a stopped batch: what its unfinished requests record -----------------------------------------------------
+
+def test_a_cancelled_batchs_requests_that_upstream_does_not_confirm_stopped_record_the_cancel(
+        env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one"])
+    assert operations_function.handler(_event("POST", f"/operations/{op_id}:cancel"), FakeContext())["statusCode"] == 200
+    _answer_next_poll(stack_env, {"id": "d7qanything", "done": False})  # the cancel is taken, not done yet
+    assert _poll() == {"items-finished": 1}
+    record = _store().items(op_id, [0])[0]
+    assert record["failed"] and json.loads(record["outcome"]) == {
+        "code": 1, "message": "cancelled by the caller", "details": []}
+
+
+def test_an_expired_batchs_requests_that_upstream_does_not_confirm_stopped_record_the_expiry(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one"])
+    _store().set_fields(op_id, {"deadline_at": clock.now() + 5})
+    clock.advance(6)
+    _answer_next_poll(stack_env, {"done": False})
+    assert _poll() == {"expired": 1, "items-finished": 1}
+    assert json.loads(_store().items(op_id, [0])[0]["outcome"]) == {
+        "code": 4, "message": "the job did not finish within its completion window", "details": []}
+
+
+@pytest.mark.parametrize("error", ['{"code": 13, "message": "broke", "details": []}', "not json", "[1, 4]", '{"code": 4.5}'])
+def test_a_batch_stopped_for_another_reason_has_its_unconfirmed_requests_record_a_cancel(
+        env: Aws, stack_env: Emulator, error: str) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one"])
+    store = _store()
+    assert store.finish(op_id, None, 0, {"code": 13, "message": "broke", "details": []}, deactivate=False)
+    store.set_fields(op_id, {"error": error})
+    _answer_next_poll(stack_env, {"done": False})
+    assert _poll() == {"items-finished": 1}
+    assert json.loads(store.items(op_id, [0])[0]["outcome"]) == {
+        "code": 1, "message": "cancelled by the caller", "details": []}
+    assert store.active_ids() == []
