@@ -373,6 +373,15 @@ def test_an_operation_the_poller_cannot_advance_is_counted_and_logged_and_the_ot
     assert all(store.lease(op_id, "poll", "another-poller", 60) for op_id in ids)  # its lease was given back
 
 
+def _document_api_request(environ: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of a Document API call reaching the stand-in (left readable for it); {} for other calls."""
+    if not environ.get("HTTP_X_AMZ_TARGET"):
+        return {}
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return dict(json.loads(body or b"{}"))
+
+
 class _Leases:
     """WSGI middleware: records each poller lease taken (the Document API's UpdateItem that sets poll_until)."""
 
@@ -380,10 +389,7 @@ class _Leases:
         self.app, self.until = app, []
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(size)
-        environ["wsgi.input"] = io.BytesIO(body)
-        request = json.loads(body or b"{}")
+        request = _document_api_request(environ)
         if "SET poll_until = :until," in request.get("UpdateExpression", ""):
             self.until.append(float(request["ExpressionAttributeValues"][":until"]["N"]))
         return self.app(environ, start_response)
@@ -438,3 +444,153 @@ def test_a_batch_stopped_for_another_reason_has_its_unconfirmed_requests_record_
     assert json.loads(store.items(op_id, [0])[0]["outcome"]) == {
         "code": 1, "message": "cancelled by the caller", "details": []}
     assert store.active_ids() == []
+
+
+# -- a batch's requests: when each is polled, what each answer records ----------------------------------------
+
+def test_a_request_is_due_at_its_next_poll_time_not_before(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one"])
+    store = _store()
+    store.set_fields(jobs.item_id(op_id, 0), {"next_poll_at": clock.now() + 0.001})
+    assert _poll() == {}
+    store.set_fields(jobs.item_id(op_id, 0), {"next_poll_at": clock.now()})
+    assert _poll() == {"items-pending": 1}
+
+
+@pytest.mark.parametrize(("status", "summary"), [(429, {"poll-errors": 1}), (500, {"poll-errors": 1}),
+                                                  (501, {"poll-errors": 1}), (403, {"errors": 1})])
+def test_a_poll_upstream_refuses_leaves_the_request_unsettled(
+        env: Aws, stack_env: Emulator, status: int, summary: dict[str, int]) -> None:
+    op_id = _batch(env, ["one"])
+    stack_env.fault(path="/operations/", status=status, count=-1)
+    assert _poll() == summary
+    store = _store()
+    assert store.items(op_id, [0])[0]["state"] == "running" and store.item(op_id)["state"] != "done"
+    assert store.active_ids() == [op_id]
+
+
+def test_an_answer_that_is_no_object_or_done_without_a_response_is_read_as_such(
+        env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one", "two"])
+    _answer_next_poll(stack_env, ["done", True])  # not an operation: not done yet
+    _answer_next_poll(stack_env, {"done": True})  # done, with neither a response nor an error
+    assert _poll() == {"items-pending": 1, "items-finished": 1}
+    store = _store()
+    records = store.items(op_id, [0, 1])
+    assert records[0]["state"] == "running" and records[0]["polls"] == 1
+    assert records[1]["state"] == "done" and not records[1]["failed"] and json.loads(records[1]["outcome"]) == {}
+
+
+def test_each_request_that_finished_well_writes_its_usage_line_once(
+        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    op_id = _batch(env, ["one", "EMULATOR_FAIL two", "three four"])
+    _poll()
+    lines = [x["usage"] for x in _lines(log_output, "usage") if x["usage"].get("counted") == "with its batch"]
+    assert [(x["key"], x["input_tokens"]) for x in lines] == [(f"{op_id}#i0", 1), (f"{op_id}#i2", 2)]
+
+
+class _OtherPollerFirst:
+    """WSGI middleware: when the poller under test records request 0 of the batch, another poller has just
+    recorded it (with its own outcome), so the poller's conditional write finds it done."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.op_id, self.done = app, "", False
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = _document_api_request(environ)
+        if not self.done and ":outcome" in request.get("UpdateExpression", "") and \
+                request.get("Key", {}).get("id", {}).get("S") == jobs.item_id(self.op_id, 0):
+            self.done = True
+            assert _store().item_finished(self.op_id, 0, "r0", {"by": "the other poller"}, False)
+        return self.app(environ, start_response)
+
+
+def test_a_request_another_poller_recorded_first_is_counted_once_with_its_outcome(
+        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    op_id = _batch(env, ["one", "two"])
+    other: _OtherPollerFirst = env.wrap(_OtherPollerFirst)
+    other.op_id = op_id
+    assert _poll() == {"items-finished": 1, "batches-finished": 1}
+    assert other.done
+    store = _store()
+    lines = [json.loads(x) for x in store.get_object(store.item(op_id)["result_key"]).decode().splitlines()]
+    assert lines[0] == {"customId": "r0", "response": {"by": "the other poller"}}
+    assert lines[1]["customId"] == "r1" and "alternatives" in lines[1]["response"]
+    usage_lines = [x for x in _lines(log_output, "usage") if x["usage"].get("counted") == "with its batch"]
+    assert [x["usage"]["key"] for x in usage_lines] == [f"{op_id}#i1"]
+
+
+def test_a_batch_whose_chunks_have_not_all_completed_is_not_finished_yet(env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one"])
+    store = _store()
+    store.set_fields(op_id, {"tasks_done": 0})  # its chunk has not recorded that it is done
+    assert _poll() == {"items-finished": 1}
+    record = store.item(op_id)
+    assert record["state"] == "running" and (record["items_done"], record["items_failed"]) == (1, 0)
+    store.set_fields(op_id, {"tasks_done": 1})
+    assert _poll() == {"batches-finished": 1}
+    assert store.item(op_id)["state"] == "done"
+
+
+def test_progress_is_written_only_when_it_moved(env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one", "two"])
+    store = _store()
+    _poll()
+    record = store.item(op_id)
+    assert (record["items_done"], record["items_failed"]) == (0, 0)
+    store.set_fields(op_id, {"items_done": 5, "items_failed": 0})  # a wrong count is put right
+    _poll()
+    assert store.item(op_id)["items_done"] == 0
+    store.set_fields(op_id, {"items_done": 0, "items_failed": 3})
+    _poll()
+    assert store.item(op_id)["items_failed"] == 0
+
+
+def test_a_batch_is_finished_with_its_results_in_utf8(env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["привет мир"])
+    assert _poll() == {"items-finished": 1, "batches-finished": 1}
+    store = _store()
+    data = store.get_object(store.item(op_id)["result_key"])
+    assert "привет".encode() in data and b"\\u" not in data
+
+
+def test_a_cancelled_batch_whose_chunks_never_started_leaves_the_index(env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one", "two"], run=False)
+    assert operations_function.handler(_event("POST", f"/operations/{op_id}:cancel"), FakeContext())["statusCode"] == 200
+    store = _store()
+    assert op_id in store.active_ids()
+    assert _poll() == {}
+    assert store.active_ids() == [] and _polls(stack_env) == []
+
+
+def test_a_cancelled_batch_stays_indexed_until_every_request_is_stopped(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one", "two"])
+    assert operations_function.handler(_event("POST", f"/operations/{op_id}:cancel"), FakeContext())["statusCode"] == 200
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")  # time for one cancel only before the deadline
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 1}
+    store = _store()
+    assert store.active_ids() == [op_id]
+    assert _poll() == {"items-finished": 1}
+    assert store.active_ids() == []
+
+
+def test_the_poller_stops_when_the_quota_has_no_slot_a_second_before_its_deadline(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    op_id = _batch(env, ["one", "two"])
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")  # the second poll's slot is 2 s after the first
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 1}  # 2.9 s left, 1.9 before the margin
+    assert len(_polls(stack_env)) == 1
+    assert _store().items(op_id, [0, 1])[1]["state"] == "running"
+    assert _poll(remaining_ms=3_600) == {"items-finished": 1, "batches-finished": 1}
