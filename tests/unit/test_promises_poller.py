@@ -326,6 +326,10 @@ def test_a_native_batchs_progress_is_what_upstream_last_said(env: Aws, stack_env
     assert _poll() == {"native-pending": 1}
     record = store.item(op_id)
     assert (record["task_id"], record["completed_batches"], record["total_batches"]) == ("cbtlater", 0, 0)
+    _answer_next_poll(stack_env, {"id": upstream_id, "done": False, "metadata": {"totalBatches": "12"}})
+    assert _poll() == {"native-pending": 1}
+    record = store.item(op_id)  # a status upstream did not say again is the one recorded
+    assert (record["task_status"], record["completed_batches"], record["total_batches"]) == ("IN_PROGRESS", 0, 12)
     _answer_next_poll(stack_env, {"id": upstream_id, "done": True, "response": {"resultDatasetId": "fdsresult"}})
     assert _poll() == {"native-finished": 1}
     record = store.item(op_id)
@@ -594,3 +598,68 @@ def test_the_poller_stops_when_the_quota_has_no_slot_a_second_before_its_deadlin
     assert len(_polls(stack_env)) == 1
     assert _store().items(op_id, [0, 1])[1]["state"] == "running"
     assert _poll(remaining_ms=3_600) == {"items-finished": 1, "batches-finished": 1}
+
+
+# -- a job's tasks that sat queued or whose worker died: sent again on their kind's queue ---------------------
+
+@pytest.mark.parametrize(("kind", "queue"), [("embedding", "embedding"), ("classification", "classification"),
+                                             ("batch", "completion")])
+def test_the_tasks_of_a_job_untouched_for_the_threshold_that_no_live_worker_holds_are_sent_again(
+        env: Aws, clock: ManualClock, log_output: io.StringIO, kind: str, queue: str) -> None:
+    store = _store()
+    op_id = "fmo000000000stuck"
+    store.create(op_id, kind, "d", "alice", [b"{}"] * 5)
+    store.claim(op_id, 0, "w", 600)
+    assert store.complete(op_id, 0, "w", b"{}")  # done: never again
+    store.claim(op_id, 1, "w", 600)  # held by a live worker (its lease ends exactly now: still its own)
+    store.claim(op_id, 2, "w", 600)  # its worker died: the lease ran out
+    store.claim(op_id, 3, "w", 600)
+    store.release(op_id, 3, "w", "503")  # given back, its message lost
+    # task 4: never claimed, its message lost
+    now = clock.now()
+    store.set_fields(jobs.task_id(op_id, 1), {"lease_until": now})
+    store.set_fields(jobs.task_id(op_id, 2), {"lease_until": now - 0.001})
+    store.set_fields(op_id, {"modified_at": now - 300 + 0.001})
+    _receive(env, queue)
+    assert _poll() == {}  # untouched for less than the threshold
+    store.set_fields(op_id, {"modified_at": now - 300})
+    assert _poll() == {"requeued-tasks": 3}
+    assert sorted(json.loads(m.body)["task"] for m in _receive(env, queue)) == [2, 3, 4]
+    assert all(_receive(env, other) == [] for other in ("completion", "embedding", "classification"))
+    assert _lines(log_output, "re-enqueued stuck tasks")[-1]["operation_id"] == op_id
+    assert store.item(op_id)["requeued_at"] == now
+    store.set_fields(op_id, {"requeued_at": now - 300 + 0.001})
+    assert _poll() == {}  # sent again less than the threshold ago
+    store.set_fields(op_id, {"requeued_at": now - 300})
+    assert _poll() == {"requeued-tasks": 3}
+
+
+def test_a_job_expires_at_its_deadline_and_only_once(env: Aws, clock: ManualClock, log_output: io.StringIO) -> None:
+    store = _store()
+    now = clock.now()
+    store.create("fmo0000000000due", "completion", "d", "alice", [b"{}"], numbers={"deadline_at": now + 0.001})
+    store.create("fmo000000000nodl", "completion", "d", "alice", [b"{}"], numbers={"deadline_at": 0})
+    assert _poll() == {}
+    store.set_fields("fmo0000000000due", {"deadline_at": now})
+    assert _poll() == {"expired": 1}
+    (line,) = _lines(log_output, "job expired")
+    assert line["operation_id"] == "fmo0000000000due" and line["level"] == "WARN"
+    assert store.item("fmo0000000000due")["state"] == "done" and store.item("fmo000000000nodl")["state"] == "queued"
+    assert store.active_ids() == ["fmo000000000nodl"]
+    store.activate("fmo0000000000due")  # seen again (say, by a poller that read the index before): not again
+    assert _poll() == {} and len(_lines(log_output, "job expired")) == 1
+
+
+def test_the_poller_stops_when_the_quota_has_no_slot_before_the_deadline_for_a_native_batch(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    ids = [_native() for _ in range(3)]
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    assert _poll(remaining_ms=2_400) == {"native-pending": 1, "deadline": 1}  # the next slot is past the deadline
+    store = _store()
+    assert sum(1 for op_id in ids if store.item(op_id)["state"] == "running") == 1
+    assert all(store.lease(op_id, "poll", "another-poller", 60) for op_id in ids)
