@@ -663,3 +663,51 @@ def test_the_poller_stops_when_the_quota_has_no_slot_before_the_deadline_for_a_n
     store = _store()
     assert sum(1 for op_id in ids if store.item(op_id)["state"] == "running") == 1
     assert all(store.lease(op_id, "poll", "another-poller", 60) for op_id in ids)
+
+
+# -- a job of another front door (the OpenAI Batch API): finished through its door ----------------------------
+
+def _door_embeddings(op_id: str, texts: list[list[str]]) -> None:
+    from shared import runtime
+    from shared.jobs import submit
+
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    uri = "emb://b1gtestfolder/text-search-doc/latest"
+    index, payloads = 0, []
+    for chunk in texts:  # one task per chunk, one request per text, as the OpenAI door makes them
+        payloads.append({"modelUri": uri, "requests": [
+            {"index": index + n, "customId": f"c{index + n}", "texts": [text]} for n, text in enumerate(chunk)]})
+        index += len(chunk)
+    submit.submit_tasks("embedding", payloads, inv, op_id=op_id, extra={"door": "openai"})
+
+
+def test_a_door_job_is_finished_through_its_door_once_every_task_is_done(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    from functions.embedding import handler as embedding_function
+
+    _door_embeddings("fmo00000000door1", [["one"], ["two"]])
+    messages = sorted(_receive(env, "embedding"), key=lambda m: json.loads(m.body)["task"])
+    embedding_function.handler(ymq_event(messages[:1], env.resources.arns["embedding"]), FakeContext())
+    store = _store()
+    clock.advance(301)  # long untouched, but its door is waiting for a task it still has
+    assert _poll() == {"requeued-tasks": 1}
+    record = store.item("fmo00000000door1")
+    assert record["state"] != "done" and not record.get("oa_settled") and record["items_done"] == 1
+    embedding_function.handler(ymq_event(messages[1:], env.resources.arns["embedding"]), FakeContext())
+    assert _poll() == {"batches-finished": 1}
+    record = store.item("fmo00000000door1")
+    assert record["state"] == "done" and record["oa_settled"] == 1
+    data = store.get_object(record["result_key"])
+    assert record["result_key"] == record["oa_native_key"] and record["result_size"] == len(data) > 0
+    assert store.active_ids() == []
+
+
+def test_a_door_job_that_ended_early_is_settled_through_its_door_and_leaves_the_index(
+        env: Aws, stack_env: Emulator) -> None:
+    _door_embeddings("fmo00000000door2", [["one"]])
+    store = _store()
+    assert store.finish("fmo00000000door2", None, 0, {"code": 1, "message": "cancelled", "details": []},
+                        deactivate=False)
+    assert _poll() == {}
+    record = store.item("fmo00000000door2")
+    assert record["oa_settled"] == 1 and "result_key" not in record and store.active_ids() == []
