@@ -711,3 +711,28 @@ def test_a_door_job_that_ended_early_is_settled_through_its_door_and_leaves_the_
     assert _poll() == {}
     record = store.item("fmo00000000door2")
     assert record["oa_settled"] == 1 and "result_key" not in record and store.active_ids() == []
+
+
+def test_a_door_batch_is_settled_through_its_door_when_it_finishes(env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one", "EMULATOR_FAIL two"])
+    store = _store()
+    store.set_fields(op_id, {"door": "openai"})  # as the OpenAI door creates it
+    assert _poll() == {"items-finished": 2, "batches-finished": 1}
+    record = store.item(op_id)
+    assert record["state"] == "done" and record["oa_settled"] == 1 and (record["oa_completed"], record["oa_failed"]) == (1, 1)
+    assert store.get_object(record["result_key"]).count(b"\n") == 2 and store.active_ids() == []
+
+
+def test_a_cancelled_door_batch_is_settled_through_its_door_with_what_finished(env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one", "two"])
+    store = _store()
+    store.set_fields(op_id, {"door": "openai"})
+    answer = {"alternatives": [{"message": {"role": "assistant", "text": "hi"}, "status": "ALTERNATIVE_STATUS_FINAL"}],
+              "usage": {"inputTextTokens": "1", "completionTokens": "1", "totalTokens": "2"}, "modelVersion": "1"}
+    store.item_finished(op_id, 0, "r0", answer, False)  # finished before the cancel
+    assert store.finish(op_id, None, 0, {"code": 1, "message": "cancelled", "details": []}, deactivate=False)
+    assert _poll() == {"items-finished": 1}
+    record = store.item(op_id)
+    assert record["oa_settled"] == 1 and record["oa_completed"] == 1 and record["oa_error_file_id"]  # the cancelled one
+    assert store.active_ids() == []
