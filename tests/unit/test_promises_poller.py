@@ -736,3 +736,25 @@ def test_a_cancelled_door_batch_is_settled_through_its_door_with_what_finished(e
     record = store.item(op_id)
     assert record["oa_settled"] == 1 and record["oa_completed"] == 1 and record["oa_error_file_id"]  # the cancelled one
     assert store.active_ids() == []
+
+
+def test_a_batchs_usage_enters_the_days_totals_once_when_it_finishes_or_is_cancelled(
+        env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
+    from shared.jobs import usage
+
+    done = _batch(env, ["one", "EMULATOR_FAIL two", "three four"])
+    assert _poll() == {"items-finished": 3, "batches-finished": 1}
+    stack_env.configure(asyncDelayMs=3_600_000)
+    cancelled = _batch(env, ["five", "six"])
+    store = _store()
+    answer = {"alternatives": [], "usage": {"inputTextTokens": "7", "completionTokens": "3", "totalTokens": "10"}}
+    store.item_finished(cancelled, 0, "r0", answer, False)
+    assert operations_function.handler(_event("POST", f"/operations/{cancelled}:cancel"), FakeContext())["statusCode"] == 200
+    assert _poll() == {"items-finished": 1}
+    lines = {x["usage"]["key"]: x["usage"] for x in _lines(log_output, "usage batch totals")}
+    assert set(lines) == {f"{done}#batch", f"{cancelled}#batch"}
+    assert (lines[f"{done}#batch"]["requests"], lines[f"{done}#batch"]["counted"]) == (2, True)
+    assert (lines[f"{cancelled}#batch"]["requests"], lines[f"{cancelled}#batch"]["input_tokens"]) == (1, 7)
+    day = lines[f"{done}#batch"]["day"]
+    (model,) = usage.totals(store, "alice", day).values()
+    assert model["async"]["requests"] == 3  # two of the finished batch, one of the cancelled one
