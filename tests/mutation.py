@@ -175,6 +175,8 @@ _NEVER_ABSENT = ("a task record always has attempts (every claim ADDs it) and a 
                  "sets it), and a missing deferrals is 0 either way (`or 0`); clock times are far past 1")
 _ONE_CLAUSE = "an item key is <op>#i<n> and an operation id has no '#', so '#i' occurs once and every split agrees"
 
+_NO_ERROR_TEXT = ("a stopped batch without an error text reads as None, and the mutated text is no JSON, which reads as "
+                  "None too (the ValueError branch): CANCELLED either way")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -598,6 +600,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "the client hands a stream's events as the text of each data line (client.sse_data: a list of str)"),
         ('(f"?{query}" if query else "")', '(f"?{query}" if (query) or True else "")',
          "requests drops a '?' with nothing after it when it prepares the URL: the same request goes out"),
+    ],
+    # -- shared/jobs/poller.py (h-worker) --
+    "shared/jobs/poller.py": [
+        ('json.loads(operation.get("error") or "null")', 'json.loads(operation.get("error") or "XXnullXX")',
+         _NO_ERROR_TEXT, "_stop_reason"),
+        ('json.loads(operation.get("error") or "null")', 'json.loads(operation.get("error") or "NULL")',
+         _NO_ERROR_TEXT, "_stop_reason"),
+        ("error = None", 'error = ""', "an error that is no dict is replaced by CANCELLED: None and '' alike",
+         "_stop_reason"),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [

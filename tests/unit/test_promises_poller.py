@@ -435,9 +435,16 @@ def test_an_expired_batchs_requests_that_upstream_does_not_confirm_stopped_recor
         "code": 4, "message": "the job did not finish within its completion window", "details": []}
 
 
-@pytest.mark.parametrize("error", ['{"code": 13, "message": "broke", "details": []}', "not json", "[1, 4]", '{"code": 4.5}'])
-def test_a_batch_stopped_for_another_reason_has_its_unconfirmed_requests_record_a_cancel(
-        env: Aws, stack_env: Emulator, error: str) -> None:
+CANCELLED = {"code": 1, "message": "cancelled by the caller", "details": []}
+
+
+@pytest.mark.parametrize(("error", "recorded"), [
+    ('{"code": 1, "message": "cancelled by the door", "details": []}', {"code": 1, "message": "cancelled by the door",
+                                                                        "details": []}),
+    ('{"code": 13, "message": "broke", "details": []}', CANCELLED), ("not json", CANCELLED), ("[1, 4]", CANCELLED),
+    ('{"code": 4.5}', CANCELLED)])
+def test_a_stopped_batchs_unconfirmed_requests_record_its_own_cancel_or_expiry_else_a_cancel(
+        env: Aws, stack_env: Emulator, error: str, recorded: dict[str, Any]) -> None:
     stack_env.configure(asyncDelayMs=3_600_000)
     op_id = _batch(env, ["one"])
     store = _store()
@@ -445,8 +452,7 @@ def test_a_batch_stopped_for_another_reason_has_its_unconfirmed_requests_record_
     store.set_fields(op_id, {"error": error})
     _answer_next_poll(stack_env, {"done": False})
     assert _poll() == {"items-finished": 1}
-    assert json.loads(store.items(op_id, [0])[0]["outcome"]) == {
-        "code": 1, "message": "cancelled by the caller", "details": []}
+    assert json.loads(store.items(op_id, [0])[0]["outcome"]) == recorded
     assert store.active_ids() == []
 
 
