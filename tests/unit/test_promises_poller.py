@@ -764,3 +764,58 @@ def test_a_batchs_usage_enters_the_days_totals_once_when_it_finishes_or_is_cance
     day = lines[f"{done}#batch"]["day"]
     (model,) = usage.totals(store, "alice", day).values()
     assert model["async"]["requests"] == 3  # two of the finished batch, one of the cancelled one
+
+
+class _CancelAfterRead:
+    """WSGI middleware: right after the poller reads the operation `op_id` (GetItem), it is cancelled (as the
+    operations function does), so the poller goes on with what it read."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.op_id, self.done = app, "", False
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = _document_api_request(environ)
+        answer = self.app(environ, start_response)
+        if not self.done and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".GetItem") and \
+                request.get("Key", {}).get("id", {}).get("S") == self.op_id:
+            self.done = True
+            assert _store().finish(self.op_id, None, 0, CANCELLED)
+        return answer
+
+
+def test_a_native_batch_cancelled_while_the_poller_asks_upstream_stays_cancelled(
+        env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _native()
+    _poll()
+    assert _store().item(op_id)["state"] == "running"
+    cancel: _CancelAfterRead = env.wrap(_CancelAfterRead)
+    cancel.op_id = op_id
+    assert _poll() == {"native-pending": 1}
+    record = _store().item(op_id)
+    assert cancel.done and record["state"] == "done" and json.loads(record["error"]) == CANCELLED
+
+
+def test_a_native_batch_done_upstream_without_a_dataset_records_none_and_no_result(
+        env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _native()
+    _answer_next_poll(stack_env, {"done": True, "response": {"taskStatus": "COMPLETED"}})
+    assert _poll() == {"native-finished": 1}
+    record = _store().item(op_id)
+    assert (record["state"], record["result_dataset_id"], record["result_size"], record["result_key"]) == (
+        "done", "", 0, "")
+
+
+def test_an_expired_batch_stays_indexed_until_its_requests_are_stopped(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _batch(env, ["one", "two"])
+    store = _store()
+    store.set_fields(op_id, {"deadline_at": clock.now()})
+    stack_env.fault(path="/operations/", status=503, count=-1)
+    assert _poll() == {"expired": 1, "poll-errors": 2}
+    assert store.item(op_id)["state"] == "done" and store.active_ids() == [op_id]
+    stack_env.post("/_emulator/reset", {})  # upstream answers again (and has forgotten them)
+    assert _poll() == {"items-lost": 2}
+    assert store.active_ids() == []
