@@ -177,6 +177,8 @@ _ONE_CLAUSE = "an item key is <op>#i<n> and an operation id has no '#', so '#i' 
 
 _NO_ERROR_TEXT = ("a stopped batch without an error text reads as None, and the mutated text is no JSON, which reads as "
                   "None too (the ValueError branch): CANCELLED either way")
+_DOOR_INV = ("the only door, shared/openai/batch_output.py, never reads the invocation its advance and settle are "
+             "handed (they read and write the store only)")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -609,6 +611,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          _NO_ERROR_TEXT, "_stop_reason"),
         ("error = None", 'error = ""', "an error that is no dict is replaced by CANCELLED: None and '' alike",
          "_stop_reason"),
+        ("hook.settle(operation, store, inv, None)", "hook.settle(operation, store, None, None)", _DOOR_INV,
+         "_sweep_job"),
+        ("hook.advance(operation, store, inv)", "hook.advance(operation, store, None)", _DOOR_INV, "_sweep_job"),
+        ("hook.settle(operation, store, inv, records)", "hook.settle(operation, store, None, records)", _DOOR_INV),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
