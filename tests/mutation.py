@@ -179,6 +179,8 @@ _NO_ERROR_TEXT = ("a stopped batch without an error text reads as None, and the 
                   "None too (the ValueError branch): CANCELLED either way")
 _DOOR_INV = ("the only door, shared/openai/batch_output.py, never reads the invocation its advance and settle are "
              "handed (they read and write the store only)")
+_ITEMS_TOTAL = ("only a batch's record is read for items_total, and every batch is created with it (shared/jobs/batches.py "
+                "submit's numbers), so the default is never read")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -615,6 +617,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "_sweep_job"),
         ("hook.advance(operation, store, inv)", "hook.advance(operation, store, None)", _DOOR_INV, "_sweep_job"),
         ("hook.settle(operation, store, inv, records)", "hook.settle(operation, store, None, records)", _DOOR_INV),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", None))', _ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", ))', _ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", 1))', _ITEMS_TOTAL),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
