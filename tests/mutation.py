@@ -181,6 +181,8 @@ _DOOR_INV = ("the only door, shared/openai/batch_output.py, never reads the invo
              "handed (they read and write the store only)")
 _ITEMS_TOTAL = ("only a batch's record is read for items_total, and every batch is created with it (shared/jobs/batches.py "
                 "submit's numbers), so the default is never read")
+_COUNTED = ("_poll_batch hands _finish_batch the operation merged with the counts it has just made from the request "
+            "records (items_done, items_failed), so the default is never read")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -620,6 +622,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", None))', _ITEMS_TOTAL),
         ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", ))', _ITEMS_TOTAL),
         ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", 1))', _ITEMS_TOTAL),
+        ('"failed": operation.get("items_failed", 0)', '"failed": operation.get("items_failed", None)', _COUNTED,
+         "_finish_batch"),
+        ('"failed": operation.get("items_failed", 0)', '"failed": operation.get("items_failed", )', _COUNTED,
+         "_finish_batch"),
+        ('"failed": operation.get("items_failed", 0)', '"failed": operation.get("items_failed", 1)', _COUNTED,
+         "_finish_batch"),
+        ("client_request_id=inv.call.client_request_id)", "client_request_id=None)",
+         "the Call with the deadline moved up is handed only to Pacer.acquire, which reads its deadline only",
+         "_before_margin"),
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [

@@ -819,3 +819,37 @@ def test_an_expired_batch_stays_indexed_until_its_requests_are_stopped(
     stack_env.post("/_emulator/reset", {})  # upstream answers again (and has forgotten them)
     assert _poll() == {"items-lost": 2}
     assert store.active_ids() == []
+
+
+class _RefuseBudgetReads:
+    """WSGI middleware: the Document API refuses every read (GetItem) of a key's budget item (limits#...)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.refused = app, 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = _document_api_request(environ)
+        if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".GetItem") and \
+                request.get("Key", {}).get("id", {}).get("S", "").startswith("limits#"):
+            self.refused += 1
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+            return [json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ValidationException",
+                                "message": "refused by the test"}).encode()]
+        return self.app(environ, start_response)
+
+
+def test_a_budget_sweep_that_fails_is_logged_and_the_batch_still_finishes(
+        env: Aws, log_output: io.StringIO) -> None:
+    body = {"modelUri": "yandexgpt-lite", "completionOptions": {"maxTokens": "40"},
+            "requests": [{"messages": [{"role": "user", "text": "one"}]}]}
+    event = _event("POST", f"{FM}/completionBatch", body)
+    event["requestContext"]["authorizer"]["policy"] = json.dumps({"name": "alice", "monthly_tokens": 100000})
+    answer = completion_function.handler(event, FakeContext())
+    assert answer["statusCode"] == 200, answer
+    op_id = json.loads(answer["body"])["id"]
+    completion_function.handler(ymq_event(_receive(env), env.resources.arns["completion"]), FakeContext())
+    refusing: _RefuseBudgetReads = env.wrap(_RefuseBudgetReads)
+    assert _poll() == {"items-finished": 1, "batches-finished": 1}
+    assert refusing.refused >= 1 and _store().item(op_id)["state"] == "done"
+    (line,) = _lines(log_output, "budget sweep failed")
+    assert line["level"] == "WARN" and line["error"].startswith("StoreError: ")
