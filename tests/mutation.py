@@ -183,6 +183,8 @@ _ITEMS_TOTAL = ("only a batch's record is read for items_total, and every batch 
                 "submit's numbers), so the default is never read")
 _COUNTED = ("_poll_batch hands _finish_batch the operation merged with the counts it has just made from the request "
             "records (items_done, items_failed), so the default is never read")
+_ITEM_RECORD = ("a request's record is written with next_poll_at and polls (JobStore.item_started), and one without "
+                "them is done (item_finished), which the test before skips: the default is never read")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -628,6 +630,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          "_finish_batch"),
         ('"failed": operation.get("items_failed", 0)', '"failed": operation.get("items_failed", 1)', _COUNTED,
          "_finish_batch"),
+        ('float(record.get("next_poll_at", 0))', 'float(record.get("next_poll_at", None))', _ITEM_RECORD, "_poll_batch"),
+        ('float(record.get("next_poll_at", 0))', 'float(record.get("next_poll_at", ))', _ITEM_RECORD, "_poll_batch"),
+        ('float(record.get("next_poll_at", 0))', 'float(record.get("next_poll_at", 1))', _ITEM_RECORD, "_poll_batch"),
         ("client_request_id=inv.call.client_request_id)", "client_request_id=None)",
          "the Call with the deadline moved up is handed only to Pacer.acquire, which reads its deadline only",
          "_before_margin"),

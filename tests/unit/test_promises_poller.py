@@ -853,3 +853,13 @@ def test_a_budget_sweep_that_fails_is_logged_and_the_batch_still_finishes(
     assert refusing.refused >= 1 and _store().item(op_id)["state"] == "done"
     (line,) = _lines(log_output, "budget sweep failed")
     assert line["level"] == "WARN" and line["error"].startswith("StoreError: ")
+
+
+def test_a_poll_that_waited_out_upstreams_retry_after_leaves_the_rest_for_the_next_run(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    op_id = _batch(env, ["one", "two"])
+    stack_env.fault(path="/operations/", status=503, retryAfter=2, count=1)  # the first poll waits 2 s, then gets it
+    clock.sleeps.clear()
+    assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 1}  # 0.9 s left after it
+    assert clock.sleeps == [pytest.approx(2, abs=0.01)] and len(_polls(stack_env)) == 2
+    assert _store().items(op_id, [0, 1])[1]["state"] == "running"
