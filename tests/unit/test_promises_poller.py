@@ -547,7 +547,7 @@ def test_progress_is_written_only_when_it_moved(env: Aws, stack_env: Emulator) -
     stack_env.configure(asyncDelayMs=3_600_000)
     op_id = _batch(env, ["one", "two"])
     store = _store()
-    _poll()
+    assert _poll() == {"items-pending": 2}
     record = store.item(op_id)
     assert (record["items_done"], record["items_failed"]) == (0, 0)
     store.set_fields(op_id, {"items_done": 5, "items_failed": 0})  # a wrong count is put right
@@ -863,3 +863,21 @@ def test_a_poll_that_waited_out_upstreams_retry_after_leaves_the_rest_for_the_ne
     assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 1}  # 0.9 s left after it
     assert clock.sleeps == [pytest.approx(2, abs=0.01)] and len(_polls(stack_env)) == 2
     assert _store().items(op_id, [0, 1])[1]["state"] == "running"
+
+
+def test_a_run_counts_every_operation_it_advanced(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    first, second = _batch(env, ["one"]), _batch(env, ["two"])
+    store = _store()
+    for op_id in ("fmo0000000late01", "fmo0000000late02"):
+        store.create(op_id, "completion", "d", "alice", [b"{}"], numbers={"deadline_at": clock.now()})
+    assert _poll() == {"items-finished": 2, "batches-finished": 2, "expired": 2}
+    assert store.item(first)["state"] == store.item(second)["state"] == "done"
+    stack_env.configure(asyncDelayMs=3_600_000)
+    ids = [_native(), _native()]
+    for op_id in ids:
+        assert store.lease(op_id, "poll", "another-poller", 60)
+    assert _poll() == {"leased-elsewhere": 2}
+    for op_id in ids:
+        store.unlease(op_id, "poll", "another-poller")
+    stack_env.fault(path="/operations/", status=403, count=2)
+    assert _poll() == {"errors": 2}
