@@ -881,3 +881,12 @@ def test_a_run_counts_every_operation_it_advanced(env: Aws, stack_env: Emulator,
         store.unlease(op_id, "poll", "another-poller")
     stack_env.fault(path="/operations/", status=403, count=2)
     assert _poll() == {"errors": 2}
+
+
+def test_an_index_entry_without_its_operation_is_dropped_and_the_run_goes_on(env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one"])
+    store = _store()
+    store.activate("fmo-gone")  # read before the batch (the index is walked in order)
+    assert store.active_ids() == ["fmo-gone", op_id]
+    assert _poll() == {"items-finished": 1, "batches-finished": 1}
+    assert store.active_ids() == []
