@@ -185,6 +185,10 @@ _COUNTED = ("_poll_batch hands _finish_batch the operation merged with the count
             "records (items_done, items_failed), so the default is never read")
 _ITEM_RECORD = ("a request's record is written with next_poll_at and polls (JobStore.item_started), and one without "
                 "them is done (item_finished), which the test before skips: the default is never read")
+_BATCH_NUMBERS = ("every batch is created with items_done and items_failed (shared/jobs/batches.py submit's numbers), "
+                  "so the default is never read")
+_FINISH_DONE = ("store.finish only acts on a job that is not done (its condition): for a done one it writes nothing and "
+                "returns False (no count, no log line), and the record read again is the one handed in")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -636,6 +640,22 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('int(record.get("polls", 0))', 'int(record.get("polls", None))', _ITEM_RECORD, "_poll_batch"),
         ('int(record.get("polls", 0))', 'int(record.get("polls", ))', _ITEM_RECORD, "_poll_batch"),
         ('int(record.get("polls", 0))', 'int(record.get("polls", 1))', _ITEM_RECORD, "_poll_batch"),
+        ('int(operation.get("items_done", 0))', 'int(operation.get("items_done", None))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_done", 0))', 'int(operation.get("items_done", ))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_done", 0))', 'int(operation.get("items_done", 1))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_failed", 0))', 'int(operation.get("items_failed", None))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_failed", 0))', 'int(operation.get("items_failed", ))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_failed", 0))', 'int(operation.get("items_failed", 1))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(fresh.get("tasks_done", 0))', 'int(fresh.get("tasks_done", None))', _CREATED, "_poll_batch"),
+        ('int(fresh.get("tasks_done", 0))', 'int(fresh.get("tasks_done", ))', _CREATED, "_poll_batch"),
+        ('int(fresh.get("tasks_done", 0))', 'int(fresh.get("tasks_done", 1))', _CREATED, "_poll_batch"),
+        ('int(operation.get("tasks_total", 0))', 'int(operation.get("tasks_total", None))', _CREATED, "_poll_batch"),
+        ('int(operation.get("tasks_total", 0))', 'int(operation.get("tasks_total", ))', _CREATED, "_poll_batch"),
+        ('int(operation.get("tasks_total", 0))', 'int(operation.get("tasks_total", 1))', _CREATED, "_poll_batch"),
+        ('operation.get("state") == "done" or clock.now() < deadline',
+         'operation.get("state") == "XXdoneXX" or clock.now() < deadline', _FINISH_DONE, "_expire_if_late"),
+        ('operation.get("state") == "done" or clock.now() < deadline',
+         'operation.get("state") == "DONE" or clock.now() < deadline', _FINISH_DONE, "_expire_if_late"),
         ("client_request_id=inv.call.client_request_id)", "client_request_id=None)",
          "the Call with the deadline moved up is handed only to Pacer.acquire, which reads its deadline only",
          "_before_margin"),

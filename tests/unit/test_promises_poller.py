@@ -890,3 +890,28 @@ def test_an_index_entry_without_its_operation_is_dropped_and_the_run_goes_on(env
     assert store.active_ids() == ["fmo-gone", op_id]
     assert _poll() == {"items-finished": 1, "batches-finished": 1}
     assert store.active_ids() == []
+
+
+class _ChunkCompletesMidRound:
+    """WSGI middleware: when the poller records the batch's first request, its last chunk completes (the
+    operation's tasks_done is put back to tasks_total), as a worker finishing the chunk meanwhile would."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.op_id, self.done = app, "", False
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = _document_api_request(environ)
+        if not self.done and ":outcome" in request.get("UpdateExpression", ""):
+            self.done = True
+            _store().set_fields(self.op_id, {"tasks_done": 1})
+        return self.app(environ, start_response)
+
+
+def test_a_chunk_that_completes_while_the_poller_polls_lets_the_batch_finish_in_that_round(
+        env: Aws, stack_env: Emulator) -> None:
+    op_id = _batch(env, ["one"])
+    _store().set_fields(op_id, {"tasks_done": 0})  # its chunk has not recorded that it is done yet
+    chunk: _ChunkCompletesMidRound = env.wrap(_ChunkCompletesMidRound)
+    chunk.op_id = op_id
+    assert _poll() == {"items-finished": 1, "batches-finished": 1}
+    assert chunk.done and _store().item(op_id)["state"] == "done"
