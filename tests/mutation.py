@@ -189,6 +189,8 @@ _BATCH_NUMBERS = ("every batch is created with items_done and items_failed (shar
                   "so the default is never read")
 _FINISH_DONE = ("store.finish only acts on a job that is not done (its condition): for a done one it writes nothing and "
                 "returns False (no count, no log line), and the record read again is the one handed in")
+_BOUND = ("process binds operation_id to every line it logs (logs.bind, before the try), so the line names the "
+          "operation whatever this key is")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -662,6 +664,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
+        ('extra={"operation_id": op_id, "error": err.message}', 'extra={"XXoperation_idXX": op_id, "error": err.message}',
+         _BOUND, "process"),
+        ('extra={"operation_id": op_id, "error": err.message}', 'extra={"OPERATION_ID": op_id, "error": err.message}',
+         _BOUND, "process"),
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=None)", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, )", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=False)", _SAME_LENGTH, "embed_requests"),
