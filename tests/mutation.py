@@ -191,6 +191,9 @@ _FINISH_DONE = ("store.finish only acts on a job that is not done (its condition
                 "returns False (no count, no log line), and the record read again is the one handed in")
 _BOUND = ("process binds operation_id to every line it logs (logs.bind, before the try), so the line names the "
           "operation whatever this key is")
+_TRIGGER_BODY = ("every message of a Message Queue trigger event carries details.message.body (the trigger's event shape; "
+                 "local/triggers.ymq_event builds the same): the default only matters for an event the platform never "
+                 "sends")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -664,6 +667,9 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
+        ('.get("body", "") for m in messages[index:]', '.get("body", None) for m in messages[index:]', _TRIGGER_BODY, "consume"),
+        ('.get("body", "") for m in messages[index:]', '.get("body", ) for m in messages[index:]', _TRIGGER_BODY, "consume"),
+        ('.get("body", "") for m in messages[index:]', '.get("body", "XXXX") for m in messages[index:]', _TRIGGER_BODY, "consume"),
         ('extra={"operation_id": op_id, "error": err.message}', 'extra={"XXoperation_idXX": op_id, "error": err.message}',
          _BOUND, "process"),
         ('extra={"operation_id": op_id, "error": err.message}', 'extra={"OPERATION_ID": op_id, "error": err.message}',
