@@ -667,6 +667,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
+        ("store.finish(op_id, None, 0, err.to_status(),", "store.finish(op_id, None, 1, err.to_status(),", _NO_SIZE,
+         "process"),
+        ("store.finish(op_id, None, 0, err.to_status(),", "store.finish(op_id, None, None, err.to_status(),", _NO_SIZE,
+         "process"),
         ('.get("body", "") for m in messages[index:]', '.get("body", None) for m in messages[index:]', _TRIGGER_BODY, "consume"),
         ('.get("body", "") for m in messages[index:]', '.get("body", ) for m in messages[index:]', _TRIGGER_BODY, "consume"),
         ('.get("body", "") for m in messages[index:]', '.get("body", "XXXX") for m in messages[index:]', _TRIGGER_BODY, "consume"),
