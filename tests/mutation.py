@@ -226,6 +226,25 @@ _NEVER_ABSENT = ("a task record always has attempts (every claim ADDs it) and a 
                  "sets it), and a missing deferrals is 0 either way (`or 0`); clock times are far past 1")
 _ONE_CLAUSE = "an item key is <op>#i<n> and an operation id has no '#', so '#i' occurs once and every split agrees"
 
+_NO_ERROR_TEXT = ("a stopped batch without an error text reads as None, and the mutated text is no JSON, which reads as "
+                  "None too (the ValueError branch): CANCELLED either way")
+_DOOR_INV = ("the only door, shared/openai/batch_output.py, never reads the invocation its advance and settle are "
+             "handed (they read and write the store only)")
+_POLL_ITEMS_TOTAL = ("only a batch's record is read for items_total, and every batch is created with it (shared/jobs/batches.py "
+                     "submit's numbers), so the default is never read")
+_COUNTED = ("_poll_batch hands _finish_batch the operation merged with the counts it has just made from the request "
+            "records (items_done, items_failed), so the default is never read")
+_ITEM_RECORD = ("a request's record is written with next_poll_at and polls (JobStore.item_started), and one without "
+                "them is done (item_finished), which the test before skips: the default is never read")
+_BATCH_NUMBERS = ("every batch is created with items_done and items_failed (shared/jobs/batches.py submit's numbers), "
+                  "so the default is never read")
+_FINISH_DONE = ("store.finish only acts on a job that is not done (its condition): for a done one it writes nothing and "
+                "returns False (no count, no log line), and the record read again is the one handed in")
+_BOUND = ("process binds operation_id to every line it logs (logs.bind, before the try), so the line names the "
+          "operation whatever this key is")
+_TRIGGER_BODY = ("every message of a Message Queue trigger event carries details.message.body (the trigger's event shape; "
+                 "local/triggers.ymq_event builds the same): the default only matters for an event the platform never "
+                 "sends")
 _HAS_KIND = ("every operation record is written by JobStore.create with its kind, and the worker reads only records "
              "it found, so the default is never read")
 _OR_ZERO = "a missing count is None or 0 before `or 0`, which makes either 0"
@@ -867,8 +886,66 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('failed(response, "", "", state="cancelled")', 'failed(response, "XXXX", "", state="cancelled")', _CANCELLED),
         ('failed(response, "", "", state="cancelled")', 'failed(response, "", "XXXX", state="cancelled")', _CANCELLED),
     ],
+    # -- shared/jobs/poller.py (h-worker) --
+    "shared/jobs/poller.py": [
+        ('json.loads(operation.get("error") or "null")', 'json.loads(operation.get("error") or "XXnullXX")',
+         _NO_ERROR_TEXT, "_stop_reason"),
+        ('json.loads(operation.get("error") or "null")', 'json.loads(operation.get("error") or "NULL")',
+         _NO_ERROR_TEXT, "_stop_reason"),
+        ("error = None", 'error = ""', "an error that is no dict is replaced by CANCELLED: None and '' alike",
+         "_stop_reason"),
+        ("hook.settle(operation, store, inv, None)", "hook.settle(operation, store, None, None)", _DOOR_INV,
+         "_sweep_job"),
+        ("hook.advance(operation, store, inv)", "hook.advance(operation, store, None)", _DOOR_INV, "_sweep_job"),
+        ("hook.settle(operation, store, inv, records)", "hook.settle(operation, store, None, records)", _DOOR_INV),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", None))', _POLL_ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", ))', _POLL_ITEMS_TOTAL),
+        ('int(operation.get("items_total", 0))', 'int(operation.get("items_total", 1))', _POLL_ITEMS_TOTAL),
+        ('"failed": operation.get("items_failed", 0)', '"failed": operation.get("items_failed", None)', _COUNTED,
+         "_finish_batch"),
+        ('"failed": operation.get("items_failed", 0)', '"failed": operation.get("items_failed", )', _COUNTED,
+         "_finish_batch"),
+        ('"failed": operation.get("items_failed", 0)', '"failed": operation.get("items_failed", 1)', _COUNTED,
+         "_finish_batch"),
+        ('float(record.get("next_poll_at", 0))', 'float(record.get("next_poll_at", None))', _ITEM_RECORD, "_poll_batch"),
+        ('float(record.get("next_poll_at", 0))', 'float(record.get("next_poll_at", ))', _ITEM_RECORD, "_poll_batch"),
+        ('float(record.get("next_poll_at", 0))', 'float(record.get("next_poll_at", 1))', _ITEM_RECORD, "_poll_batch"),
+        ('int(record.get("polls", 0))', 'int(record.get("polls", None))', _ITEM_RECORD, "_poll_batch"),
+        ('int(record.get("polls", 0))', 'int(record.get("polls", ))', _ITEM_RECORD, "_poll_batch"),
+        ('int(record.get("polls", 0))', 'int(record.get("polls", 1))', _ITEM_RECORD, "_poll_batch"),
+        ('int(operation.get("items_done", 0))', 'int(operation.get("items_done", None))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_done", 0))', 'int(operation.get("items_done", ))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_done", 0))', 'int(operation.get("items_done", 1))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_failed", 0))', 'int(operation.get("items_failed", None))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_failed", 0))', 'int(operation.get("items_failed", ))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(operation.get("items_failed", 0))', 'int(operation.get("items_failed", 1))', _BATCH_NUMBERS, "_poll_batch"),
+        ('int(fresh.get("tasks_done", 0))', 'int(fresh.get("tasks_done", None))', _CREATED, "_poll_batch"),
+        ('int(fresh.get("tasks_done", 0))', 'int(fresh.get("tasks_done", ))', _CREATED, "_poll_batch"),
+        ('int(fresh.get("tasks_done", 0))', 'int(fresh.get("tasks_done", 1))', _CREATED, "_poll_batch"),
+        ('int(operation.get("tasks_total", 0))', 'int(operation.get("tasks_total", None))', _CREATED, "_poll_batch"),
+        ('int(operation.get("tasks_total", 0))', 'int(operation.get("tasks_total", ))', _CREATED, "_poll_batch"),
+        ('int(operation.get("tasks_total", 0))', 'int(operation.get("tasks_total", 1))', _CREATED, "_poll_batch"),
+        ('operation.get("state") == "done" or clock.now() < deadline',
+         'operation.get("state") == "XXdoneXX" or clock.now() < deadline', _FINISH_DONE, "_expire_if_late"),
+        ('operation.get("state") == "done" or clock.now() < deadline',
+         'operation.get("state") == "DONE" or clock.now() < deadline', _FINISH_DONE, "_expire_if_late"),
+        ("client_request_id=inv.call.client_request_id)", "client_request_id=None)",
+         "the Call with the deadline moved up is handed only to Pacer.acquire, which reads its deadline only",
+         "_before_margin"),
+    ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
+        ("store.finish(op_id, None, 0, err.to_status(),", "store.finish(op_id, None, 1, err.to_status(),", _NO_SIZE,
+         "process"),
+        ("store.finish(op_id, None, 0, err.to_status(),", "store.finish(op_id, None, None, err.to_status(),", _NO_SIZE,
+         "process"),
+        ('.get("body", "") for m in messages[index:]', '.get("body", None) for m in messages[index:]', _TRIGGER_BODY, "consume"),
+        ('.get("body", "") for m in messages[index:]', '.get("body", ) for m in messages[index:]', _TRIGGER_BODY, "consume"),
+        ('.get("body", "") for m in messages[index:]', '.get("body", "XXXX") for m in messages[index:]', _TRIGGER_BODY, "consume"),
+        ('extra={"operation_id": op_id, "error": err.message}', 'extra={"XXoperation_idXX": op_id, "error": err.message}',
+         _BOUND, "process"),
+        ('extra={"operation_id": op_id, "error": err.message}', 'extra={"OPERATION_ID": op_id, "error": err.message}',
+         _BOUND, "process"),
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=None)", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, )", _SAME_LENGTH, "embed_requests"),
         ("zip(flat, results, strict=True)", "zip(flat, results, strict=False)", _SAME_LENGTH, "embed_requests"),

@@ -244,7 +244,8 @@ def test_a_permanent_upstream_refusal_ends_the_operation_with_the_error_and_cons
     assert read["done"] is True and "response" not in read
     assert read["error"]["message"].endswith(f": emulated fault {status}") and read["error"]["code"] != 0
     assert _store().active_ids() == []
-    assert _lines(log_output, "operation failed permanently")[-1]["operation_id"] == op_id
+    line = _lines(log_output, "operation failed permanently")[-1]
+    assert line["operation_id"] == op_id and line["error"].endswith(f"emulated fault {status}")
 
 
 def test_a_long_upstream_error_is_cut_in_the_logs_and_the_invocations_error(
@@ -1009,6 +1010,14 @@ def test_a_completion_answer_without_a_result_gives_the_task_back(env: Aws, resu
     with pytest.raises(worker.RedeliverError, match="upstream completion answer has no result object"):
         _deliver(env, "completion", _receive(env, "completion"))
     assert _task(op_id)["state"] == "queued"
+    assert _task(op_id)["last_error"].endswith(": upstream completion answer has no result object")
+
+
+def test_a_completion_answer_that_is_no_object_gives_the_task_back(env: Aws, stack_env: Emulator) -> None:
+    op_id = _submit()
+    stack_env.fault(path="/foundationModels/v1/completion", kind="answer", body=["not", "an", "answer"])
+    with pytest.raises(worker.RedeliverError, match="upstream completion answer has no result object"):
+        _deliver(env, "completion", _receive(env, "completion"))
     assert _task(op_id)["last_error"].endswith(": upstream completion answer has no result object")
 
 
