@@ -368,6 +368,18 @@ def aws_jobs(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
 
 
 @pytest.fixture
+def aws_fast(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, aws_jobs: Aws, clock: ManualClock) -> Aws:
+    """`aws_jobs` as `fast` is `jobs`: the emulator's async operations done at once, the start and poll quotas high;
+    on the test's clock."""
+    stack_env.configure(asyncDelayMs=0)
+    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", aws_jobs.queues)  # reset_caches dropped it
+    return aws_jobs
+
+
+@pytest.fixture
 def clock() -> Iterator[ManualClock]:
     """A clock the test moves (tests/clock.py): sleeps return at once and are recorded; advance() moves time."""
     from shared import clock as shared_clock

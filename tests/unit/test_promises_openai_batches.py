@@ -41,14 +41,9 @@ DAY = 86_400
 
 
 @pytest.fixture
-def env(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, aws_jobs: Aws, clock: ManualClock) -> Aws:
+def env(aws_fast: Aws) -> Aws:
     """The emulator (its async operations done at once), the in-process store and queues, the manual clock."""
-    stack_env.configure(asyncDelayMs=0)
-    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", aws_jobs.queues)  # reset_caches dropped it
-    return aws_jobs
+    return aws_fast
 
 
 def configure(aws: Aws, monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:

@@ -30,16 +30,9 @@ FM = "/foundationModels/v1"
 
 
 @pytest.fixture
-def env(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, aws_jobs: Aws, clock: ManualClock) -> Aws:
-    """The emulator (its async operations done at once), then the in-process store and queues, the manual clock."""
-    stack_env.configure(asyncDelayMs=0)
-    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
-    from tests.conftest import reset_caches
-
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", aws_jobs.queues)
-    return aws_jobs
+def env(aws_fast: Aws) -> Aws:
+    """The emulator (its async operations done at once), the in-process store and queues, the manual clock."""
+    return aws_fast
 
 
 def _event(method: str, path: str, body: Any = None, caller: str = "alice") -> dict[str, Any]:
