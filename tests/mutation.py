@@ -323,6 +323,11 @@ _PENDING_JOB = ("settle is handed only a record whose status is queued or in_pro
 _EXPIRES = ("save() writes expires_at on every response record, and a missing one would read as 0, None or 1, each "
             "long before now: expired either way")
 
+_SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
+               "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
+               "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
+               "never read")
+
 EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     "shared/client.py": [
         ("idempotent=False", "idempotent=None", "only `not idempotent` is read, and None is as falsy as False"),
@@ -1031,6 +1036,24 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("len(file_id) <= 64", "len(file_id) < 64", _OUR_IDS),
         ("len(file_id) <= 64", "len(file_id) <= 65", _OUR_IDS),
         ('.decode("utf-8")', '.decode("UTF-8")', "codec names are case-insensitive"),
+    ],
+    # -- shared/openai/batch_store.py --
+    "shared/openai/batch_store.py": [
+        ('record.get("bytes", 0)', 'record.get("bytes", None)', _SAVED_FILE, "file_object"),
+        ('record.get("bytes", 0)', 'record.get("bytes", )', _SAVED_FILE, "file_object"),
+        ('record.get("bytes", 0)', 'record.get("bytes", 1)', _SAVED_FILE, "file_object"),
+        ('record.get("created_at", 0)', 'record.get("created_at", None)', _SAVED_FILE, "file_object"),
+        ('record.get("created_at", 0)', 'record.get("created_at", )', _SAVED_FILE, "file_object"),
+        ('record.get("created_at", 0)', 'record.get("created_at", 1)', _SAVED_FILE, "file_object"),
+        ('record.get("expires_at", 0)', 'record.get("expires_at", None)', _SAVED_FILE, "file_object"),
+        ('record.get("expires_at", 0)', 'record.get("expires_at", )', _SAVED_FILE, "file_object"),
+        ('record.get("expires_at", 0)', 'record.get("expires_at", 1)', _SAVED_FILE, "file_object"),
+        ('record.get("filename", "")', 'record.get("filename", None)', _SAVED_FILE, "file_object"),
+        ('record.get("filename", "")', 'record.get("filename", )', _SAVED_FILE, "file_object"),
+        ('record.get("filename", "")', 'record.get("filename", "XXXX")', _SAVED_FILE, "file_object"),
+        ('record.get("purpose", "")', 'record.get("purpose", None)', _SAVED_FILE, "file_object"),
+        ('record.get("purpose", "")', 'record.get("purpose", )', _SAVED_FILE, "file_object"),
+        ('record.get("purpose", "")', 'record.get("purpose", "XXXX")', _SAVED_FILE, "file_object"),
     ],
     "shared/openai/batch_output.py": [
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", None)', _TASKS_TOTAL),
