@@ -255,15 +255,21 @@ def test_an_expired_batch_has_its_pending_requests_cancelled_upstream(
     assert len(stack_env.calls(":cancel")) == 2 and store.active_ids() == []
 
 
-def test_a_limited_keys_batch_is_settled_to_its_usage_when_it_finishes(env: Aws) -> None:
+def _limited_batch(env: Aws, texts: tuple[str, ...]) -> str:
+    """A completion batch of `texts` by alice, whose key has a monthly token budget, submitted and its chunk
+    run by the worker; its operation id."""
     body = {"modelUri": "yandexgpt-lite", "completionOptions": {"maxTokens": "40"}, "requests": [
-        {"messages": [{"role": "user", "text": text}]} for text in ("one", "two three")]}
+        {"messages": [{"role": "user", "text": text}]} for text in texts]}
     event = _event("POST", f"{FM}/completionBatch", body)
     event["requestContext"]["authorizer"]["policy"] = json.dumps({"name": "alice", "monthly_tokens": 100000})
     answer = completion_function.handler(event, FakeContext())
     assert answer["statusCode"] == 200, answer
-    op_id = json.loads(answer["body"])["id"]
     completion_function.handler(ymq_event(_receive(env), env.resources.arns["completion"]), FakeContext())
+    return str(json.loads(answer["body"])["id"])
+
+
+def test_a_limited_keys_batch_is_settled_to_its_usage_when_it_finishes(env: Aws) -> None:
+    op_id = _limited_batch(env, ("one", "two three"))
     store = _store()
     (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
                 if i["id"]["S"].startswith("limits#alice#")]
@@ -833,14 +839,7 @@ class _RefuseBudgetReads:
 
 def test_a_budget_sweep_that_fails_is_logged_and_the_batch_still_finishes(
         env: Aws, log_output: io.StringIO) -> None:
-    body = {"modelUri": "yandexgpt-lite", "completionOptions": {"maxTokens": "40"},
-            "requests": [{"messages": [{"role": "user", "text": "one"}]}]}
-    event = _event("POST", f"{FM}/completionBatch", body)
-    event["requestContext"]["authorizer"]["policy"] = json.dumps({"name": "alice", "monthly_tokens": 100000})
-    answer = completion_function.handler(event, FakeContext())
-    assert answer["statusCode"] == 200, answer
-    op_id = json.loads(answer["body"])["id"]
-    completion_function.handler(ymq_event(_receive(env), env.resources.arns["completion"]), FakeContext())
+    op_id = _limited_batch(env, ("one",))
     refusing: _RefuseBudgetReads = env.wrap(_RefuseBudgetReads)
     assert _poll() == {"items-finished": 1, "batches-finished": 1}
     assert refusing.refused >= 1 and _store().item(op_id)["state"] == "done"
