@@ -323,6 +323,21 @@ _PENDING_JOB = ("settle is handed only a record whose status is queued or in_pro
 _EXPIRES = ("save() writes expires_at on every response record, and a missing one would read as 0, None or 1, each "
             "long before now: expired either way")
 
+_STORE_OUR_IDS = ("add_to_list and save_file are handed only our ids (new_file_id's, and batches.create's "
+                  "batch_id(new_batch_job_id())), whose time created_ms reads, so the clock's fallback is never read")
+_STORE_DELETED = ("delete_file is handed only file records (files.py's owned_file), and save_file writes created_by and "
+                  "object_key into every one, object_key being files/<id>, the fallback's own text: the same key and "
+                  "owner either way")
+_NO_EXPIRY = "a record without expires_at (or with 0 or None) reads as 0 or 1, both long past: expired either way"
+_RANDOM_13 = "[:13] keeps 13 random hex digits of 7 bytes' 14 or 8 bytes' 16 alike"
+_WHOLE_HOURS = ("the walk visits start - k hours and end_ms is start less the TTL and an hour, a whole number of hours "
+                "(JOBS_TTL_DAYS x 86,400,000 ms): 1 ms lower admits no other k")
+_LAST_HOUR = ("the walk's last hour, at end_ms, holds ids made more than the TTL before now; their records expire at "
+              "most the TTL after the id (save_file: created + ttl; JobStore.create: the write's time + ttl, the write "
+              "following the id by milliseconds), so all are past expires_at and skipped either way, bar a record "
+              "written across an hour's turn in the milliseconds after its id was made")
+_SAME_NOW = ("`now` is clock.now() read at the start of the same call: reading it again moves the expiry cut by the "
+             "call's own milliseconds, in which a record at its last second may be listed or not alike")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -1054,6 +1069,29 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('record.get("purpose", "")', 'record.get("purpose", None)', _SAVED_FILE, "file_object"),
         ('record.get("purpose", "")', 'record.get("purpose", )', _SAVED_FILE, "file_object"),
         ('record.get("purpose", "")', 'record.get("purpose", "XXXX")', _SAVED_FILE, "file_object"),
+        ("int(clock.now() * 1000)", "int(None)", _STORE_OUR_IDS, "add_to_list"),
+        ("int(clock.now() * 1000)", "int(clock.now() / 1000)", _STORE_OUR_IDS, "add_to_list"),
+        ("int(clock.now() * 1000)", "int(clock.now() * 1001)", _STORE_OUR_IDS, "add_to_list"),
+        ("or clock.now() * 1000) / 1000", "or clock.now() / 1000) / 1000", _STORE_OUR_IDS, "save_file"),
+        ("or clock.now() * 1000) / 1000", "or clock.now() * 1001) / 1000", _STORE_OUR_IDS, "save_file"),
+        ('record.get("created_by", "")', 'record.get("created_by", None)', _STORE_DELETED, "delete_file"),
+        ('record.get("created_by", "")', 'record.get("created_by", )', _STORE_DELETED, "delete_file"),
+        ('record.get("created_by", "")', 'record.get("created_by", "XXXX")', _STORE_DELETED, "delete_file"),
+        ('record.get("object_key") or f"files/', 'record.get("object_key") and f"files/', _STORE_DELETED, "delete_file"),
+        ('record.get("object_key") or', 'record.get(None) or', _STORE_DELETED, "delete_file"),
+        ('record.get("object_key") or', 'record.get("XXobject_keyXX") or', _STORE_DELETED, "delete_file"),
+        ('record.get("object_key") or', 'record.get("OBJECT_KEY") or', _STORE_DELETED, "delete_file"),
+        ("f\"files/{record['id']}\"", "f\"files/{record['XXidXX']}\"", _STORE_DELETED, "delete_file"),
+        ("f\"files/{record['id']}\"", "f\"files/{record['ID']}\"", _STORE_DELETED, "delete_file"),
+        ('record.get("expires_at", 0) or 0', 'record.get("expires_at", None) or 0', _NO_EXPIRY, "expired"),
+        ('record.get("expires_at", 0) or 0', 'record.get("expires_at", ) or 0', _NO_EXPIRY, "expired"),
+        ('record.get("expires_at", 0) or 0', 'record.get("expires_at", 1) or 0', _NO_EXPIRY, "expired"),
+        ('record.get("expires_at", 0) or 0', 'record.get("expires_at", 0) or 1', _NO_EXPIRY, "expired"),
+        ("os.urandom(7).hex()[:13]", "os.urandom(8).hex()[:13]", _RANDOM_13, "new_batch_job_id"),
+        ("* 1000 - 3_600_000", "* 1000 - 3600001", _WHOLE_HOURS, "page"),
+        ("while ms >= end_ms:", "while ms > end_ms:", _LAST_HOUR, "page"),
+        ("not expired(record, now)", "not expired(record, None)", _SAME_NOW, "page"),
+        ("not expired(record, now)", "not expired(record, )", _SAME_NOW, "page"),
     ],
     "shared/openai/batch_output.py": [
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", None)', _TASKS_TOTAL),

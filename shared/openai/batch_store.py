@@ -14,8 +14,9 @@ land; only one caller's uploads in one hour touch the same record). Listing read
 records newest first (JOBS_TTL_DAYS x 24 + 1 of them, 100 keys per BatchGetItem, stopping once the page
 is full), then the page's records. Limits: a list record holds what one caller creates in one hour, about
 8,000 ids at the Document API's item size (400 KB, as DynamoDB's; YDB does not document its own), and a
-listing costs one BatchGetItem per 100 hours it has to look back (one for the default 3-day TTL) plus one
-per 100 objects on the page. Records expire with the jobs' TTL; an id whose record is gone (deleted,
+listing costs one BatchGetItem per 100 hours it has to look back (one for the default 3-day TTL; paging on
+with `after` starts at the cursor's hour) plus one per 100 objects on the page. The hours are UTC's, whatever
+the process's time zone. Records expire with the jobs' TTL; an id whose record is gone (deleted,
 expired) is skipped, and its list entry goes when the hour's record expires.
 """
 

@@ -544,3 +544,91 @@ def test_a_file_saved_again_under_its_id_keeps_its_first_record(env: Aws, clock:
     assert again == first == store().item(file_id)
     assert first["expires_at"] == first["created_at"] + 7200 and first["bytes"] == 3
     assert ids(listing(purpose="batch_output")) == [file_id]
+
+
+def _to(clock: ManualClock, moment: float) -> None:
+    clock.advance(moment - clock.now())
+
+
+def test_a_file_made_in_any_hour_of_the_ttl_is_listed_once(env: Aws, clock: ManualClock,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing walks back hour by hour from any moment (here 10 ms past an hour's turn), across reads of 100
+    hours: a file made k hours before is found, once, for every k in the TTL (6 days here)."""
+    monkeypatch.setenv("JOBS_TTL_DAYS", "6")
+    reset_caches()
+    back = (0, 1, 10, 11, 12, 50, 98, 99, 100, 101, 102, 140, 143)
+    listed_at = (clock.now() // 3600 + max(back) + 2) * 3600 + 0.010
+    made = []
+    for hours in sorted(back, reverse=True):
+        _to(clock, listed_at - hours * 3600)
+        made.append(upload()["id"])
+    _to(clock, listed_at)
+    assert ids(listing(limit=100)) == made[::-1]
+    assert ids(listing(limit=100, order="asc")) == made
+
+
+def test_a_file_made_under_another_timezone_is_listed(env: Aws, clock: ManualClock) -> None:
+    """The list records are keyed by the UTC hour: a function whose process runs ten hours east of UTC
+    writes where any other finds it."""
+    import os
+    import time
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "EAST-10"  # POSIX: ten hours east of UTC, no time zone database needed
+    time.tzset()
+    try:
+        made = upload()["id"]
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+    assert ids(listing()) == [made]
+
+
+def test_a_listing_reads_one_batch_per_hundred_hours_from_its_cursor(env: Aws, clock: ManualClock,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the module promises a listing costs: one BatchGetItem per 100 hours it looks back (from the
+    cursor's hour when paging on) plus one per 100 objects on the page."""
+    sizes: list[int] = []
+    original = jobs.JobStore._batch_get
+
+    def counted(self: jobs.JobStore, keys: list[str]) -> dict[str, dict[str, Any]]:
+        sizes.append(len(keys))
+        return original(self, keys)
+
+    def requests() -> int:
+        made = sum(-(-n // 100) for n in sizes)
+        sizes.clear()
+        return made
+
+    monkeypatch.setattr(jobs.JobStore, "_batch_get", counted)
+    assert listing()["data"] == [] and requests() == 1  # the default TTL (3 days): one read of its hours
+    upload()
+    requests()
+    assert len(listing()["data"]) == 1 and requests() == 2  # and one of the page's records
+    monkeypatch.setenv("JOBS_TTL_DAYS", "30")
+    reset_caches()
+    old = upload()["id"]
+    clock.advance(DAY)
+    cursor = upload()["id"]
+    clock.advance(25 * DAY)  # 600 hours after the cursor: 30 days (721 hours) is eight reads from now
+    upload()
+    requests()
+    assert len(listing()["data"]) == 3 and requests() == 9
+    assert ids(listing(after=cursor)) == [old] and requests() == 3  # hours 600-721 in two reads, and the record
+
+
+def test_a_file_saved_later_under_an_id_chosen_earlier_dates_from_its_id(env: Aws, clock: ManualClock) -> None:
+    """A batch's output file ids are chosen once, and the files written later (perhaps by another poller):
+    the file dates from its id, so that its created_at, its expiry and its place in the listing agree."""
+    file_id = batch_store.new_file_id()
+    chosen = batch_store.created_ms(file_id) / 1000
+    clock.advance(2 * 3600 + 30)
+    record = batch_store.save_file(store(), "alice", "out.jsonl", "batch_output", b"{}\n", "application/jsonl",
+                                   file_id=file_id)
+    assert record["created_at"] == int(chosen) and record["expires_at"] == int(chosen + 3 * DAY)
+    assert call("GET", f"/v1/files/{file_id}").json()["created_at"] == int(chosen)
+    newer = upload()["id"]
+    assert ids(listing()) == [newer, file_id]
