@@ -338,6 +338,13 @@ _LAST_HOUR = ("the walk's last hour, at end_ms, holds ids made more than the TTL
               "written across an hour's turn in the milliseconds after its id was made")
 _SAME_NOW = ("`now` is clock.now() read at the start of the same call: reading it again moves the expiry cut by the "
              "call's own milliseconds, in which a record at its last second may be listed or not alike")
+_CHAT_STOPS = ("a chat or Responses batch (kind batch) is settled with a job error only when it was cancelled (1) or "
+               "expired (4), for which not_run writes fixed text: a dead-lettered chunk fails its own requests and the "
+               "batch goes on (worker._dead_chunk), and a batch the queue refused ends deactivated, never settled "
+               "(submit_tasks); so the error handed on is never read")
+_DONE_WITH_KEY = ("a task record becomes done only through JobStore.complete, which sets the state and result_key in "
+                  "one update: a done task has a result_key and a task with one is done, so `and` and `or` agree")
+_SETTLED_FLAG = "oa_settled is only read for its truth (batches.status, batch_object, settle): 1 and 2 alike"
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -1094,6 +1101,11 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("not expired(record, now)", "not expired(record, )", _SAME_NOW, "page"),
     ],
     "shared/openai/batch_output.py": [
+        ("door, stop, error, int(clock.now()))", "door, stop, None, int(clock.now()))", _CHAT_STOPS, "_chat_outcomes"),
+        ("records, door, stop, error)", "records, door, stop, None)", _CHAT_STOPS, "settle"),
+        ('task.get("state") == "done" and task.get("result_key")', 'task.get("state") == "done" or task.get("result_key")',
+         _DONE_WITH_KEY, "_embedding_outcomes"),
+        ('{"oa_settled": 1}', '{"oa_settled": 2}', _SETTLED_FLAG, "settle"),
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", None)', _TASKS_TOTAL),
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", )', _TASKS_TOTAL),
         ('operation.get("tasks_total", 0)', 'operation.get("tasks_total", 1)', _TASKS_TOTAL),

@@ -310,7 +310,7 @@ def test_an_embeddings_batch_counts_its_requests_as_its_tasks_finish(
     assert job["result_key"] == f"results/{job_id(batch)}/results.jsonl"
     native = store().get_object(job["result_key"])
     assert int(job["result_size"]) == len(native) and native.endswith(b"\n")
-    assert len(native.decode().splitlines()) == 7
+    assert [json.loads(line)["customId"] for line in native.decode().splitlines()] == [f"emb-{i}" for i in range(7)]
     assert (int(job["items_done"]), int(job["items_failed"])) == (7, 1)
 
 
@@ -333,6 +333,70 @@ def test_an_embeddings_batch_past_its_window_expires_and_keeps_what_finished(
     assert expired["request_counts"] == {"total": 5, "completed": 2, "failed": 0}
     job = store().item(job_id(batch))
     assert (int(job["items_done"]), int(job["items_failed"])) == (2, 0)
+
+
+def test_settling_a_chat_batch_leaves_its_native_result_to_the_poller(env: Aws) -> None:
+    """The door's settle answers None for a chat batch and writes no native result: the poller writes that
+    from the item records (only an embeddings job's native result is the door's)."""
+    from shared import runtime
+    from shared.config import Settings
+    from shared.openai import batch_output
+
+    batch = start([chat_line(0), chat_line(1)])
+    assert call("POST", f"/v1/batches/{batch['id']}/cancel").status == 200
+    job = store().item(job_id(batch))
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()),
+                             caller="alice")
+    assert batch_output.settle(job, store(), inv, None) is None
+    settled = store().item(job_id(batch))
+    assert settled["oa_settled"] and "oa_native_key" not in settled and "result_key" not in settled
+    listed = store().s3.list_objects_v2(Bucket=store().bucket, Prefix=f"results/{job_id(batch)}/")
+    assert listed.get("KeyCount") == 0
+
+
+def test_an_embeddings_batch_cancelled_before_a_poller_counted_its_finished_task_counts_it_when_settled(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task that finished after the last poll and before the cancel is counted when the batch is settled:
+    the native operation's counts agree with its result lines and with the batch's request counts."""
+    configure(env, monkeypatch, EMBEDDING_CHUNK_TEXTS="3")
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", status=400, count=-1, bodyContains="refuse me",
+                    message="bad text")
+    batch = start([embedding_line(0), embedding_line(1, "refuse me"), embedding_line(2), embedding_line(3)],
+                  endpoint=EMB)
+    work(env, one=True)  # the first task (three requests, one refused) finishes; no poller has looked yet
+    assert call("POST", f"/v1/batches/{batch['id']}/cancel").status == 200
+    cancelled = run_to_end(env, batch["id"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["request_counts"] == {"total": 4, "completed": 2, "failed": 1}
+    job = store().item(job_id(batch))
+    assert (int(job["items_done"]), int(job["items_failed"])) == (3, 1)
+    assert [line["custom_id"] for line in lines_of(cancelled["error_file_id"])] == ["emb-1", "emb-3"]
+
+
+def test_an_embeddings_batch_whose_task_was_dead_lettered_fails_its_requests_with_the_reason(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task that failed JOB_MAX_DELIVERIES starts ends the embeddings batch failed; the poller still writes
+    what finished, and each request of the dead task is in the error file with the engine's reason."""
+    from shared.jobs.worker import RedeliverError
+
+    configure(env, monkeypatch, EMBEDDING_CHUNK_TEXTS="2", JOB_MAX_DELIVERIES="1")
+    stack_env.fault(path="/foundationModels/v1/textEmbedding", status=503, count=-1, bodyContains="break me")
+    batch = start([embedding_line(0, "break me"), embedding_line(1), embedding_line(2)], endpoint=EMB)
+    with pytest.raises(RedeliverError):
+        work(env)  # the second task finishes; the first fails its one start
+    env.queues.send(env.resources.queues["embedding-dlq"], json.dumps({"op": job_id(batch), "task": 0}))
+    dead = receive(env, "embedding-dlq")
+    embedding_function.handler(ymq_event(dead, env.resources.arns["embedding-dlq"]), FakeContext())
+    poll()
+    failed = get(batch["id"])
+    assert failed["status"] == "failed" and failed["errors"]["data"][0]["code"] == "batch_failed"
+    reason = failed["errors"]["data"][0]["message"]
+    assert reason.startswith("gave up on task 0 after 1 failed starts")
+    assert [line["custom_id"] for line in lines_of(failed["output_file_id"])] == ["emb-2"]
+    rest = lines_of(failed["error_file_id"])
+    assert [line["custom_id"] for line in rest] == ["emb-0", "emb-1"]
+    assert {line["error"]["code"] for line in rest} == {"batch_failed"}
+    assert {line["error"]["message"] for line in rest} == {f"This request was not run: the batch failed ({reason})."}
 
 
 # -- POST /v1/batches: what is refused ----------------------------------------------------------------------------
