@@ -222,6 +222,11 @@ def test_non_utf8_names_are_read_with_replacement(env: Aws) -> None:
             f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"").encode() + b"a\xffb.txt" + (
             f"\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n").encode()
     assert post_form(body).json()["filename"] == "a\ufffdb.txt"
+    odd = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"").encode() + b"\xfe\xff" + (
+        b'"\r\n\r\nextra\r\n') + form(("purpose", b"batch", None, None), ("file", b"x", "a.txt", None))
+    # a part whose name is not UTF-8 is read (with replacement) and ignored
+    answer = post_form(odd)
+    assert answer.status == 200 and answer.json()["filename"] == "a.txt"
 
 
 @pytest.mark.parametrize("body,content_type,message", [
