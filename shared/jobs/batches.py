@@ -199,13 +199,16 @@ def fail_chunk(op_id: str, number: int, operation: dict[str, Any], reason: dict[
 
 def _chunk_requests(op_id: str, number: int, operation: dict[str, Any], store: Any) -> dict[int, str]:
     """The chunk's requests, index -> customId, from its stored payload. If the payload itself cannot be
-    parsed, from the chunk's position, with the request's index as its customId (the default customId;
-    the caller's own ids were in that payload only)."""
+    parsed, or is gone (no retry brings it back), from the chunk's position, with the request's index as its
+    customId (the default customId; the caller's own ids were in that payload only). A store that does not
+    answer raises, so the dead letter is tried again."""
+    from shared.jobs.store import MissingObjectError
+
     try:
         items = json.loads(store.get_object(payload_key(op_id, number)))["items"]
         return {int(item["index"]): str(item["customId"]) for item in items}
-    except (ValueError, KeyError, TypeError):
-        log.error("a dead chunk's payload is unreadable; its requests are named by index",
+    except (ValueError, KeyError, TypeError, MissingObjectError):
+        log.error("a dead chunk's payload is unreadable or gone; its requests are named by index",
                   extra={"operation_id": op_id, "task": number})
     size = int(operation.get("chunk_items", CHUNK_ITEMS))
     total = int(operation.get("items_total", 0))

@@ -397,20 +397,38 @@ def test_a_dead_chunk_fails_its_requests_without_a_record_once_with_their_own_id
     assert _outcomes(store, range(10))[3] == ("done", "id-3", True, REASON)
 
 
-@pytest.mark.parametrize("payload", [b"not json", b'{"no": "items"}', b'{"items": [1, 2]}', b'{"items": [{}]}'])
+@pytest.mark.parametrize("payload", [b"not json", b'{"no": "items"}', b'{"items": [1, 2]}', b'{"items": [{}]}', None])
 def test_a_dead_chunk_whose_payload_is_unreadable_names_its_requests_by_position(
-        aws: Aws, log_output: Any, payload: bytes) -> None:
+        aws: Aws, log_output: Any, payload: bytes | None) -> None:
+    """Unreadable, or gone from the bucket (None: a record that outlived its object)."""
     store = _store()
-    store.put_object(jobs.payload_key(OP, 1), payload)
+    if payload is not None:
+        store.put_object(jobs.payload_key(OP, 1), payload)
     store.item_started(OP, 2, "upstream2", "id-2")
     assert batches.fail_chunk(OP, 1, {"items_total": 5, "chunk_items": 2}, REASON, store) == 1
     assert _outcomes(store, range(6)) == {2: ("running", "id-2", None, None), 3: ("done", "3", True, REASON)}
     line = next(json.loads(x) for x in log_output.getvalue().splitlines() if "payload is unreadable" in x)
-    assert line["msg"] == "a dead chunk's payload is unreadable; its requests are named by index"
+    assert line["msg"] == "a dead chunk's payload is unreadable or gone; its requests are named by index"
     assert (line["level"], line["operation_id"], line["task"]) == ("ERROR", OP, 1)
-    store.put_object(jobs.payload_key(OP, 2), payload)  # the last chunk holds only what is left
+    if payload is not None:
+        store.put_object(jobs.payload_key(OP, 2), payload)  # the last chunk holds only what is left
     assert batches.fail_chunk(OP, 2, {"items_total": 5, "chunk_items": 2}, REASON, store) == 1
     assert set(_outcomes(store, range(6))) == {2, 3, 4}
+
+
+def test_a_dead_chunk_whose_payload_the_store_cannot_read_now_is_tried_again(aws: Aws,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that does not answer is no lost payload: nothing is recorded, and the dead letter comes back."""
+    store = _store()
+    _chunk(store, 1, [2, 3])
+
+    def unavailable(key: str) -> bytes:
+        raise jobs.StoreError("results bucket: EndpointConnectionError")
+
+    monkeypatch.setattr(store, "get_object", unavailable)
+    with pytest.raises(jobs.StoreError):
+        batches.fail_chunk(OP, 1, {"items_total": 5, "chunk_items": 2}, REASON, store)
+    assert _outcomes(store, range(6)) == {}
 
 
 def test_an_unreadable_dead_chunk_of_a_record_without_its_sizes_uses_the_default_chunk(aws: Aws) -> None:
