@@ -269,7 +269,7 @@ _SAME_LENGTH = ("services.fan_out returns one result per item, in order, or rais
 # -- shared/openai/files.py, batch_store.py, batch_output.py, batches.py (the OpenAI Files and Batch API) --
 _FILE_PARAM = ("the routes /v1/files/{file_id}[/content] always bind file_id (routes.resolve), so the default is "
                "never read")
-_ONE_STORE = ("job_store returns the instance's one store, made on first use: owned_file made it with these "
+_ONE_STORE = ("job_store returns the instance's one store, made on first use: owned_file (or owned_batch) made it with these "
               "settings just before (a 404 stops earlier), so the argument is never read here")
 _FILE_RECORD = ("every file record is written by batch_store.save_file, with bytes, content_type and object_key "
                 "files/<id> (the key the fallback names too): the defaults and fallbacks are never read")
@@ -350,6 +350,12 @@ _ONE_WRITE = ("parse_form hands python-multipart the whole body in one write(), 
 _NO_FORM_TYPE = ("Request.header lower-cases the name it is asked for; a missing Content-Type read as None, '' or 'XXXX' "
                  "is no multipart/form-data either way (python-multipart reads None and '' alike): the same 400")
 _LIST_FILLED = "`if not ended` asks only whether on_end appended something: None and False fill the list too"
+_BATCH_PARAM = ("the routes /v1/batches/{batch_id}[/cancel] always bind batch_id (routes.resolve), so the default is "
+                "never read")
+_PARAM_DEFAULT = "_problem's param defaults to None: passing None or nothing is the same"
+_LINE_FIELD = ("every ApiError the line parsers raise names a field: validate's _bad_request gives each issue one ('body' "
+               "at the root), BadRequestError.field names one, and catalog.resolve's 400 and 403 name `model`; so the "
+               "field is always found, and never empty")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -1119,6 +1125,22 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("while ms >= end_ms:", "while ms > end_ms:", _LAST_HOUR, "page"),
         ("not expired(record, now)", "not expired(record, None)", _SAME_NOW, "page"),
         ("not expired(record, now)", "not expired(record, )", _SAME_NOW, "page"),
+    ],
+    "shared/openai/batches.py": [
+        ('inv.path_params.get("batch_id", "")', 'inv.path_params.get("batch_id", None)', _BATCH_PARAM),
+        ('inv.path_params.get("batch_id", "")', 'inv.path_params.get("batch_id", )', _BATCH_PARAM),
+        ('inv.path_params.get("batch_id", "")', 'inv.path_params.get("batch_id", "XXXX")', _BATCH_PARAM),
+        ("job_store(inv.settings).item(record", "job_store(None).item(record", _ONE_STORE, "cancel"),
+        ("inv.request.query if inv.request is not None else", "inv.request.query if (inv.request is not None) or True else",
+         _HTTP_ONLY),
+        ('data.decode("utf-8")', 'data.decode("UTF-8")', _UTF8),
+        ('"The file is not UTF-8 text.", None, None)', '"The file is not UTF-8 text.", None)', _PARAM_DEFAULT),
+        ('"The file is not UTF-8 text.", None, None)', '"The file is not UTF-8 text.", None, )', _PARAM_DEFAULT),
+        ('d.get("@type") == "field"), None)', 'd.get("@type") == "field"), )', _LINE_FIELD),
+        ('f"body.{err.message}" if field else', 'f"body.{err.message}" if (field) or True else', _LINE_FIELD),
+        ('f"body.{field}" if field else "body"', 'f"body.{field}" if (field) or True else "body"', _LINE_FIELD),
+        ('f"body.{field}" if field else "body"', 'f"body.{field}" if field else "XXbodyXX"', _LINE_FIELD),
+        ('f"body.{field}" if field else "body"', 'f"body.{field}" if field else "BODY"', _LINE_FIELD),
     ],
     "shared/openai/batch_output.py": [
         ("door, stop, error, int(clock.now()))", "door, stop, None, int(clock.now()))", _CHAT_STOPS, "_chat_outcomes"),

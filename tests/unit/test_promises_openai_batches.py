@@ -354,6 +354,13 @@ def test_settling_a_chat_batch_leaves_its_native_result_to_the_poller(env: Aws) 
     assert listed.get("KeyCount") == 0
 
 
+def test_an_embeddings_line_keeps_its_dimensions(env: Aws) -> None:
+    batch = start([embedding_line(0, dimensions=8), embedding_line(1)], endpoint=EMB)
+    finished = run_to_end(env, batch["id"])
+    answers = {line["custom_id"]: line["response"]["body"] for line in lines_of(finished["output_file_id"])}
+    assert len(answers["emb-0"]["data"][0]["embedding"]) == 8 and len(answers["emb-1"]["data"][0]["embedding"]) == 256
+
+
 def test_an_embeddings_batch_cancelled_before_a_poller_counted_its_finished_task_counts_it_when_settled(
         env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """A task that finished after the last poll and before the cancel is counted when the batch is settled:
@@ -453,8 +460,39 @@ def test_one_bad_line_is_one_invalid_line(env: Aws) -> None:
 
 
 def test_a_file_that_is_not_utf8_or_has_no_request_fails(env: Aws) -> None:
-    assert problems(invalid(b"\xff\xfe{}\n")) == [(None, "invalid_file", None, "The file is not UTF-8 text.")]
+    not_text = invalid(b"\xff\xfe{}\n")
+    assert problems(not_text) == [(None, "invalid_file", None, "The file is not UTF-8 text.")]
+    assert not_text["model"] is None and store().item(job_id(not_text))["model"] == ""
     assert problems(invalid(b"\n  \n")) == [(None, "empty_file", None, "The input file has no requests.")]
+
+
+@pytest.mark.parametrize("endpoint,line", [
+    (CHAT, chat_line(0)), (EMB, embedding_line(0)),
+    ("/v1/responses", {"custom_id": "r-0", "method": "POST", "url": "/v1/responses",
+                       "body": {"model": "yandexgpt-lite", "input": "hello"}})])
+def test_a_line_naming_a_model_the_key_may_not_use_is_refused_as_the_sync_route_would(
+        env: Aws, endpoint: str, line: dict[str, Any]) -> None:
+    from shared.policy import KeyPolicy
+
+    line = {**line, "url": endpoint}
+    source = upload(jsonl([line]))
+    body = {"input_file_id": source["id"], "endpoint": endpoint, "completion_window": "24h"}
+    policy = KeyPolicy("alice", models=("yandexgpt",)).to_context()
+    batch = call("POST", "/v1/batches", body, policy=policy).json()
+    assert batch["status"] == "failed"
+    ((number, code, param, message),) = problems(batch)
+    assert (number, code, param) == (1, "permission_denied", "body.model") and message.startswith("body.model: ")
+    assert call("POST", "/v1/batches", body).json()["status"] == "in_progress"  # the same file, for a key without a list
+
+
+def test_the_summary_line_names_the_batch_and_its_operation(env: Aws, log_output: Any) -> None:
+    batch = start([chat_line(0)])
+    for method, path in (("GET", f"/v1/batches/{batch['id']}"), ("POST", f"/v1/batches/{batch['id']}/cancel")):
+        assert call(method, path).status == 200
+    lines = [json.loads(x) for x in log_output.getvalue().splitlines() if x.startswith("{")]
+    summaries = [x for x in lines if x.get("msg") == "request handled"][-2:]
+    assert [(x["operation"], x.get("batch_id"), x.get("operation_id")) for x in summaries] == [
+        ("retrieveBatch", batch["id"], job_id(batch)), ("cancelBatch", batch["id"], job_id(batch))]
 
 
 def test_past_the_most_requests_or_embedding_inputs_the_batch_fails(

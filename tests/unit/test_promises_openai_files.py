@@ -54,10 +54,12 @@ class Answer:
 
 
 def call(method: str, path: str, body: Any = None, *, caller: str = "alice", query: dict[str, Any] | None = None,
-         raw: bytes | None = None, content_type: str | None = None) -> Answer:
+         raw: bytes | None = None, content_type: str | None = None, policy: str | None = None) -> Answer:
+    """One API Gateway event to the operations function; `policy` is the key's policy as the authorizer hands it."""
     headers = {"Content-Type": content_type} if content_type else {}
+    authorizer = {"caller": caller, **({"policy": policy} if policy is not None else {})}
     event: dict[str, Any] = {"httpMethod": method, "url": path, "headers": headers,
-                             "requestContext": {"authorizer": {"caller": caller}},
+                             "requestContext": {"authorizer": authorizer},
                              "queryStringParameters": {k: str(v) for k, v in (query or {}).items()}}
     if raw is not None:
         event.update(body=base64.b64encode(raw).decode(), isBase64Encoded=True)
