@@ -356,6 +356,13 @@ _PARAM_DEFAULT = "_problem's param defaults to None: passing None or nothing is 
 _LINE_FIELD = ("every ApiError the line parsers raise names a field: validate's _bad_request gives each issue one ('body' "
                "at the root), BadRequestError.field names one, and catalog.resolve's 400 and 403 name `model`; so the "
                "field is always found, and never empty")
+_COUNTS_DEFAULT = ("every reader of a batch record's items_total, items_done and items_failed (batches.status, "
+                   "batch_object, views.batch_view, the poller's counts) reads them with a default of 0: a record "
+                   "written without them, or under another name, reads the same")
+_ERROR_SIZE = "JobStore.finish with an error writes the error only: the result size is never stored"
+_ASCII_FLAG = "json.dumps tests ensure_ascii for its truth: None and False alike"
+_BATCH_NUMBERS = ("every batch record is written by batches.create with items_total and items_done (0 for an invalid "
+                  "file's): status's defaults are never read")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -1141,6 +1148,27 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('f"body.{field}" if field else "body"', 'f"body.{field}" if (field) or True else "body"', _LINE_FIELD),
         ('f"body.{field}" if field else "body"', 'f"body.{field}" if field else "XXbodyXX"', _LINE_FIELD),
         ('f"body.{field}" if field else "body"', 'f"body.{field}" if field else "BODY"', _LINE_FIELD),
+        ('numbers={"items_total": 0, "items_done": 0, "items_failed": 0})', "numbers=None)", _COUNTS_DEFAULT),
+        ('numbers={"items_total": 0, "items_done": 0, "items_failed": 0})', ")", _COUNTS_DEFAULT),
+        ('"items_total": 0, "items_done": 0, "items_failed": 0}', '"XXitems_totalXX": 0, "items_done": 0, "items_failed": 0}',
+         _COUNTS_DEFAULT),
+        ('"items_total": 0, "items_done": 0, "items_failed": 0}', '"ITEMS_TOTAL": 0, "items_done": 0, "items_failed": 0}',
+         _COUNTS_DEFAULT),
+        ('"items_done": 0, "items_failed": 0', '"XXitems_doneXX": 0, "items_failed": 0', _COUNTS_DEFAULT),
+        ('"items_done": 0, "items_failed": 0', '"ITEMS_DONE": 0, "items_failed": 0', _COUNTS_DEFAULT),
+        ('"items_done": 0, "items_failed": 0', '"items_done": 0, "XXitems_failedXX": 0', _COUNTS_DEFAULT),
+        ('"items_done": 0, "items_failed": 0', '"items_done": 0, "ITEMS_FAILED": 0', _COUNTS_DEFAULT),
+        ("store.finish(job_id, None, 0,", "store.finish(job_id, None, None,", _ERROR_SIZE),
+        ("store.finish(job_id, None, 0,", "store.finish(job_id, None, 1,", _ERROR_SIZE),
+        ('source.get("object_key") or f"files/', 'source.get("object_key") and f"files/', _FILE_RECORD),
+        ('source.get("object_key") or', 'source.get(None) or', _FILE_RECORD),
+        ('source.get("object_key") or', 'source.get("XXobject_keyXX") or', _FILE_RECORD),
+        ('source.get("object_key") or', 'source.get("OBJECT_KEY") or', _FILE_RECORD),
+        ("f\"files/{source['id']}\"", "f\"files/{source['XXidXX']}\"", _FILE_RECORD),
+        ("f\"files/{source['id']}\"", "f\"files/{source['ID']}\"", _FILE_RECORD),
+        ("ensure_ascii=False", "ensure_ascii=None", _ASCII_FLAG),
+        ('int(record.get("items_total", 0))', 'int(record.get("items_total", 1))', _BATCH_NUMBERS, "status"),
+        ('int(record.get("items_done", 0))', 'int(record.get("items_done", 1))', _BATCH_NUMBERS, "status"),
     ],
     "shared/openai/batch_output.py": [
         ("door, stop, error, int(clock.now()))", "door, stop, None, int(clock.now()))", _CHAT_STOPS, "_chat_outcomes"),

@@ -276,6 +276,7 @@ def test_an_embeddings_batch_counts_its_requests_as_its_tasks_finish(
     assert batch["model"] == DOC and batch["request_counts"]["total"] == 7
     record = store().item(job_id(batch))
     assert record["kind"] == "embedding" and int(record["tasks_total"]) == 3
+    assert record["description"] == "OpenAI Batch (embeddings)"
     tasks = [json.loads(store().get_object(jobs.payload_key(job_id(batch), n))) for n in range(3)]
     assert [[r["customId"] for r in t["requests"]] for t in tasks] == [
         ["emb-0", "emb-1", "emb-2"], ["emb-3", "emb-4", "emb-5"], ["emb-6"]]
@@ -354,6 +355,18 @@ def test_settling_a_chat_batch_leaves_its_native_result_to_the_poller(env: Aws) 
     assert listed.get("KeyCount") == 0
 
 
+def test_a_chat_batch_runs_in_chunks_of_chunk_items_requests(env: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "CHUNK_ITEMS", 2)
+    batch = start([chat_line(i) for i in range(5)])
+    record = store().item(job_id(batch))
+    assert int(record["tasks_total"]) == 3 and int(record["chunk_items"]) == 2
+    chunks = [json.loads(store().get_object(jobs.payload_key(job_id(batch), n))) for n in range(3)]
+    assert [[item["customId"] for item in chunk["items"]] for chunk in chunks] == [
+        ["req-0", "req-1"], ["req-2", "req-3"], ["req-4"]]
+    finished = run_to_end(env, batch["id"])
+    assert [line["custom_id"] for line in lines_of(finished["output_file_id"])] == [f"req-{i}" for i in range(5)]
+
+
 def test_an_embeddings_line_keeps_its_dimensions(env: Aws) -> None:
     batch = start([embedding_line(0, dimensions=8), embedding_line(1)], endpoint=EMB)
     finished = run_to_end(env, batch["id"])
@@ -411,7 +424,8 @@ def test_an_embeddings_batch_whose_task_was_dead_lettered_fails_its_requests_wit
 def invalid(lines: list[Any] | bytes, endpoint: str = CHAT) -> dict[str, Any]:
     batch = start(lines, endpoint)
     assert batch["status"] == "failed" and batch["in_progress_at"] is None and batch["expires_at"] is None
-    assert batch["failed_at"] == batch["created_at"] and batch["request_counts"]["total"] == 0
+    assert batch["failed_at"] == batch["created_at"]
+    assert batch["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
     assert get(batch["id"]) == batch
     return batch
 
@@ -664,9 +678,14 @@ def test_a_model_mismatch_names_the_line_of_the_first_request(env: Aws) -> None:
 
 def test_an_invalid_file_is_a_failed_batch_with_its_door_fields(env: Aws, log_output: Any) -> None:
     source = upload(b"nope\n")
+    jobs.reset_job_store()  # a fresh instance, whose first use of the store is this create
     answer = create({"input_file_id": source["id"], "endpoint": EMB, "completion_window": "24h",
                      "metadata": {"k": "v"}})
     batch = answer.json()
+    native = call("GET", f"/operations/{job_id(batch)}").json()  # the same record, through the native door
+    assert native["done"] is True and native["error"] == {
+        "code": 3, "message": "the input file has 1 invalid line", "details": []}
+    assert (native["metadata"]["completedBatches"], native["metadata"]["totalBatches"]) == ("0", "0")
     assert (batch["status"], batch["endpoint"], batch["input_file_id"]) == ("failed", EMB, source["id"])
     assert batch["metadata"] == {"k": "v"} and batch["model"] is None and batch["output_file_id"] is None
     record = store().item(job_id(batch))
