@@ -361,8 +361,16 @@ _COUNTS_DEFAULT = ("every reader of a batch record's items_total, items_done and
                    "written without them, or under another name, reads the same")
 _ERROR_SIZE = "JobStore.finish with an error writes the error only: the result size is never stored"
 _ASCII_FLAG = "json.dumps tests ensure_ascii for its truth: None and False alike"
-_BATCH_NUMBERS = ("every batch record is written by batches.create with items_total and items_done (0 for an invalid "
-                  "file's): status's defaults are never read")
+_BATCH_NUMBERS = ("every batch record is written by batches.create with items_total, items_done and items_failed (0 for "
+                  "an invalid file's), and by JobStore.create with id, created_at and modified_at: these defaults are "
+                  "never read")
+_DOOR_FIELDS = ("every batch's door JSON (`oa`) is written by batches.create with endpoint and input_file_id, and "
+                "batch_object is handed only records of door openai (owned_batch, the listing's batch records, the "
+                "record create just wrote): the defaults are never read")
+_JOB_ERROR = "every job error is written with a message (each finish call and the views' errors): the default is never read"
+_SETTLED_FIELDS = ("settle writes oa_settled_at, oa_completed and oa_failed in the write before oa_settled, and they are "
+                   "read only for a settled batch (the counts under `if oa_settled`; settled_at only for expired and "
+                   "cancelled, which status gives only once settled): the defaults are never read")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -1167,8 +1175,28 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("f\"files/{source['id']}\"", "f\"files/{source['XXidXX']}\"", _FILE_RECORD),
         ("f\"files/{source['id']}\"", "f\"files/{source['ID']}\"", _FILE_RECORD),
         ("ensure_ascii=False", "ensure_ascii=None", _ASCII_FLAG),
-        ('int(record.get("items_total", 0))', 'int(record.get("items_total", 1))', _BATCH_NUMBERS, "status"),
-        ('int(record.get("items_done", 0))', 'int(record.get("items_done", 1))', _BATCH_NUMBERS, "status"),
+        ('int(record.get("items_total", 0))', 'int(record.get("items_total", 1))', _BATCH_NUMBERS),
+        ('int(record.get("items_done", 0))', 'int(record.get("items_done", 1))', _BATCH_NUMBERS),
+        ('int(record.get("items_failed", 0))', 'int(record.get("items_failed", 1))', _BATCH_NUMBERS, "batch_object"),
+        ('int(record.get("created_at", 0))', 'int(record.get("created_at", None))', _BATCH_NUMBERS, "batch_object"),
+        ('int(record.get("created_at", 0))', 'int(record.get("created_at", ))', _BATCH_NUMBERS, "batch_object"),
+        ('int(record.get("created_at", 0))', 'int(record.get("created_at", 1))', _BATCH_NUMBERS, "batch_object"),
+        ('int(record.get("modified_at", 0))', 'int(record.get("modified_at", 1))', _BATCH_NUMBERS, "batch_object"),
+        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", None))', _BATCH_NUMBERS),
+        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", ))', _BATCH_NUMBERS),
+        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", "XXXX"))', _BATCH_NUMBERS),
+        ('door.get("endpoint", "")', 'door.get("endpoint", None)', _DOOR_FIELDS, "batch_object"),
+        ('door.get("endpoint", "")', 'door.get("endpoint", )', _DOOR_FIELDS, "batch_object"),
+        ('door.get("endpoint", "")', 'door.get("endpoint", "XXXX")', _DOOR_FIELDS, "batch_object"),
+        ('door.get("input_file_id", "")', 'door.get("input_file_id", None)', _DOOR_FIELDS, "batch_object"),
+        ('door.get("input_file_id", "")', 'door.get("input_file_id", )', _DOOR_FIELDS, "batch_object"),
+        ('door.get("input_file_id", "")', 'door.get("input_file_id", "XXXX")', _DOOR_FIELDS, "batch_object"),
+        ('error.get("message", "")', 'error.get("message", None)', _JOB_ERROR, "batch_object"),
+        ('error.get("message", "")', 'error.get("message", )', _JOB_ERROR, "batch_object"),
+        ('error.get("message", "")', 'error.get("message", "XXXX")', _JOB_ERROR, "batch_object"),
+        ('int(record.get("oa_settled_at", 0))', 'int(record.get("oa_settled_at", 1))', _SETTLED_FIELDS),
+        ('int(record.get("oa_completed", 0))', 'int(record.get("oa_completed", 1))', _SETTLED_FIELDS),
+        ('int(record.get("oa_failed", 0))', 'int(record.get("oa_failed", 1))', _SETTLED_FIELDS),
     ],
     "shared/openai/batch_output.py": [
         ("door, stop, error, int(clock.now()))", "door, stop, None, int(clock.now()))", _CHAT_STOPS, "_chat_outcomes"),

@@ -155,6 +155,7 @@ def test_a_chat_batch_is_in_progress_at_once_and_completes_with_its_output_file(
     assert finished["status"] == "completed" and finished["error_file_id"] is None
     assert finished["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
     assert finished["completed_at"] == finished["finalizing_at"] == now + 5 and finished["failed_at"] is None
+    assert finished["expired_at"] is None and finished["cancelled_at"] is None and finished["cancelling_at"] is None
     lines = lines_of(finished["output_file_id"])
     assert [line["custom_id"] for line in lines] == ["req-0", "req-1", "req-2"]
     for n, line in enumerate(lines):
@@ -327,6 +328,7 @@ def test_an_embeddings_batch_past_its_window_expires_and_keeps_what_finished(
     poll()
     expired = get(batch["id"])
     assert expired["status"] == "expired" and expired["expired_at"] == int(clock.now())
+    assert expired["cancelled_at"] is None and expired["completed_at"] is None and expired["failed_at"] is None
     assert [line["custom_id"] for line in lines_of(expired["output_file_id"])] == ["emb-0", "emb-1"]
     rest = lines_of(expired["error_file_id"])
     assert [line["custom_id"] for line in rest] == ["emb-2", "emb-3", "emb-4"]
