@@ -371,6 +371,10 @@ _JOB_ERROR = "every job error is written with a message (each finish call and th
 _SETTLED_FIELDS = ("settle writes oa_settled_at, oa_completed and oa_failed in the write before oa_settled, and they are "
                    "read only for a settled batch (the counts under `if oa_settled`; settled_at only for expired and "
                    "cancelled, which status gives only once settled): the defaults are never read")
+_UPSTREAM_METADATA = ("upstream's batch metadata always names taskStatus (the reference: metadata = {taskId, taskStatus, "
+                      "completedBatches, totalBatches}); the default, the status recorded before, differs from these "
+                      "only for a first answer without one, which upstream does not give")
+_NONE_OR_ZERO = "`x or 0` reads an absent count, None or 0 alike: 0"
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -941,6 +945,13 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/poller.py (h-worker) --
     "shared/jobs/poller.py": [
+        ('operation.get("task_status", "")', 'operation.get("task_status", None)', _UPSTREAM_METADATA),
+        ('operation.get("task_status", "")', 'operation.get("task_status", )', _UPSTREAM_METADATA),
+        ('operation.get("task_status", "")', 'operation.get("task_status", "XXXX")', _UPSTREAM_METADATA),
+        ('metadata.get("completedBatches", 0) or 0', 'metadata.get("completedBatches", None) or 0', _NONE_OR_ZERO),
+        ('metadata.get("completedBatches", 0) or 0', 'metadata.get("completedBatches", ) or 0', _NONE_OR_ZERO),
+        ('metadata.get("totalBatches", 0) or 0', 'metadata.get("totalBatches", None) or 0', _NONE_OR_ZERO),
+        ('metadata.get("totalBatches", 0) or 0', 'metadata.get("totalBatches", ) or 0', _NONE_OR_ZERO),
         ('json.loads(operation.get("error") or "null")', 'json.loads(operation.get("error") or "XXnullXX")',
          _NO_ERROR_TEXT, "_stop_reason"),
         ('json.loads(operation.get("error") or "null")', 'json.loads(operation.get("error") or "NULL")',

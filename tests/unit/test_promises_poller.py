@@ -336,6 +336,25 @@ def test_a_native_batchs_progress_is_what_upstream_last_said(env: Aws, stack_env
     assert "error" not in record and store.active_ids() == []
 
 
+def test_a_native_batch_records_the_status_its_finished_upstream_operation_names(
+        env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _native()
+    store = _store()
+    upstream_id = store.item(op_id)["upstream_id"]
+    _answer_next_poll(stack_env, {"id": upstream_id, "done": True, "response": {
+        "taskId": "cbtdone", "taskStatus": "CANCELED", "resultDatasetId": ""}})
+    assert _poll() == {"native-finished": 1}
+    assert store.item(op_id)["task_status"] == "CANCELED"
+
+
+def test_every_pending_native_batch_is_counted_in_the_rounds_summary(env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    _native()
+    _native("fdsdataset2")
+    assert _poll() == {"native-pending": 2}
+
+
 def test_a_native_batchs_answer_without_metadata_keeps_its_recorded_progress(env: Aws, stack_env: Emulator) -> None:
     stack_env.configure(asyncDelayMs=3_600_000)
     op_id = _native()
