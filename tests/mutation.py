@@ -375,6 +375,12 @@ _UPSTREAM_METADATA = ("upstream's batch metadata always names taskStatus (the re
                       "completedBatches, totalBatches}); the default, the status recorded before, differs from these "
                       "only for a first answer without one, which upstream does not give")
 _NONE_OR_ZERO = "`x or 0` reads an absent count, None or 0 alike: 0"
+_STORE_ERROR_TEXT = ("a budget sweep fails with the store's own errors (StoreError 'job store: <code>', a botocore "
+                     "class's name), far under 300 characters: the cut never bites")
+_CREATED_RECORD = ("every job record is written by JobStore.create, with modified_at and tasks_total, and requeued_at "
+                   "is read against a threshold of seconds from now (epoch seconds): 0 and 1 alike are long past")
+_SAME_RECORDS = ("the records handed on are the batch's item records just read for this round; with None, the door's "
+                 "settle reads the same records again (_chat_outcomes)")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -945,6 +951,17 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/poller.py (h-worker) --
     "shared/jobs/poller.py": [
+        ("ensure_ascii=False", "ensure_ascii=None", _ASCII_FLAG),
+        ("hook.settle(operation, store, inv, records)", "hook.settle(operation, store, inv, None)", _SAME_RECORDS,
+         "_finish_batch"),
+        ('{err}"[:300]', '{err}"[:301]', _STORE_ERROR_TEXT, "_record_batch"),
+        ('operation.get("requeued_at", 0)', 'operation.get("requeued_at", 1)', _CREATED_RECORD),
+        ('operation.get("modified_at", now)', 'operation.get("modified_at", None)', _CREATED_RECORD),
+        ('operation.get("modified_at", now)', 'operation.get("modified_at", )', _CREATED_RECORD),
+        ('range(int(operation.get("tasks_total", 0)))', 'range(int(operation.get("tasks_total", None)))', _CREATED_RECORD,
+         "_requeue_if_stuck"),
+        ('range(int(operation.get("tasks_total", 0)))', 'range(int(operation.get("tasks_total", )))', _CREATED_RECORD,
+         "_requeue_if_stuck"),
         ('operation.get("task_status", "")', 'operation.get("task_status", None)', _UPSTREAM_METADATA),
         ('operation.get("task_status", "")', 'operation.get("task_status", )', _UPSTREAM_METADATA),
         ('operation.get("task_status", "")', 'operation.get("task_status", "XXXX")', _UPSTREAM_METADATA),

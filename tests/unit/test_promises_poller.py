@@ -281,6 +281,19 @@ def test_a_limited_keys_batch_is_settled_to_its_usage_when_it_finishes(env: Aws)
     assert store.item(month)["used_t"] == used < held
 
 
+def test_a_limited_keys_batch_with_no_usage_releases_what_it_held(env: Aws, stack_env: Emulator) -> None:
+    """No request succeeded, so no ledger entry settles the reservation: the poller releases it alone."""
+    stack_env.fault(path="/foundationModels/v1/completionAsync", status=400, count=-1, bodyContains="refuse me")
+    op_id = _limited_batch(env, ("refuse me", "refuse me too"))
+    store = _store()
+    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
+                if i["id"]["S"].startswith("limits#alice#")]
+    assert store.item(month)["used_t"] > 0
+    _poll()
+    assert store.item(op_id)["state"] == "done" and int(store.item(op_id)["items_failed"]) == 2
+    assert store.item(month)["used_t"] == 0
+
+
 def test_progress_is_counted_from_the_request_records(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
     op_id = _batch(env, ["one", "EMULATOR_FAIL two"])
     stack_env.configure(asyncDelayMs=3_600_000)
@@ -724,6 +737,15 @@ def test_a_door_job_is_finished_through_its_door_once_every_task_is_done(
     data = store.get_object(record["result_key"])
     assert record["result_key"] == record["oa_native_key"] and record["result_size"] == len(data) > 0
     assert store.active_ids() == []
+
+
+def test_every_door_job_finished_in_a_round_is_counted(env: Aws, stack_env: Emulator) -> None:
+    from functions.embedding import handler as embedding_function
+
+    _door_embeddings("fmo00000000door3", [["one"]])
+    _door_embeddings("fmo00000000door4", [["two"]])
+    embedding_function.handler(ymq_event(_receive(env, "embedding"), env.resources.arns["embedding"]), FakeContext())
+    assert _poll() == {"batches-finished": 2}
 
 
 def test_a_door_job_that_ended_early_is_settled_through_its_door_and_leaves_the_index(
