@@ -377,8 +377,17 @@ _UPSTREAM_METADATA = ("upstream's batch metadata always names taskStatus (the re
 _NONE_OR_ZERO = "`x or 0` reads an absent count, None or 0 alike: 0"
 _STORE_ERROR_TEXT = ("a budget sweep fails with the store's own errors (StoreError 'job store: <code>', a botocore "
                      "class's name), far under 300 characters: the cut never bites")
-_CREATED_RECORD = ("every job record is written by JobStore.create, with modified_at and tasks_total, and requeued_at "
-                   "is read against a threshold of seconds from now (epoch seconds): 0 and 1 alike are long past")
+_CREATED_RECORD = ("every job record is written by JobStore.create, with kind, modified_at and tasks_total; a running "
+                   "task's record always has lease_until (JobStore.claim sets it with the state); and requeued_at is "
+                   "read against a threshold of seconds from now (epoch seconds): 0 and 1 alike are long past")
+_PACER_CALL = ("the call settings made here go only to the pacer, which reads their deadline; upstream gets the request "
+               "id with inv.call")
+_UPDATE_ONLY = ("item_finished from running updates state, outcome and failed only: the custom id is written only when "
+                "the record is made (from_state None), which this call never asks for")
+_PARSED_AGAIN = "the outcome text is parsed again (json.loads) before any use: with escapes or without, the same value"
+_FIRST_DEADLINE = ("the first deadline a run meets ends it: the remaining time only falls, so poll()'s own check before "
+                   "the next operation fails too; the count is 0 before it (bar a pacer refusal followed, within one "
+                   "operation, by the time running out), so = 1 and += 1 agree")
 _SAME_RECORDS = ("the records handed on are the batch's item records just read for this round; with None, the door's "
                  "settle reads the same records again (_chat_outcomes)")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
@@ -951,6 +960,20 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/poller.py (h-worker) --
     "shared/jobs/poller.py": [
+        ("client_request_id=inv.call.client_request_id)", ")", _PACER_CALL, "_before_margin"),
+        ('store.item_finished(op_id, index, record["custom_id"],', "store.item_finished(op_id, index, None,", _UPDATE_ONLY),
+        ('"outcome": json.dumps(outcome, ensure_ascii=False)}', '"outcome": json.dumps(outcome, )}', _PARSED_AGAIN),
+        ('"outcome": json.dumps(outcome, ensure_ascii=False)}', '"outcome": json.dumps(outcome, ensure_ascii=True)}',
+         _PARSED_AGAIN),
+        ('summary["deadline"] += 1', 'summary["deadline"] = 1', _FIRST_DEADLINE, "_poll_batch"),
+        ('range(int(operation.get("tasks_total", 0)))', 'range(int(operation.get("tasks_total", 1)))', _CREATED_RECORD,
+         "_requeue_if_stuck"),
+        ('float(task.get("lease_until", 0))', 'float(task.get("lease_until", None))', _CREATED_RECORD),
+        ('float(task.get("lease_until", 0))', 'float(task.get("lease_until", ))', _CREATED_RECORD),
+        ('float(task.get("lease_until", 0))', 'float(task.get("lease_until", 1))', _CREATED_RECORD),
+        ('operation.get("kind", "")', 'operation.get("kind", None)', _CREATED_RECORD, "_requeue_if_stuck"),
+        ('operation.get("kind", "")', 'operation.get("kind", )', _CREATED_RECORD, "_requeue_if_stuck"),
+        ('operation.get("kind", "")', 'operation.get("kind", "XXXX")', _CREATED_RECORD, "_requeue_if_stuck"),
         ("ensure_ascii=False", "ensure_ascii=None", _ASCII_FLAG),
         ("hook.settle(operation, store, inv, records)", "hook.settle(operation, store, inv, None)", _SAME_RECORDS,
          "_finish_batch"),

@@ -395,6 +395,19 @@ def test_native_polls_share_the_operation_get_quota_with_batch_polls(
     assert sum(clock.sleeps) == pytest.approx(2.0, abs=0.01)
 
 
+def test_a_run_out_of_operation_get_slots_counts_what_it_finished_and_every_batch_it_left(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import reset_caches
+
+    first, second = _batch(env, ["one", "two"]), _batch(env, ["three"])
+    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.01")  # one operation GET per 100 s: one fits in this run
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    assert _poll() == {"items-finished": 1, "deadline": 2}  # each batch left for want of a slot is counted
+    done = {op_id: int(_store().item(op_id).get("items_done", 0)) for op_id in (first, second)}
+    assert sorted(done.values()) == [0, 1]  # and the request it finished is counted before the run stops
+
+
 def test_an_operation_the_poller_cannot_advance_is_counted_and_logged_and_the_others_go_on(
         env: Aws, stack_env: Emulator, log_output: io.StringIO) -> None:
     stack_env.configure(asyncDelayMs=3_600_000)
@@ -748,6 +761,14 @@ def test_every_door_job_finished_in_a_round_is_counted(env: Aws, stack_env: Emul
     assert _poll() == {"batches-finished": 2}
 
 
+def test_every_stuck_task_of_a_round_is_counted(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    _door_embeddings("fmo00000000door5", [["one"]])
+    _door_embeddings("fmo00000000door6", [["two"], ["three"]])
+    _receive(env, "embedding")  # their messages are lost
+    clock.advance(301)
+    assert _poll() == {"requeued-tasks": 3}
+
+
 def test_a_door_job_that_ended_early_is_settled_through_its_door_and_leaves_the_index(
         env: Aws, stack_env: Emulator) -> None:
     _door_embeddings("fmo00000000door2", [["one"]])
@@ -896,6 +917,7 @@ def test_a_poll_that_waited_out_upstreams_retry_after_leaves_the_rest_for_the_ne
     assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 1}  # 0.9 s left after it
     assert clock.sleeps == [pytest.approx(2, abs=0.01)] and len(_polls(stack_env)) == 2
     assert _store().items(op_id, [0, 1])[1]["state"] == "running"
+    assert int(_store().item(op_id)["items_done"]) == 1  # what this run finished is counted before it stops
 
 
 def test_a_run_counts_every_operation_it_advanced(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
