@@ -294,6 +294,18 @@ def test_a_limited_keys_batch_with_no_usage_releases_what_it_held(env: Aws, stac
     assert store.item(month)["used_t"] == 0
 
 
+def test_a_limited_keys_cancelled_batch_releases_what_it_held(env: Aws, stack_env: Emulator) -> None:
+    stack_env.configure(asyncDelayMs=3_600_000)
+    op_id = _limited_batch(env, ("one", "two"))
+    store = _store()
+    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
+                if i["id"]["S"].startswith("limits#alice#")]
+    assert store.item(month)["used_t"] > 0
+    assert store.finish(op_id, None, 0, {"code": 1, "message": "cancelled", "details": []}, deactivate=False)
+    assert _poll() == {"items-finished": 2}
+    assert store.item(month)["used_t"] == 0 and store.active_ids() == []  # nothing ran: nothing is kept
+
+
 def test_progress_is_counted_from_the_request_records(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
     op_id = _batch(env, ["one", "EMULATOR_FAIL two"])
     stack_env.configure(asyncDelayMs=3_600_000)
@@ -406,6 +418,21 @@ def test_a_run_out_of_operation_get_slots_counts_what_it_finished_and_every_batc
     assert _poll() == {"items-finished": 1, "deadline": 2}  # each batch left for want of a slot is counted
     done = {op_id: int(_store().item(op_id).get("items_done", 0)) for op_id in (first, second)}
     assert sorted(done.values()) == [0, 1]  # and the request it finished is counted before the run stops
+
+
+def test_a_poll_that_fails_on_our_side_leaves_the_request_for_the_next_run(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials that cannot be read (a 500 of ours, not retryable) are no answer about the request: it stays
+    running, counted as a poll error, and the next run asks again."""
+    from tests.conftest import reset_caches
+
+    op_id = _batch(env, ["one", "two"])
+    monkeypatch.delenv("YC_API_KEY", raising=False)
+    monkeypatch.setenv("YC_SA_KEY_JSON", "not json")
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    assert _poll() == {"poll-errors": 2}
+    assert {r["state"] for r in _store().items(op_id, [0, 1]).values()} == {"running"}
 
 
 def test_an_operation_the_poller_cannot_advance_is_counted_and_logged_and_the_others_go_on(
