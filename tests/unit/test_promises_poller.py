@@ -411,7 +411,7 @@ def test_a_run_out_of_operation_get_slots_counts_what_it_finished_and_every_batc
         env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.conftest import reset_caches
 
-    first, second = _batch(env, ["one", "two"]), _batch(env, ["three"])
+    first, second = _batch(env, ["one", "two"]), _batch(env, ["three", "four"])  # alike: either comes first
     monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.01")  # one operation GET per 100 s: one fits in this run
     reset_caches()
     monkeypatch.setattr("shared.jobs.queue._client", env.queues)
@@ -945,6 +945,14 @@ def test_a_poll_that_waited_out_upstreams_retry_after_leaves_the_rest_for_the_ne
     assert clock.sleeps == [pytest.approx(2, abs=0.01)] and len(_polls(stack_env)) == 2
     assert _store().items(op_id, [0, 1])[1]["state"] == "running"
     assert int(_store().item(op_id)["items_done"]) == 1  # what this run finished is counted before it stops
+
+
+def test_a_run_that_ran_out_of_time_counts_every_operation_it_left(
+        env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
+    _batch(env, ["one", "two"])
+    _batch(env, ["three", "four"])  # alike: the index gives them in either order
+    stack_env.fault(path="/operations/", status=503, retryAfter=2, count=1)  # the first poll waits 2 s, then gets it
+    assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 2}  # the first batch's rest, and the second
 
 
 def test_a_run_counts_every_operation_it_advanced(env: Aws, stack_env: Emulator, clock: ManualClock) -> None:
