@@ -390,6 +390,9 @@ _FIRST_DEADLINE = ("the first deadline a run meets ends it: the remaining time o
                    "operation, by the time running out), so = 1 and += 1 agree")
 _SAME_RECORDS = ("the records handed on are the batch's item records just read for this round; with None, the door's "
                  "settle reads the same records again (_chat_outcomes)")
+_DONE_REFUSED = ("JobStore.finish is conditioned on state <> done: for an operation already done it changes nothing and "
+                 "returns False, so without the state check the late one is only asked again, to the same effect")
+_FALSY_DEACTIVATE = "finish tests deactivate for its truth: None and False alike"
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -960,6 +963,17 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/poller.py (h-worker) --
     "shared/jobs/poller.py": [
+        ('or operation.get("state") == "done" or clock.now()', 'or operation.get(None) == "done" or clock.now()',
+         _DONE_REFUSED, "_expire_if_late"),
+        ('or operation.get("state") == "done" or clock.now()', 'or operation.get("XXstateXX") == "done" or clock.now()',
+         _DONE_REFUSED, "_expire_if_late"),
+        ('or operation.get("state") == "done" or clock.now()', 'or operation.get("STATE") == "done" or clock.now()',
+         _DONE_REFUSED, "_expire_if_late"),
+        ('store.finish(operation["id"], None, 0, EXPIRED', 'store.finish(operation["id"], None, None, EXPIRED', _ERROR_SIZE),
+        ('store.finish(operation["id"], None, 0, EXPIRED', 'store.finish(operation["id"], None, 1, EXPIRED', _ERROR_SIZE),
+        ("EXPIRED, deactivate=False)", "EXPIRED, deactivate=None)", _FALSY_DEACTIVATE),
+        ('operation.get("deadline_at", 0) or 0', 'operation.get("deadline_at", None) or 0', _NONE_OR_ZERO),
+        ('operation.get("deadline_at", 0) or 0', 'operation.get("deadline_at", ) or 0', _NONE_OR_ZERO),
         ("client_request_id=inv.call.client_request_id)", ")", _PACER_CALL, "_before_margin"),
         ('store.item_finished(op_id, index, record["custom_id"],', "store.item_finished(op_id, index, None,", _UPDATE_ONLY),
         ('"outcome": json.dumps(outcome, ensure_ascii=False)}', '"outcome": json.dumps(outcome, )}', _PARSED_AGAIN),
