@@ -634,6 +634,27 @@ def test_a_door_jobs_transient_failure_gives_the_whole_task_back(env: Aws, stack
     assert task["state"] == "queued" and task["last_error"].endswith(f"emulated fault {status}")
 
 
+def test_a_door_jobs_failure_on_our_side_gives_the_whole_task_back(
+        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials that cannot be read (a 500 of ours) say nothing about a request: no request fails for it."""
+    from shared import runtime
+    from shared.jobs import submit
+    from tests.conftest import reset_caches
+
+    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
+    uri = "emb://b1gtestfolder/text-search-doc/latest"
+    submit.submit_tasks("embedding", [{"modelUri": uri, "requests": [{"texts": ["one"]}, {"texts": ["two"]}]}],
+                        inv, op_id="fmo0000000door05", extra={"door": "openai"})
+    monkeypatch.delenv("YC_API_KEY", raising=False)
+    monkeypatch.setenv("YC_SA_KEY_JSON", "not json")
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    with pytest.raises(worker.RedeliverError):
+        _deliver(env, "embedding", _receive(env, "embedding"))
+    task = _task("fmo0000000door05")
+    assert task["state"] == "queued" and "YC_SA_KEY_JSON: not valid JSON" in task["last_error"]
+
+
 # -- a key with a budget: what its job holds is settled by the worker ---------------------------------------
 
 LIMITED = json.dumps({"name": "alice", "monthly_tokens": 100000})
