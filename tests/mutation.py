@@ -393,6 +393,14 @@ _SAME_RECORDS = ("the records handed on are the batch's item records just read f
 _DONE_REFUSED = ("JobStore.finish is conditioned on state <> done: for an operation already done it changes nothing and "
                  "returns False, so without the state check the late one is only asked again, to the same effect")
 _FALSY_DEACTIVATE = "finish tests deactivate for its truth: None and False alike"
+_BOUND_ID = ("the worker binds operation_id to its log lines for the message it runs (logs.bind in consume), so "
+             "the line carries it either way")
+_ASCII_RESPONSE = ("the assembled embeddings response holds ASCII only (its type name, numbers, upstream's model version): "
+                   "escaped or not, the same bytes")
+_DONE_FINALIZED = ("without the state check a done operation goes on: its tasks are counted and, all done, its response "
+                   "is assembled, but JobStore.finish is conditioned on state <> done and refuses it, so the operation "
+                   "and its answer stay as they were (bar an unreferenced response object for a cancelled multi-task "
+                   "embedding job, which the bucket's lifecycle rule removes)")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -1052,6 +1060,22 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
+        ('operation.get("state") == "done" or operation.get("kind") == "batch"',
+         'operation.get("state") == "XXdoneXX" or operation.get("kind") == "batch"', _DONE_FINALIZED, "finalize"),
+        ('operation.get("state") == "done" or operation.get("kind") == "batch"',
+         'operation.get("state") == "DONE" or operation.get("kind") == "batch"', _DONE_FINALIZED, "finalize"),
+        ('operation.get("state") == "done" or operation.get("kind") == "batch"',
+         'operation.get(None) == "done" or operation.get("kind") == "batch"', _DONE_FINALIZED, "finalize"),
+        ('operation.get("state") == "done" or operation.get("kind") == "batch"',
+         'operation.get("XXstateXX") == "done" or operation.get("kind") == "batch"', _DONE_FINALIZED, "finalize"),
+        ('operation.get("state") == "done" or operation.get("kind") == "batch"',
+         'operation.get("STATE") == "done" or operation.get("kind") == "batch"', _DONE_FINALIZED, "finalize"),
+        ('log.info("operation done", extra={"operation_id": op_id,', 'log.info("operation done", extra={"XXoperation_idXX": op_id,',
+         _BOUND_ID),
+        ('log.info("operation done", extra={"operation_id": op_id,', 'log.info("operation done", extra={"OPERATION_ID": op_id,',
+         _BOUND_ID),
+        ("json.dumps(response, ensure_ascii=False)", "json.dumps(response, )", _ASCII_RESPONSE, "finalize"),
+        ("json.dumps(response, ensure_ascii=False)", "json.dumps(response, ensure_ascii=True)", _ASCII_RESPONSE, "finalize"),
         ("store.finish(op_id, None, 0, err.to_status(),", "store.finish(op_id, None, 1, err.to_status(),", _NO_SIZE,
          "process"),
         ("store.finish(op_id, None, 0, err.to_status(),", "store.finish(op_id, None, None, err.to_status(),", _NO_SIZE,

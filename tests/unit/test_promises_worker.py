@@ -159,6 +159,13 @@ def test_a_completion_runs_upstream_once_and_its_result_is_the_operations_respon
     assert usage["input_tokens"] == int(response["usage"]["inputTextTokens"]) > 0
 
 
+def test_finishing_an_operation_that_is_gone_does_nothing(env: Aws) -> None:
+    """An operation whose record is gone (deleted, expired) when its last task ends is left alone."""
+    store = _store()
+    assert worker.finalize("fmo00000000gone01", store, Settings.from_env()) is None
+    assert store.item("fmo00000000gone01") is None
+
+
 def test_a_message_delivered_twice_runs_upstream_once(env: Aws, stack_env: Emulator) -> None:
     op_id = _submit()
     messages = _receive(env, "completion")
