@@ -1060,6 +1060,8 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
+        ('kind = operation.get("kind", kind)', 'kind = operation.get("kind", None)', _CREATED_RECORD, "process"),
+        ('kind = operation.get("kind", kind)', 'kind = operation.get("kind", )', _CREATED_RECORD, "process"),
         ('operation.get("state") == "done" or operation.get("kind") == "batch"',
          'operation.get("state") == "XXdoneXX" or operation.get("kind") == "batch"', _DONE_FINALIZED, "finalize"),
         ('operation.get("state") == "done" or operation.get("kind") == "batch"',
