@@ -401,6 +401,10 @@ _DONE_FINALIZED = ("without the state check a done operation goes on: its tasks 
                    "is assembled, but JobStore.finish is conditioned on state <> done and refuses it, so the operation "
                    "and its answer stay as they were (bar an unreferenced response object for a cancelled multi-task "
                    "embedding job, which the bucket's lifecycle rule removes)")
+_TRIGGER_SHAPE = ("every message a Message Queue trigger hands the function has details.queue_id and details.message "
+                  "(the trigger event's shape, docs and events/): the defaults are never read")
+_KIND_FROM_RECORD = ("process takes the kind from the job's record, which JobStore.create always writes, and dead_letter "
+                     "from _queue_kind(operation): the trigger's kind is never read")
 _SAVED_FILE = ("file_object is handed only file records (files.py: the record save_file returns, owned_file's record "
                "of kind file, and the list's records), and save_file is the only writer of a record of kind file: it "
                "writes bytes, created_at, expires_at, filename and purpose into every one, so these defaults are "
@@ -1060,6 +1064,16 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
     ],
     # -- shared/jobs/worker.py (h-engine) --
     "shared/jobs/worker.py": [
+        ('str(details.get("queue_id", ""))', 'str(details.get("queue_id", None))', _TRIGGER_SHAPE, "consume"),
+        ('str(details.get("queue_id", ""))', 'str(details.get("queue_id", ))', _TRIGGER_SHAPE, "consume"),
+        ('str(details.get("queue_id", ""))', 'str(details.get("queue_id", "XXXX"))', _TRIGGER_SHAPE, "consume"),
+        ('.get("message", {}).get("body", "") for m in', '.get("message", None).get("body", "") for m in', _TRIGGER_SHAPE,
+         "consume"),
+        ('.get("message", {}).get("body", "") for m in', '.get("message", ).get("body", "") for m in', _TRIGGER_SHAPE,
+         "consume"),
+        ("(dead_letter if dead else process)(kind, body,", "(dead_letter if dead else process)(None, body,",
+         _KIND_FROM_RECORD, "consume"),
+        ("json.dumps(result, ensure_ascii=False)", "json.dumps(result, ensure_ascii=None)", _ASCII_FLAG, "process"),
         ('kind = operation.get("kind", kind)', 'kind = operation.get("kind", None)', _CREATED_RECORD, "process"),
         ('kind = operation.get("kind", kind)', 'kind = operation.get("kind", )', _CREATED_RECORD, "process"),
         ('operation.get("state") == "done" or operation.get("kind") == "batch"',

@@ -159,6 +159,13 @@ def test_a_completion_runs_upstream_once_and_its_result_is_the_operations_respon
     assert usage["input_tokens"] == int(response["usage"]["inputTextTokens"]) > 0
 
 
+def test_a_message_that_is_no_job_reference_is_named_by_its_first_200_characters() -> None:
+    body = "x" * 199 + "yz" + "w" * 100
+    with pytest.raises(worker.RedeliverError) as raised:
+        worker._parse(body)
+    assert str(raised.value) == f"message body is not a job reference: {body[:200]!r}" and "z" not in str(raised.value)
+
+
 def test_finishing_an_operation_that_is_gone_does_nothing(env: Aws) -> None:
     """An operation whose record is gone (deleted, expired) when its last task ends is left alone."""
     store = _store()
