@@ -16,8 +16,9 @@ usage stays attributable):
 
 Every change is one TransactWriteItems conditioned on the key's record being as it was read (its digest,
 and its revision, which every change increments), so a rotate racing a PATCH or a revoke cannot leave the
-two records disagreeing: one wins, the other is retried once on the new state or answered 409. Who may call: the admin caller (FM_ADMIN_CALLER) only; for anyone else every
-admin route is a 404, as for a path that does not exist.
+two records disagreeing: one wins, the other is retried once on the new state or answered 409. Who may
+call: the admin caller (FM_ADMIN_CALLER) only; for anyone else every admin route is a 404, as for a path
+that does not exist.
 
 Revocation, expiry and policy changes reach requests within KEY_CACHE_S (the authorizer instance's
 cache, FM_KEY_CACHE_S, 10 s) + the API Gateway's result cache (authorizer_result_ttl_in_seconds,
