@@ -372,11 +372,17 @@ def aws_fast(stack_env: Emulator, monkeypatch: pytest.MonkeyPatch, aws_jobs: Aws
     """`aws_jobs` as `fast` is `jobs`: the emulator's async operations done at once, the start and poll quotas high;
     on the test's clock."""
     stack_env.configure(asyncDelayMs=0)
-    monkeypatch.setenv("FM_ASYNC_START_RPS", "5000")
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "5000")
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", aws_jobs.queues)  # reset_caches dropped it
+    configure(aws_jobs, monkeypatch, FM_ASYNC_START_RPS="5000", FM_OPERATION_GET_RPS="5000")
     return aws_jobs
+
+
+def configure(aws: Aws, monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    """Set these variables as an instance reads them at start: the caches dropped, and the code under test's queue
+    client pointed at `aws_jobs`'s queues again (reset_caches drops it)."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    monkeypatch.setattr("shared.jobs.queue._client", aws.queues)
 
 
 @pytest.fixture

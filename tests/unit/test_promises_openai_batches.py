@@ -29,7 +29,7 @@ from local.triggers import timer_event, ymq_event
 from shared.jobs import store as jobs
 from shared.openai import batch_store, batches
 from tests.clock import ManualClock
-from tests.conftest import Aws, Emulator, FakeContext, reset_caches
+from tests.conftest import Aws, Emulator, FakeContext, configure
 from tests.unit.test_promises_openai_files import call, refused, store, upload
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
@@ -44,13 +44,6 @@ DAY = 86_400
 def env(aws_fast: Aws) -> Aws:
     """The emulator (its async operations done at once), the in-process store and queues, the manual clock."""
     return aws_fast
-
-
-def configure(aws: Aws, monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
-    for name, value in variables.items():
-        monkeypatch.setenv(name, value)
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", aws.queues)
 
 
 def chat_line(i: int, text: str | None = None, **body: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from local.triggers import timer_event, ymq_event
 from shared.config import Settings
 from shared.jobs import store as jobs
 from tests.clock import ManualClock
-from tests.conftest import Aws, Emulator, FakeContext
+from tests.conftest import Aws, Emulator, FakeContext, configure
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -268,11 +268,17 @@ def _limited_batch(env: Aws, texts: tuple[str, ...]) -> str:
     return str(json.loads(answer["body"])["id"])
 
 
+def _budget_key(store: jobs.JobStore) -> str:
+    """The key of alice's one budget item (limits#alice#<month>)."""
+    (key,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
+              if i["id"]["S"].startswith("limits#alice#")]
+    return key
+
+
 def test_a_limited_keys_batch_is_settled_to_its_usage_when_it_finishes(env: Aws) -> None:
     op_id = _limited_batch(env, ("one", "two three"))
     store = _store()
-    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
-                if i["id"]["S"].startswith("limits#alice#")]
+    month = _budget_key(store)
     held = store.item(month)["used_t"]
     assert _poll() == {"items-finished": 2, "batches-finished": 1}
     lines = [json.loads(x) for x in store.get_object(store.item(op_id)["result_key"]).decode().splitlines()]
@@ -286,8 +292,7 @@ def test_a_limited_keys_batch_with_no_usage_releases_what_it_held(env: Aws, stac
     stack_env.fault(path="/foundationModels/v1/completionAsync", status=400, count=-1, bodyContains="refuse me")
     op_id = _limited_batch(env, ("refuse me", "refuse me too"))
     store = _store()
-    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
-                if i["id"]["S"].startswith("limits#alice#")]
+    month = _budget_key(store)
     assert store.item(month)["used_t"] > 0
     _poll()
     assert store.item(op_id)["state"] == "done" and int(store.item(op_id)["items_failed"]) == 2
@@ -298,8 +303,7 @@ def test_a_limited_keys_cancelled_batch_releases_what_it_held(env: Aws, stack_en
     stack_env.configure(asyncDelayMs=3_600_000)
     op_id = _limited_batch(env, ("one", "two"))
     store = _store()
-    (month,) = [i["id"]["S"] for i in store.db.scan(TableName="jobs", ConsistentRead=True)["Items"]
-                if i["id"]["S"].startswith("limits#alice#")]
+    month = _budget_key(store)
     assert store.item(month)["used_t"] > 0
     assert store.finish(op_id, None, 0, {"code": 1, "message": "cancelled", "details": []}, deactivate=False)
     assert _poll() == {"items-finished": 2}
@@ -396,11 +400,7 @@ def test_native_polls_share_the_operation_get_quota_with_batch_polls(
         env: Aws, stack_env: Emulator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
     _batch(env, ["one"])
     _native()
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")  # one operation GET every 2 s, whoever makes it
-    from tests.conftest import reset_caches
-
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch, FM_OPERATION_GET_RPS="0.5")  # one operation GET every 2 s, whoever makes it
     clock.sleeps.clear()
     assert _poll() == {"items-finished": 1, "batches-finished": 1, "native-finished": 1}
     assert len(_polls(stack_env)) == 2
@@ -409,12 +409,8 @@ def test_native_polls_share_the_operation_get_quota_with_batch_polls(
 
 def test_a_run_out_of_operation_get_slots_counts_what_it_finished_and_every_batch_it_left(
         env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import reset_caches
-
     first, second = _batch(env, ["one", "two"]), _batch(env, ["three", "four"])  # alike: either comes first
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.01")  # one operation GET per 100 s: one fits in this run
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch, FM_OPERATION_GET_RPS="0.01")  # one operation GET per 100 s: one fits in this run
     assert _poll() == {"items-finished": 1, "deadline": 2}  # each batch left for want of a slot is counted
     done = {op_id: int(_store().item(op_id).get("items_done", 0)) for op_id in (first, second)}
     assert sorted(done.values()) == [0, 1]  # and the request it finished is counted before the run stops
@@ -424,13 +420,9 @@ def test_a_poll_that_fails_on_our_side_leaves_the_request_for_the_next_run(
         env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials that cannot be read (a 500 of ours, not retryable) are no answer about the request: it stays
     running, counted as a poll error, and the next run asks again."""
-    from tests.conftest import reset_caches
-
     op_id = _batch(env, ["one", "two"])
     monkeypatch.delenv("YC_API_KEY", raising=False)
-    monkeypatch.setenv("YC_SA_KEY_JSON", "not json")
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch, YC_SA_KEY_JSON="not json")
     assert _poll() == {"poll-errors": 2}
     assert {r["state"] for r in _store().items(op_id, [0, 1]).values()} == {"running"}
 
@@ -651,11 +643,7 @@ def test_a_cancelled_batch_stays_indexed_until_every_request_is_stopped(
     stack_env.configure(asyncDelayMs=3_600_000)
     op_id = _batch(env, ["one", "two"])
     assert operations_function.handler(_event("POST", f"/operations/{op_id}:cancel"), FakeContext())["statusCode"] == 200
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")  # time for one cancel only before the deadline
-    from tests.conftest import reset_caches
-
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch, FM_OPERATION_GET_RPS="0.5")  # time for one cancel only before the deadline
     assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 1}
     store = _store()
     assert store.active_ids() == [op_id]
@@ -666,11 +654,7 @@ def test_a_cancelled_batch_stays_indexed_until_every_request_is_stopped(
 def test_the_poller_stops_when_the_quota_has_no_slot_a_second_before_its_deadline(
         env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     op_id = _batch(env, ["one", "two"])
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")  # the second poll's slot is 2 s after the first
-    from tests.conftest import reset_caches
-
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch, FM_OPERATION_GET_RPS="0.5")  # the second poll's slot is 2 s after the first
     assert _poll(remaining_ms=3_400) == {"items-finished": 1, "deadline": 1}  # 2.9 s left, 1.9 before the margin
     assert len(_polls(stack_env)) == 1
     assert _store().items(op_id, [0, 1])[1]["state"] == "running"
@@ -731,11 +715,7 @@ def test_the_poller_stops_when_the_quota_has_no_slot_before_the_deadline_for_a_n
         env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     stack_env.configure(asyncDelayMs=3_600_000)
     ids = [_native() for _ in range(3)]
-    monkeypatch.setenv("FM_OPERATION_GET_RPS", "0.5")
-    from tests.conftest import reset_caches
-
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch, FM_OPERATION_GET_RPS="0.5")
     assert _poll(remaining_ms=2_400) == {"native-pending": 1, "deadline": 1}  # the next slot is past the deadline
     store = _store()
     assert sum(1 for op_id in ids if store.item(op_id)["state"] == "running") == 1

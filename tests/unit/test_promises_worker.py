@@ -27,7 +27,7 @@ from shared.config import Settings
 from shared.jobs import store as jobs
 from shared.jobs import worker
 from tests.clock import ManualClock
-from tests.conftest import Aws, Emulator, FakeContext
+from tests.conftest import Aws, Emulator, FakeContext, configure
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -583,14 +583,9 @@ def test_a_result_is_inline_up_to_result_inline_max_bytes_and_a_link_beyond(
     record = _store().item(op_id)
     data = _store().get_object(record["result_key"])
     assert record["result_size"] == len(data) and json.loads(data) == _get(op_id)["response"]
-    monkeypatch.setenv("RESULT_INLINE_MAX_BYTES", str(len(data)))
-    from tests.conftest import reset_caches
-
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch, RESULT_INLINE_MAX_BYTES=str(len(data)))
     assert _get(op_id)["response"] == json.loads(data)
-    monkeypatch.setenv("RESULT_INLINE_MAX_BYTES", str(len(data) - 1))
-    reset_caches()
+    configure(env, monkeypatch, RESULT_INLINE_MAX_BYTES=str(len(data) - 1))
     assert record["result_key"] in json.dumps(_get(op_id)["response"])
 
 
@@ -646,27 +641,6 @@ def test_a_door_jobs_transient_failure_gives_the_whole_task_back(env: Aws, stack
         _deliver(env, "embedding", _receive(env, "embedding"))
     task = _task("fmo0000000door03")
     assert task["state"] == "queued" and task["last_error"].endswith(f"emulated fault {status}")
-
-
-def test_a_door_jobs_failure_on_our_side_gives_the_whole_task_back(
-        env: Aws, stack_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Credentials that cannot be read (a 500 of ours) say nothing about a request: no request fails for it."""
-    from shared import runtime
-    from shared.jobs import submit
-    from tests.conftest import reset_caches
-
-    inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
-    uri = "emb://b1gtestfolder/text-search-doc/latest"
-    submit.submit_tasks("embedding", [{"modelUri": uri, "requests": [{"texts": ["one"]}, {"texts": ["two"]}]}],
-                        inv, op_id="fmo0000000door05", extra={"door": "openai"})
-    monkeypatch.delenv("YC_API_KEY", raising=False)
-    monkeypatch.setenv("YC_SA_KEY_JSON", "not json")
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
-    with pytest.raises(worker.RedeliverError):
-        _deliver(env, "embedding", _receive(env, "embedding"))
-    task = _task("fmo0000000door05")
-    assert task["state"] == "queued" and "YC_SA_KEY_JSON: not valid JSON" in task["last_error"]
 
 
 # -- a key with a budget: what its job holds is settled by the worker ---------------------------------------
@@ -1060,7 +1034,6 @@ def test_a_worker_without_credentials_gives_its_tasks_back(env: Aws, stack_env: 
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from shared import runtime
     from shared.jobs import submit
-    from tests.conftest import reset_caches
 
     op_id = _submit()
     inv = runtime.Invocation(settings=Settings.from_env(), call=runtime.Call.from_context(FakeContext()), caller="bob")
@@ -1068,8 +1041,7 @@ def test_a_worker_without_credentials_gives_its_tasks_back(env: Aws, stack_env: 
                                        "requests": [{"texts": ["one"]}, {"texts": ["two"]}]}], inv,
                         op_id="fmo0000000door09", extra={"door": "openai"})
     monkeypatch.delenv("YC_API_KEY")  # a misconfigured instance: no credentials at all (a 500, not the task's fault)
-    reset_caches()
-    monkeypatch.setattr("shared.jobs.queue._client", env.queues)
+    configure(env, monkeypatch)
     for kind, op in (("completion", op_id), ("embedding", "fmo0000000door09")):
         with pytest.raises(worker.RedeliverError):
             _deliver(env, kind, _receive(env, kind))
