@@ -12,6 +12,7 @@ after another, so the burners never run beside such a bound (as in a serial run)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
@@ -204,6 +205,26 @@ def race(count: int, action: Any, timeout: float | None = None) -> list[Any]:
     for thread in threads:
         thread.join()
     return results
+
+
+@contextlib.contextmanager
+def in_zone(zone: str) -> Iterator[None]:
+    """The process's local time zone set to `zone` (a POSIX zone such as "EAST-10", ten hours east of UTC: no time
+    zone database needed) for the block. The cloud runs in UTC; a laptop running `make run` may not."""
+    import os
+    import time
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 class FakeContext:

@@ -26,7 +26,7 @@ from shared.config import Settings
 from shared.jobs import store as jobs
 from shared.openai import batch_store, files
 from tests.clock import ManualClock
-from tests.conftest import Aws, FakeContext, reset_caches
+from tests.conftest import Aws, FakeContext, in_zone, reset_caches
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -577,20 +577,8 @@ def test_a_file_made_in_any_hour_of_the_ttl_is_listed_once(env: Aws, clock: Manu
 def test_a_file_made_under_another_timezone_is_listed(env: Aws, clock: ManualClock) -> None:
     """The list records are keyed by the UTC hour: a function whose process runs ten hours east of UTC
     writes where any other finds it."""
-    import os
-    import time
-
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "EAST-10"  # POSIX: ten hours east of UTC, no time zone database needed
-    time.tzset()
-    try:
+    with in_zone("EAST-10"):  # ten hours east of UTC
         made = upload()["id"]
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
     assert ids(listing()) == [made]
 
 

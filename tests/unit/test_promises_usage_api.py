@@ -5,7 +5,6 @@ UTC days whatever the server's zone, and filters that skip one line without losi
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from shared import errors, prices
 from shared.openai import usage_api as api
+from tests.conftest import in_zone
 from tests.unit.test_usage_api import CLS, DAY0, EMB, LITE, NOW, OSS, PRICED, PRO, counts, q, refused
 
 FIRST = DAY0 // 86_400
@@ -89,20 +89,11 @@ def test_filters_a_report_has_not_are_refused_even_when_empty() -> None:
     assert "not a filter of the completions" in refused("line_items", start_time=DAY0, line_items="")
 
 
-@pytest.fixture(params=["WEST+12", "EAST-14"])  # POSIX zones: UTC-12 and UTC+14, no tz database needed
+@pytest.fixture(params=["WEST+12", "EAST-14"])  # POSIX zones: UTC-12 and UTC+14
 def far_zone(request: pytest.FixtureRequest) -> Iterator[None]:
     """The process far from UTC (the cloud runs in UTC; a laptop running `make run` may not)."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = request.param
-    time.tzset()
-    try:
+    with in_zone(request.param):
         yield
-    finally:
-        if before is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 def test_days_and_cursors_are_utc_days_whatever_the_servers_zone(far_zone: None) -> None:
