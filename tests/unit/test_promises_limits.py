@@ -33,7 +33,7 @@ from shared.jobs.store import JobStore, StoreError
 from shared.policy import KeyPolicy
 from shared.prices import table
 from tests.clock import ManualClock
-from tests.conftest import FOLDER, Aws, race, reset_caches
+from tests.conftest import FOLDER, Aws, in_zone, race, reset_caches
 from tests.unit.test_promises_store import Refuse
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
@@ -161,6 +161,11 @@ def test_money_is_tokens_times_the_models_price_in_its_mode_rounded_up_to_a_bill
     odd = table(json.dumps({"models": {"cls:odd": {"per_request": 0.5}}}))
     assert limits.classifier_price(f"cls://{FOLDER}/odd/latest", odd) == (500_000_000, 0)
     assert limits.per_token(LITE, "sync", table(json.dumps({"models": {"yandexgpt-lite": {"unit": "none"}}}))) is None
+    per_unit = {"unit": "text_generation", "units_per_token": {"sync": 1}}
+    both = table(json.dumps({"units": {"text_generation": 0.0012},
+                             "models": {"cls:odd": {"per_request": 0.5, **per_unit}, "odd": per_unit}}))
+    assert limits.per_token(f"gpt://{FOLDER}/odd/latest", "sync", both) == 1200  # 0.0012 a thousand tokens
+    assert limits.per_token(f"cls://{FOLDER}/odd/latest", "sync", both) is None  # billed per request only
 
 
 def test_the_worst_case_of_each_kind(settings: Settings) -> None:
@@ -180,6 +185,10 @@ def test_the_worst_case_of_each_kind(settings: Settings) -> None:
     assert limits.worst_case("completion", body(), LITE, "sync", settings) == (WORST, math.ceil(WORST * 1.5))
     assert limits.worst_case("chat", {"messages": []}, LITE, "sync", settings)[0] == 15 + 2000  # the default output
     assert limits.worst_case("completion", body(), QWEN, "sync", settings) == (WORST, None)
+    flat = settings.model_copy(update={"prices": json.dumps({"models": {"cls:odd": {"per_request": 0.5}}})})
+    odd = {"modelUri": f"cls://{FOLDER}/odd/latest", "text": "x" * 600}  # no tokens_per_request: one unit a request
+    assert limits.worst_case("classification", odd, odd["modelUri"], "sync", flat) == (limits.input_bound(odd),
+                                                                                       500_000_000)
 
 
 def test_the_real_usage_of_a_ledger_entry(settings: Settings) -> None:
@@ -205,6 +214,15 @@ def test_each_key_and_utc_month_has_its_own_item_which_outlives_its_month_by_for
         assert store.item(limits.item_key("team/x", month_start.strftime("%Y%m"))) is not None
 
 
+def test_months_are_utc_months_whatever_the_servers_zone(store: JobStore, settings: Settings,
+                                                         clock: ManualClock) -> None:
+    at(clock, datetime(2026, 12, 31, 20, 0, tzinfo=UTC).timestamp())
+    with in_zone("EAST-10"):  # already January ten hours east of UTC
+        assert limits.month_of(clock.now()) == "202612"
+        limits.admit(inv(settings, monthly_tokens=10**6), body(), "completion", LITE)
+        assert item(store)["expires_at"] == datetime(2027, 1, 1, tzinfo=UTC).timestamp() + 40 * 86400
+
+
 # -- admission ------------------------------------------------------------------------------------------------------
 
 def test_an_admission_reserves_the_worst_case_and_hands_back_the_bounded_body(
@@ -223,7 +241,7 @@ def test_an_admission_reserves_the_worst_case_and_hands_back_the_bounded_body(
         "id": limits.item_key("alice", "202612"), "used_t": worst, "used_m": cost, f"r{minute}": 1,
         f"k{minute}": worst, "expires_at": datetime(2027, 1, 1, tzinfo=UTC).timestamp() + 40 * 86400}
     assert held(found) == {f"v_{res.rid}_0": f"{worst} {cost} {int(clock.now() + 900)}"}
-    assert len(res.rid) == 16 and (res.caller, res.month, res.minute, res.kind, res.model, res.mode) == (
+    assert len(res.rid) == 16 and set(res.rid) <= set("0123456789abcdef") and (res.caller, res.month, res.minute, res.kind, res.model, res.mode) == (
         "alice", "202612", minute, "completion", LITE, "sync")
     assert request.log_fields == {"reserved_tokens": worst, "reserved_money": cost}
     assert res.headers == {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9",
@@ -235,6 +253,13 @@ def test_an_admission_reserves_the_worst_case_and_hands_back_the_bounded_body(
     assert other.log_fields == {"reserved_tokens": WORST} and other.reservation.headers == {}
     assert held(item(store))[f"v_{other.reservation.rid}_0"] == f"{WORST} {math.ceil(WORST * 1.5)} {int(clock.now() + 900)}"
     assert other.reservation.rid != res.rid
+
+
+def test_a_synchronous_embedding_reserves_its_texts_and_no_output(store: JobStore, settings: Settings) -> None:
+    request = inv(settings, monthly_tokens=10**6)
+    texts = {"modelUri": EMB, "texts": ["один", "two"]}
+    assert limits.admit(request, texts, "embedding", EMB) == texts  # no maximum output added
+    assert request.reservation.parts["0"].tokens == limits.input_bound("один") + 5 == item(store)["used_t"]
 
 
 def test_the_reset_header_is_the_time_to_the_next_minute_as_openai_writes_it(
@@ -374,7 +399,7 @@ def test_tokens_per_minute_count_worst_cases_and_settle_to_the_real_usage_in_the
     limits.admit(inv(settings, tpm=2 * WORST), body(), "completion", LITE)
     with pytest.raises(limits.KeyRateLimitError) as caught:
         limits.admit(inv(settings, tpm=2 * WORST), body(), "completion", LITE)
-    assert caught.value.kind == "tokens" and caught.value.message == (
+    assert (caught.value.kind, caught.value.retry_after) == ("tokens", 60.0) and caught.value.message == (
         f"this key's tokens per minute are used up (tpm {2 * WORST}: {2 * WORST} admitted this minute, this request "
         f"may use up to {WORST}); try again in 60 s")
     assert caught.value.headers["x-ratelimit-remaining-tokens"] == "0"
@@ -515,6 +540,42 @@ def test_a_refusal_the_state_does_not_explain_is_tried_again_then_answered_503(
     limits.admit(inv(settings, monthly_tokens=10**6), body(), "completion", LITE)
 
 
+def test_a_refusal_while_exactly_the_room_is_left_is_tried_again_and_admitted(
+        store: JobStore, settings: Settings, aws: Aws, clock: ManualClock) -> None:
+    """Each limit admits a request whose worst case fills exactly what is left: a refusal the store answers at that
+    state is not explained by it (the state moved meanwhile), so the admission tries again, in the current minute."""
+    at(clock, datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC).timestamp())
+    cost = math.ceil(WORST * 1.5)
+    limited = {"monthly_tokens": 2 * WORST, "monthly_budget": 2 * cost / 10**9, "tpm": 2 * WORST, "rpm": 2}
+    limits.admit(inv(settings, **limited), body(), "completion", LITE)
+    refusal: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "ConditionalCheckFailedException", times=1))
+    clock.advance(15)
+    second = inv(settings, **limited)
+    limits.admit(second, body(), "completion", LITE)
+    minute = int(clock.now() // 60)
+    found = item(store)
+    assert refusal.calls == 2 and second.reservation.minute == minute
+    assert (found["used_t"], found["used_m"], found[f"r{minute}"], found[f"k{minute}"]) == (
+        2 * WORST, 2 * cost, 2, 2 * WORST)
+
+
+def test_a_refusal_names_what_is_used_and_reserved_and_alerts_only_when_the_used_alone_leaves_no_room(
+        store: JobStore, settings: Settings, log_output: io.StringIO) -> None:
+    cost = math.ceil(WORST * 1.5)
+    for caller, limited in (("alice", {"monthly_tokens": 1 + WORST}), ("bob", {"monthly_budget": (2 + cost) / 10**9})):
+        first = inv(settings, caller, **limited)
+        limits.admit(first, body(), "completion", LITE)
+        assert settle(first, 1, 0, f"{caller}-1") is True  # 1 token used (2 billionths): what is left is exactly a worst case
+        limits.admit(inv(settings, caller, **limited), body(), "completion", LITE)  # reserves it
+        with pytest.raises(limits.QuotaExceededError) as caught:
+            limits.admit(inv(settings, caller, **limited), body(), "completion", LITE)
+        if caller == "alice":
+            assert caught.value.message == (
+                f"this key's monthly token budget cannot cover this request: {1 + WORST} tokens, 1 used and {WORST} "
+                f"reserved by requests in flight, and this request may use up to {WORST}")
+    assert alerts(log_output) == []  # what is used leaves room: the refusal is the reservation's, no 100% yet
+
+
 def test_a_store_failure_is_a_store_error_and_write_conflicts_are_ridden_out(
         store: JobStore, settings: Settings, aws: Aws) -> None:
     aws.wrap(lambda app: Refuse(app, "UpdateItem", "ValidationException", times=1))
@@ -573,6 +634,20 @@ def test_the_pollers_sweep_releases_only_what_expired(store: JobStore, settings:
     clock.advance(settings.limits_reservation_s + 1)
     assert limits.sweep_key(store, "alice") is True and item(store)["used_t"] == 0 and item(store)["used_m"] == 0
     assert limits.sweep_key(store, "alice") is False
+
+
+def test_one_sweep_releases_every_expired_reservation_in_one_write(
+        store: JobStore, settings: Settings, aws: Aws, clock: ManualClock, log_output: io.StringIO) -> None:
+    for _ in range(3):
+        limits.admit(inv(settings, monthly_budget=1.0), body(), "completion", LITE)
+    clock.advance(settings.limits_reservation_s + 1)
+    writes: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "-", times=0))  # counts, refuses none
+    assert limits.sweep_key(store, "alice") is True
+    found = item(store)
+    assert (writes.calls, found["used_t"], found["used_m"], held(found)) == (1, 0, 0, {})
+    (line,) = lines(log_output, "expired budget reservations released (a request or job that reserved them never "
+                                "settled)")
+    assert (line["reservations"], line["tokens"]) == (3, 3 * WORST)
 
 
 def test_a_sweep_that_loses_to_a_settle_changes_nothing_and_says_read_again(
@@ -638,11 +713,11 @@ def test_a_finish_that_cannot_write_is_a_warning(store: JobStore, settings: Sett
                                                  log_output: io.StringIO) -> None:
     request = inv(settings, monthly_tokens=10**6)
     limits.admit(request, body(), "completion", LITE)
-    aws.wrap(lambda app: Refuse(app, "UpdateItem", "ValidationException"))
+    aws.wrap(lambda app: Refuse(app, "UpdateItem", "Validation" + "x" * 400))  # a long error: cut to 300 characters
     limits.finish_request(request)
     for line in lines(log_output, "budget reservation not settled (it is released when it expires)"):
         assert (line["level"], line["limits_key"], line["part"]) == ("WARN", request.reservation.key, "0")
-        assert line["error"].startswith("ClientError: ")
+        assert line["error"].startswith("ClientError: ") and len(line["error"]) == 300
     assert lines(log_output, "budget reservation not settled (it is released when it expires)")
     assert request.reservation.open == {"0"}
     aws.restore()
@@ -652,7 +727,7 @@ def test_a_finish_that_cannot_write_is_a_warning(store: JobStore, settings: Sett
 
 # -- settling in the ledger's transaction -------------------------------------------------------------------------
 
-def test_a_request_is_settled_in_the_ledgers_transaction_once(store: JobStore, settings: Settings) -> None:
+def test_a_request_is_settled_in_the_ledgers_transaction_once(store: JobStore, settings: Settings, aws: Aws) -> None:
     request = inv(settings, monthly_tokens=10**6, monthly_budget=1.0)
     limits.admit(request, body(), "completion", LITE)
     assert limits.for_request(request) is limits.for_request(request)  # one settle per request
@@ -665,6 +740,10 @@ def test_a_request_is_settled_in_the_ledgers_transaction_once(store: JobStore, s
     request.reservation.open.add("0")  # as if it were not known to be settled
     assert usage.record_request("completion", request, "r1") is False  # counted before: settles nothing again
     assert item(store)["used_t"] == 15
+    refusal: Refuse = aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "TransactionCanceledException"))
+    request.reservation.open.add("0")  # once more, and the store cancels it without naming a reason
+    assert usage.record_request("completion", request, "r1") is False  # judged by its call's mark: counted before
+    assert refusal.calls == 1 and item(store)["used_t"] == 15
 
 
 def test_a_reservation_handed_to_a_job_is_left_to_the_job(store: JobStore, settings: Settings) -> None:
@@ -711,10 +790,23 @@ def test_a_job_reserves_a_part_per_task_and_its_worker_settles_each(store: JobSt
                              SimpleNamespace(settings=settings), settle=part) is True
     found = item(store)
     assert (found["used_t"], found["set_t"], list(held(found))) == (10 + worst[1], 10, [res.attribute("t1")])
+    part.finish(store)  # the worker's finish after the ledger settled the task: nothing more
+    assert item(store) == found
     assert limits.for_part(operation, "t9", settings) is None
     reset_caches()  # a fresh instance (the poller's, say)
     limits.release_job(operation, settings)  # the job failed: what it still holds is released
     assert (item(store)["used_t"], held(item(store))) == (10, {})
+
+
+def test_a_job_whose_submission_failed_is_released_when_its_request_finishes(
+        store: JobStore, settings: Settings, clock: ManualClock) -> None:
+    request = inv(settings, monthly_tokens=10**6, tpm=10**6)
+    limits.admit_job(request, "completion", [body(), body("two")])
+    minute = request.reservation.minute
+    assert item(store)[f"k{minute}"] == item(store)["used_t"] > 0
+    limits.finish_request(request)  # submit_tasks failed: the reservation was never handed to a job
+    found = item(store)
+    assert (found["used_t"], found[f"k{minute}"], held(found), request.reservation.open) == (0, 0, {}, set())
 
 
 def test_a_batch_reserves_the_sum_of_its_requests_in_one_part(store: JobStore, settings: Settings) -> None:
@@ -817,7 +909,18 @@ def alerts(log: io.StringIO) -> list[dict[str, Any]]:
 
 
 def test_the_80_and_100_percent_alerts_are_sent_once_each(store: JobStore, settings: Settings, webhook: Webhook,
-                                                          log_output: io.StringIO, clock: ManualClock) -> None:
+                                                          log_output: io.StringIO, clock: ManualClock,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    timeouts = []
+    post = urllib.request.urlopen
+
+    def timed(request: Any, *args: Any, **kwargs: Any) -> Any:  # the real call, its timeout noted
+        timeouts.append(kwargs.get("timeout", args[1] if len(args) > 1 else None))
+        return post(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", timed)
     at(clock, datetime(2026, 12, 3, tzinfo=UTC).timestamp())
     hooked = settings.model_copy(update={"budget_webhook_url": webhook.url})
     budget = 10 * WORST
@@ -846,6 +949,7 @@ def test_the_80_and_100_percent_alerts_are_sent_once_each(store: JobStore, setti
         limits.admit(inv(hooked, monthly_tokens=budget, monthly_budget=1.0), body(max_tokens=MAX + 1), "completion",
                      LITE)
     assert len(alerts(log_output)) == 2 and len(webhook.posts) == 2
+    assert timeouts == [5, 5]  # a webhook that hangs holds the request 5 s at most
 
 
 def test_a_refusal_while_reservations_hold_the_room_sends_no_alert(store: JobStore, settings: Settings,
@@ -885,16 +989,74 @@ def test_the_alert_is_seen_by_the_admission_after_the_job_that_reached_it(
 
 
 def test_a_jobs_money_reaching_80_percent_alerts_from_the_settled_totals(
-        store: JobStore, settings: Settings, log_output: io.StringIO) -> None:
-    request = inv(settings, monthly_budget=10**6 / 10**9)  # a million billionths
+        store: JobStore, settings: Settings, log_output: io.StringIO, webhook: Webhook) -> None:
+    hooked = settings.model_copy(update={"budget_webhook_url": webhook.url})
+    request = inv(hooked, monthly_budget=10**6 / 10**9)  # a million billionths
     limits.admit_job(request, "completion", [body()])
     operation = {"id": "op1", "kind": "completion", "created_by": "alice", "limits": request.reservation.to_record()}
-    part = limits.for_part(operation, "t0", settings)
+    part = limits.for_part(operation, "t0", hooked)  # the worker's settings
     assert part is not None
     usage.record_task(operation, 0, 1, body(), {"usage": {"inputTextTokens": str(540_000)}},  # 810,000 billionths
-                      SimpleNamespace(settings=settings), settle=part)
+                      SimpleNamespace(settings=hooked), settle=part)
     (event,) = alerts(log_output)
     assert (event["threshold_percent"], event["money_used"], event["tokens_used"]) == (80, 0.00081, 540_000)
+    assert webhook.posts == [("application/json", event)]
+
+
+def test_a_refusal_that_leaves_no_room_posts_the_100_percent_alert_with_what_is_settled(
+        store: JobStore, settings: Settings, webhook: Webhook) -> None:
+    hooked = settings.model_copy(update={"budget_webhook_url": webhook.url})
+    cost = math.ceil(WORST * 1.5)
+    used = (WORST + 1, math.ceil((WORST + 1) * 1.5))  # more than a worst case short of the budget is left
+    for caller, limited in (("alice", {"monthly_tokens": 2 * WORST, "monthly_budget": 1.0}),
+                            ("bob", {"monthly_budget": 2 * cost / 10**9})):
+        first = inv(hooked, caller, **limited)
+        limits.admit(first, body(), "completion", LITE)
+        assert settle(first, used[0], 0, f"{caller}-1") is True
+        with pytest.raises(limits.QuotaExceededError):
+            limits.admit(inv(hooked, caller, **limited), body(), "completion", LITE)
+    events = [{"event": "budget_threshold", "caller": caller, "month": limits.month_of(__import__("time").time()),
+               "threshold_percent": 100, "monthly_tokens": tokens, "monthly_budget": budget, "tokens_used": used[0],
+               "money_used": used[1] / 10**9}
+              for caller, tokens, budget in (("alice", 2 * WORST, 1.0), ("bob", None, 2 * cost / 10**9))]
+    assert webhook.posts == [("application/json", event) for event in events]
+
+
+def test_an_alert_whose_claim_failed_is_sent_by_the_next_request_at_its_admission(
+        store: JobStore, settings: Settings, aws: Aws, webhook: Webhook, log_output: io.StringIO) -> None:
+    """The request that reached 80% could not claim it: the next one sees 80% at its admission and sends it; its own
+    usage then reaches 100%, sent from what it saw (no read) with the one write of the claim."""
+    hooked = settings.model_copy(update={"budget_webhook_url": webhook.url})
+    limited = {"monthly_tokens": 10 * WORST, "monthly_budget": 1.0}
+    first = inv(hooked, **limited)
+    limits.admit(first, body(), "completion", LITE)
+    aws.wrap(lambda app: Refuse(app, "UpdateItem", "ValidationException", times=1))  # the 80% claim
+    assert settle(first, 8 * WORST, 0) is True
+    assert len(lines(log_output, "budget alert not sent")) == 1 and webhook.posts == []
+    aws.restore()
+    second = inv(hooked, **limited)
+    limits.admit(second, body(), "completion", LITE)
+    month = limits.month_of(__import__("time").time())
+    event = {"event": "budget_threshold", "caller": "alice", "month": month, "threshold_percent": 80,
+             "monthly_tokens": 10 * WORST, "monthly_budget": 1.0, "tokens_used": 8 * WORST,
+             "money_used": 12 * WORST / 10**9}
+    assert webhook.posts == [("application/json", event)]
+    reads: Refuse = aws.wrap(lambda app: Refuse(app, "GetItem", "-", times=0))  # count, refuse none
+    writes: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "-", times=0))
+    assert settle(second, 2 * WORST, 0, "r2") is True
+    assert webhook.posts[1:] == [("application/json", {**event, "threshold_percent": 100, "tokens_used": 10 * WORST,
+                                                       "money_used": 15 * WORST / 10**9})]
+    assert (reads.calls, writes.calls) == (0, 1)  # the 100% claim; 80% is known claimed, the totals known
+
+
+def test_an_admission_that_sees_an_alert_sent_claims_it_no_more(store: JobStore, settings: Settings, aws: Aws,
+                                                                 log_output: io.StringIO) -> None:
+    first = inv(settings, monthly_tokens=10 * WORST)
+    limits.admit(first, body(), "completion", LITE)
+    assert settle(first, 8 * WORST, 0) is True and [a["threshold_percent"] for a in alerts(log_output)] == [80]
+    writes: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "-", times=0))  # counts, refuses none
+    limits.admit(inv(settings, monthly_tokens=10 * WORST), body(), "completion", LITE)  # sees 80%, and its claim
+    assert writes.calls == 1 and len(alerts(log_output)) == 1  # the reservation's write only
 
 
 def test_an_alert_is_claimed_by_exactly_one_of_racing_writers(store: JobStore, settings: Settings) -> None:
@@ -926,9 +1088,9 @@ def test_an_alert_that_cannot_be_claimed_is_a_warning_and_the_request_goes_on(
         store: JobStore, settings: Settings, aws: Aws, log_output: io.StringIO) -> None:
     request = inv(settings, monthly_tokens=WORST)
     limits.admit(request, body(), "completion", LITE)
-    aws.wrap(lambda app: Refuse(app, "UpdateItem", "ValidationException"))
+    aws.wrap(lambda app: Refuse(app, "UpdateItem", "Validation" + "x" * 400))  # a long error: cut to 300 characters
     request.log_fields.update(model=LITE, input_tokens=WORST, completion_tokens=0)
     assert usage.record_request("completion", request, "r1") is True
     (line,) = lines(log_output, "budget alert not sent")
     assert line["level"] == "WARN" and line["limits_key"] == request.reservation.key
-    assert line["error"].startswith("StoreError: ") or line["error"].startswith("ClientError: ")
+    assert line["error"].startswith(("StoreError: ", "ClientError: ")) and len(line["error"]) == 300
