@@ -73,6 +73,9 @@ def ask(method: str, path: str = "", body: Any = None, caller: str = "alice", qu
     event = {"httpMethod": method, "url": f"/v1/responses{path}{query}", "headers": {},
              "body": json.dumps(body) if body is not None else None, "requestContext": {"authorizer": authorizer}}
     answer = load("completion")(event, FakeContext())
+    # a created stream is answered as an event stream
+    if (method, path) == ("POST", "") and isinstance(body, dict) and body.get("stream") and answer["statusCode"] == 200:
+        assert answer["headers"]["Content-Type"].startswith("text/event-stream"), answer
     if answer["headers"]["Content-Type"].startswith("text/event-stream"):
         return answer["statusCode"], [json.loads(chunk.removeprefix("data: "))
                                       for chunk in answer["body"].split("\n\n") if chunk]
@@ -345,6 +348,10 @@ def test_with_upstreams_responses_api_a_pass_through_model_goes_there_with_its_r
     assert refused("POST", body={"model": "gpt-oss-120b", "store": False, "input": [
         message("a"), {"type": "item_reference", "id": "msg_x_1"}, message("b"),
         {"type": "item_reference", "id": "msg_x_2"}]})[0] == "input[1]"
+    assert create(model="gpt-oss-120b", store=False, instructions="Say hi.")["object"] == "response"  # no input
+    odd = f"gpt://{FOLDER}/gpt-oss-120b/latest://x"  # the name is the URI's third part, whatever follows it
+    assert create(model=odd, input="hello", store=False)["model"] == odd
+    assert [c["path"] for c in env.calls()] == ["/v1/responses"] * 3
     native = create(input="hello", store=False)  # a native model still goes to the native completion
     assert native["model"] == URI and len(upstream(env)) == 1
 
@@ -377,13 +384,14 @@ def test_a_truncated_answer_is_incomplete(env: Emulator) -> None:
 # -- streaming --------------------------------------------------------------------------------------------------
 
 def test_a_stream_is_the_typed_events_and_its_final_response_is_stored_and_logged(
-        env: Emulator, log_output: io.StringIO) -> None:
+        env: Emulator, log_output: io.StringIO, clock: ManualClock) -> None:
     status, events = ask("POST", body={"model": "yandexgpt-lite", "input": "hello there", "stream": True})
     assert status == 200 and events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
     final = events[-1]["response"]
     assert [e["response"]["status"] for e in events[:2]] == ["in_progress", "in_progress"]  # before the answer
     assert {**events[0]["response"], "status": "completed", "output": final["output"], "usage": final["usage"],
             "completed_at": final["completed_at"]} == final
+    assert final["completed_at"] == int(clock.now())
     assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == \
         final["output"][0]["content"][0]["text"]
     assert final["output"][0]["id"] == response_object.item_id("message", final["id"], 1)
@@ -475,6 +483,9 @@ def test_item_references_resolve_to_the_callers_stored_items_reading_each_respon
     text = first["output"][0]["content"][0]["text"]
     assert upstream(env)[1]["messages"] == [{"role": "assistant", "text": text}, user("Shorter"), user("and the Don")]
     assert second["output"][0]["id"] == response_object.item_id("message", second["id"], 3)
+    third = create(input=[{"type": "item_reference", "id": asked}, message("again")])  # stored: its input items too
+    listed = ask("GET", f"/{first['id']}/input_items", query="?order=asc")[1]["data"]
+    assert ask("GET", f"/{third['id']}/input_items", query="?order=asc")[1]["data"][0] == listed[1]  # as first stored it
     for missing in ("msg_unknown", "msg_" + first["id"][5:] + "_9", "msg_" + "0" * 32 + "_0", "fc_x_y"):
         assert refused("POST", body={"model": "yandexgpt-lite", "input": [
             message("hi"), {"type": "item_reference", "id": missing}]}) == (
@@ -520,7 +531,7 @@ def test_input_items_become_native_messages_by_role_and_kind(env: Emulator) -> N
 
 def test_function_calls_in_a_row_are_one_assistant_turn_and_their_outputs_name_them(env: Emulator) -> None:
     create(store=False, tools=[WEATHER], input=[
-        message("go"),
+        message("go"), message("and then"),  # the calls are not the conversation's second turn
         {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
         {"type": "function_call", "call_id": "c2", "name": "lookup", "namespace": "crm", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c2", "output": "two"},
@@ -528,7 +539,7 @@ def test_function_calls_in_a_row_are_one_assistant_turn_and_their_outputs_name_t
         {"type": "function_call", "call_id": "c3", "name": "get_weather", "arguments": '{"city": "Rome"}'},
         {"type": "function_call_output", "call_id": "c3", "output": "three"}])
     assert upstream(env)[0]["messages"] == [
-        user("go"),
+        user("go"), user("and then"),
         {"role": "assistant", "toolCallList": {"toolCalls": [
             {"functionCall": {"name": "get_weather", "arguments": {"city": "Paris"}}},
             {"functionCall": {"name": "crm__lookup", "arguments": {}}}]}},
@@ -565,6 +576,14 @@ def test_a_repeated_call_id_is_a_400_naming_the_second(env: Emulator) -> None:
     call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
     assert refused("POST", body={"model": "yandexgpt-lite", "input": [message("hi"), call, message("again"), call]}) == (
         "input[3].call_id", "input[3].call_id: 'c1' repeats an earlier tool call id")
+
+
+def test_a_conversation_may_begin_with_a_call(env: Emulator) -> None:
+    create(store=False, input=[{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                               {"type": "function_call_output", "call_id": "c1", "output": "done"}])
+    assert upstream(env)[0]["messages"] == [
+        {"role": "assistant", "toolCallList": {"toolCalls": [{"functionCall": {"name": "f", "arguments": {}}}]}},
+        {"role": "user", "toolResultList": {"toolResults": [{"functionResult": {"name": "f", "content": "done"}}]}}]
 
 
 def test_an_assistant_text_then_a_call_are_two_assistant_messages(env: Emulator) -> None:
