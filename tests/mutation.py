@@ -191,7 +191,8 @@ _JOB_EXPIRY = ("a reservation read back from a job's record is only settled or r
                "(only the admission that wrote it did)")
 _JOB_MODEL = "a job has at least one payload with its model (submission refuses an empty one): `model or ...` sets it"
 _CLAIMED_AT = "a80/a100 are only ever written as the time of their claim, so they are never 0 or 1"
-_SEEN_HAS = "every `seen` an alert is sent from was built with set_t and set_m: the defaults are never read"
+_SEEN_HAS = ("every `seen` an alert is sent from was built with set_t, set_m, a80 and a100: the defaults are never "
+             "read")
 _SAME_KIND = "`X if kind == X else kind` is kind either way"
 _COMPLETION_PATH = ("worst_case tells only embedding and classification apart: any other kind takes the completion "
                     "path")
@@ -201,6 +202,63 @@ _NO_CODE_SAME = ("only a ClientError carries a code here: without one, every var
                  "(or fails reading it) and the error ends in the same warning")
 _TYPE_NAME = "an exception type's name is far shorter than 100 characters"
 _REVOKED_VIEW = "_view reads `now` only for a key that is not revoked: a revoked key is 'revoked' at any time"
+_FLOOR_MINUTE = ("for a positive float t, t / 60 is correctly rounded and its distance below the next whole number is "
+                 "at least ulp(t) / 60, more than half an ulp of t / 60: it never rounds up to it, so int(t / 60) == "
+                 "t // 60 (also checked at 2 million minute ends)")
+_NUMBER_STRIP = "rstrip takes a set of characters, and 'X' never occurs in a formatted number"
+_ALWAYS_SOME = ("every reservation has a policy (reserve asserts one; from_record makes one) and every `seen` holds the "
+                "item's counters (_seen, _try_reserve and _explain_refusal build it with them), so `policy is None` "
+                "and `not seen` are never true; a policy without budgets gives no fraction and never `exhausted` "
+                "(only a budget's refusal passes it): nothing is sent either way")
+_BUDGET_FRACTION = ("the keys API bounds monthly_tokens >= 1 and monthly_budget >= 1e-6 (budget_nano >= 1000): past the "
+                    "guard one of them gives a fraction, so the default is never read")
+_MARK_TRUTH = "the claim mark in `seen` is only tested for truth: 2 is as set as 1"
+_DECIMAL_NONE = "Decimal('None') raises InvalidOperation, an ArithmeticError, which answers 0 as an absent value does"
+_NUM_WRITTEN = ("every attribute _num reads is written by this module as a number (or is absent), so none fails to "
+                "convert")
+_ITEM_NAMES = ("of the month item's attributes (id, used_t/m, set_t/m, expires_at, v_<rid>_<part>, a80, a100, "
+               "r<minute>, k<minute>) only the per-minute counters begin with r or k, none with X, and a minute has "
+               "many digits")
+_LAST_ROUND = "the loop breaks, returns or raises by round_ == CONFLICT_ROUNDS, so it never reaches one more"
+_ALL_NEW = "an UpdateItem with ReturnValues ALL_NEW that succeeded always answers Attributes"
+_USED_UNREAD = ("nothing reads used_t or used_m from the admission's `seen` (the alerts read set_t, set_m, a80 and "
+                "a100; the headers r and k)")
+_PAYLOAD_MODEL = ("every job payload names its modelUri (completion and classification bodies, embedding chunks, a "
+                  "batch's native request bodies, a background response's native body), so the default is never read")
+_STORE_CACHED = ("finish_request runs in the invocation whose admission made the instance's store (job_store caches it), "
+                 "so job_store hands back that store whatever it is given")
+_FINISH_GUARD = ("nothing in finish_request's try raises: job_store hands back the store the admission made, for_request "
+                 "and Settle() only build objects, and Settle.finish catches every error itself (the warning is a "
+                 "guard)")
+_INV_RESERVATION = "runtime.Invocation declares reservation (None by default), so every invocation has it"
+_X_SAFE = "'X' is a letter, which quote never escapes: safe='XXXX' adds nothing"
+_FLAG_ONLY = "only the flag is read, and it does not depend on the default"
+_TOKEN_MONEY = ("money reads kind only to tell a classifier and units only for one: this call prices the tokens of a "
+                "kind that is not classification")
+_CLASSIFIER_MONEY = "a classifier's money reads its model, units and prices only (it bills units, in no mode)"
+_DONE_TRUTH = "done is only tested for truth: None is as false as False"
+_REAL_EMPTY = "real is only read as `self.real or (0, 0)` until commit sets it: '' is as empty as None"
+_TABLE_SET = "every caller of _update puts the store's table over this placeholder"
+_KIND_BY_MODEL = ("real_usage reads kind only to tell a classification, which it tells by the entry's model (cls://) "
+                  "first: a reservation of kind classification settles only a classifier's entries")
+_A100_AT_ADMISSION = ("an admission that succeeded left room for its worst case, so what is settled is under 100% "
+                      "unless it reserved no tokens (an embedding of no text at exactly the budget); then a100 misread "
+                      "as unset costs one claim, which fails (claim_alert's conditional write decides)")
+_SYSTEM_SAME = "`'system' if role in (...) else role` is 'system' for the role 'system' either way"
+_CALL_TURN_WHERE = ("translate.native_messages never reads the where of an assistant turn with calls (it names the "
+                    "calls' own fields, where and id_where)")
+_TOOL_TURN_WHERE = ("translate.native_messages names a tool turn by its call_id_where only: it never refuses a tool "
+                    "turn's text")
+_STR_AS_IS = "_text hands back a str as it is"
+_TEXT_ROLE = "_text reads its role only to take an assistant's refusal parts: any other role is alike"
+_INSTRUCTIONS_WHERE = ("the instructions' turn is made only when they are not blank, and native_messages refuses a "
+                       "turn by its where only when it is blank")
+_INPUT_WHERE = "every input item carries its own _where (_input_items sets one on each), so the label is never read"
+_CHOICE_OFFERED = "_choice never reads `offered`"
+_URI_NAME = ("the folder and the name of a model URI hold no '/' (services._URI), so a second '://' can only follow "
+             "the name: the second piece still begins with <folder>/<name>")
+_PATIENT_TRUTH = "add_usage tests `patient` for truth only: None is as false as False"
+
 
 # -- shared/jobs/store.py (against tests/unit/test_promises_store.py on the in-process stand-in) --
 _KEYWORD_CASE = ("an expression's keywords (SET, ADD, DELETE, AND, OR, NOT) are read in any case by DynamoDB's "
@@ -361,12 +419,12 @@ _COUNTS_DEFAULT = ("every reader of a batch record's items_total, items_done and
                    "written without them, or under another name, reads the same")
 _ERROR_SIZE = "JobStore.finish with an error writes the error only: the result size is never stored"
 _ASCII_FLAG = "json.dumps tests ensure_ascii for its truth: None and False alike"
-_BATCH_NUMBERS = ("every batch record is written by batches.create with items_total, items_done and items_failed (0 for "
-                  "an invalid file's), and by JobStore.create with id, created_at and modified_at: these defaults are "
-                  "never read")
-_DOOR_FIELDS = ("every batch's door JSON (`oa`) is written by batches.create with endpoint and input_file_id, and "
-                "batch_object is handed only records of door openai (owned_batch, the listing's batch records, the "
-                "record create just wrote): the defaults are never read")
+_OA_BATCH_RECORD = ("every batch record is written by batches.create with items_total, items_done and items_failed (0 for "
+                    "an invalid file's), and by JobStore.create with id, created_at and modified_at: these defaults are "
+                    "never read")
+_OA_DOOR_JSON = ("every batch's door JSON (`oa`) is written by batches.create with endpoint and input_file_id, and "
+                 "batch_object is handed only records of door openai (owned_batch, the listing's batch records, the "
+                 "record create just wrote): the defaults are never read")
 _JOB_ERROR = "every job error is written with a message (each finish call and the views' errors): the default is never read"
 _SETTLED_FIELDS = ("settle writes oa_settled_at, oa_completed and oa_failed in the write before oa_settled, and they are "
                    "read only for a settled batch (the counts under `if oa_settled`; settled_at only for expired and "
@@ -792,6 +850,69 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
          _POST_DEFAULT, "_post"),
         ('"Content-Type"', '"content-type"', _HEADER_CASE, "_post"), ('"Content-Type"', '"CONTENT-TYPE"', _HEADER_CASE, "_post"),
         ('f"{type(err).__name__}"[:100]', 'f"{type(err).__name__}"[:101]', _TYPE_NAME, "_post"),
+        ("// 60", "/ 60", _FLOOR_MINUTE),
+        ('.rstrip("0")', '.rstrip("XX0XX")', _NUMBER_STRIP, "_headers"),
+        ('.rstrip(".")', '.rstrip("XX.XX")', _NUMBER_STRIP, "_headers"),
+        ("budget is None) or not seen", "budget is None) and not seen", _ALWAYS_SOME, "_alert_from"),
+        ("policy is None or (", "policy is None and (", _ALWAYS_SOME, "_alert_from"),
+        *[("default=Decimal(0))", f"{d})", _BUDGET_FRACTION, "_alert_from")
+          for d in ("default=None", "", "default=Decimal(1)")],
+        *[(f'seen.get("{n}", 0)', f'seen.get("{n}", {d})', _SEEN_HAS, "_alert_from")
+          for n in ("set_t", "set_m") for d in ("None", "", "1")],
+        *[('seen.get(f"a{threshold}", 0)', f'seen.get(f"a{{threshold}}", {d})', _SEEN_HAS, "_alert_from")
+          for d in ("None", "", "1")],
+        ('seen[f"a{threshold}"] = 1', 'seen[f"a{threshold}"] = 2', _MARK_TRUTH, "_alert_from"),
+        ("if value is not None else 0", "if (value is not None) or True else 0", _DECIMAL_NONE, "_num"),
+        ("return 0", "return 1", _NUM_WRITTEN, "_num"),
+        ('in "rk"', 'in "XXrkXX"', _ITEM_NAMES, "_stale_minutes"),
+        ("name[1:].isdigit()", "name[2:].isdigit()", _ITEM_NAMES, "_stale_minutes"),
+        *((text, text.lower(), _KEYWORD_CASE) for text in (
+            '"REMOVE "', '" REMOVE #or, #ok"', '" AND "', '"ADD #ut :dt, #um :dm, #st :rt, #sm :rm"', '" REMOVE #v"',
+            '"(attribute_not_exists(#ut) OR #ut <= :roomt)"', '"(attribute_not_exists(#um) OR #um <= :roomm)"',
+            '"(attribute_not_exists(#r) OR #r < :rpm)"', '"(attribute_not_exists(#k) OR #k <= :roomk)"')),
+        ("range(1, CONFLICT_ROUNDS + 1)", "range(1, CONFLICT_ROUNDS + 2)", _LAST_ROUND, "_try_reserve"),
+        ('answer.get("Attributes", {})', 'answer.get("Attributes", None)', _ALL_NEW, "_try_reserve"),
+        ('answer.get("Attributes", {})', 'answer.get("Attributes", )', _ALL_NEW, "_try_reserve"),
+        *[(f'"{n}": _num(attributes, "{n}")', f'{key}: _num(attributes, "{n}")', _USED_UNREAD)
+          for n in ("used_t", "used_m") for key in (f'"XX{n}XX"', f'"{n.upper()}"')],
+        *[(f'"{n}": _num(attributes, "{n}")', f'"{n}": _num(attributes, {arg})', _USED_UNREAD)
+          for n in ("used_t", "used_m") for arg in ("None", f'"XX{n}XX"', f'"{n.upper()}"')],
+        *[('body.get("modelUri", "")', f'body.get("modelUri", {d})', _PAYLOAD_MODEL, "admit_job")
+          for d in ("None", "", '"XXXX"')],
+        ("job_store(inv.settings)", "job_store(None)", _STORE_CACHED, "finish_request"),
+        ("Settle(res, part, inv.settings).finish(store)", "Settle(res, part, None).finish(store)", _FINISH_SETTINGS,
+         "finish_request"),
+        *[(a_, b_, _FINISH_GUARD, "finish_request") for a_, b_ in (
+            ('log.warning("budget reservation not settled", extra', "log.warning(None, extra"),
+            ('extra={"error": f"{type(err).__name__}: {err}"[:300]})', "extra=None)"),
+            ('log.warning("budget reservation not settled", extra', "log.warning(extra"),
+            ('"budget reservation not settled", extra={"error": f"{type(err).__name__}: {err}"[:300]})',
+             '"budget reservation not settled", )'),
+            ('"budget reservation not settled"', '"XXbudget reservation not settledXX"'),
+            ('"budget reservation not settled"', '"BUDGET RESERVATION NOT SETTLED"'),
+            ('{"error":', '{"XXerrorXX":'), ('{"error":', '{"ERROR":'), ("type(err)", "type(None)"),
+            ("[:300]", "[:301]"))],
+        *[('getattr(inv, "reservation", None)', 'getattr(inv, "reservation", )', _INV_RESERVATION, f)
+          for f in ("finish_request", "for_request")],
+        ("safe=''", "safe='XXXX'", _X_SAFE, "item_key"),
+        ("output_bound(body, default)[1]", "output_bound(body, None)[1]", _FLAG_ONLY, "with_max_tokens"),
+        *[("money(model, mode, kind, tokens, 0, prices)", f"money(model, mode, {k}, tokens, {u}, prices)", _TOKEN_MONEY,
+           "worst_case") for k, u in (("None", "0"), ("kind", "None"), ("kind", "1"))],
+        ("money(model, mode, kind, tokens, units, prices)", "money(model, None, kind, tokens, units, prices)",
+         _CLASSIFIER_MONEY, "worst_case"),
+        ("money(model, mode, kind, tokens, units, prices)", "money(model, mode, kind, None, units, prices)",
+         _CLASSIFIER_MONEY, "worst_case"),
+        ("self.done = False", "self.done = None", _DONE_TRUTH, "__init__"),
+        ('self.real: tuple[int, int] | None = None', 'self.real: tuple[int, int] | None = ""', _REAL_EMPTY, "__init__"),
+        ('"TableName": ""', '"TableName": "XXXX"', _TABLE_SET, "_update"),
+        ("real_usage(entry, self.res.kind, self.settings)", "real_usage(entry, None, self.settings)", _KIND_BY_MODEL,
+         "commit"),
+        ("held = False", "held = None", _HELD_FALSY, "commit"),
+        ("mark, patient)", "mark, None)", _PATIENT_TRUTH, "commit"),
+        *[('"a100": _num(attributes, "a100")', f'{key}: _num(attributes, "a100")', _A100_AT_ADMISSION)
+          for key in ('"XXa100XX"', '"A100"')],
+        *[('"a100": _num(attributes, "a100")', f'"a100": _num(attributes, {arg})', _A100_AT_ADMISSION)
+          for arg in ("None", '"XXa100XX"', '"A100"')],
     ],
     "shared/jobs/store.py": [
         *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),
@@ -972,6 +1093,26 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('failed(response, "", "", state="cancelled")', 'failed(response, "", None, state="cancelled")', _CANCELLED),
         ('failed(response, "", "", state="cancelled")', 'failed(response, "XXXX", "", state="cancelled")', _CANCELLED),
         ('failed(response, "", "", state="cancelled")', 'failed(response, "", "XXXX", state="cancelled")', _CANCELLED),
+        *[('in ("system", "developer")', f'in ({r}, "developer")', _SYSTEM_SAME, "_turns")
+          for r in ('"XXsystemXX"', '"SYSTEM"')],
+        ('translate.Turn("assistant", "", where, calls=[call])', 'translate.Turn("assistant", "", None, calls=[call])',
+         _CALL_TURN_WHERE, "_turns"),
+        ('translate.Turn("assistant", "", where, calls=[call])', 'translate.Turn("assistant", "", calls=[call])',
+         _CALL_TURN_WHERE, "_turns"),
+        ('translate.Turn("tool", text, f"{where}.output", call_id', 'translate.Turn("tool", text, None, call_id',
+         _TOOL_TURN_WHERE, "_turns"),
+        ('translate.Turn("tool", text, f"{where}.output", call_id', 'translate.Turn("tool", text, call_id',
+         _TOOL_TURN_WHERE, "_turns"),
+        ("output if isinstance(output, str) else", "output if (isinstance(output, str)) and False else", _STR_AS_IS,
+         "_turns"),
+        *[('f"{where}.output", "tool")', f'f"{{where}}.output", {r})', _TEXT_ROLE, "_turns")
+          for r in ("None", '"XXtoolXX"', '"TOOL"')],
+        *[('request.instructions, "instructions")', f"request.instructions, {w})", _INSTRUCTIONS_WHERE, "plan_request")
+          for w in ("None", "", '"XXinstructionsXX"', '"INSTRUCTIONS"')],
+        *[('_turns(input_items, "input")', f"_turns(input_items, {w})", _INPUT_WHERE, "plan_request")
+          for w in ("None", '"XXinputXX"', '"INPUT"')],
+        ("_choice(request.tool_choice, offered)", "_choice(request.tool_choice, None)", _CHOICE_OFFERED, "plan_request"),
+        *[('model_uri.split("://", 1)', f'model_uri.split("://", {n})', _URI_NAME, "create") for n in ("", "2")],
     ],
     # -- shared/jobs/poller.py (h-worker) --
     "shared/jobs/poller.py": [
@@ -1279,22 +1420,22 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ("f\"files/{source['id']}\"", "f\"files/{source['XXidXX']}\"", _FILE_RECORD),
         ("f\"files/{source['id']}\"", "f\"files/{source['ID']}\"", _FILE_RECORD),
         ("ensure_ascii=False", "ensure_ascii=None", _ASCII_FLAG),
-        ('int(record.get("items_total", 0))', 'int(record.get("items_total", 1))', _BATCH_NUMBERS),
-        ('int(record.get("items_done", 0))', 'int(record.get("items_done", 1))', _BATCH_NUMBERS),
-        ('int(record.get("items_failed", 0))', 'int(record.get("items_failed", 1))', _BATCH_NUMBERS, "batch_object"),
-        ('int(record.get("created_at", 0))', 'int(record.get("created_at", None))', _BATCH_NUMBERS, "batch_object"),
-        ('int(record.get("created_at", 0))', 'int(record.get("created_at", ))', _BATCH_NUMBERS, "batch_object"),
-        ('int(record.get("created_at", 0))', 'int(record.get("created_at", 1))', _BATCH_NUMBERS, "batch_object"),
-        ('int(record.get("modified_at", 0))', 'int(record.get("modified_at", 1))', _BATCH_NUMBERS, "batch_object"),
-        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", None))', _BATCH_NUMBERS),
-        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", ))', _BATCH_NUMBERS),
-        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", "XXXX"))', _BATCH_NUMBERS),
-        ('door.get("endpoint", "")', 'door.get("endpoint", None)', _DOOR_FIELDS, "batch_object"),
-        ('door.get("endpoint", "")', 'door.get("endpoint", )', _DOOR_FIELDS, "batch_object"),
-        ('door.get("endpoint", "")', 'door.get("endpoint", "XXXX")', _DOOR_FIELDS, "batch_object"),
-        ('door.get("input_file_id", "")', 'door.get("input_file_id", None)', _DOOR_FIELDS, "batch_object"),
-        ('door.get("input_file_id", "")', 'door.get("input_file_id", )', _DOOR_FIELDS, "batch_object"),
-        ('door.get("input_file_id", "")', 'door.get("input_file_id", "XXXX")', _DOOR_FIELDS, "batch_object"),
+        ('int(record.get("items_total", 0))', 'int(record.get("items_total", 1))', _OA_BATCH_RECORD),
+        ('int(record.get("items_done", 0))', 'int(record.get("items_done", 1))', _OA_BATCH_RECORD),
+        ('int(record.get("items_failed", 0))', 'int(record.get("items_failed", 1))', _OA_BATCH_RECORD, "batch_object"),
+        ('int(record.get("created_at", 0))', 'int(record.get("created_at", None))', _OA_BATCH_RECORD, "batch_object"),
+        ('int(record.get("created_at", 0))', 'int(record.get("created_at", ))', _OA_BATCH_RECORD, "batch_object"),
+        ('int(record.get("created_at", 0))', 'int(record.get("created_at", 1))', _OA_BATCH_RECORD, "batch_object"),
+        ('int(record.get("modified_at", 0))', 'int(record.get("modified_at", 1))', _OA_BATCH_RECORD, "batch_object"),
+        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", None))', _OA_BATCH_RECORD),
+        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", ))', _OA_BATCH_RECORD),
+        ('batch_store.batch_id(record.get("id", ""))', 'batch_store.batch_id(record.get("id", "XXXX"))', _OA_BATCH_RECORD),
+        ('door.get("endpoint", "")', 'door.get("endpoint", None)', _OA_DOOR_JSON, "batch_object"),
+        ('door.get("endpoint", "")', 'door.get("endpoint", )', _OA_DOOR_JSON, "batch_object"),
+        ('door.get("endpoint", "")', 'door.get("endpoint", "XXXX")', _OA_DOOR_JSON, "batch_object"),
+        ('door.get("input_file_id", "")', 'door.get("input_file_id", None)', _OA_DOOR_JSON, "batch_object"),
+        ('door.get("input_file_id", "")', 'door.get("input_file_id", )', _OA_DOOR_JSON, "batch_object"),
+        ('door.get("input_file_id", "")', 'door.get("input_file_id", "XXXX")', _OA_DOOR_JSON, "batch_object"),
         ('error.get("message", "")', 'error.get("message", None)', _JOB_ERROR, "batch_object"),
         ('error.get("message", "")', 'error.get("message", )', _JOB_ERROR, "batch_object"),
         ('error.get("message", "")', 'error.get("message", "XXXX")', _JOB_ERROR, "batch_object"),
