@@ -417,13 +417,17 @@ def test_the_nth_retry_waits_a_random_time_up_to_a_doubling_capped_bound(aws: Aw
     assert clock.sleeps == expected
 
 
-def test_a_conflict_that_persists_is_a_store_error_after_the_bound(aws: Aws, clock: ManualClock) -> None:
+def test_a_conflict_that_persists_is_a_store_error_after_the_bound(aws: Aws, clock: ManualClock,
+                                                                  log_output: io.StringIO) -> None:
     store = _store()
     store.create(OP, "completion", "d", "me", [b"{}"])
     aws.refuse_next("UpdateItem", jobs.CONFLICT_ATTEMPTS)
     with pytest.raises(jobs.StoreError, match="TransactionConflictException after 6 attempts"):
         store.claim(OP, 0, "w1", 60)
     assert len(clock.sleeps) == jobs.CONFLICT_ATTEMPTS - 1
+    (line,) = [json.loads(x) for x in log_output.getvalue().splitlines()
+               if json.loads(x)["msg"] == "job store: write conflict persisted"]
+    assert (line["level"], line["attempts"]) == ("WARN", jobs.CONFLICT_ATTEMPTS)
     assert isinstance(jobs.StoreError("x"), errors.UpstreamUnavailableError)  # retryable: the message comes back
 
 
@@ -745,7 +749,7 @@ def test_a_presigned_url_names_the_object_and_its_lifetime(aws: Aws) -> None:
 # -- a table that is not there yet --------------------------------------------------------------------
 
 def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(aws: Aws, monkeypatch: pytest.MonkeyPatch,
-                                                                       clock: ManualClock) -> None:
+                                                                       clock: ManualClock, log_output: io.StringIO) -> None:
     import botocore.waiter
 
     waits: list[float] = []
@@ -758,7 +762,108 @@ def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(aws: Aws,
     other.create(OP, "completion", "d", "me", [b"{}"])
     assert other.item(OP)["state"] == "queued"
     described = other.db.describe_time_to_live(TableName="jobs-newer")["TimeToLiveDescription"]
-    assert described["AttributeName"] == "expires_at"
+    assert (described["AttributeName"], described["TimeToLiveStatus"]) == ("expires_at", "ENABLED")
+    assert jobs.create_jobs_table(other.db, "jobs-newer") is False  # made already: waited for, not made again
+    created = [json.loads(x) for x in log_output.getvalue().splitlines()
+               if json.loads(x)["msg"] == "created the jobs table"]
+    assert [(x["level"], x["table"]) for x in created] == [("INFO", "jobs-new"), ("INFO", "jobs-newer")]
+
+
+def test_a_table_that_is_not_made_is_a_store_error_naming_why(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.waiter
+
+    waits: list[float] = []
+    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=waits.append))  # record, not wait
+    db = _store().db
+    aws.wrap(lambda app: Refuse(app, "DescribeTable", "ResourceNotFoundException"))  # never ACTIVE
+    with pytest.raises(jobs.StoreError, match="^job store: creating table: WaiterError$"):
+        jobs.create_jobs_table(db, "jobs-stuck")
+    assert waits == [3.0] * 39  # 40 DescribeTable calls 3 s apart: two minutes, then given up
+    for code in ("LimitExceededException", "ValidationException"):  # one botocore models, one it does not
+        aws.restore()
+        aws.wrap(lambda app, code=code: Refuse(app, "CreateTable", code))
+        with pytest.raises(jobs.StoreError, match=f"^job store: creating table: {code}$"):
+            jobs.create_jobs_table(db, "jobs-refused")
+
+
+def test_a_write_whose_table_stays_missing_makes_it_once_then_fails(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.waiter
+
+    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=lambda _: None))
+    store = _store()
+    store.create(OP, "completion", "d", "me", [])
+    refusal: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "ResourceNotFoundException"))
+    with pytest.raises(Exception, match="ResourceNotFoundException"):
+        store.claim(OP, 0, "w1", 60)
+    assert refusal.calls == 2  # the write, the table made (it was there), the write once more
+
+
+def test_the_store_clients_bound_each_call_and_speak_what_s3_compatible_stores_take(aws: Aws) -> None:
+    """Every store call: 3 s to connect, 20 s to read, 4 attempts (3 retries); the ledger's hasty client: 2 s, 5 s, one;
+    Object Storage addressed by path, signed with SigV4, with checksums only where an API requires one; and the
+    secret key is redacted from every log line."""
+    from uuid import uuid4
+
+    from shared import logs
+
+    secret = "store-secret-" + uuid4().hex
+    store = _store(secret_access_key=secret, access_key_id="store-key-id", region="ru-central9")
+    for client in (store.db, store.s3):  # signed for the deployment's region, with its key, whatever boto3 would find
+        assert (client.meta.region_name, client._request_signer._credentials.access_key) == ("ru-central9",
+                                                                                             "store-key-id")
+    for client in (store.db, store.s3):
+        config = client.meta.config
+        assert (config.connect_timeout, config.read_timeout, config.retries) == (
+            3, 20, {"total_max_attempts": 4, "mode": "standard"})  # botocore's count: the first try and 3 retries
+    s3 = store.s3.meta.config
+    assert (s3.s3, s3.signature_version, s3.request_checksum_calculation, s3.response_checksum_validation) == (
+        {"addressing_style": "path"}, "s3v4", "when_required", "when_required")
+    hasty = store._one_shot_client().meta.config
+    assert (hasty.connect_timeout, hasty.read_timeout, hasty.retries) == (2, 5, {"total_max_attempts": 1,
+                                                                               "mode": "standard"})
+    assert secret not in logs.redact(f"signed with {secret}")
+
+
+class Unprocessed:
+    """WSGI middleware: the first BatchGetItem reads only the first key of each table and answers the others as
+    UnprocessedKeys, as the Document API may (a read over its size or throughput limits; moto never does)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.calls = app, 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).endswith(".BatchGetItem"):
+            return self.app(environ, start_response)
+        self.calls += 1
+        body = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+        left: dict[str, Any] = {}
+        for table, asked in body["RequestItems"].items():
+            if self.calls == 1 and len(asked["Keys"]) > 1:
+                left[table] = {**asked, "Keys": asked["Keys"][1:]}
+                asked["Keys"] = asked["Keys"][:1]
+        sent = json.dumps(body).encode()
+        answered: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            answered.update(status=status, headers=headers)
+
+        answer = json.loads(b"".join(self.app({**environ, "wsgi.input": io.BytesIO(sent),
+                                                "CONTENT_LENGTH": str(len(sent))}, keep)))
+        out = json.dumps({**answer, "UnprocessedKeys": left}).encode()
+        start_response(answered["status"], [(k, v) for k, v in answered["headers"]  # the body changed: its CRC too
+                                            if k.lower() not in ("content-length", "x-amz-crc32")]
+                       + [("Content-Length", str(len(out)))])
+        return [out]
+
+
+def test_keys_the_store_leaves_unprocessed_are_read_again(aws: Aws) -> None:
+    store = _store()
+    ids = [f"fmo0000000store{n}" for n in range(3)]
+    for op_id in ids:
+        store.create(op_id, "completion", "d", "me", [])
+    reading: Unprocessed = aws.wrap(Unprocessed)
+    assert sorted(store.records(ids)) == ids
+    assert reading.calls == 2  # the first read, then the keys it left
 
 
 # -- the fast layer itself ----------------------------------------------------------------------------
