@@ -257,6 +257,12 @@ _INPUT_WHERE = "every input item carries its own _where (_input_items sets one o
 _CHOICE_OFFERED = "_choice never reads `offered`"
 _URI_NAME = ("the folder and the name of a model URI hold no '/' (services._URI), so a second '://' can only follow "
              "the name: the second piece still begins with <folder>/<name>")
+_FORTY_POLLS = ("the functions create the table with poll_s 3, where int(121 / 3) == int(120 / 3) == 40; the local "
+                "stand-in's provisioning passes a short poll for a table moto makes at once, so its bound is never met")
+_CHECKSUM_CASE = "the client resolves the checksum settings lower-cased: its config reads 'when_required' either way"
+_S3V4_DEFAULT = "botocore signs an S3 client with s3v4 when none is named: the client's signature_version is s3v4 either way"
+_BATCH_RESPONSES = ("a BatchGetItem answer always has Responses, with a list for each table asked (empty when nothing "
+                    "was found); one that reads nothing is refused as throttled instead")
 _PATIENT_TRUTH = "add_usage tests `patient` for truth only: None is as false as False"
 
 
@@ -915,6 +921,15 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
           for arg in ("None", '"XXa100XX"', '"A100"')],
     ],
     "shared/jobs/store.py": [
+        ("int(120 / poll_s)", "int(121 / poll_s)", _FORTY_POLLS, "create_jobs_table"),
+        *[(f'{n}="when_required"', f'{n}="WHEN_REQUIRED"', _CHECKSUM_CASE, "s3_config")
+          for n in ("request_checksum_calculation", "response_checksum_validation")],
+        ('signature_version="s3v4"', "signature_version=None", _S3V4_DEFAULT, "s3_config"),
+        ('"path"}, signature_version="s3v4", request_', '"path"}, request_', _S3V4_DEFAULT, "s3_config"),
+        *[(a_, b_, _BATCH_RESPONSES, "_batch_get") for a_, b_ in (
+            (".get(self.table, [])", ".get(self.table, None)"), (".get(self.table, [])", ".get(self.table, )"),
+            ('answer.get("Responses", {})', 'answer.get("Responses", None)'),
+            ('answer.get("Responses", {})', 'answer.get("Responses", )'))],
         *((text, text.lower(), _KEYWORD_CASE) for text in _STORE_EXPRESSIONS),
         ("range(1, CONFLICT_ATTEMPTS + 1)", "range(1, CONFLICT_ATTEMPTS + 2)",
          "the loop raises at attempt == CONFLICT_ATTEMPTS, so it never reaches one more", "add_usage"),
