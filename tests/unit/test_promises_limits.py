@@ -241,7 +241,8 @@ def test_an_admission_reserves_the_worst_case_and_hands_back_the_bounded_body(
         "id": limits.item_key("alice", "202612"), "used_t": worst, "used_m": cost, f"r{minute}": 1,
         f"k{minute}": worst, "expires_at": datetime(2027, 1, 1, tzinfo=UTC).timestamp() + 40 * 86400}
     assert held(found) == {f"v_{res.rid}_0": f"{worst} {cost} {int(clock.now() + 900)}"}
-    assert len(res.rid) == 16 and set(res.rid) <= set("0123456789abcdef") and (res.caller, res.month, res.minute, res.kind, res.model, res.mode) == (
+    assert len(res.rid) == 16 and set(res.rid) <= set("0123456789abcdef")  # 64 bits, hex
+    assert (res.caller, res.month, res.minute, res.kind, res.model, res.mode) == (
         "alice", "202612", minute, "completion", LITE, "sync")
     assert request.log_fields == {"reserved_tokens": worst, "reserved_money": cost}
     assert res.headers == {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9",
@@ -565,7 +566,8 @@ def test_a_refusal_names_what_is_used_and_reserved_and_alerts_only_when_the_used
     for caller, limited in (("alice", {"monthly_tokens": 1 + WORST}), ("bob", {"monthly_budget": (2 + cost) / 10**9})):
         first = inv(settings, caller, **limited)
         limits.admit(first, body(), "completion", LITE)
-        assert settle(first, 1, 0, f"{caller}-1") is True  # 1 token used (2 billionths): what is left is exactly a worst case
+        # 1 token used (2 billionths): what is left is exactly a worst case
+        assert settle(first, 1, 0, f"{caller}-1") is True
         limits.admit(inv(settings, caller, **limited), body(), "completion", LITE)  # reserves it
         with pytest.raises(limits.QuotaExceededError) as caught:
             limits.admit(inv(settings, caller, **limited), body(), "completion", LITE)
@@ -1004,7 +1006,7 @@ def test_a_jobs_money_reaching_80_percent_alerts_from_the_settled_totals(
 
 
 def test_a_refusal_that_leaves_no_room_posts_the_100_percent_alert_with_what_is_settled(
-        store: JobStore, settings: Settings, webhook: Webhook) -> None:
+        store: JobStore, settings: Settings, webhook: Webhook, clock: ManualClock) -> None:
     hooked = settings.model_copy(update={"budget_webhook_url": webhook.url})
     cost = math.ceil(WORST * 1.5)
     used = (WORST + 1, math.ceil((WORST + 1) * 1.5))  # more than a worst case short of the budget is left
@@ -1015,7 +1017,7 @@ def test_a_refusal_that_leaves_no_room_posts_the_100_percent_alert_with_what_is_
         assert settle(first, used[0], 0, f"{caller}-1") is True
         with pytest.raises(limits.QuotaExceededError):
             limits.admit(inv(hooked, caller, **limited), body(), "completion", LITE)
-    events = [{"event": "budget_threshold", "caller": caller, "month": limits.month_of(__import__("time").time()),
+    events = [{"event": "budget_threshold", "caller": caller, "month": limits.month_of(clock.now()),
                "threshold_percent": 100, "monthly_tokens": tokens, "monthly_budget": budget, "tokens_used": used[0],
                "money_used": used[1] / 10**9}
               for caller, tokens, budget in (("alice", 2 * WORST, 1.0), ("bob", None, 2 * cost / 10**9))]
@@ -1023,7 +1025,8 @@ def test_a_refusal_that_leaves_no_room_posts_the_100_percent_alert_with_what_is_
 
 
 def test_an_alert_whose_claim_failed_is_sent_by_the_next_request_at_its_admission(
-        store: JobStore, settings: Settings, aws: Aws, webhook: Webhook, log_output: io.StringIO) -> None:
+        store: JobStore, settings: Settings, aws: Aws, webhook: Webhook, log_output: io.StringIO,
+        clock: ManualClock) -> None:
     """The request that reached 80% could not claim it: the next one sees 80% at its admission and sends it; its own
     usage then reaches 100%, sent from what it saw (no read) with the one write of the claim."""
     hooked = settings.model_copy(update={"budget_webhook_url": webhook.url})
@@ -1036,7 +1039,7 @@ def test_an_alert_whose_claim_failed_is_sent_by_the_next_request_at_its_admissio
     aws.restore()
     second = inv(hooked, **limited)
     limits.admit(second, body(), "completion", LITE)
-    month = limits.month_of(__import__("time").time())
+    month = limits.month_of(clock.now())
     event = {"event": "budget_threshold", "caller": "alice", "month": month, "threshold_percent": 80,
              "monthly_tokens": 10 * WORST, "monthly_budget": 1.0, "tokens_used": 8 * WORST,
              "money_used": 12 * WORST / 10**9}

@@ -485,7 +485,7 @@ def test_item_references_resolve_to_the_callers_stored_items_reading_each_respon
     assert second["output"][0]["id"] == response_object.item_id("message", second["id"], 3)
     third = create(input=[{"type": "item_reference", "id": asked}, message("again")])  # stored: its input items too
     listed = ask("GET", f"/{first['id']}/input_items", query="?order=asc")[1]["data"]
-    assert ask("GET", f"/{third['id']}/input_items", query="?order=asc")[1]["data"][0] == listed[1]  # as first stored it
+    assert ask("GET", f"/{third['id']}/input_items", query="?order=asc")[1]["data"][0] == listed[1]  # as stored first
     for missing in ("msg_unknown", "msg_" + first["id"][5:] + "_9", "msg_" + "0" * 32 + "_0", "fc_x_y"):
         assert refused("POST", body={"model": "yandexgpt-lite", "input": [
             message("hi"), {"type": "item_reference", "id": missing}]}) == (

@@ -748,8 +748,8 @@ def test_a_presigned_url_names_the_object_and_its_lifetime(aws: Aws) -> None:
 
 # -- a table that is not there yet --------------------------------------------------------------------
 
-def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(aws: Aws, monkeypatch: pytest.MonkeyPatch,
-                                                                       clock: ManualClock, log_output: io.StringIO) -> None:
+def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(
+        aws: Aws, monkeypatch: pytest.MonkeyPatch, clock: ManualClock, log_output: io.StringIO) -> None:
     import botocore.waiter
 
     waits: list[float] = []
