@@ -999,6 +999,10 @@ EQUIVALENT: dict[str, list[tuple[str, ...]]] = {
         ('inv.path_params.get("operationId", "")', 'inv.path_params.get("operationId", "XXXX")',
          "a missing operationId is refused as a bad one either way: neither '' nor 'XXXX' (upper case) matches "
          "OPERATION_ID, and the refusal does not name the value", "_operation_id"),
+        ("limits.release_job(item, inv.settings)", "limits.release_job(item, None)",
+         "release_job reads the settings only to find the instance's store, which cancel has just used to read and "
+         "finish the operation (job_store returns that one whatever it is given), and Settle.finish never reads them",
+         "cancel"),
     ],
     # -- shared/jobs/batches.py (h-batches) --
     "shared/jobs/batches.py": [
