@@ -260,7 +260,8 @@ _URI_NAME = ("the folder and the name of a model URI hold no '/' (services._URI)
 _FORTY_POLLS = ("the functions create the table with poll_s 3, where int(121 / 3) == int(120 / 3) == 40; the local "
                 "stand-in's provisioning passes a short poll for a table moto makes at once, so its bound is never met")
 _CHECKSUM_CASE = "the client resolves the checksum settings lower-cased: its config reads 'when_required' either way"
-_S3V4_DEFAULT = "botocore signs an S3 client with s3v4 when none is named: the client's signature_version is s3v4 either way"
+_S3V4_DEFAULT = ("botocore signs an S3 client with s3v4 when none is named: the client's signature_version is s3v4 "
+                 "either way")
 _BATCH_RESPONSES = ("a BatchGetItem answer always has Responses, with a list for each table asked (empty when nothing "
                     "was found); one that reads nothing is refused as throttled instead")
 _PATIENT_TRUTH = "add_usage tests `patient` for truth only: None is as false as False"
