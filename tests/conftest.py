@@ -207,6 +207,27 @@ def race(count: int, action: Any, timeout: float | None = None) -> list[Any]:
     return results
 
 
+def logged(log: io.StringIO, message: str) -> list[dict[str, Any]]:
+    """The JSON lines `log` (the log_output fixture's stream) holds with this message."""
+    return [line for line in map(json.loads, log.getvalue().splitlines()) if line.get("msg") == message]
+
+
+def counting(aws: Aws) -> list[str]:
+    """What reaches the store from now on: one entry per request (DynamoDB's target, or S3's method and path)."""
+    seen: list[str] = []
+
+    def middleware(app: Any) -> Any:
+        def counted(environ: dict[str, Any], start_response: Any) -> Any:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            seen.append(target.split(".")[-1] if target else f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+            return app(environ, start_response)
+
+        return counted
+
+    aws.wrap(middleware)
+    return seen
+
+
 @contextlib.contextmanager
 def in_zone(zone: str) -> Iterator[None]:
     """The process's local time zone set to `zone` (a POSIX zone such as "EAST-10", ten hours east of UTC: no time

@@ -24,7 +24,7 @@ from shared.config import Settings
 from shared.jobs import batches, worker
 from shared.jobs import store as jobs
 from tests.clock import ManualClock
-from tests.conftest import Aws, Emulator, FakeContext
+from tests.conftest import Aws, Emulator, FakeContext, counting
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -357,16 +357,9 @@ OP = "fmo0000000deadch"
 REASON = {"code": 14, "message": "not started: gave up on its chunk", "details": []}
 
 
-class CountWrites:
-    """WSGI middleware in front of the store's stand-in: counts the Document API's item writes."""
-
-    def __init__(self, app: Any) -> None:
-        self.app, self.count = app, 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if str(environ.get("HTTP_X_AMZ_TARGET", "")).endswith(("PutItem", "UpdateItem", "TransactWriteItems")):
-            self.count += 1
-        return self.app(environ, start_response)
+def _writes(seen: list[str]) -> int:
+    """The Document API's item writes among what reached the store."""
+    return sum(call in ("PutItem", "UpdateItem", "TransactWriteItems") for call in seen)
 
 
 def _chunk(store: jobs.JobStore, number: int, indexes: list[int]) -> None:
@@ -385,15 +378,15 @@ def test_a_dead_chunk_fails_its_requests_without_a_record_once_with_their_own_id
     store.item_started(OP, 4, "upstream4", "id-4")
     store.item_finished(OP, 5, "id-5", {"code": 3, "message": "refused", "details": []}, True, from_state=None)
     operation = {"items_total": 9, "chunk_items": 3}  # the payload, not these numbers, names the requests
-    writes: CountWrites = aws.wrap(CountWrites)
+    seen = counting(aws)
     assert batches.fail_chunk(OP, 1, operation, REASON, store) == 2
-    assert writes.count == 2  # one record for each request without one; the others are not written to at all
+    assert _writes(seen) == 2  # one record for each request without one; the others are not written to at all
     assert _outcomes(store, range(10)) == {
         3: ("done", "id-3", True, REASON), 4: ("running", "id-4", None, None),
         5: ("done", "id-5", True, {"code": 3, "message": "refused", "details": []}), 6: ("done", "id-6", True, REASON)}
     assert all(r["expires_at"] > clock.now() for r in store.items(OP, [3, 6]).values())
     assert batches.fail_chunk(OP, 1, operation, {**REASON, "message": "again"}, store) == 0  # a redelivered dead letter
-    assert writes.count == 2  # wrote nothing
+    assert _writes(seen) == 2  # wrote nothing
     assert _outcomes(store, range(10))[3] == ("done", "id-3", True, REASON)
 
 

@@ -33,7 +33,7 @@ from shared.jobs.store import JobStore, StoreError
 from shared.policy import KeyPolicy
 from shared.prices import table
 from tests.clock import ManualClock
-from tests.conftest import FOLDER, Aws, in_zone, race, reset_caches
+from tests.conftest import FOLDER, Aws, counting, in_zone, logged, race, reset_caches
 from tests.unit.test_promises_store import Refuse
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
@@ -98,10 +98,6 @@ def settle(request: Any, input_tokens: int, output_tokens: int, request_id: str 
 
 def at(clock: ManualClock, when: float) -> None:
     clock.advance(when - clock.now())
-
-
-def lines(log: io.StringIO, message: str) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in log.getvalue().splitlines() if json.loads(x).get("msg") == message]
 
 
 # -- the worst case --------------------------------------------------------------------------------------------
@@ -469,7 +465,7 @@ def test_a_ledger_that_fails_leaves_the_settle_to_finish_with_the_real_usage(
     aws.wrap(lambda app: Refuse(app, "TransactWriteItems", "ValidationException"))
     assert usage.record_task(operation, 0, 1, body(), {"usage": {"inputTextTokens": "4", "completionTokens": "3"}},
                              SimpleNamespace(settings=settings), settle=part) is None
-    assert len(lines(log_output, "usage not added to the totals (the log line is the record)")) == 1
+    assert len(logged(log_output, "usage not added to the totals (the log line is the record)")) == 1
     assert item(store)["used_t"] == WORST and not part.done
     aws.restore()
     part.finish(store)  # settles alone, to the usage the ledger was handed
@@ -495,7 +491,7 @@ def test_a_key_used_now_and_then_keeps_few_per_minute_counters(store: JobStore, 
         counts.append(len([name for name in item(store) if name[:1] in "rk" and name[1:].isdigit()]))
     # this minute's two, and earlier ones until TIDY_AT of them are there: the admission that sees them removes them
     assert counts == [2 + 2 * (n % (limits.TIDY_AT // 2)) for n in range(10)]
-    assert not lines(log_output, "stale per-minute counters not removed")
+    assert not logged(log_output, "stale per-minute counters not removed")
 
 
 def test_stale_counters_not_removed_are_a_warning_not_a_failure(store: JobStore, settings: Settings, aws: Aws,
@@ -508,7 +504,7 @@ def test_stale_counters_not_removed_are_a_warning_not_a_failure(store: JobStore,
     request = inv(settings, rpm=100)
     limits.admit(request, body(), "completion", LITE)
     assert request.reservation is not None
-    (line,) = lines(log_output, "stale per-minute counters not removed")
+    (line,) = logged(log_output, "stale per-minute counters not removed")
     assert (line["level"], line["limits_key"], line["error"]) == ("WARN", limits.item_key("alice", "202612"),
                                                                   "ClientError")
 
@@ -607,14 +603,14 @@ def test_an_expired_reservation_is_released_by_the_admission_it_would_refuse(
     clock.advance(settings.limits_reservation_s - 1)  # the first one exactly at its expiry: still held
     with pytest.raises(limits.QuotaExceededError):
         limits.admit(inv(settings, monthly_tokens=2 * WORST), body(), "completion", LITE)
-    assert lines(log_output, "expired budget reservations released (a request or job that reserved them never "
+    assert logged(log_output, "expired budget reservations released (a request or job that reserved them never "
                              "settled)") == []
     clock.advance(1)
     later = inv(settings, monthly_tokens=2 * WORST)
     limits.admit(later, body(), "completion", LITE)
     found = item(store)
     assert found["used_t"] == 2 * WORST and f"v_{crashed.reservation.rid}_0" not in found
-    (line,) = lines(log_output, "expired budget reservations released (a request or job that reserved them never "
+    (line,) = logged(log_output, "expired budget reservations released (a request or job that reserved them never "
                                 "settled)")
     assert (line["level"], line["limits_key"], line["reservations"], line["tokens"]) == (
         "WARN", limits.item_key("alice", "202612"), 1, WORST)
@@ -643,11 +639,11 @@ def test_one_sweep_releases_every_expired_reservation_in_one_write(
     for _ in range(3):
         limits.admit(inv(settings, monthly_budget=1.0), body(), "completion", LITE)
     clock.advance(settings.limits_reservation_s + 1)
-    writes: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "-", times=0))  # counts, refuses none
+    seen = counting(aws)
     assert limits.sweep_key(store, "alice") is True
     found = item(store)
-    assert (writes.calls, found["used_t"], found["used_m"], held(found)) == (1, 0, 0, {})
-    (line,) = lines(log_output, "expired budget reservations released (a request or job that reserved them never "
+    assert (seen.count("UpdateItem"), found["used_t"], found["used_m"], held(found)) == (1, 0, 0, {})
+    (line,) = logged(log_output, "expired budget reservations released (a request or job that reserved them never "
                                 "settled)")
     assert (line["reservations"], line["tokens"]) == (3, 3 * WORST)
 
@@ -708,7 +704,7 @@ def test_a_request_whose_ledger_failed_and_whose_reservation_was_swept_still_cou
     found = item(store)
     assert (found["used_t"], found["set_t"], found["used_m"], found["set_m"], held(found)) == (10, 10, 15, 15, {})
     assert request.reservation.open == set()
-    assert not lines(log_output, "budget reservation not settled (it is released when it expires)")
+    assert not logged(log_output, "budget reservation not settled (it is released when it expires)")
 
 
 def test_a_finish_that_cannot_write_is_a_warning(store: JobStore, settings: Settings, aws: Aws,
@@ -717,10 +713,10 @@ def test_a_finish_that_cannot_write_is_a_warning(store: JobStore, settings: Sett
     limits.admit(request, body(), "completion", LITE)
     aws.wrap(lambda app: Refuse(app, "UpdateItem", "Validation" + "x" * 400))  # a long error: cut to 300 characters
     limits.finish_request(request)
-    for line in lines(log_output, "budget reservation not settled (it is released when it expires)"):
+    for line in logged(log_output, "budget reservation not settled (it is released when it expires)"):
         assert (line["level"], line["limits_key"], line["part"]) == ("WARN", request.reservation.key, "0")
         assert line["error"].startswith("ClientError: ") and len(line["error"]) == 300
-    assert lines(log_output, "budget reservation not settled (it is released when it expires)")
+    assert logged(log_output, "budget reservation not settled (it is released when it expires)")
     assert request.reservation.open == {"0"}
     aws.restore()
     limits.finish_request(request)
@@ -860,11 +856,11 @@ def test_a_jobs_record_carries_its_reservation_and_an_unreadable_one_is_a_warnin
     plain = limits.Reservation("a", "202612", "r", {}, 0, 0.0, "", "sync", "completion")
     assert json.loads(plain.to_record())["limits"] == {}
     assert limits.job_reservation({"id": "op1"}) is None and limits.job_reservation({"limits": ""}) is None
-    assert lines(log_output, "a job's budget reservation is unreadable") == []
+    assert logged(log_output, "a job's budget reservation is unreadable") == []
     for broken in ("{", '{"caller": "a"}', '{"parts": {"t0": 3}}'):
         assert limits.job_reservation({"id": "op7", "limits": broken}) is None
-    logged = lines(log_output, "a job's budget reservation is unreadable")
-    assert [(x["level"], x["operation_id"]) for x in logged] == [("WARN", "op7")] * 3
+    unreadable = logged(log_output, "a job's budget reservation is unreadable")
+    assert [(x["level"], x["operation_id"]) for x in unreadable] == [("WARN", "op7")] * 3
     limits.release_job({"id": "op8"}, settings)  # no reservation: nothing to do
 
 
@@ -907,7 +903,7 @@ def webhook() -> Iterator[Webhook]:
 
 
 def alerts(log: io.StringIO) -> list[dict[str, Any]]:
-    return [x["budget_alert"] for x in lines(log, "budget threshold reached")]
+    return [x["budget_alert"] for x in logged(log, "budget threshold reached")]
 
 
 def test_the_80_and_100_percent_alerts_are_sent_once_each(store: JobStore, settings: Settings, webhook: Webhook,
@@ -939,7 +935,7 @@ def test_the_80_and_100_percent_alerts_are_sent_once_each(store: JobStore, setti
              "monthly_tokens": budget, "monthly_budget": 1.0, "tokens_used": 8 * WORST,
              "money_used": math.ceil((8 * WORST - 1) * 1.5 + 2) / 10**9}
     assert alerts(log_output) == [event] and webhook.posts == [("application/json", event)]
-    assert lines(log_output, "budget threshold reached")[0]["level"] == "WARN"
+    assert logged(log_output, "budget threshold reached")[0]["level"] == "WARN"
     one(WORST, 3)  # 90%: sent once already
     assert len(alerts(log_output)) == 1
     with pytest.raises(limits.QuotaExceededError):  # what is settled leaves no room for a worst case: 100%
@@ -1035,7 +1031,7 @@ def test_an_alert_whose_claim_failed_is_sent_by_the_next_request_at_its_admissio
     limits.admit(first, body(), "completion", LITE)
     aws.wrap(lambda app: Refuse(app, "UpdateItem", "ValidationException", times=1))  # the 80% claim
     assert settle(first, 8 * WORST, 0) is True
-    assert len(lines(log_output, "budget alert not sent")) == 1 and webhook.posts == []
+    assert len(logged(log_output, "budget alert not sent")) == 1 and webhook.posts == []
     aws.restore()
     second = inv(hooked, **limited)
     limits.admit(second, body(), "completion", LITE)
@@ -1044,12 +1040,11 @@ def test_an_alert_whose_claim_failed_is_sent_by_the_next_request_at_its_admissio
              "monthly_tokens": 10 * WORST, "monthly_budget": 1.0, "tokens_used": 8 * WORST,
              "money_used": 12 * WORST / 10**9}
     assert webhook.posts == [("application/json", event)]
-    reads: Refuse = aws.wrap(lambda app: Refuse(app, "GetItem", "-", times=0))  # count, refuse none
-    writes: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "-", times=0))
+    seen = counting(aws)
     assert settle(second, 2 * WORST, 0, "r2") is True
     assert webhook.posts[1:] == [("application/json", {**event, "threshold_percent": 100, "tokens_used": 10 * WORST,
                                                        "money_used": 15 * WORST / 10**9})]
-    assert (reads.calls, writes.calls) == (0, 1)  # the 100% claim; 80% is known claimed, the totals known
+    assert (seen.count("GetItem"), seen.count("UpdateItem")) == (0, 1)  # the 100% claim; 80% is known claimed, the totals known
 
 
 def test_an_admission_that_sees_an_alert_sent_claims_it_no_more(store: JobStore, settings: Settings, aws: Aws,
@@ -1057,9 +1052,9 @@ def test_an_admission_that_sees_an_alert_sent_claims_it_no_more(store: JobStore,
     first = inv(settings, monthly_tokens=10 * WORST)
     limits.admit(first, body(), "completion", LITE)
     assert settle(first, 8 * WORST, 0) is True and [a["threshold_percent"] for a in alerts(log_output)] == [80]
-    writes: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "-", times=0))  # counts, refuses none
+    seen = counting(aws)
     limits.admit(inv(settings, monthly_tokens=10 * WORST), body(), "completion", LITE)  # sees 80%, and its claim
-    assert writes.calls == 1 and len(alerts(log_output)) == 1  # the reservation's write only
+    assert seen.count("UpdateItem") == 1 and len(alerts(log_output)) == 1  # the reservation's write only
 
 
 def test_an_alert_is_claimed_by_exactly_one_of_racing_writers(store: JobStore, settings: Settings) -> None:
@@ -1083,7 +1078,7 @@ def test_a_failing_webhook_is_logged_and_the_alert_still_counts(store: JobStore,
         broken.shutdown()
         broken.server_close()
     assert [a["threshold_percent"] for a in alerts(log_output)] == [80, 100] and len(broken.posts) == 2
-    assert [x["error"] for x in lines(log_output, "budget alert webhook failed")] == ["HTTPError", "HTTPError"]
+    assert [x["error"] for x in logged(log_output, "budget alert webhook failed")] == ["HTTPError", "HTTPError"]
     assert item(store)["a80"] > 0 and item(store)["a100"] > 0
 
 
@@ -1094,6 +1089,6 @@ def test_an_alert_that_cannot_be_claimed_is_a_warning_and_the_request_goes_on(
     aws.wrap(lambda app: Refuse(app, "UpdateItem", "Validation" + "x" * 400))  # a long error: cut to 300 characters
     request.log_fields.update(model=LITE, input_tokens=WORST, completion_tokens=0)
     assert usage.record_request("completion", request, "r1") is True
-    (line,) = lines(log_output, "budget alert not sent")
+    (line,) = logged(log_output, "budget alert not sent")
     assert line["level"] == "WARN" and line["limits_key"] == request.reservation.key
     assert line["error"].startswith(("StoreError: ", "ClientError: ")) and len(line["error"]) == 300

@@ -23,7 +23,7 @@ from shared.config import settings
 from shared.jobs import store as jobs
 from shared.openai import response_object, response_store
 from tests.clock import ManualClock
-from tests.conftest import FOLDER, Aws, Emulator, FakeContext, reset_caches
+from tests.conftest import FOLDER, Aws, Emulator, FakeContext, counting, reset_caches
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -125,22 +125,6 @@ def user(text: str) -> dict[str, str]:
 
 def message(text: str, role: str = "user") -> dict[str, Any]:
     return {"type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}
-
-
-def counting(aws: Aws) -> list[str]:
-    """What reaches the store from now on: one entry per request (DynamoDB's target, or S3's method and path)."""
-    seen: list[str] = []
-
-    def middleware(app: Any) -> Any:
-        def counted(environ: dict[str, Any], start_response: Any) -> Any:
-            target = environ.get("HTTP_X_AMZ_TARGET", "")
-            seen.append(target.split(".")[-1] if target else f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-            return app(environ, start_response)
-
-        return counted
-
-    aws.wrap(middleware)
-    return seen
 
 
 # -- response_store: ids, records, documents -----------------------------------------------------------------

@@ -31,7 +31,7 @@ from shared import errors
 from shared.config import Settings
 from shared.jobs import store as jobs
 from tests.clock import ManualClock
-from tests.conftest import Aws, race
+from tests.conftest import Aws, logged, race
 
 InProcessMoto.shared()  # made at import, so a process forked after collection (mutmut's forkserver) starts warm
 
@@ -425,8 +425,7 @@ def test_a_conflict_that_persists_is_a_store_error_after_the_bound(aws: Aws, clo
     with pytest.raises(jobs.StoreError, match="TransactionConflictException after 6 attempts"):
         store.claim(OP, 0, "w1", 60)
     assert len(clock.sleeps) == jobs.CONFLICT_ATTEMPTS - 1
-    (line,) = [json.loads(x) for x in log_output.getvalue().splitlines()
-               if json.loads(x)["msg"] == "job store: write conflict persisted"]
+    (line,) = logged(log_output, "job store: write conflict persisted")
     assert (line["level"], line["attempts"]) == ("WARN", jobs.CONFLICT_ATTEMPTS)
     assert isinstance(jobs.StoreError("x"), errors.UpstreamUnavailableError)  # retryable: the message comes back
 
@@ -748,12 +747,18 @@ def test_a_presigned_url_names_the_object_and_its_lifetime(aws: Aws) -> None:
 
 # -- a table that is not there yet --------------------------------------------------------------------
 
-def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(
-        aws: Aws, monkeypatch: pytest.MonkeyPatch, clock: ManualClock, log_output: io.StringIO) -> None:
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits of botocore's waiters (DescribeTable until ACTIVE), recorded instead of slept."""
     import botocore.waiter
 
-    waits: list[float] = []
-    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=waits.append))  # record, not wait
+    recorded: list[float] = []
+    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=recorded.append))
+    return recorded
+
+
+def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(
+        aws: Aws, waits: list[float], clock: ManualClock, log_output: io.StringIO) -> None:
     store = _store(jobs_table="jobs-new")
     assert store.item(OP) is None and store.records([OP]) == {} and store.active_ids() == []
     assert store.delete_record(OP) is False  # creates the table on the way
@@ -764,16 +769,10 @@ def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(
     described = other.db.describe_time_to_live(TableName="jobs-newer")["TimeToLiveDescription"]
     assert (described["AttributeName"], described["TimeToLiveStatus"]) == ("expires_at", "ENABLED")
     assert jobs.create_jobs_table(other.db, "jobs-newer") is False  # made already: waited for, not made again
-    created = [json.loads(x) for x in log_output.getvalue().splitlines()
-               if json.loads(x)["msg"] == "created the jobs table"]
-    assert [(x["level"], x["table"]) for x in created] == [("INFO", "jobs-new"), ("INFO", "jobs-newer")]
+    assert [(x["level"], x["table"]) for x in logged(log_output, "created the jobs table")] == [("INFO", "jobs-new"), ("INFO", "jobs-newer")]
 
 
-def test_a_table_that_is_not_made_is_a_store_error_naming_why(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    import botocore.waiter
-
-    waits: list[float] = []
-    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=waits.append))  # record, not wait
+def test_a_table_that_is_not_made_is_a_store_error_naming_why(aws: Aws, waits: list[float]) -> None:
     db = _store().db
     aws.wrap(lambda app: Refuse(app, "DescribeTable", "ResourceNotFoundException"))  # never ACTIVE
     with pytest.raises(jobs.StoreError, match="^job store: creating table: WaiterError$"):
@@ -786,10 +785,7 @@ def test_a_table_that_is_not_made_is_a_store_error_naming_why(aws: Aws, monkeypa
             jobs.create_jobs_table(db, "jobs-refused")
 
 
-def test_a_write_whose_table_stays_missing_makes_it_once_then_fails(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    import botocore.waiter
-
-    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=lambda _: None))
+def test_a_write_whose_table_stays_missing_makes_it_once_then_fails(aws: Aws, waits: list[float]) -> None:
     store = _store()
     store.create(OP, "completion", "d", "me", [])
     refusal: Refuse = aws.wrap(lambda app: Refuse(app, "UpdateItem", "ResourceNotFoundException"))
