@@ -428,6 +428,18 @@ def configure(aws: Aws, monkeypatch: pytest.MonkeyPatch, **variables: str) -> No
 
 
 @pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits of botocore's waiters (DescribeTable until ACTIVE), recorded instead of slept."""
+    import types
+
+    import botocore.waiter
+
+    recorded: list[float] = []
+    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=recorded.append))
+    return recorded
+
+
+@pytest.fixture
 def clock() -> Iterator[ManualClock]:
     """A clock the test moves (tests/clock.py): sleeps return at once and are recorded; advance() moves time."""
     from shared import clock as shared_clock

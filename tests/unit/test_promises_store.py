@@ -747,16 +747,6 @@ def test_a_presigned_url_names_the_object_and_its_lifetime(aws: Aws) -> None:
 
 # -- a table that is not there yet --------------------------------------------------------------------
 
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits of botocore's waiters (DescribeTable until ACTIVE), recorded instead of slept."""
-    import botocore.waiter
-
-    recorded: list[float] = []
-    monkeypatch.setattr(botocore.waiter, "time", types.SimpleNamespace(sleep=recorded.append))
-    return recorded
-
-
 def test_a_missing_table_reads_as_empty_and_the_first_write_creates_it(
         aws: Aws, waits: list[float], clock: ManualClock, log_output: io.StringIO) -> None:
     store = _store(jobs_table="jobs-new")
